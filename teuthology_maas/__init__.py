@@ -1,0 +1,35 @@
+"""teuthology-maas: the Canonical MAAS provisioner for Ceph's teuthology.
+
+Importing this package is cheap on purpose (it runs at every interpreter start-up through the
+activation hook): public names are resolved lazily, on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "MaasProvisioner": "teuthology_maas.provisioner",
+    "MaasConfig": "teuthology_maas.config",
+    "MaasClient": "teuthology_maas.client",
+    "Machine": "teuthology_maas.models",
+    "NodeStatus": "teuthology_maas.models",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from teuthology_maas.client import MaasClient
+    from teuthology_maas.config import MaasConfig
+    from teuthology_maas.models import Machine, NodeStatus
+    from teuthology_maas.provisioner import MaasProvisioner
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'teuthology_maas' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

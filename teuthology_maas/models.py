@@ -1,0 +1,278 @@
+"""MAAS objects as the API returns them, parsed into typed values. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+
+class NodeStatus(IntEnum):
+    """MAAS NODE_STATUS: the numbers, list-filter keywords and labels of the real server."""
+
+    NEW = 0
+    COMMISSIONING = 1
+    FAILED_COMMISSIONING = 2
+    MISSING = 3
+    READY = 4
+    RESERVED = 5
+    DEPLOYED = 6
+    RETIRED = 7
+    BROKEN = 8
+    DEPLOYING = 9
+    ALLOCATED = 10
+    FAILED_DEPLOYMENT = 11
+    RELEASING = 12
+    FAILED_RELEASING = 13
+    DISK_ERASING = 14
+    FAILED_DISK_ERASING = 15
+    RESCUE_MODE = 16
+    ENTERING_RESCUE_MODE = 17
+    FAILED_ENTERING_RESCUE_MODE = 18
+    EXITING_RESCUE_MODE = 19
+    FAILED_EXITING_RESCUE_MODE = 20
+    TESTING = 21
+    FAILED_TESTING = 22
+
+    @property
+    def label(self) -> str:
+        """The exact `status_name` MAAS shows (note 'Releasing failed')."""
+        return _LABELS[self]
+
+    @property
+    def keyword(self) -> str:
+        """The lower-case keyword accepted by the `status` filter of GET machines/."""
+        return self.name.lower()
+
+    @property
+    def is_failure(self) -> bool:
+        return self in FAILURE_STATUSES
+
+    @property
+    def is_transitional(self) -> bool:
+        return self in TRANSITIONAL_STATUSES
+
+    @classmethod
+    def from_label(cls, label: str) -> NodeStatus:
+        """Parse a status_name or keyword, case-insensitively."""
+        wanted = label.strip().lower()
+        for status in cls:
+            if wanted in (status.label.lower(), status.keyword):
+                return status
+        raise ValueError(f"unknown MAAS status {label!r}")
+
+
+_LABELS: dict[NodeStatus, str] = {
+    NodeStatus.NEW: "New",
+    NodeStatus.COMMISSIONING: "Commissioning",
+    NodeStatus.FAILED_COMMISSIONING: "Failed commissioning",
+    NodeStatus.MISSING: "Missing",
+    NodeStatus.READY: "Ready",
+    NodeStatus.RESERVED: "Reserved",
+    NodeStatus.DEPLOYED: "Deployed",
+    NodeStatus.RETIRED: "Retired",
+    NodeStatus.BROKEN: "Broken",
+    NodeStatus.DEPLOYING: "Deploying",
+    NodeStatus.ALLOCATED: "Allocated",
+    NodeStatus.FAILED_DEPLOYMENT: "Failed deployment",
+    NodeStatus.RELEASING: "Releasing",
+    NodeStatus.FAILED_RELEASING: "Releasing failed",
+    NodeStatus.DISK_ERASING: "Disk erasing",
+    NodeStatus.FAILED_DISK_ERASING: "Failed disk erasing",
+    NodeStatus.RESCUE_MODE: "Rescue mode",
+    NodeStatus.ENTERING_RESCUE_MODE: "Entering rescue mode",
+    NodeStatus.FAILED_ENTERING_RESCUE_MODE: "Failed to enter rescue mode",
+    NodeStatus.EXITING_RESCUE_MODE: "Exiting rescue mode",
+    NodeStatus.FAILED_EXITING_RESCUE_MODE: "Failed to exit rescue mode",
+    NodeStatus.TESTING: "Testing",
+    NodeStatus.FAILED_TESTING: "Failed testing",
+}
+
+FAILURE_STATUSES: frozenset[NodeStatus] = frozenset(
+    {
+        NodeStatus.FAILED_COMMISSIONING,
+        NodeStatus.FAILED_DEPLOYMENT,
+        NodeStatus.FAILED_RELEASING,
+        NodeStatus.FAILED_DISK_ERASING,
+        NodeStatus.FAILED_ENTERING_RESCUE_MODE,
+        NodeStatus.FAILED_EXITING_RESCUE_MODE,
+        NodeStatus.FAILED_TESTING,
+    }
+)
+
+TRANSITIONAL_STATUSES: frozenset[NodeStatus] = frozenset(
+    {
+        NodeStatus.COMMISSIONING,
+        NodeStatus.DEPLOYING,
+        NodeStatus.RELEASING,
+        NodeStatus.DISK_ERASING,
+        NodeStatus.ENTERING_RESCUE_MODE,
+        NodeStatus.EXITING_RESCUE_MODE,
+        NodeStatus.TESTING,
+    }
+)
+
+# Where a wait for a deployment stops: the target, or anything MAAS can end a deployment in.
+DEPLOY_TARGET: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYED})
+DEPLOY_FAILURE: frozenset[NodeStatus] = frozenset(
+    # A deployment whose BMC cannot be driven reverts to Allocated (MAAS aborts it).
+    {NodeStatus.FAILED_DEPLOYMENT, NodeStatus.BROKEN, NodeStatus.ALLOCATED}
+)
+RELEASE_TARGET: frozenset[NodeStatus] = frozenset({NodeStatus.READY, NodeStatus.NEW})
+RELEASE_FAILURE: frozenset[NodeStatus] = frozenset(
+    {NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING, NodeStatus.BROKEN}
+)
+ABORT_TARGET: frozenset[NodeStatus] = frozenset(
+    {NodeStatus.ALLOCATED, NodeStatus.FAILED_DEPLOYMENT, NodeStatus.READY}
+)
+
+
+def _name_of(value: Any) -> str | None:
+    """`zone`, `pool` and `domain` are nested objects in MAAS JSON; tolerate plain strings."""
+    if isinstance(value, Mapping):
+        name = value.get("name")
+        return str(name) if name is not None else None
+    return str(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One machine as MAAS returned it. `raw` keeps the whole JSON object."""
+
+    system_id: str
+    hostname: str
+    status: NodeStatus
+    status_name: str
+    fqdn: str = ""
+    status_message: str | None = None
+    error_description: str = ""
+    owner: str | None = None
+    owner_data: Mapping[str, str] = field(default_factory=dict)
+    locked: bool = False
+    architecture: str = ""
+    osystem: str = ""
+    distro_series: str = ""
+    hwe_kernel: str | None = None
+    power_state: str = "unknown"
+    power_type: str = ""
+    tag_names: tuple[str, ...] = ()
+    pool: str | None = None
+    zone: str | None = None
+    cpu_count: int = 0
+    memory: int = 0
+    ip_addresses: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Machine:
+        try:
+            status = NodeStatus(int(data["status"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"machine object without a valid status: {data!r:.200}") from exc
+        owner_data = data.get("owner_data") or data.get("workload_annotations") or {}
+        return cls(
+            system_id=str(data["system_id"]),
+            hostname=str(data.get("hostname", "")),
+            status=status,
+            status_name=str(data.get("status_name") or status.label),
+            fqdn=str(data.get("fqdn") or ""),
+            status_message=data.get("status_message"),
+            error_description=str(data.get("error_description") or ""),
+            owner=data.get("owner") or None,
+            owner_data={str(k): str(v) for k, v in dict(owner_data).items()},
+            locked=bool(data.get("locked", False)),
+            architecture=str(data.get("architecture") or ""),
+            osystem=str(data.get("osystem") or ""),
+            distro_series=str(data.get("distro_series") or ""),
+            hwe_kernel=data.get("hwe_kernel"),
+            power_state=str(data.get("power_state") or "unknown"),
+            power_type=str(data.get("power_type") or ""),
+            tag_names=tuple(str(t) for t in data.get("tag_names") or ()),
+            pool=_name_of(data.get("pool")),
+            zone=_name_of(data.get("zone")),
+            cpu_count=int(data.get("cpu_count") or 0),
+            memory=int(data.get("memory") or 0),
+            ip_addresses=tuple(str(a) for a in data.get("ip_addresses") or ()),
+            raw=dict(data),
+        )
+
+    @property
+    def arch(self) -> str:
+        """The primary architecture, e.g. `amd64` for `amd64/generic`."""
+        return self.architecture.split("/", 1)[0]
+
+    @property
+    def subarch(self) -> str:
+        parts = self.architecture.split("/", 1)
+        return parts[1] if len(parts) == 2 else "generic"
+
+    def describe(self) -> str:
+        """`hostname (system_id)`: how every message names a machine."""
+        return f"{self.hostname} ({self.system_id})"
+
+
+@dataclass(frozen=True)
+class BootResource:
+    id: int
+    type: str
+    name: str
+    architecture: str
+    subarches: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BootResource:
+        subarches = str(data.get("subarches") or "")
+        return cls(
+            id=int(data.get("id", 0)),
+            type=str(data.get("type", "")),
+            name=str(data["name"]),
+            architecture=str(data.get("architecture", "")),
+            subarches=tuple(s for s in subarches.split(",") if s),
+        )
+
+    @property
+    def arch(self) -> str:
+        return self.architecture.split("/", 1)[0]
+
+    def serves(self, architecture: str) -> bool:
+        """True when this image can deploy a machine of `architecture` (`amd64/generic`)."""
+        arch, _, subarch = architecture.partition("/")
+        subarch = subarch or "generic"
+        res_arch, _, res_sub = self.architecture.partition("/")
+        if res_arch != arch:
+            return False
+        return subarch in {res_sub, *self.subarches} or res_sub in ("generic", "")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    node: str | None
+    hostname: str
+    level: str
+    created: str
+    type: str
+    description: str
+    username: str = "unknown"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Event:
+        return cls(
+            id=int(data.get("id", 0)),
+            node=data.get("node"),
+            hostname=str(data.get("hostname", "unknown")),
+            level=str(data.get("level", "INFO")),
+            created=str(data.get("created", "")),
+            type=str(data.get("type", "")),
+            description=str(data.get("description", "")),
+            username=str(data.get("username", "unknown")),
+        )
+
+    def line(self) -> str:
+        text = f"{self.type} - {self.description}" if self.description else self.type
+        return f"{self.created} {self.level}: {text}"
+
+
+def machines_from_json(items: Iterable[Mapping[str, Any]]) -> list[Machine]:
+    return [Machine.from_json(item) for item in items]
