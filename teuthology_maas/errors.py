@@ -140,3 +140,11 @@ class ReleaseFailed(MaasError):
 
 class SSHNotReady(MaasError):
     """The node never accepted our SSH key, or runs a different OS than requested."""
+
+
+class MaasTimeout(MaasError):
+    """A bounded wait ran out; `last_status` is what MAAS showed last."""
+
+    def __init__(self, message: str, *, last_status: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, status=last_status, **kwargs)  # type: ignore[arg-type]
+        self.last_status = last_status

@@ -1,0 +1,4 @@
+"""Shared pytest configuration. Area-specific fixtures live in tests/fixtures_<area>.py and are
+registered here, one line each."""
+
+pytest_plugins: list[str] = []
