@@ -21,7 +21,6 @@ system-packages:
 
 lint: $(STAMP)
 	$(BIN)/ruff check teuthology_maas tests bench scripts
- 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
