@@ -1,0 +1,1 @@
+"""Test doubles shipped for users' own tests (loopback only)."""
