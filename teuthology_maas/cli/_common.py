@@ -1,0 +1,177 @@
+"""What every subcommand shares: exit codes, the common options, loading the configuration,
+and writing results as text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from teuthology_maas.errors import (
+    ConfigError,
+    MaasAuthError,
+    MaasError,
+    MaasUnavailable,
+)
+
+if TYPE_CHECKING:
+    from teuthology_maas.client import MaasClient
+    from teuthology_maas.config import MaasConfig
+
+
+class ExitCode(IntEnum):
+    """Exit statuses scripts can rely on (documented in docs/cli.md)."""
+
+    OK = 0
+    FAILURE = 1  # the operation was attempted and failed (MAAS refused it, deploy failed ...)
+    USAGE = 2  # bad command line or unusable configuration; nothing was attempted
+    DOCTOR_FAIL = 3  # doctor: at least one check is FAIL
+    FINDINGS = 4  # reconcile: leaks, drift or stuck nodes remain
+    UNREACHABLE = 5  # MAAS (or paddles) could not be reached, or the API key was rejected
+    INTERRUPTED = 130  # Ctrl-C
+
+
+# Registered by each subcommand module: how to run it once arguments are parsed.
+Handler = Callable[["Context", argparse.Namespace], int]
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
+    """`--config` and `--json` work before or after the subcommand. On subcommands the default
+    is SUPPRESS so that a value given before the subcommand is not overwritten."""
+    default_config: Any = None if top_level else argparse.SUPPRESS
+    default_json: Any = False if top_level else argparse.SUPPRESS
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default_config,
+        help="teuthology config file with a maas: section (default: $TEUTHOLOGY_CONFIG, "
+        "~/.teuthology.yaml, /etc/teuthology.yaml: the file teuthology reads)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default_json,
+        help="machine-readable JSON on stdout instead of text",
+    )
+
+
+def config_source(path: str | None) -> Path | None:
+    """The file MaasConfig.load would read, mirroring teuthology's own search order."""
+    if path:
+        return Path(path).expanduser()
+    candidates = []
+    env = os.environ.get("TEUTHOLOGY_CONFIG")
+    if env:
+        candidates.append(Path(env).expanduser())
+    candidates += [Path("~/.teuthology.yaml").expanduser(), Path("/etc/teuthology.yaml")]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass
+class Context:
+    """Per-invocation state: where output goes and how, and the lazily loaded config/client."""
+
+    stdout: IO[str]
+    stderr: IO[str]
+    json: bool = False
+    config_path: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _config: MaasConfig | None = None
+    _clients: list[MaasClient] = field(default_factory=list)
+
+    @property
+    def is_tty(self) -> bool:
+        isatty = getattr(self.stdout, "isatty", None)
+        return bool(isatty and isatty())
+
+    @property
+    def colour(self) -> bool:
+        """Colour only for a human at a terminal (and never when NO_COLOR is set)."""
+        return self.is_tty and not self.json and "NO_COLOR" not in self.env
+
+    def config(self) -> MaasConfig:
+        if self._config is None:
+            from teuthology_maas.config import MaasConfig
+
+            self._config = MaasConfig.load(self.config_path)
+        return self._config
+
+    def client(self) -> MaasClient:
+        """A new client on the configured MAAS; closed when the command ends."""
+        from teuthology_maas.client import MaasClient
+
+        client = MaasClient.from_config(self.config())
+        self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        while self._clients:
+            self._clients.pop().close()
+
+    def out(self, text: str = "") -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def err(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def emit_json(self, payload: Any) -> None:
+        json.dump(payload, self.stdout, indent=2, sort_keys=True, default=str)
+        self.stdout.write("\n")
+        self.stdout.flush()
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    if isinstance(exc, ConfigError):
+        return ExitCode.USAGE
+    if isinstance(exc, MaasUnavailable | MaasAuthError):
+        return ExitCode.UNREACHABLE
+    return ExitCode.FAILURE
+
+
+def error_payload(exc: MaasError) -> dict[str, Any]:
+    """An error as --json reports it: the class, the text, and the machine it concerns."""
+    payload: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
+    for name in ("machine", "system_id", "status", "http_status"):
+        value = getattr(exc, name, None)
+        if value is not None:
+            payload[name] = value
+    return payload
+
+
+def report_error(ctx: Context, exc: MaasError) -> int:
+    """Print an error the way the chosen output mode wants and return its exit code."""
+    code = exit_code_for(exc)
+    if ctx.json:
+        ctx.emit_json({"ok": False, **error_payload(exc)})
+    else:
+        ctx.err(f"teuthology-maas: {type(exc).__name__}: {exc}")
+    return int(code)
+
+
+@contextmanager
+def closing(ctx: Context) -> Iterator[Context]:
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def short_hostname(name: str) -> str:
+    """`ubuntu@smithi001.front.sepia.ceph.com` -> `smithi001`: MAAS hostnames are short names."""
+    return name.rsplit("@", 1)[-1].split(".", 1)[0]
+
+
+def default_streams() -> tuple[IO[str], IO[str]]:
+    return sys.stdout, sys.stderr

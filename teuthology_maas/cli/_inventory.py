@@ -1,0 +1,40 @@
+"""Which configured machine_type a MAAS machine belongs to, as operators name them.
+
+teuthology only knows machine types; MAAS knows tags, pools and hostnames. A lab marks a type
+with a tag or a resource pool of the same name, or (Sepia style) names its nodes after it
+(`smithi001`). The first of those that matches a configured type wins."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from teuthology_maas.models import Machine
+
+_TRAILING_DIGITS = re.compile(r"\d+$")
+
+
+def machine_type_of(machine: Machine, machine_types: Sequence[str]) -> str | None:
+    for wanted in machine_types:
+        if wanted in machine.tag_names:
+            return wanted
+    for wanted in machine_types:
+        if machine.pool == wanted:
+            return wanted
+    prefix = _TRAILING_DIGITS.sub("", machine.hostname).rstrip("-_")
+    for wanted in machine_types:
+        if prefix == wanted:
+            return wanted
+    return None
+
+
+def machines_by_type(
+    machines: Sequence[Machine], machine_types: Sequence[str]
+) -> dict[str, list[Machine]]:
+    """Every configured type (even one with no machines), with its machines in MAAS order."""
+    grouped: dict[str, list[Machine]] = {t: [] for t in machine_types}
+    for machine in machines:
+        kind = machine_type_of(machine, machine_types)
+        if kind is not None:
+            grouped[kind].append(machine)
+    return grouped

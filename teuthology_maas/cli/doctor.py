@@ -1,0 +1,75 @@
+"""`teuthology-maas doctor`: a preflight of everything a run needs, in one pass."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from teuthology_maas.cli._checks import CheckResult, DoctorState, run_all
+from teuthology_maas.cli._common import Context, ExitCode, add_common_options
+from teuthology_maas.cli._table import VERDICT_COLOURS, paint
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check the configuration, MAAS, machines, images, templates and SSH key",
+        description="Preflight before a run: the configuration is valid; MAAS answers (port, "
+        "TLS); it accepts the API key (whoami); its version; every configured machine type "
+        "has machines and some are Ready; the OS images are synced for every architecture in "
+        "use; the user_data templates render to valid cloud-config; an SSH public key is "
+        "there to inject. Each check prints OK, WARN, FAIL or SKIP (an earlier check failed) "
+        "with a fix hint. Exit status 3 when any check FAILs.",
+    )
+    add_common_options(parser, top_level=False)
+    parser.add_argument(
+        "--os",
+        action="append",
+        metavar="TYPE:VERSION",
+        type=_os_pair,
+        help="an OS to check images and templates for (repeatable; default: ubuntu:22.04, "
+        "teuthology's default, plus every OS in maas.image_map)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _os_pair(text: str) -> tuple[str, str]:
+    os_type, sep, os_version = text.partition(":")
+    if not sep or not os_type.strip() or not os_version.strip():
+        raise argparse.ArgumentTypeError(f"expected TYPE:VERSION such as centos:9.stream, "
+                                         f"got {text!r}")
+    return os_type.strip(), os_version.strip()
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    from teuthology_maas.client import MaasClient
+
+    def make_client(cfg: Any) -> MaasClient:
+        client = MaasClient.from_config(cfg)
+        ctx._clients.append(client)
+        return client
+
+    state = DoctorState(
+        config_path=ctx.config_path,
+        make_client=make_client,
+        os_list=list(dict.fromkeys(args.os or [])),
+    )
+    results = run_all(state)
+    failed = any(r.verdict == "FAIL" for r in results)
+    if ctx.json:
+        ctx.emit_json({"ok": not failed, "checks": [r.as_json() for r in results]})
+    else:
+        render(ctx, results)
+    return int(ExitCode.DOCTOR_FAIL if failed else ExitCode.OK)
+
+
+def render(ctx: Context, results: list[CheckResult]) -> None:
+    width = max(len(r.name) for r in results)
+    for result in results:
+        verdict = paint(f"{result.verdict:<4}", VERDICT_COLOURS.get(result.verdict), ctx.colour)
+        ctx.out(f"{verdict}  {result.name:<{width}}  {result.detail}")
+        if result.hint and result.verdict in ("WARN", "FAIL"):
+            ctx.out(f"{'':<4}  {'':<{width}}  fix: {result.hint}")
+    counts = {v: sum(1 for r in results if r.verdict == v) for v in ("OK", "WARN", "FAIL", "SKIP")}
+    ctx.out()
+    ctx.out(", ".join(f"{n} {v}" for v, n in counts.items() if n))

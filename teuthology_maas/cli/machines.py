@@ -1,0 +1,141 @@
+"""`teuthology-maas machines`: the fleet as MAAS sees it, one row per machine."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Any
+
+from teuthology_maas.cli._common import Context, ExitCode, add_common_options
+from teuthology_maas.cli._inventory import machine_type_of
+from teuthology_maas.cli._table import paint, render_table, status_colour
+from teuthology_maas.models import Machine, NodeStatus
+
+HEADERS = ("HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "OS", "POWER", "MESSAGE")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "machines",
+        help="list the MAAS machines of the configured machine types",
+        description="List the machines of the configured machine types as MAAS sees them: "
+        "hostname, type, status, owner, MAAS lock, deployed OS, power state and MAAS's "
+        "latest status message, then a count per status. A non-admin API key only sees "
+        "free machines and its own.",
+    )
+    add_common_options(parser, top_level=False)
+    parser.add_argument(
+        "-m",
+        "--machine-type",
+        action="append",
+        metavar="TYPE",
+        help="only this machine type (repeatable, or comma-separated)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="also list machines that belong to no configured machine type",
+    )
+    parser.set_defaults(handler=run)
+
+
+def os_of(machine: Machine) -> str:
+    if machine.osystem and machine.distro_series:
+        return f"{machine.osystem}/{machine.distro_series}"
+    return machine.distro_series or machine.osystem
+
+
+def requested_types(values: list[str] | None) -> list[str]:
+    return [t.strip() for value in values or () for t in value.split(",") if t.strip()]
+
+
+def describe(machine: Machine, kind: str | None) -> dict[str, Any]:
+    return {
+        "hostname": machine.hostname,
+        "system_id": machine.system_id,
+        "type": kind,
+        "status": machine.status_name,
+        "owner": machine.owner,
+        "locked": machine.locked,
+        "os": os_of(machine) or None,
+        "power": machine.power_state,
+        "status_message": machine.status_message,
+    }
+
+
+def summary_line(counts: Counter[str], order: list[str]) -> str:
+    total = sum(counts.values())
+    noun = "machine" if total == 1 else "machines"
+    parts = [f"{counts[label]} {label}" for label in order]
+    return f"{total} {noun}" + (": " + ", ".join(parts) if parts else "")
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    cfg = ctx.config()
+    wanted = requested_types(args.machine_type)
+    known = list(dict.fromkeys([*cfg.machine_types, *wanted]))
+    client = ctx.client()
+    selected: list[tuple[Machine, str | None]] = []
+    for machine in sorted(client.list_machines(), key=lambda m: m.hostname):
+        kind = machine_type_of(machine, known)
+        if wanted and kind not in wanted:
+            continue
+        if not wanted and kind is None and not args.all:
+            continue
+        selected.append((machine, kind))
+
+    counts: Counter[str] = Counter(m.status_name for m, _ in selected)
+    # statuses in MAAS's own numeric order, so summaries read the same every time
+    order = sorted(counts, key=lambda label: _status_rank(label))
+    if ctx.json:
+        ctx.emit_json(
+            {
+                "machines": [describe(m, kind) for m, kind in selected],
+                "summary": {label: counts[label] for label in order},
+                "total": len(selected),
+            }
+        )
+        return int(ExitCode.OK)
+
+    rows = []
+    colours = []
+    for machine, kind in selected:
+        rows.append(
+            [
+                machine.hostname,
+                kind or "-",
+                machine.status_name,
+                machine.owner or "-",
+                "yes" if machine.locked else "no",
+                os_of(machine) or "-",
+                machine.power_state,
+                machine.status_message or "",
+            ]
+        )
+        colours.append([None, None, status_colour(machine.status), None, None, None, None, None])
+    if rows:
+        for line in render_table(HEADERS, rows, colours=colours, colour=ctx.colour):
+            ctx.out(line)
+        ctx.out()
+    summary = summary_line(counts, order)
+    if ctx.colour:
+        summary = ", ".join(
+            paint(part, _colour_for_part(part), True) for part in summary.split(", ")
+        )
+    ctx.out(summary)
+    return int(ExitCode.OK)
+
+
+def _status_rank(label: str) -> int:
+    try:
+        return int(NodeStatus.from_label(label))
+    except ValueError:
+        return 1000
+
+
+def _colour_for_part(part: str) -> str | None:
+    label = part.split(": ")[-1].split(" ", 1)[-1]
+    try:
+        return status_colour(NodeStatus.from_label(label))
+    except ValueError:
+        return None
