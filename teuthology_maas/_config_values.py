@@ -1,0 +1,255 @@
+"""Parsing and checking of single `maas:` values. Every failure names the key, shows the value
+(secrets redacted by the caller) and says what was expected."""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from teuthology_maas.errors import ConfigError
+
+API_SUFFIX = "api/2.0/"
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def fail(key: str, value: Any, expected: str) -> ConfigError:
+    shown = value if isinstance(value, str) and value.startswith("<") else repr(value)
+    return ConfigError(f"maas: {key}: got {shown}; expected {expected}", key=key)
+
+
+def number(key: str, value: Any, *, minimum: float = 0.0, allow_zero: bool = False) -> float:
+    """A positive number of seconds (YAML int/float, or a numeric string)."""
+    if isinstance(value, bool):
+        raise fail(key, value, "a number of seconds")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise fail(key, value, "a number of seconds") from None
+    if not isinstance(value, int | float) or value != value:  # NaN is not a duration
+        raise fail(key, value, "a number of seconds")
+    result = float(value)
+    if result < minimum or (result == 0 and not allow_zero):
+        bound = f">= {minimum:g}" if allow_zero or minimum > 0 else "> 0"
+        raise fail(key, value, f"a number of seconds {bound}")
+    return result
+
+
+def integer(key: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise fail(key, value, f"an integer >= {minimum}")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise fail(key, value, f"an integer >= {minimum}") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < minimum:
+        raise fail(key, value, f"an integer >= {minimum}")
+    return value
+
+
+def boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise fail(key, value, "true or false")
+
+
+def text(key: str, value: Any, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        raise fail(key, value, "a non-empty string")
+    return value.strip()
+
+
+def optional_text(key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return text(key, value)
+
+
+def normalize_api_url(value: Any, *, key: str = "api_url") -> str:
+    """`http://host:5240/MAAS`, `.../MAAS/`, `.../MAAS/api/2.0` and `.../MAAS/api/2.0/` all
+    become `http://host:5240/MAAS/api/2.0/`; repeated slashes in the path collapse to one."""
+    if not isinstance(value, str) or not value.strip():
+        raise fail(key, value, "the MAAS URL, e.g. http://maas.example.com:5240/MAAS/")
+    raw = value.strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fail(
+            key, value, "an http:// or https:// URL with a host, e.g. http://maas:5240/MAAS/"
+        )
+    if parts.username or parts.password:
+        raise fail(key, "<a URL with credentials>", "a URL without user:password (use api_key)")
+    if parts.query or parts.fragment:
+        raise fail(key, value, "a URL without ?query or #fragment")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise fail(key, value, "a URL with a numeric port") from None
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) >= 2 and segments[-2] == "api":
+        if segments[-1] != "2.0":
+            raise fail(key, value, "the MAAS API version 2.0 (…/api/2.0/)")
+        segments = segments[:-2]
+    path = "/" + "".join(f"{s}/" for s in segments) + API_SUFFIX
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def string_list(key: str, value: Any) -> tuple[str, ...]:
+    """A YAML list of strings, or one comma-separated string; whitespace stripped, empties
+    dropped, duplicates removed (first wins)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, Sequence):
+        items = list(value)
+    else:
+        raise fail(key, value, "a list of names or a comma-separated string")
+    result: list[str] = []
+    for item in items:
+        if not isinstance(item, str | int | float) or isinstance(item, bool):
+            raise fail(key, value, "a list of names or a comma-separated string")
+        name = str(item).strip()
+        if name and name not in result:
+            result.append(name)
+    return tuple(result)
+
+
+def resolve_path(value: str, base_dir: Path) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else base_dir / path
+
+
+def readable_file(key: str, value: Any, base_dir: Path) -> Path:
+    path = resolve_path(text(key, value), base_dir)
+    if not path.is_file():
+        raise fail(key, value, f"a readable file (looked for {path}; it does not exist)")
+    if not os.access(path, os.R_OK):
+        raise fail(key, value, f"a readable file ({path} is not readable by this user)")
+    return path
+
+
+USER_DATA_FIELDS = frozenset({"os_type", "os_version"})
+
+
+def user_data_pattern(key: str, value: Any, base_dir: Path) -> str | None:
+    """The user_data path pattern, made absolute against `base_dir`. A pattern without
+    placeholders names one file, which must be readable now."""
+    pattern = optional_text(key, value)
+    if pattern is None:
+        return None
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+    except ValueError as exc:
+        raise fail(key, value, f"a path pattern with balanced braces ({exc})") from None
+    unknown = fields - USER_DATA_FIELDS
+    if unknown:
+        raise fail(
+            key,
+            value,
+            "a path pattern using only {os_type} and {os_version} "
+            f"(unknown placeholder(s): {', '.join(sorted(unknown))})",
+        )
+    path = resolve_path(pattern, base_dir)
+    if not fields and (not path.is_file() or not os.access(path, os.R_OK)):
+        raise fail(
+            key,
+            value,
+            f"a readable cloud-init template (looked for {path}; relative paths are "
+            f"resolved against {base_dir})",
+        )
+    return str(path)
+
+
+_PUBLIC_KEY = re.compile(
+    r"^(ssh-(rsa|dss|ed25519)|ecdsa-sha2-\S+|sk-\S+@openssh\.com)\s+[A-Za-z0-9+/=]+(\s.*)?$"
+)
+
+
+def is_public_key(value: str) -> bool:
+    return bool(_PUBLIC_KEY.match(value.strip()))
+
+
+def _keys_in_file(key: str, shown: str, path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(key, shown, f"a public key or a readable public key file ({exc})") from None
+    found = [line.strip() for line in lines if is_public_key(line)]
+    if not found:
+        raise fail(key, shown, f"a public key file; {path} holds no OpenSSH public key")
+    return found
+
+
+def ssh_public_keys(key: str, value: Any, base_dir: Path) -> tuple[str, ...]:
+    """Public keys given inline or as paths to `.pub` files; None means the control node's
+    own `~/.ssh/id_*.pub` (none found gives an empty tuple)."""
+    if value is None:
+        keys: list[str] = []
+        for pub in sorted((Path.home() / ".ssh").glob("id_*.pub")):
+            try:
+                keys.extend(_keys_in_file(key, str(pub), pub))
+            except ConfigError:
+                continue  # an unrelated broken file in ~/.ssh is not a config error
+        return tuple(dict.fromkeys(keys))
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        raise fail(key, value, "a list of public keys or .pub file paths")
+    keys = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise fail(key, item, "a public key or a .pub file path")
+        if is_public_key(item):
+            keys.append(item.strip())
+        else:
+            path = resolve_path(item.strip(), base_dir)
+            if not path.is_file():
+                raise fail(
+                    key, item, f"an OpenSSH public key or a .pub file path ({path} not found)"
+                )
+            keys.extend(_keys_in_file(key, item, path))
+    return tuple(dict.fromkeys(keys))
+
+
+def image_map(key: str, value: Any) -> dict[str, Any]:
+    """{"<os_type> <os_version>": "<os>/<release>"} or {"<os_type>": {"<version>": "..."}}."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise fail(key, value, 'a mapping like {"ubuntu 22.04": "ubuntu/jammy"}')
+    result: dict[str, Any] = {}
+    for name, target in value.items():
+        label = str(name).strip()
+        if isinstance(target, str) and target.strip():
+            result[label] = target.strip()
+        elif isinstance(target, Mapping):
+            inner: dict[str, str] = {}
+            for version, image in target.items():
+                if not isinstance(image, str) or not image.strip():
+                    raise fail(f"{key}.{label}.{version}", image, "an image name like rocky/9")
+                inner[str(version).strip()] = image.strip()
+            result[label] = inner
+        else:
+            raise fail(
+                f"{key}.{label}", target, "an image name like ubuntu/jammy or a version mapping"
+            )
+    return result
+
+
+def string_mapping(key: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise fail(key, value, "a mapping with string keys")
+    return dict(value)

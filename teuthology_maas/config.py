@@ -1,0 +1,406 @@
+"""The `maas:` configuration section: read it, fill in defaults, validate every value.
+
+Sources: a plain mapping, a teuthology YAML file, or teuthology's own config object. The four
+upstream keys (`api_url`, `api_key`, `machine_types`, `timeout`, `user_data`) keep upstream's
+meaning; everything else is an optional extension, so one file serves both code bases.
+Relative paths are resolved against the directory of the config file (the current directory
+for a mapping built in code, unless `base_dir` is given). No network access here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from teuthology_maas import _config_values as values
+from teuthology_maas._config_values import normalize_api_url
+from teuthology_maas._redact import REDACTED, register_secret
+from teuthology_maas.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_SENTINEL_FILE",
+    "ERASE_MODES",
+    "ApiKey",
+    "EraseMode",
+    "MaasConfig",
+    "normalize_api_url",
+]
+
+EraseMode = Literal["none", "quick", "full", "secure", "ceph"]
+ERASE_MODES: tuple[EraseMode, ...] = ("none", "quick", "full", "secure", "ceph")
+_ERASE_ALIASES: dict[str, EraseMode] = {"off": "none", "false": "none", "no": "none"}
+
+DEFAULT_SENTINEL_FILE = "/var/lib/cloud/instance/boot-finished"
+MAAS_DEPLOY_TIMEOUT = 1800.0  # MAAS's own node_timeout (30 minutes): never give up earlier
+
+KNOWN_KEYS = frozenset(
+    {
+        "api_url", "api_key", "machine_types", "timeout", "deploy_timeout", "release_timeout",
+        "abort_timeout", "ssh_timeout", "poll_interval", "poll_min_interval", "http_timeout",
+        "verify", "ca_bundle", "erase", "agent_name", "user_data", "user_data_vars", "ssh_user",
+        "ssh_keys", "ssh_private_key", "ssh_config", "image_map", "lock_after_deploy",
+        "sentinel_file", "max_concurrent_actions", "lookup_retries", "lab_domain",
+    }
+)  # fmt: skip
+
+_CONFIG_SEARCH = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A MAAS API key `consumer_key:token_key:token_secret`; the secret never shows in reprs."""
+
+    consumer_key: str
+    token_key: str
+    token_secret: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        register_secret(self.token_secret)
+
+    @classmethod
+    def parse(cls, value: Any, *, key: str = "api_key") -> ApiKey:
+        if isinstance(value, ApiKey):
+            return value
+        if not isinstance(value, str):
+            raise values.fail(key, type(value).__name__, "a string consumer_key:token_key:secret")
+        parts = value.strip().split(":")
+        if len(parts) != 3 or not all(parts) or any(c.isspace() for c in value.strip()):
+            for part in parts[2:]:
+                register_secret(part)
+            raise values.fail(
+                key,
+                redact_api_key(value),
+                "consumer_key:token_key:token_secret (three non-empty fields separated by ':'; "
+                "copy it from the MAAS UI under your user's API keys)",
+            )
+        return cls(parts[0], parts[1], parts[2])
+
+    def __repr__(self) -> str:
+        return f"ApiKey(consumer_key={self.consumer_key!r}, token_key={self.token_key!r}, token_secret={REDACTED!r})"  # noqa: E501
+
+    def __str__(self) -> str:
+        return f"{self.consumer_key}:{self.token_key}:{REDACTED}"
+
+
+def redact_api_key(value: str) -> str:
+    """How a (possibly malformed) key is shown: the non-secret fields only."""
+    parts = value.strip().split(":")
+    if len(parts) >= 3:
+        return f"<{parts[0]}:{parts[1]}:{REDACTED}>"
+    return f"<{REDACTED}: {len(value.strip())} characters in {len(parts)} ':'-separated field(s)>"
+
+
+@dataclass(frozen=True)
+class MaasConfig:
+    """The validated `maas:` section. Build it with `from_mapping`, `from_yaml`,
+    `from_teuthology` or `load`; docs/configuration.md describes every key."""
+
+    api_url: str
+    api_key: ApiKey
+    machine_types: tuple[str, ...] = ()
+    timeout: float = 900.0
+    deploy_timeout: float = MAAS_DEPLOY_TIMEOUT
+    release_timeout: float = 1800.0
+    abort_timeout: float = 300.0
+    ssh_timeout: float = 600.0
+    poll_interval: float = 10.0
+    poll_min_interval: float = 0.5
+    http_timeout: float = 30.0
+    verify: bool | str = True
+    erase: EraseMode = "quick"
+    agent_name: str = "teuthology-maas"
+    user_data: str | None = None
+    user_data_base: Path = field(default_factory=Path.cwd)
+    user_data_vars: Mapping[str, Any] = field(default_factory=dict)
+    ssh_user: str = "ubuntu"
+    ssh_keys: tuple[str, ...] = ()
+    ssh_private_key: str | None = None
+    ssh_config: str | None = None
+    image_map: Mapping[str, Any] = field(default_factory=dict)
+    lock_after_deploy: bool = True
+    sentinel_file: str | None = DEFAULT_SENTINEL_FILE
+    max_concurrent_actions: int = 16
+    lookup_retries: int = 3
+    lab_domain: str | None = None
+    source: str = field(default="<mapping>", compare=False)
+
+    # ---- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(
+        cls,
+        section: Mapping[str, Any],
+        *,
+        base_dir: Path | str | None = None,
+        top: Mapping[str, Any] | None = None,
+        source: str = "<mapping>",
+    ) -> MaasConfig:
+        """Validate a `maas:` section. `top` is the whole teuthology config (for
+        `lab_domain`); `base_dir` anchors relative paths (default: the current directory)."""
+        if not isinstance(section, Mapping):
+            raise values.fail("maas", section, "a mapping of maas settings")
+        base = Path(base_dir).expanduser() if base_dir is not None else Path.cwd()
+        base = base.absolute()
+        unknown = sorted(str(k) for k in section if k not in KNOWN_KEYS)
+        if unknown:
+            log.warning("%s: ignoring unknown maas key(s): %s", source, ", ".join(unknown))
+        s = dict(section)
+        for required in ("api_url", "api_key"):
+            if s.get(required) in (None, ""):
+                raise ConfigError(
+                    f"maas: {required} is missing in {source}; expected "
+                    + (
+                        "the MAAS URL, e.g. http://maas.example.com:5240/MAAS/"
+                        if required == "api_url"
+                        else "the MAAS API key consumer_key:token_key:token_secret"
+                    ),
+                    key=required,
+                )
+        api_url = normalize_api_url(s["api_url"])
+        api_key = ApiKey.parse(s["api_key"])
+        timeout = values.number("timeout", s.get("timeout", 900))
+        deploy_default = max(timeout, MAAS_DEPLOY_TIMEOUT)
+        deploy_timeout = values.number("deploy_timeout", s.get("deploy_timeout", deploy_default))
+        poll_min = values.number("poll_min_interval", s.get("poll_min_interval", 0.5))
+        poll = values.number("poll_interval", s.get("poll_interval", 10), minimum=poll_min)
+        lab_domain = s.get("lab_domain")
+        if lab_domain is None and top is not None:
+            lab_domain = top.get("lab_domain")
+        sentinel = s.get("sentinel_file", DEFAULT_SENTINEL_FILE)
+        sentinel = values.optional_text("sentinel_file", sentinel)
+        if sentinel is not None and not sentinel.startswith("/"):
+            raise values.fail("sentinel_file", sentinel, "an absolute path on the node, or null")
+        ssh_private_key = s.get("ssh_private_key")
+        if values.optional_text("ssh_private_key", ssh_private_key) is not None:
+            ssh_private_key = str(values.readable_file("ssh_private_key", ssh_private_key, base))
+        ssh_config = s.get("ssh_config")
+        if values.optional_text("ssh_config", ssh_config) is not None:
+            ssh_config = str(values.readable_file("ssh_config", ssh_config, base))
+        return cls(
+            api_url=api_url,
+            api_key=api_key,
+            machine_types=values.string_list("machine_types", s.get("machine_types")),
+            timeout=timeout,
+            deploy_timeout=deploy_timeout,
+            release_timeout=values.number("release_timeout", s.get("release_timeout", 1800)),
+            abort_timeout=values.number("abort_timeout", s.get("abort_timeout", 300)),
+            ssh_timeout=values.number("ssh_timeout", s.get("ssh_timeout", 600)),
+            poll_interval=poll,
+            poll_min_interval=poll_min,
+            http_timeout=values.number("http_timeout", s.get("http_timeout", 30)),
+            verify=_verify(s, base, source),
+            erase=_erase(s.get("erase", "quick")),
+            agent_name=values.text("agent_name", s.get("agent_name", "teuthology-maas")),
+            user_data=values.user_data_pattern("user_data", s.get("user_data"), base),
+            user_data_base=base,
+            user_data_vars=values.string_mapping("user_data_vars", s.get("user_data_vars")),
+            ssh_user=values.text("ssh_user", s.get("ssh_user", "ubuntu")),
+            ssh_keys=values.ssh_public_keys("ssh_keys", s.get("ssh_keys"), base),
+            ssh_private_key=ssh_private_key or None,
+            ssh_config=ssh_config or None,
+            image_map=values.image_map("image_map", s.get("image_map")),
+            lock_after_deploy=values.boolean("lock_after_deploy", s.get("lock_after_deploy", True)),
+            sentinel_file=sentinel,
+            max_concurrent_actions=values.integer(
+                "max_concurrent_actions", s.get("max_concurrent_actions", 16), minimum=1
+            ),
+            lookup_retries=values.integer("lookup_retries", s.get("lookup_retries", 3), minimum=1),
+            lab_domain=values.optional_text("lab_domain", lab_domain),
+            source=source,
+        )
+
+    @classmethod
+    def from_yaml(cls, path: Path | str) -> MaasConfig:
+        """Read a teuthology YAML file: its `maas:` section plus top-level `lab_domain`.
+        A file holding only the section's keys (an `api_url` at top level) works too."""
+        file = Path(path).expanduser()
+        try:
+            document = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read config file {file}: {exc.strerror or exc}; expected a readable "
+                "teuthology YAML file with a maas: section",
+                key="maas",
+            ) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}", key="maas") from None
+        if document is None:
+            document = {}
+        if not isinstance(document, Mapping):
+            raise values.fail("maas", type(document).__name__, f"{file} to hold a YAML mapping")
+        section = document.get("maas")
+        if section is None and "api_url" in document:
+            section = document
+        if section is None:
+            raise ConfigError(
+                f"{file} has no maas: section; expected maas: with api_url and api_key",
+                key="maas",
+            )
+        return cls.from_mapping(
+            section, base_dir=file.absolute().parent, top=document, source=str(file)
+        )
+
+    @classmethod
+    def from_teuthology(cls, obj: Any) -> MaasConfig:
+        """From teuthology's config object (duck-typed: `.maas` or `.get("maas")`), read at
+        call time so teuthology's reloads and test overrides are seen."""
+        section = _section_of(obj)
+        if section is None:
+            raise ConfigError(
+                "teuthology's config has no maas: section; expected maas: with api_url, "
+                "api_key and machine_types",
+                key="maas",
+            )
+        top = {"lab_domain": _get(obj, "lab_domain")}
+        yaml_path = _get(obj, "yaml_path")
+        base_dir = Path(yaml_path).expanduser().absolute().parent if yaml_path else None
+        return cls.from_mapping(
+            section, base_dir=base_dir, top=top, source=str(yaml_path or "teuthology config")
+        )
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> MaasConfig:
+        """`path`, else $TEUTHOLOGY_CONFIG, else ~/.teuthology.yaml, else /etc/teuthology.yaml."""
+        if path is not None:
+            return cls.from_yaml(path)
+        env = os.environ.get("TEUTHOLOGY_CONFIG")
+        if env:
+            return cls.from_yaml(env)
+        for candidate in _CONFIG_SEARCH:
+            file = Path(candidate).expanduser()
+            if file.is_file():
+                return cls.from_yaml(file)
+        raise ConfigError(
+            "no configuration found; expected $TEUTHOLOGY_CONFIG, ~/.teuthology.yaml or "
+            "/etc/teuthology.yaml with a maas: section",
+            key="maas",
+        )
+
+    # ---- "is MAAS enabled?" ---------------------------------------------------------------
+
+    @classmethod
+    def problem(
+        cls,
+        section: Any,
+        *,
+        base_dir: Path | str | None = None,
+        top: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Why `section` cannot drive MAAS (None when it can): missing, invalid, or without
+        machine_types. Never raises; meant for teuthology's `enabled()` checks."""
+        if not section:
+            return "no maas: section"
+        if not isinstance(section, Mapping):
+            return "the maas: section is not a mapping"
+        try:
+            cfg = cls.from_mapping(section, base_dir=base_dir, top=top)
+        except ConfigError as exc:
+            return str(exc)
+        if not cfg.machine_types:
+            return "maas: machine_types is empty; no machine type is provisioned through MAAS"
+        return None
+
+    @classmethod
+    def usable(
+        cls,
+        section: Any,
+        *,
+        base_dir: Path | str | None = None,
+        top: Mapping[str, Any] | None = None,
+    ) -> bool:
+        return cls.problem(section, base_dir=base_dir, top=top) is None
+
+    @property
+    def enabled(self) -> bool:
+        """True when some machine type is provisioned through MAAS."""
+        return bool(self.machine_types)
+
+    def handles(self, machine_type: str | None) -> bool:
+        return machine_type is not None and machine_type in self.machine_types
+
+    @property
+    def ca_bundle(self) -> str | None:
+        return self.verify if isinstance(self.verify, str) else None
+
+    def fqdn(self, hostname: str) -> str:
+        """`hostname` qualified with lab_domain (unchanged if already qualified or no domain)."""
+        if "." in hostname or not self.lab_domain:
+            return hostname
+        return f"{hostname}.{self.lab_domain}"
+
+
+def _erase(value: Any) -> EraseMode:
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "quick"
+    if isinstance(value, str):
+        mode = value.strip().lower()
+        mode = _ERASE_ALIASES.get(mode, mode)
+        if mode in ERASE_MODES:
+            return mode
+    raise values.fail("erase", value, "one of " + ", ".join(ERASE_MODES))
+
+
+def _verify(section: Mapping[str, Any], base: Path, source: str) -> bool | str:
+    verify = section.get("verify", True)
+    bundle = section.get("ca_bundle")
+    if isinstance(verify, str) and verify.strip().lower() in ("true", "false", "yes", "no"):
+        verify = values.boolean("verify", verify)
+    if bundle not in (None, ""):
+        if verify is False:
+            raise values.fail(
+                "ca_bundle", bundle, "no ca_bundle when verify is false (they contradict)"
+            )
+        if isinstance(verify, str) and verify != bundle:
+            raise values.fail("ca_bundle", bundle, f"the same path as verify ({verify!r})")
+        verify = bundle
+    if isinstance(verify, bool):
+        if not verify:
+            log.warning(
+                "%s: maas: verify is false: TLS certificates of the MAAS server are NOT "
+                "checked; anyone on the path can read the API key",
+                source,
+            )
+        return verify
+    if isinstance(verify, str):
+        key = "ca_bundle" if bundle not in (None, "") else "verify"
+        path = values.resolve_path(verify.strip(), base)
+        if not (path.is_file() or path.is_dir()) or not os.access(path, os.R_OK):
+            raise values.fail(
+                key, verify, f"true, false, or a readable CA bundle file/directory ({path})"
+            )
+        return str(path)
+    raise values.fail("verify", verify, "true, false, or the path of a CA bundle")
+
+
+def _get(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    try:
+        value = getattr(obj, name)
+    except (AttributeError, KeyError):
+        value = None
+    if value is None and hasattr(obj, "get"):
+        try:
+            value = obj.get(name)
+        except Exception:  # a config object with an odd get(); treat the key as absent
+            value = None
+    return value
+
+
+def _section_of(obj: Any) -> Mapping[str, Any] | None:
+    section = _get(obj, "maas")
+    if section is None:
+        return None
+    if not isinstance(section, Mapping):
+        raise values.fail("maas", type(section).__name__, "a mapping of maas settings")
+    return section
