@@ -1,8 +1,163 @@
-"""`teuthology-maas reconcile` (placeholder while the module is written)."""
+"""`teuthology-maas reconcile`: what MAAS holds that paddles has forgotten, and vice versa."""
+
 from __future__ import annotations
 
+import argparse
+from datetime import UTC, datetime
 from typing import Any
+
+from teuthology_maas.cli._common import Context, ExitCode, add_common_options
+from teuthology_maas.cli._inventory import machines_by_type
+from teuthology_maas.cli._paddles import PaddlesReader, lock_server_from_config
+from teuthology_maas.cli._reconcile import (
+    DEFAULT_NODE_TIMEOUT_MINUTES,
+    Finding,
+    find_leaks_and_drift,
+    status_timeout,
+    stuck_finding,
+)
+from teuthology_maas.cli._table import paint
+from teuthology_maas.errors import MaasError
+
+_KIND_COLOURS = {"leak": "\x1b[31m", "drift": "\x1b[33m", "stuck": "\x1b[35m"}
 
 
 def register(subparsers: Any) -> None:
-    return None
+    parser = subparsers.add_parser(
+        "reconcile",
+        help="find leaks, drift and stuck machines between MAAS and paddles",
+        description="Compare MAAS with teuthology's lock server. LEAK: a machine allocated "
+        "or deployed to our MAAS user but unlocked in paddles (nobody will release it). "
+        "DRIFT: locked in paddles but Ready in MAAS. STUCK: in a transitional status with no "
+        "MAAS event for longer than MAAS's own timeout (node_timeout; 5 minutes for "
+        "Releasing). A dry run by default; --apply releases the leaks through the "
+        "provisioner (only machines our MAAS user owns, and only if still unlocked in "
+        "paddles). Exit status 4 when findings remain.",
+    )
+    add_common_options(parser, top_level=False)
+    parser.add_argument(
+        "--lock-server",
+        metavar="URL",
+        help="paddles URL (default: lock_server from the teuthology config file)",
+    )
+    parser.add_argument(
+        "-m",
+        "--machine-type",
+        action="append",
+        metavar="TYPE",
+        help="only these configured machine types (repeatable, or comma-separated)",
+    )
+    parser.add_argument(
+        "--apply", action="store_true", help="release the leaks (default: only report)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def _node_timeout_minutes(client: Any) -> float:
+    try:
+        value = client.get_config("node_timeout")
+        return float(value) if value else DEFAULT_NODE_TIMEOUT_MINUTES
+    except (MaasError, TypeError, ValueError):
+        return DEFAULT_NODE_TIMEOUT_MINUTES
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    from teuthology_maas.cli._common import config_source
+    from teuthology_maas.cli.machines import requested_types
+
+    cfg = ctx.config()
+    url = args.lock_server or lock_server_from_config(config_source(ctx.config_path))
+    wanted = requested_types(args.machine_type) or list(cfg.machine_types)
+    client = ctx.client()
+    maas_user = str(client.whoami().get("username", ""))
+    grouped = machines_by_type(client.list_machines(), wanted)
+    machines = [m for kind in wanted for m in grouped.get(kind, [])]
+
+    paddles = PaddlesReader(url, timeout=cfg.http_timeout)
+    try:
+        nodes = {node.hostname: node for node in paddles.nodes(wanted)}
+        findings = find_leaks_and_drift(machines, nodes, maas_user)
+        node_timeout = _node_timeout_minutes(client)
+        now = datetime.now(UTC)
+        for machine in machines:
+            if status_timeout(machine.status, node_timeout) is None:
+                continue
+            newest = client.events(id=machine.system_id, level="DEBUG", limit=1)
+            stuck = stuck_finding(
+                machine, newest[0] if newest else None, node_timeout_minutes=node_timeout, now=now
+            )
+            if stuck is not None:
+                findings.append(stuck)
+        failed = False
+        if args.apply:
+            failed = apply_leaks(ctx, cfg, client, paddles, findings)
+    finally:
+        paddles.close()
+
+    remaining = [f for f in findings if not (f.kind == "leak" and f.action == "released")]
+    if ctx.json:
+        ctx.emit_json(
+            {
+                "dry_run": not args.apply,
+                "maas_user": maas_user,
+                "lock_server": paddles.url,
+                "findings": [f.as_json() for f in findings],
+                "counts": {k: sum(1 for f in findings if f.kind == k)
+                           for k in ("leak", "drift", "stuck")},
+            }
+        )
+    else:
+        render(ctx, findings, dry_run=not args.apply, checked=len(machines))
+    if failed:
+        return int(ExitCode.FAILURE)
+    return int(ExitCode.FINDINGS if remaining else ExitCode.OK)
+
+
+def apply_leaks(
+    ctx: Context, cfg: Any, client: Any, paddles: PaddlesReader, findings: list[Finding]
+) -> bool:
+    """Release every leak through the provisioner (which enforces ownership). Returns True when
+    any release failed."""
+    from teuthology_maas.provisioner import MaasProvisioner
+
+    failed = False
+    for finding in findings:
+        if finding.kind != "leak":
+            continue
+        node_name = cfg.fqdn(finding.hostname)
+        try:
+            # paddles may have locked it since we looked: then it is in use, not leaked
+            if paddles.node(node_name).locked:
+                finding.action = "skipped: locked in paddles since the check"
+                continue
+        except MaasError as exc:
+            finding.action = f"skipped: cannot re-check paddles: {exc}"
+            failed = True
+            continue
+        try:
+            MaasProvisioner(finding.hostname, config=cfg, client=client).release()
+        except MaasError as exc:
+            finding.action = f"release failed: {type(exc).__name__}: {exc}"
+            failed = True
+        else:
+            finding.action = "released"
+    return failed
+
+
+def render(ctx: Context, findings: list[Finding], *, dry_run: bool, checked: int) -> None:
+    for finding in findings:
+        tag = paint(f"{finding.kind.upper():<5}", _KIND_COLOURS.get(finding.kind), ctx.colour)
+        ctx.out(f"{tag}  {finding.hostname}  {finding.detail}")
+        if finding.action:
+            ctx.out(f"       -> {finding.action}")
+        elif finding.kind == "leak" and dry_run:
+            ctx.out("       -> would release (run with --apply)")
+    counts = {k: sum(1 for f in findings if f.kind == k) for k in ("leak", "drift", "stuck")}
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+    suffix = " (dry run: nothing changed)" if dry_run else ""
+    if not findings:
+        ctx.out(f"{checked} machine(s) checked: MAAS and paddles agree, nothing stuck")
+    else:
+        if findings:
+            ctx.out()
+        ctx.out(f"{checked} machine(s) checked: {summary}{suffix}")

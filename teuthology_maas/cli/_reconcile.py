@@ -1,0 +1,144 @@
+"""Compare MAAS with paddles: leaks, drift, and machines stuck past MAAS's own timeouts.
+
+Pure classification: the caller fetches the machines, the paddles nodes and (for machines in
+a transitional status) the newest event, and decides what to do with the findings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from teuthology_maas.cli._paddles import PaddlesNode
+from teuthology_maas.models import Event, Machine, NodeStatus
+
+Kind = Literal["leak", "drift", "stuck"]
+
+# MAAS's own bounds. node_timeout (config, minutes; 30 by default) bounds deploying,
+# commissioning, testing and disk erasing; a release whose power-off is not seen within five
+# minutes is marked "Releasing failed".
+RELEASING_TIMEOUT = 300.0
+DEFAULT_NODE_TIMEOUT_MINUTES = 30.0
+
+# A machine owned by our MAAS user in any of these is held by teuthology (not Ready/New).
+HELD = frozenset(NodeStatus) - {NodeStatus.READY, NodeStatus.NEW}
+
+
+@dataclass
+class Finding:
+    kind: Kind
+    hostname: str
+    system_id: str
+    status: str
+    owner: str | None
+    detail: str
+    action: str | None = None  # what --apply did (or why it did nothing)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        payload = {
+            "kind": self.kind,
+            "hostname": self.hostname,
+            "system_id": self.system_id,
+            "status": self.status,
+            "owner": self.owner,
+            "detail": self.detail,
+            "action": self.action,
+        }
+        payload.update(self.extra)
+        return payload
+
+
+def status_timeout(status: NodeStatus, node_timeout_minutes: float) -> float | None:
+    """Seconds after which MAAS itself would have failed a machine in `status`."""
+    if status == NodeStatus.RELEASING:
+        return RELEASING_TIMEOUT
+    if status.is_transitional:
+        return node_timeout_minutes * 60.0
+    return None
+
+
+def parse_event_time(created: str) -> datetime | None:
+    """MAAS's `created` ("Fri, 07 Dec. 2018 20:11:08", region time, taken as UTC)."""
+    text = created.strip().replace(".", "", 1) if created else ""
+    for pattern in ("%a, %d %b %Y %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(text, pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def format_duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def find_leaks_and_drift(
+    machines: Sequence[Machine], paddles: Mapping[str, PaddlesNode], maas_user: str
+) -> list[Finding]:
+    findings: list[Finding] = []
+    for machine in machines:
+        node = paddles.get(machine.hostname)
+        if node is None:
+            continue
+        if machine.owner == maas_user and machine.status in HELD and not node.locked:
+            findings.append(
+                Finding(
+                    "leak",
+                    machine.hostname,
+                    machine.system_id,
+                    machine.status_name,
+                    machine.owner,
+                    f"{machine.status_name} for MAAS user {maas_user!r} but unlocked in paddles",
+                )
+            )
+        elif node.locked and machine.status == NodeStatus.READY:
+            who = node.locked_by or "?"
+            desc = f" ({node.description})" if node.description else ""
+            findings.append(
+                Finding(
+                    "drift",
+                    machine.hostname,
+                    machine.system_id,
+                    machine.status_name,
+                    machine.owner,
+                    f"locked in paddles by {who}{desc} but Ready in MAAS",
+                    extra={"locked_by": node.locked_by},
+                )
+            )
+    return findings
+
+
+def stuck_finding(
+    machine: Machine,
+    newest_event: Event | None,
+    *,
+    node_timeout_minutes: float,
+    now: datetime,
+) -> Finding | None:
+    """A machine whose status is transitional and has shown no activity for longer than MAAS
+    allows the whole operation. The newest event is never older than the start of the
+    operation, so its age is a lower bound on the time in status: no false alarms."""
+    bound = status_timeout(machine.status, node_timeout_minutes)
+    if bound is None or newest_event is None:
+        return None
+    since = parse_event_time(newest_event.created)
+    if since is None:
+        return None
+    age = (now - since).total_seconds()
+    if age <= bound:
+        return None
+    return Finding(
+        "stuck",
+        machine.hostname,
+        machine.system_id,
+        machine.status_name,
+        machine.owner,
+        f"{machine.status_name} with no MAAS event for {format_duration(age)} (MAAS gives up "
+        f"after {format_duration(bound)}); last event: {newest_event.line()}",
+        extra={"idle_seconds": round(age), "maas_timeout_seconds": round(bound)},
+    )
