@@ -1,0 +1,99 @@
+"""Forensics: what the one-line summary and the report say, and that collecting never raises."""
+
+from __future__ import annotations
+
+from teuthology_maas.errors import MaasUnavailable
+from teuthology_maas.forensics import Forensics, collect
+from teuthology_maas.models import Event, Machine, NodeStatus
+
+
+def event(id_: int, type_: str, description: str = "", level: str = "INFO") -> Event:
+    return Event(
+        id=id_,
+        node="abc123",
+        hostname="smithi001",
+        level=level,
+        created=f"Sat, 21 Nov. 2026 06:{id_:02d}:00",
+        type=type_,
+        description=description,
+    )
+
+
+FAILED = Forensics(
+    hostname="smithi001",
+    system_id="abc123",
+    status_name="Failed deployment",
+    status_message="Marking node failed - Installation failed",
+    error_description="Installation failed",
+    events=(  # newest first, as MAAS answers
+        event(9, "Marking node failed", "Installation failed", "ERROR"),
+        event(8, "Node installation failure", "curtin command failed", "ERROR"),
+        event(7, "Installing OS"),
+        event(6, "User starting deployment", "(teuthology)", "DEBUG"),
+        event(5, "Configuring storage"),
+    ),
+    installation_output="start\nextracting image\nERROR: curtin: disk /dev/sda not found\ndone\n",
+)
+
+
+def test_summary_is_one_line_with_status_message_events_and_install_log():
+    text = FAILED.summary()
+    assert "\n" not in text
+    assert text.startswith(
+        "smithi001 (abc123): Failed deployment: Marking node failed - Installation failed"
+    )
+    # Newest three INFO+ events, oldest first; our own DEBUG request events are left out.
+    assert "last events: Installing OS, Node installation failure - curtin command failed, " in text
+    assert "User starting deployment" not in text
+    assert "installation output: ERROR: curtin: disk /dev/sda not found" in text
+
+
+def test_report_holds_everything_in_order():
+    report = FAILED.report()
+    assert "Status: Failed deployment" in report
+    assert "Error description: Installation failed" in report
+    events = report[report.index("Events") :]
+    assert events.index("Configuring storage") < events.index("Marking node failed - Installation")
+    assert "User starting deployment" in report  # the full report keeps DEBUG events
+    assert "  done" in report
+
+
+def test_install_summary_falls_back_to_the_last_line_without_error_lines():
+    quiet = Forensics("h", "s", "Deployed", installation_output="a\nb\nlast line\n\n")
+    assert quiet.install_summary() == "last line"
+    assert Forensics("h", "s", "Deployed").install_summary() is None
+
+
+def test_summary_is_bounded_even_for_huge_messages():
+    huge = Forensics("h", "s", "Failed deployment", status_message="x" * 5000)
+    assert len(huge.summary()) <= 900
+
+
+class _BrokenClient:
+    """A MAAS that fails every call: forensics must still return what it has."""
+
+    def get_machine(self, system_id):
+        raise MaasUnavailable("MAAS unreachable")
+
+    def events(self, **kwargs):
+        raise MaasUnavailable("MAAS unreachable")
+
+    def installation_output(self, system_id):
+        raise RuntimeError("boom")
+
+
+def test_collect_never_raises_and_lists_what_it_could_not_get():
+    machine = Machine.from_json(
+        {
+            "system_id": "abc123",
+            "hostname": "smithi001",
+            "status": int(NodeStatus.DEPLOYING),
+            "status_message": "Installing OS",
+        }
+    )
+    found = collect(_BrokenClient(), machine)  # type: ignore[arg-type]
+    assert found.status_name == "Deploying"
+    assert found.status_message == "Installing OS"
+    assert len(found.problems) == 3
+    assert "forensics incomplete" in found.summary()
+    assert "MAAS unreachable" in found.summary()
