@@ -1,0 +1,280 @@
+"""The teuthology-facing surface of teuthology_maas, shaped like teuthology/provision/fog.py.
+
+Teuthology calls exactly this (see docs/teuthology-integration.md):
+
+- `get_types()` on every lock and unlock decision: the machine types MAAS provisions. Reads the
+  config only; never raises, never touches the network.
+- `enabled(warn=False)`: whether the `maas:` section is usable.
+- `MAAS(name, os_type, os_version).create()` from `provision.reimage()`; `MAAS(name).release()`
+  from `lock.ops.stop_node()` when a node is unlocked.
+
+The work is MaasProvisioner's; this module maps teuthology's names and config onto it and adds
+what only the teuthology side can know about (the nodes this process is reimaging). It is the
+only module of the package that imports teuthology, and importing teuthology switches the
+process to gevent: import this module only inside teuthology processes.
+
+Configuration is read from `teuthology.config.config` when called, never at import: its
+`maas:` section, top-level `lab_domain`, and as fall-backs for the SSH check teuthology's own
+`ssh_key` and `ssh_config_path` (so the library reaches nodes the way teuthology will).
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from teuthology import misc
+from teuthology.config import config as teuthology_config
+
+from teuthology_maas.config import MaasConfig
+from teuthology_maas.errors import MaasError, OwnershipError
+from teuthology_maas.provisioner import MaasProvisioner
+
+__all__ = ["MAAS", "enabled", "get_types", "load_config"]
+
+log = logging.getLogger(__name__)
+
+# Bounds for the clean-up this module does when the process exits (see _clean_up_at_exit):
+# a leaving CLI must not hang for MAAS's full erase time.
+EXIT_RELEASE_TIMEOUT = 120.0
+PADDLES_TIMEOUT = 10.0
+
+
+def _top(name: str) -> Any:
+    try:
+        return teuthology_config.get(name)
+    except Exception:
+        return None
+
+
+def _config_dir() -> Path | None:
+    yaml_path = getattr(teuthology_config, "yaml_path", None)
+    return Path(str(yaml_path)).expanduser().absolute().parent if yaml_path else None
+
+
+def _problem() -> str | None:
+    try:
+        return MaasConfig.problem(
+            _top("maas"), base_dir=_config_dir(), top={"lab_domain": teuthology_config.lab_domain}
+        )
+    except Exception as exc:  # get_types() must never raise
+        return f"the maas: section could not be read ({type(exc).__name__}: {exc})"
+
+
+def enabled(warn: bool = False) -> bool:
+    """True when the `maas:` section is usable and names at least one machine type."""
+    problem = _problem()
+    if problem is not None and warn:
+        log.warning("MAAS disabled: %s", problem)
+    return problem is None
+
+
+def get_types() -> list[str]:
+    """The machine types provisioned through MAAS; [] when MAAS is not (usably) configured."""
+    try:
+        if not enabled():
+            return []
+        return list(load_config().machine_types)
+    except Exception:
+        return []
+
+
+def load_config() -> MaasConfig:
+    """The MaasConfig of teuthology's current config (raises ConfigError naming the key)."""
+    cfg = MaasConfig.from_teuthology(teuthology_config)
+    updates: dict[str, Any] = {}
+    ssh_key = _top("ssh_key")
+    if isinstance(ssh_key, list | tuple):
+        ssh_key = ssh_key[0] if ssh_key else None
+    if cfg.ssh_private_key is None and ssh_key:
+        updates["ssh_private_key"] = os.path.expanduser(str(ssh_key))
+    ssh_config_path = _top("ssh_config_path")
+    if cfg.ssh_config is None and ssh_config_path:
+        updates["ssh_config"] = os.path.expanduser(str(ssh_config_path))
+    return dataclasses.replace(cfg, **updates) if updates else cfg
+
+
+class MAAS:
+    """Reimage bare-metal machines with https://maas.io through teuthology_maas."""
+
+    def __init__(self, name: str, os_type: str = "ubuntu", os_version: str = "22.04") -> None:
+        # Paddles names nodes by FQDN; MAAS by short hostname. teuthology's own helpers
+        # agree with the rest of teuthology on what lab_domain does to a name.
+        self.name = misc.canonicalize_hostname(name, user=None)
+        self.shortname = misc.decanonicalize_hostname(self.name)
+        self.os_type = os_type or "ubuntu"
+        self.os_version = str(os_version) if os_version else "22.04"
+        self.log = log.getChild(self.shortname)
+
+    def __repr__(self) -> str:
+        return f"MAAS({self.name!r}, os_type={self.os_type!r}, os_version={self.os_version!r})"
+
+    def provisioner(self, config: MaasConfig | None = None) -> MaasProvisioner:
+        return MaasProvisioner(
+            self.name, self.os_type, self.os_version, config=config or load_config()
+        )
+
+    def create(self) -> None:
+        """Deploy os_type/os_version and return once the node answers over SSH with it."""
+        provisioner = self.provisioner()
+        started = time.monotonic()
+        self.log.info("Reimaging %s with %s %s through MAAS", self.name, self.os_type,
+                      self.os_version)
+        _tracker.started(self.name)
+        try:
+            provisioner.create()
+        except BaseException as exc:
+            _tracker.finished(self.name, deployed=False)
+            if isinstance(exc, Exception):
+                self.log.error("Reimaging %s through MAAS failed after %.0f s: %s", self.name,
+                               time.monotonic() - started, exc)
+            raise
+        _tracker.finished(self.name, deployed=True)
+        self.log.info("Reimaged %s with %s %s in %.0f s", self.name, self.os_type,
+                      self.os_version, time.monotonic() - started)
+
+    def release(self) -> None:
+        """Give the node back to MAAS. Refuses (OwnershipError) a node MAAS says is not ours."""
+        provisioner = self.provisioner()
+        _tracker.cancel(self.name)
+        started = time.monotonic()
+        try:
+            provisioner.release()
+        except OwnershipError as exc:
+            # teuthology only logs what release() raises, then unlocks the node in paddles
+            # anyway: say plainly that MAAS was left untouched and why.
+            self.log.error(
+                "NOT releasing %s in MAAS: %s. Nothing was changed in MAAS; teuthology will "
+                "still unlock it in paddles.", self.name, exc,
+            )  # fmt: skip
+            raise
+        except MaasError as exc:
+            self.log.error("Releasing %s in MAAS failed: %s", self.name, exc)
+            raise
+        _tracker.released(self.name)
+        self.log.info("Released %s in MAAS in %.0f s", self.name, time.monotonic() - started)
+
+
+class _ReimageTracker:
+    """What this process is reimaging, for two teuthology hazards only this side can see.
+
+    1. When one node of a parallel reimage fails, teuthology does not cancel its siblings; it
+       unlocks every node in paddles without calling release() and exits, abandoning the
+       siblings mid-deploy. At exit we stop reimages still in flight (their create() then
+       aborts and releases) and release nodes we deployed that paddles no longer shows locked.
+    2. release() of a node whose create() is still running in this process (the supervisor
+       unlocking after a sibling failed) stops that create() first instead of racing it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, Any] = {}
+        self._deployed: set[str] = set()
+        self._registered = False
+
+    def started(self, fqdn: str) -> None:
+        with self._lock:
+            self._running[fqdn] = _current_greenlet()
+            self._deployed.discard(fqdn)
+            if not self._registered:
+                atexit.register(self.clean_up_at_exit)
+                self._registered = True
+
+    def finished(self, fqdn: str, *, deployed: bool) -> None:
+        with self._lock:
+            self._running.pop(fqdn, None)
+            if deployed:
+                self._deployed.add(fqdn)
+
+    def released(self, fqdn: str) -> None:
+        with self._lock:
+            self._deployed.discard(fqdn)
+
+    def cancel(self, fqdn: str) -> None:
+        with self._lock:
+            greenlet = self._running.get(fqdn)
+        if greenlet is not None and greenlet is not _current_greenlet():
+            log.warning("%s: stopping its reimage still running in this process", fqdn)
+            _kill(greenlet)
+
+    def clean_up_at_exit(self) -> None:
+        try:
+            with self._lock:
+                running = dict(self._running)
+                deployed = set(self._deployed)
+            for fqdn, greenlet in running.items():
+                log.warning("%s: process exiting with its reimage unfinished; stopping it and "
+                            "giving the node back to MAAS", fqdn)
+                _kill(greenlet)
+            orphans = sorted(set(running) | {n for n in deployed if _unlocked_in_paddles(n)})
+            if orphans:
+                _release_all(orphans)
+        except Exception:
+            log.exception("teuthology_maas: clean-up at exit failed")
+
+
+def _current_greenlet() -> Any:
+    try:
+        import gevent
+
+        return gevent.getcurrent()
+    except Exception:
+        return None
+
+
+def _kill(greenlet: Any) -> None:
+    try:
+        import gevent
+
+        gevent.kill(greenlet, block=True, timeout=EXIT_RELEASE_TIMEOUT)
+    except Exception:
+        log.exception("could not stop a running reimage")
+
+
+def _unlocked_in_paddles(fqdn: str) -> bool:
+    """True only when paddles answers that the node is not locked (unknown -> False)."""
+    lock_server = _top("lock_server")
+    if not lock_server:
+        return False
+    try:
+        response = requests.get(
+            os.path.join(str(lock_server), "nodes", fqdn, ""), timeout=PADDLES_TIMEOUT
+        )
+        return response.ok and not response.json().get("locked")
+    except Exception as exc:
+        log.warning("%s: cannot ask the lock server whether it is still locked: %s", fqdn, exc)
+        return False
+
+
+def _release_all(fqdns: list[str]) -> None:
+    try:
+        base = load_config()
+    except MaasError as exc:
+        log.error("cannot release %s in MAAS: %s", ", ".join(fqdns), exc)
+        return
+    cfg = dataclasses.replace(base, release_timeout=min(base.release_timeout,
+                                                        EXIT_RELEASE_TIMEOUT))
+
+    def release(fqdn: str) -> None:
+        log.warning("%s: deployed for teuthology but no longer locked in paddles; releasing it "
+                    "in MAAS", fqdn)
+        try:
+            MAAS(fqdn).provisioner(cfg).release()
+        except Exception as exc:
+            log.error("%s: release at exit failed: %s", fqdn, exc)
+
+    threads = [threading.Thread(target=release, args=(fqdn,)) for fqdn in fqdns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(EXIT_RELEASE_TIMEOUT + 30)
+
+
+_tracker = _ReimageTracker()
