@@ -1,0 +1,168 @@
+"""When the shared status poller looks at MAAS again: the adaptive tick.
+
+One request per tick serves every waiting node, so the tick is the only cost knob. It is short
+right after an action (a failed power-on or a refused deploy shows up within seconds), grows
+with the time since the action while an install runs (nothing to see mid-install), and is short
+again around the moment a node is expected to finish, because that is when added latency is
+made. "Expected to finish" comes from, in order of trust: what this process has already seen
+nodes do after the status_message a node shows now, how long earlier waits of the same kind
+took, the caller's `expected_duration`, and MAAS's last deployment phase ("Rebooting").
+
+Pure logic on monotonic timestamps, no threads and no I/O, so it is tested with plain numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+# The interval grows to this fraction of the time since the last action: a node that has been
+# busy for 40 s is rarely done within the next 10 s, one busy for 2 s often is.
+BACKOFF_RATIO = 0.25
+# Around an expected finish the tick is this many times the fastest tick (1.5 s by default):
+# the worst-case added latency there, at a third of the requests of the fastest tick.
+NEAR_FACTOR = 3.0
+# How far before / after an estimate the "near" window opens / closes, as fractions of it.
+EARLY_MARGIN = 0.1
+LATE_MARGIN = 0.25
+# status_message prefixes MAAS shows during the last phase of a deployment.
+FINAL_PHASE_MESSAGES: tuple[str, ...] = ("Rebooting",)
+DEFAULT_JITTER = 0.1
+
+
+@dataclass
+class WaitTiming:
+    """What the policy needs to know about one waiter (monotonic seconds)."""
+
+    started: float
+    kind: Hashable
+    expected: float | None = None
+    message: str | None = None
+    message_since: float | None = None
+
+
+@dataclass
+class _Span:
+    low: float = math.inf
+    high: float = 0.0
+    count: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.low = min(self.low, seconds)
+        self.high = max(self.high, seconds)
+        self.count += 1
+
+
+@dataclass
+class DurationHistory:
+    """What waits that reached their target took, per kind of wait (its target set), both in
+    total and after each status_message was first seen."""
+
+    totals: dict[Hashable, _Span] = field(default_factory=dict)
+    after_message: dict[tuple[Hashable, str], _Span] = field(default_factory=dict)
+
+    def record(
+        self, kind: Hashable, total: float, remaining_after: Mapping[str, float]
+    ) -> None:
+        self.totals.setdefault(kind, _Span()).add(total)
+        for message, seconds in remaining_after.items():
+            self.after_message.setdefault((kind, message), _Span()).add(seconds)
+
+    def total(self, kind: Hashable) -> _Span | None:
+        return self.totals.get(kind)
+
+    def remaining_after(self, kind: Hashable, message: str) -> _Span | None:
+        return self.after_message.get((kind, message))
+
+
+def _window(low: float, high: float) -> tuple[float, float]:
+    return low * (1.0 - EARLY_MARGIN), high * (1.0 + LATE_MARGIN)
+
+
+class TickPolicy:
+    """Chooses the delay before the next poll from every current waiter's timing."""
+
+    def __init__(
+        self,
+        fast: float,
+        slow: float,
+        *,
+        jitter: float = DEFAULT_JITTER,
+        rng: random.Random | None = None,
+    ) -> None:
+        if fast <= 0 or slow < fast:
+            raise ValueError(
+                f"poll intervals must satisfy 0 < fast <= slow; got fast={fast!r}, slow={slow!r}"
+            )
+        if not 0 <= jitter < 1:
+            raise ValueError(f"jitter must be a fraction in [0, 1); got {jitter!r}")
+        self.fast = float(fast)
+        self.slow = float(slow)
+        self.jitter = jitter
+        self._rng = rng or random.Random()
+
+    @property
+    def near(self) -> float:
+        return min(self.slow, self.fast * NEAR_FACTOR)
+
+    def _clamp(self, value: float, low: float | None = None) -> float:
+        return min(self.slow, max(self.fast if low is None else low, value))
+
+    def finish_window(
+        self, timing: WaitTiming, history: DurationHistory
+    ) -> tuple[float, float] | None:
+        """Absolute (open, close) times around the expected finish, or None when unknown."""
+        if timing.message is not None and timing.message_since is not None:
+            after = history.remaining_after(timing.kind, timing.message)
+            if after is not None:
+                low, high = _window(after.low, after.high)
+                return timing.message_since + low, timing.message_since + high
+        total = history.total(timing.kind)
+        if total is not None:
+            low, high = _window(total.low, total.high)
+            return timing.started + low, timing.started + high
+        if timing.expected is not None and timing.expected > 0:
+            low, high = _window(timing.expected, timing.expected)
+            return timing.started + low, timing.started + high
+        if (
+            timing.message is not None
+            and timing.message_since is not None
+            and timing.message.startswith(FINAL_PHASE_MESSAGES)
+        ):
+            return timing.message_since, math.inf
+        return None
+
+    def interval_for(
+        self, timing: WaitTiming, now: float, last_action: float, history: DurationHistory
+    ) -> float:
+        """The delay this waiter alone would want before the next poll (no jitter)."""
+        since_action = now - max(timing.started, last_action)
+        interval = self._clamp(since_action * BACKOFF_RATIO)
+        window = self.finish_window(timing, history)
+        if window is None:
+            return interval
+        opens, closes = window
+        if now < opens:
+            return min(interval, self._clamp(opens - now))
+        if now <= closes:
+            return min(interval, self.near)
+        # Later than every estimate: keep looking often, backing off as the estimate ages.
+        return min(interval, self._clamp((now - closes) * BACKOFF_RATIO, self.near))
+
+    def next_interval(
+        self,
+        timings: Iterable[WaitTiming],
+        now: float,
+        last_action: float,
+        history: DurationHistory,
+    ) -> float:
+        """The delay before the next poll for all waiters together, jittered so that many
+        processes polling one MAAS do not fall into step."""
+        wanted = min(
+            (self.interval_for(t, now, last_action, history) for t in timings),
+            default=self.slow,
+        )
+        spread = 1.0 + self._rng.uniform(-self.jitter, self.jitter)
+        return max(self.fast, wanted * spread)

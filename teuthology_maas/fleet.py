@@ -1,0 +1,484 @@
+"""One status poller per MAAS endpoint per process, shared by every node waiting in it.
+
+A lab reimages tens to hundreds of nodes at once. Polling each node on its own costs MAAS one
+request per node per tick and, with a long tick, leaves every node idle for half a tick on
+average after MAAS is done. Here all waiters of a process share one thread (a greenlet under
+gevent) that asks MAAS about all of them with one `GET machines/?id=..&id=..` per tick, on an
+adaptive tick (see `_fleet_policy`), and wakes each waiter the moment its machine reaches a
+target or failure status.
+
+Only `threading` primitives and `time` are used, which gevent's monkey-patching makes
+cooperative; the same code runs with native threads outside teuthology.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+
+from teuthology_maas._fleet_policy import DurationHistory, TickPolicy, WaitTiming
+from teuthology_maas.errors import (
+    MaasAuthError,
+    MaasBadRequest,
+    MaasError,
+    MaasNotFound,
+    MaasPermissionDenied,
+    MaasTimeout,
+    MachineNotFound,
+)
+from teuthology_maas.models import Machine, NodeStatus
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_INTERVAL = 0.5
+DEFAULT_MAX_INTERVAL = 10.0
+# MAAS answers a 100-id list in one round trip; beyond that URLs get long and answers slow.
+CHUNK_SIZE = 100
+
+# Errors that end every wait on the chunk at once: waiting cannot make them go away.
+_PERMANENT_ERRORS: tuple[type[MaasError], ...] = (
+    MaasAuthError,
+    MaasPermissionDenied,
+    MaasBadRequest,
+)
+
+OnChange = Callable[[Machine], None]
+
+
+class PollingClient(Protocol):
+    """The part of `MaasClient` the poller uses."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    def list_machines(self, *, id: Sequence[str]) -> list[Machine]: ...
+
+    def get_machine(self, system_id: str) -> Machine: ...
+
+
+@dataclass(eq=False)
+class _Waiter:
+    system_id: str
+    targets: frozenset[NodeStatus]
+    failures: frozenset[NodeStatus]
+    started: float
+    deadline: float
+    expected: float | None
+    wake: threading.Event = field(default_factory=threading.Event)
+    changes: list[Machine] = field(default_factory=list)
+    last: Machine | None = None
+    outcome: Machine | None = None
+    error: BaseException | None = None
+    message_first_seen: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> frozenset[NodeStatus]:
+        return self.targets
+
+    def timing(self) -> WaitTiming:
+        message = self.last.status_message if self.last is not None else None
+        since = self.message_first_seen.get(message) if message is not None else None
+        return WaitTiming(
+            started=self.started,
+            kind=self.kind,
+            expected=self.expected,
+            message=message,
+            message_since=since,
+        )
+
+
+@dataclass
+class PollerStats:
+    """Counters for logs, tests and the benchmark."""
+
+    ticks: int = 0
+    requests: int = 0
+    errors: int = 0
+    rereads: int = 0
+
+
+def _labels(statuses: Collection[NodeStatus]) -> str:
+    return ", ".join(sorted(s.label for s in statuses)) or "(none)"
+
+
+class StatusPoller:
+    """Waits for machines of one MAAS endpoint to reach a status; see the module docstring."""
+
+    def __init__(
+        self,
+        client: PollingClient,
+        *,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
+        max_interval: float = DEFAULT_MAX_INTERVAL,
+        chunk_size: int = CHUNK_SIZE,
+        policy: TickPolicy | None = None,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
+        self.client = client
+        self.chunk_size = chunk_size
+        self.policy = policy or TickPolicy(min_interval, max_interval)
+        self.history = DurationHistory()
+        self.stats = PollerStats()
+        self._cond = threading.Condition()
+        self._waiters: list[_Waiter] = []
+        self._thread: threading.Thread | None = None
+        self._last_poll: float | None = None
+        self._last_action = time.monotonic()
+        self._due: float | None = None
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"StatusPoller({self.client.base_url!r}, waiting={self.waiting}, "
+            f"fast={self.policy.fast:g}s, slow={self.policy.slow:g}s)"
+        )
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiters)
+
+    @property
+    def running(self) -> bool:
+        with self._cond:
+            return self._thread is not None
+
+    def configure(
+        self, *, min_interval: float | None = None, max_interval: float | None = None
+    ) -> None:
+        """Change the fastest/slowest tick (from `poll_min_interval` / `poll_interval`)."""
+        with self._cond:
+            fast = self.policy.fast if min_interval is None else min_interval
+            slow = self.policy.slow if max_interval is None else max_interval
+            if (fast, slow) != (self.policy.fast, self.policy.slow):
+                self.policy = TickPolicy(fast, slow, jitter=self.policy.jitter)
+                self._reschedule(time.monotonic())
+
+    def kick(self) -> None:
+        """An action was just taken: poll soon, and tick fast for a while."""
+        with self._cond:
+            now = time.monotonic()
+            self._last_action = now
+            earliest = now if self._last_poll is None else self._last_poll + self.policy.fast
+            self._due = max(now, earliest) if self._due is None else min(self._due, earliest)
+            self._cond.notify_all()
+
+    def wait(
+        self,
+        system_id: str,
+        *,
+        targets: Collection[NodeStatus],
+        failures: Collection[NodeStatus] = (),
+        timeout: float,
+        on_change: OnChange | None = None,
+        expected_duration: float | None = None,
+    ) -> Machine:
+        """Block until MAAS shows `system_id` in one of `targets` or `failures` and return the
+        machine as MAAS showed it; the caller decides what a failure status means.
+
+        `on_change` is called (in the caller's thread) with the machine each time its status or
+        status_message changes, the first observation included. Raises `MaasTimeout` when
+        `timeout` seconds pass first, `MachineNotFound` when MAAS no longer knows the machine,
+        and the client's error when MAAS refuses the poll for good (401/403/400). Transient
+        trouble (MAAS unreachable, 5xx, a machine missing from a list answer) is retried until
+        the deadline.
+        """
+        target_set = frozenset(NodeStatus(s) for s in targets)
+        failure_set = frozenset(NodeStatus(s) for s in failures)
+        if not target_set:
+            raise ValueError(f"wait for {system_id}: targets must name at least one status")
+        now = time.monotonic()
+        waiter = _Waiter(
+            system_id=system_id,
+            targets=target_set,
+            failures=failure_set,
+            started=now,
+            deadline=now + max(0.0, timeout),
+            expected=expected_duration,
+        )
+        with self._cond:
+            self._waiters.append(waiter)
+            self._reschedule(now)
+            self._ensure_thread()
+            self._cond.notify_all()
+        try:
+            return self._wait_for(waiter, timeout, on_change)
+        finally:
+            with self._cond:
+                self._remove(waiter)
+
+    # -- the waiter's side ----------------------------------------------------------------------
+
+    def _wait_for(self, waiter: _Waiter, timeout: float, on_change: OnChange | None) -> Machine:
+        while True:
+            remaining = waiter.deadline - time.monotonic()
+            if remaining > 0:
+                waiter.wake.wait(remaining)
+            with self._cond:
+                waiter.wake.clear()
+                changes, waiter.changes = waiter.changes, []
+                outcome, error = waiter.outcome, waiter.error
+                timed_out = (
+                    outcome is None and error is None and time.monotonic() >= waiter.deadline
+                )
+                last_error = self._last_error
+            if on_change is not None:
+                for machine in changes:
+                    on_change(machine)
+            if error is not None:
+                raise error
+            if outcome is not None:
+                return outcome
+            if timed_out:
+                raise self._timeout_error(waiter, timeout, last_error)
+
+    @staticmethod
+    def _timeout_error(waiter: _Waiter, timeout: float, last_error: str | None) -> MaasTimeout:
+        last = waiter.last
+        name = last.describe() if last is not None else waiter.system_id
+        wanted = _labels(waiter.targets)
+        if last is None:
+            seen = "MAAS never answered about it"
+            last_status = None
+        else:
+            seen = f"MAAS last showed '{last.status_name}'"
+            if last.status_message:
+                seen += f" ({last.status_message})"
+            last_status = last.status_name
+        text = f"{name} did not reach {wanted} within {timeout:g} s: {seen}"
+        if last_error is not None:
+            text += f"; the last poll of MAAS failed: {last_error}"
+        return MaasTimeout(
+            text,
+            last_status=last_status,
+            machine=last.hostname if last is not None else None,
+            system_id=waiter.system_id,
+            maas_message=last.status_message if last is not None else None,
+        )
+
+    # -- the poller's side ----------------------------------------------------------------------
+
+    def _remove(self, waiter: _Waiter) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"maas-poller {self.client.base_url}", daemon=True
+            )
+            self._thread.start()
+
+    def _reschedule(self, now: float) -> None:
+        """Recompute when the next poll is due (caller holds the lock)."""
+        if not self._waiters:
+            self._due = None
+            return
+        delay = self.policy.next_interval(
+            (w.timing() for w in self._waiters), now, self._last_action, self.history
+        )
+        due = now + delay
+        if self._last_poll is not None:
+            due = max(due, self._last_poll + self.policy.fast)
+        self._due = due if self._due is None else min(self._due, due)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if not self._waiters:
+                        # Nobody waits: end the thread; the next wait() starts a new one.
+                        self._thread = None
+                        self._due = None
+                        return
+                    now = time.monotonic()
+                    if self._due is None:
+                        self._reschedule(now)
+                    assert self._due is not None
+                    if self._due <= now:
+                        break
+                    self._cond.wait(self._due - now)
+                system_ids = list(dict.fromkeys(w.system_id for w in self._waiters))
+                self._last_poll = now
+                self._due = None
+            try:
+                self._poll(system_ids)
+            except Exception:  # never let the shared thread die under the waiters
+                log.exception("polling MAAS at %s failed unexpectedly", self.client.base_url)
+                with self._cond:
+                    self.stats.errors += 1
+                    self._last_error = "unexpected error in the poller (logged)"
+            with self._cond:
+                # Any kick or new waiter during the poll already set an earlier due time.
+                self._reschedule(time.monotonic())
+
+    def _poll(self, system_ids: list[str]) -> None:
+        self.stats.ticks += 1
+        for start in range(0, len(system_ids), self.chunk_size):
+            chunk = system_ids[start : start + self.chunk_size]
+            try:
+                self.stats.requests += 1
+                answer = self.client.list_machines(id=chunk)
+            except _PERMANENT_ERRORS as exc:
+                self._fail(chunk, exc)
+                continue
+            except (MaasError, requests.RequestException, OSError) as exc:
+                self._note_error(exc, chunk)
+                continue
+            found = {m.system_id: m for m in answer if m.system_id in chunk}
+            for system_id in chunk:
+                if system_id not in found:
+                    machine = self._reread(system_id)
+                    if machine is not None:
+                        found[system_id] = machine
+            self._deliver(found)
+
+    def _reread(self, system_id: str) -> Machine | None:
+        """A machine missing from a list answer (MAAS under load answers an empty list now and
+        then): ask for it alone before believing it is gone."""
+        self.stats.rereads += 1
+        self.stats.requests += 1
+        try:
+            return self.client.get_machine(system_id)
+        except MaasNotFound as exc:
+            gone = MachineNotFound(
+                f"machine {system_id} disappeared from MAAS while we waited for it "
+                f"(MAAS said: {exc.maas_message or exc.message})",
+                system_id=system_id,
+                http_status=404,
+            )
+            self._fail([system_id], gone)
+        except _PERMANENT_ERRORS as exc:
+            self._fail([system_id], exc)
+        except (MaasError, requests.RequestException, OSError) as exc:
+            self._note_error(exc, [system_id])
+        return None
+
+    def _note_error(self, exc: BaseException, system_ids: Sequence[str]) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "polling %d machine(s) at %s failed, will retry: %s",
+            len(system_ids),
+            self.client.base_url,
+            text,
+        )
+        with self._cond:
+            self.stats.errors += 1
+            self._last_error = text
+
+    def _fail(self, system_ids: Sequence[str], exc: BaseException) -> None:
+        wanted = set(system_ids)
+        with self._cond:
+            self.stats.errors += 1
+            for waiter in [w for w in self._waiters if w.system_id in wanted]:
+                waiter.error = exc
+                self._remove(waiter)
+                waiter.wake.set()
+
+    def _deliver(self, machines: dict[str, Machine]) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if machines:
+                self._last_error = None
+            for waiter in list(self._waiters):
+                machine = machines.get(waiter.system_id)
+                if machine is None:
+                    continue
+                previous = waiter.last
+                changed = previous is None or (
+                    (previous.status, previous.status_message)
+                    != (machine.status, machine.status_message)
+                )
+                waiter.last = machine
+                if machine.status_message is not None:
+                    waiter.message_first_seen.setdefault(machine.status_message, now)
+                if changed:
+                    waiter.changes.append(machine)
+                if machine.status in waiter.targets or machine.status in waiter.failures:
+                    if machine.status in waiter.targets:
+                        self.history.record(
+                            waiter.kind,
+                            now - waiter.started,
+                            {m: now - t for m, t in waiter.message_first_seen.items()},
+                        )
+                    waiter.outcome = machine
+                    self._remove(waiter)
+                    waiter.wake.set()
+                elif changed:
+                    waiter.wake.set()
+
+
+# -- one poller per endpoint and API key, per process ------------------------------------------
+
+_registry: dict[tuple[str, str], StatusPoller] = {}
+_registry_lock = threading.Lock()
+_registry_pid = os.getpid()
+
+
+def _consumer_key(client: Any) -> str:
+    """The API key's consumer part: distinguishes MAAS users on one endpoint (never the
+    secret, which is not needed to tell keys apart and must not end up in a dict key)."""
+    for holder in (client, getattr(client, "api_key", None)):
+        key = getattr(holder, "consumer_key", None)
+        if isinstance(key, str):
+            return key
+    raw = getattr(client, "api_key", None)
+    if isinstance(raw, str):
+        return raw.split(":", 1)[0]
+    return ""
+
+
+def poller_for(
+    client: PollingClient,
+    *,
+    config: Any = None,
+    min_interval: float | None = None,
+    max_interval: float | None = None,
+) -> StatusPoller:
+    """The process's poller for `client`'s MAAS endpoint and user, created on first use.
+
+    The poll intervals come from the arguments, else from `config` (a `MaasConfig`: its
+    `poll_min_interval` / `poll_interval`), else from `client.config` when the client keeps
+    one; the latest caller's values win. The poller polls through the latest client given.
+    """
+    global _registry_pid
+    source = config if config is not None else getattr(client, "config", None)
+    fast = min_interval if min_interval is not None else getattr(source, "poll_min_interval", None)
+    slow = max_interval if max_interval is not None else getattr(source, "poll_interval", None)
+    key = (client.base_url, _consumer_key(client))
+    with _registry_lock:
+        if _registry_pid != os.getpid():
+            # A forked child inherits the dict but not the threads behind it.
+            _registry.clear()
+            _registry_pid = os.getpid()
+        poller = _registry.get(key)
+        if poller is None:
+            poller = StatusPoller(
+                client,
+                min_interval=fast if fast is not None else DEFAULT_MIN_INTERVAL,
+                max_interval=slow if slow is not None else max(
+                    DEFAULT_MAX_INTERVAL, fast if fast is not None else 0.0
+                ),
+            )
+            _registry[key] = poller
+            return poller
+    poller.client = client
+    if fast is not None or slow is not None:
+        poller.configure(min_interval=fast, max_interval=slow)
+    return poller
+
+
+def forget_pollers() -> None:
+    """Drop every registered poller (tests; a process that changes MAAS endpoints)."""
+    with _registry_lock:
+        _registry.clear()
