@@ -257,9 +257,7 @@ def ensure_available(client: BootResourceSource, spec: ImageSpec, machine: Machi
     if any(resource.name in wanted for resource in usable):
         return
     available = sorted({resource.name for resource in usable})
-    elsewhere = sorted(
-        {resource.architecture for resource in resources if resource.name in wanted}
-    )
+    elsewhere = sorted({resource.architecture for resource in resources if resource.name in wanted})
     architecture = machine.architecture or "any architecture"
     message = (
         f"image {spec.distro_series}"

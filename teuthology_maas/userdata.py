@@ -204,8 +204,7 @@ def render_template(path: Path, variables: Mapping[str, Any]) -> str:
         ) from None
     except jinja2.TemplateNotFound as exc:
         raise UserDataError(
-            f"user_data template {path}: included template {exc.name!r} not found in "
-            f"{path.parent}",
+            f"user_data template {path}: included template {exc.name!r} not found in {path.parent}",
             template=str(path),
         ) from None
     except (jinja2.UndefinedError, jinja2.TemplateError, TypeError, ValueError) as exc:
@@ -213,8 +212,7 @@ def render_template(path: Path, variables: Mapping[str, Any]) -> str:
         where, line = location if location else (str(path), None)
         kind = "undefined variable" if isinstance(exc, jinja2.UndefinedError) else "error"
         hint = (
-            f" (available: {', '.join(sorted(variables))}; add others under "
-            "maas.user_data_vars)"
+            f" (available: {', '.join(sorted(variables))}; add others under maas.user_data_vars)"
             if isinstance(exc, jinja2.UndefinedError)
             else ""
         )

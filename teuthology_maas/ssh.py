@@ -1,0 +1,378 @@
+"""Reach a freshly deployed node over SSH the way teuthology will, and check what it runs.
+
+paramiko, one connection per attempt, each with its own connect/banner/auth/channel timeouts,
+always closed. Waiting uses time.sleep, which gevent makes cooperative. Host keys are accepted
+without checking: every reimage gives the node new ones (teuthology re-scans them itself right
+after create()), so a known_hosts entry could only ever be stale.
+
+Where to connect comes from the config's `ssh_config` file (HostName, Port, User, IdentityFile,
+IdentitiesOnly, ProxyCommand, ConnectTimeout), then `ssh_user` / `ssh_private_key`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import paramiko
+
+from teuthology_maas.errors import ConfigError, SSHNotReady
+from teuthology_maas.images import UBUNTU_RELEASES, canonical_version
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CommandResult",
+    "SSHTarget",
+    "os_matches",
+    "parse_os_release",
+    "read_os_release",
+    "run",
+    "wait_for_file",
+    "wait_for_ssh",
+]
+
+DEFAULT_CONNECT_TIMEOUT = 30.0
+_INITIAL_DELAY = 1.0
+_MAX_DELAY = 15.0
+
+
+class SSHSettings(Protocol):
+    """The MaasConfig attributes this module reads."""
+
+    @property
+    def ssh_user(self) -> str: ...
+    @property
+    def ssh_private_key(self) -> str | None: ...
+    @property
+    def ssh_config(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and as whom to log in. `name` is the node as teuthology names it; `hostname` and
+    `port` are what is actually dialled (they differ when an ssh_config maps them)."""
+
+    name: str
+    hostname: str
+    port: int = 22
+    user: str = "ubuntu"
+    key_filenames: tuple[str, ...] = ()
+    identities_only: bool = False
+    proxy_command: str | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+
+    @classmethod
+    def resolve(cls, fqdn: str, cfg: SSHSettings) -> SSHTarget:
+        """Apply the config's ssh_config file (if any) to `fqdn`; its User and IdentityFile
+        win over ssh_user, and ssh_private_key is tried before its IdentityFiles."""
+        options = _lookup_ssh_config(cfg.ssh_config, fqdn)
+        keys: list[str] = []
+        if cfg.ssh_private_key:
+            keys.append(str(Path(cfg.ssh_private_key).expanduser()))
+        identity_files = options.get("identityfile") or []
+        for identity in [identity_files] if isinstance(identity_files, str) else identity_files:
+            path = Path(identity).expanduser()
+            # OpenSSH skips IdentityFile entries that do not exist; so do we, loudly.
+            if path.is_file():
+                keys.append(str(path))
+            else:
+                log.warning("ssh_config IdentityFile %s for %s does not exist; skipped", path, fqdn)
+        try:
+            port = int(options.get("port", 22))
+            connect_timeout = float(options.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT))
+        except ValueError as exc:
+            raise ConfigError(
+                f"ssh_config {cfg.ssh_config} for {fqdn}: {exc}; expected a numeric Port and "
+                "ConnectTimeout",
+                key="ssh_config",
+            ) from None
+        return cls(
+            name=fqdn,
+            hostname=str(options.get("hostname", fqdn)),
+            port=port,
+            user=str(options.get("user") or cfg.ssh_user),
+            key_filenames=tuple(dict.fromkeys(keys)),
+            identities_only=str(options.get("identitiesonly", "no")).lower() == "yes",
+            proxy_command=str(options["proxycommand"]) if options.get("proxycommand") else None,
+            connect_timeout=connect_timeout,
+        )
+
+    def describe(self) -> str:
+        where = f"{self.user}@{self.name}"
+        if (self.hostname, self.port) != (self.name, 22):
+            where += f" ({self.hostname} port {self.port})"
+        return where
+
+
+def _lookup_ssh_config(path: str | None, host: str) -> Mapping[str, Any]:
+    if not path:
+        return {}
+    file = Path(path).expanduser()
+    try:
+        config = paramiko.SSHConfig.from_path(str(file))
+        return dict(config.lookup(host))
+    except (OSError, UnicodeDecodeError, paramiko.ConfigParseError) as exc:
+        raise ConfigError(
+            f"cannot use ssh_config {file}: {exc}; expected a readable OpenSSH client config",
+            key="ssh_config",
+        ) from None
+
+
+class _AcceptFreshHostKey(paramiko.MissingHostKeyPolicy):
+    """A reimaged node always has a new host key; note it and carry on."""
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        log.debug("host key of %s: %s %s", hostname, key.get_name(), key.fingerprint)
+
+
+def _connect(target: SSHTarget, *, timeout: float) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(_AcceptFreshHostKey())
+    sock = paramiko.ProxyCommand(target.proxy_command) if target.proxy_command else None
+    # paramiko takes a list of key files here (its type stubs say a single one).
+    key_files: Any = list(target.key_filenames) or None
+    try:
+        client.connect(
+            target.hostname,
+            port=target.port,
+            username=target.user,
+            key_filename=key_files,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            channel_timeout=timeout,
+            allow_agent=not target.identities_only,
+            look_for_keys=not target.key_filenames,
+            sock=sock,
+        )
+    except BaseException:
+        client.close()
+        if sock is not None:
+            sock.close()
+        raise
+    return client
+
+
+def _exec(client: paramiko.SSHClient, command: str, *, timeout: float) -> CommandResult:
+    _stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
+    _stdin.close()
+    out = stdout.read().decode("utf-8", "replace")
+    err = stderr.read().decode("utf-8", "replace")
+    status = stdout.channel.recv_exit_status()
+    return CommandResult(command, status, out, err)
+
+
+def _explain(exc: BaseException, target: SSHTarget) -> str:
+    if isinstance(exc, paramiko.AuthenticationException):
+        keys = ", ".join(target.key_filenames) or "default keys/agent"
+        return (
+            f"authentication as {target.user} failed with {keys} ({exc}); the node may not "
+            "have the public key from user_data yet"
+        )
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return f"connection refused or unreachable ({exc})"
+    if isinstance(exc, TimeoutError):
+        return f"timed out ({exc or 'no answer'})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# Everything a booting node can throw at us: refused/reset connections, timeouts, sshd
+# closing the socket mid-handshake, authentication before cloud-init installed our key.
+_NOT_YET = (OSError, EOFError, paramiko.SSHException)
+
+
+def _retry(
+    target: SSHTarget,
+    *,
+    timeout: float,
+    what: str,
+    check: Callable[[paramiko.SSHClient, float], str | None],
+    initial_delay: float,
+    max_delay: float,
+) -> None:
+    """Connect and run `check` until it reports success (None) or the deadline passes."""
+    start = time.monotonic()
+    deadline = start + timeout
+    delay = initial_delay
+    attempts = 0
+    last_error = "no attempt made"
+    while True:
+        attempts += 1
+        remaining = deadline - time.monotonic()
+        per_try = max(min(target.connect_timeout, remaining), 1.0)
+        try:
+            client = _connect(target, timeout=per_try)
+            try:
+                problem = check(client, per_try)
+            finally:
+                client.close()
+            if problem is None:
+                log.info(
+                    "%s: %s after %d attempt(s), %.1fs",
+                    target.describe(),
+                    what,
+                    attempts,
+                    time.monotonic() - start,
+                )
+                return
+            last_error = problem
+        except _NOT_YET as exc:
+            last_error = _explain(exc, target)
+        log.debug("%s: not yet %s (attempt %d): %s", target.describe(), what, attempts, last_error)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SSHNotReady(
+                f"SSH to {target.user}@{target.name} ({target.hostname} port {target.port}) "
+                f"not {what} after {timeout:.0f}s and {attempts} attempt(s); last error: "
+                f"{last_error}",
+                machine=target.name,
+            )
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, max_delay)
+
+
+def wait_for_ssh(
+    target: SSHTarget,
+    *,
+    timeout: float,
+    sentinel_file: str | None = None,
+    initial_delay: float = _INITIAL_DELAY,
+    max_delay: float = _MAX_DELAY,
+) -> None:
+    """Until `timeout` seconds pass: log in and run a command (and, with `sentinel_file`, find
+    that file). Raises SSHNotReady naming the host, port, user and the last error."""
+    if sentinel_file:
+        wait_for_file(
+            target,
+            sentinel_file,
+            timeout=timeout,
+            initial_delay=initial_delay,
+            max_delay=max_delay,
+        )
+        return
+
+    def logged_in(client: paramiko.SSHClient, per_try: float) -> str | None:
+        result = _exec(client, "true", timeout=per_try)
+        return None if result.ok else f"'true' exited {result.exit_status}: {result.stderr[:200]}"
+
+    _retry(
+        target,
+        timeout=timeout,
+        what="reachable",
+        check=logged_in,
+        initial_delay=initial_delay,
+        max_delay=max_delay,
+    )
+
+
+def wait_for_file(
+    target: SSHTarget,
+    path: str,
+    *,
+    timeout: float,
+    initial_delay: float = _INITIAL_DELAY,
+    max_delay: float = _MAX_DELAY,
+) -> None:
+    """Until `timeout` seconds pass: log in and find `path` on the node (cloud-init's
+    boot-finished, say). Connection and authentication failures are retried too."""
+
+    def present(client: paramiko.SSHClient, per_try: float) -> str | None:
+        result = _exec(client, f"test -e {shlex.quote(path)}", timeout=per_try)
+        return None if result.ok else f"{path} not present yet"
+
+    _retry(
+        target,
+        timeout=timeout,
+        what=f"showing {path}",
+        check=present,
+        initial_delay=initial_delay,
+        max_delay=max_delay,
+    )
+
+
+def run(target: SSHTarget, command: str, *, timeout: float = 60.0) -> CommandResult:
+    """Run one command (one connection, no retries); SSHNotReady if it cannot be run."""
+    try:
+        client = _connect(target, timeout=min(target.connect_timeout, timeout))
+        try:
+            return _exec(client, command, timeout=timeout)
+        finally:
+            client.close()
+    except _NOT_YET as exc:
+        raise SSHNotReady(
+            f"SSH to {target.describe()} could not run {command!r}: {_explain(exc, target)}",
+            machine=target.name,
+        ) from None
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """os-release(5) is shell-style KEY=value lines; quotes and backslash escapes allowed."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        try:
+            words = shlex.split(value)
+            fields[key.strip()] = " ".join(words)
+        except ValueError:
+            fields[key.strip()] = value.strip().strip("\"'")
+    return fields
+
+
+def read_os_release(target: SSHTarget, *, timeout: float = 60.0) -> dict[str, str]:
+    """The node's /etc/os-release (falling back to /usr/lib/os-release) as a dict."""
+    result = run(target, "cat /etc/os-release || cat /usr/lib/os-release", timeout=timeout)
+    fields = parse_os_release(result.stdout)
+    if not result.ok or "ID" not in fields:
+        raise SSHNotReady(
+            f"cannot read /etc/os-release on {target.describe()}: exit {result.exit_status}, "
+            f"{(result.stderr or result.stdout).strip()[:200]!r}",
+            machine=target.name,
+        )
+    return fields
+
+
+def _version_parts(os_type: str, version: str) -> list[str]:
+    version = canonical_version(os_type, version) if os_type == "ubuntu" else version
+    version = version.strip().lower().removesuffix(".stream").removesuffix("-stream")
+    return [part for part in version.split(".") if part]
+
+
+def os_matches(os_release: Mapping[str, str], os_type: str, os_version: str) -> bool:
+    """Does the node run what was asked? The ID must equal os_type; the requested version may
+    be less precise than VERSION_ID ("9" matches "9.4", centos "9.stream" matches "9") and an
+    Ubuntu codename is as good as its number."""
+    wanted_type = os_type.strip().lower()
+    found_id = os_release.get("ID", "").strip().lower()
+    if found_id != wanted_type and found_id.split("-", 1)[0] != wanted_type:
+        return False
+    wanted = _version_parts(wanted_type, os_version)
+    if not wanted:
+        return True
+    codename = os_release.get("VERSION_CODENAME", "").strip().lower()
+    if wanted_type == "ubuntu" and codename and UBUNTU_RELEASES.get(".".join(wanted)) == codename:
+        return True
+    found = _version_parts(wanted_type, os_release.get("VERSION_ID", ""))
+    return found[: len(wanted)] == wanted
