@@ -340,8 +340,8 @@ class LockServer:
             raise ValueError(f"the lock server double serves loopback only, not {host!r}")
         server = ThreadingHTTPServer((host, port), _handler_for(self))
         server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, name="paddles-double",
-                                  daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name="paddles-double", daemon=True)
         thread.start()
         return LockServerHandle(server, thread)
 
