@@ -1,4 +1,6 @@
 """Shared pytest configuration. Area-specific fixtures live in tests/fixtures_<area>.py and are
 registered here, one line each."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.fixtures_sshd",
+]
