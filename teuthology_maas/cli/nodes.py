@@ -201,10 +201,11 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_release(ctx: Context, args: argparse.Namespace) -> int:
-    cfg = ctx.config()
-    if args.erase is not None:
-        cfg = dataclasses.replace(cfg, erase=args.erase)
-    return _run_action(ctx, name=args.name, verb="released", action=lambda p: p.release(), cfg=cfg)
+    erase = args.erase
+    return _run_action(
+        ctx, name=args.name, verb="released", action=lambda p: p.release(erase=erase),
+        cfg=ctx.config(),
+    )
 
 
 def run_abort(ctx: Context, args: argparse.Namespace) -> int:

@@ -1,0 +1,141 @@
+"""The progress display: in place on a terminal (through a real pseudo-terminal), plain lines
+without control characters anywhere else."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import re
+import threading
+
+from teuthology_maas.cli._progress import MachineWatcher, Progress, format_elapsed
+from teuthology_maas.errors import MaasUnavailable
+from teuthology_maas.models import Machine
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO once the slave side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode()
+
+
+def test_format_elapsed() -> None:
+    assert format_elapsed(0) == "0:00"
+    assert format_elapsed(61.9) == "1:01"
+    assert format_elapsed(3725) == "1:02:05"
+
+
+def test_piped_progress_is_one_plain_line_per_change() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    with Progress(out, label="smithi001", live=False, clock=clock) as progress:
+        progress.update("Ready")
+        clock.now += 2
+        progress.update("Deploying", "Deploying")
+        progress.update("Deploying", "Deploying")  # a repeat is not a change
+        clock.now += 40
+        progress.update("Deploying", "Installing OS")
+        clock.now += 330
+        progress.update("Deployed", "Deployed")
+        progress.note("smithi001: deployed")
+    text = out.getvalue()
+    assert not CONTROL.search(text)
+    assert text.splitlines() == [
+        "[   0:00] smithi001: Ready",
+        "[   0:02] smithi001: Deploying",
+        "[   0:42] smithi001: Deploying (Installing OS)",
+        "[   6:12] smithi001: Deployed",
+        "smithi001: deployed",
+    ]
+
+
+def test_terminal_progress_updates_in_place_through_a_pty() -> None:
+    master, slave = pty.openpty()
+    clock = FakeClock()
+    stream = os.fdopen(slave, "w", encoding="utf-8", newline="")
+    ticked = threading.Event()
+
+    class Ticking(FakeClock):
+        def __call__(self) -> float:
+            ticked.set()
+            return clock.now
+
+    with Progress(stream, label="smithi001", live=True, clock=Ticking(), refresh=0.01) as p:
+        p.update("Deploying", "Deploying")
+        clock.now += 5
+        ticked.clear()
+        assert ticked.wait(5)  # the ticker redraws the same line with the new elapsed time
+        ticked.clear()
+        assert ticked.wait(5)
+        p.update("Deploying", "Installing OS")
+        clock.now += 60
+        p.update("Deployed")
+        p.note("smithi001: deployed")
+    stream.close()
+    text = read_all(master)
+    os.close(master)
+    # every redraw starts with carriage return + erase-line: the line is rewritten in place
+    assert "\r\x1b[2K[   0:00] smithi001: Deploying" in text
+    assert "\r\x1b[2K[   0:05] smithi001: Deploying" in text
+    assert "\r\x1b[2K[   0:05] smithi001: Deploying (Installing OS)" in text
+    # the message change stayed on the same line; the status change started a new one
+    lines = text.replace("\r\n", "\n").split("\n")
+    deploying_lines = [line for line in lines if "Deploying" in line]
+    assert len(deploying_lines) == 1
+    assert deploying_lines[0].count("\r\x1b[2K") >= 3
+    final_screen_lines = [line.rsplit("\r\x1b[2K", 1)[-1] for line in lines if line]
+    assert final_screen_lines == [
+        "[   0:05] smithi001: Deploying (Installing OS)",
+        "[   1:05] smithi001: Deployed",
+        "smithi001: deployed",
+    ]
+
+
+def _machine(status: int, name: str, message: str | None = None) -> Machine:
+    return Machine.from_json(
+        {"system_id": "abc123", "hostname": "smithi001", "status": status,
+         "status_name": name, "status_message": message}
+    )
+
+
+def test_watcher_reports_changes_and_survives_read_errors() -> None:
+    reads = iter([
+        _machine(9, "Deploying", "Installing OS"),
+        MaasUnavailable("blip"),
+        _machine(6, "Deployed", "Deployed"),
+    ])
+    done = threading.Event()
+
+    def read() -> Machine:
+        value = next(reads, None)
+        if value is None:
+            done.set()
+            return _machine(6, "Deployed", "Deployed")
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    out = io.StringIO()
+    progress = Progress(out, label="smithi001", live=False)
+    with progress, MachineWatcher(read, progress, interval=0.001):
+        assert done.wait(5)
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == ["smithi001: Deploying (Installing OS)", "smithi001: Deployed"]
