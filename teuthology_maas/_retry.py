@@ -24,9 +24,9 @@ class RetryPolicy:
     """Bounds for repeating a call: both the attempt count and the total time are capped.
 
     `max_attempts` counts the first try. `max_total` bounds the time from the first attempt
-    to the start of the last one (a Retry-After that would cross it ends the retries at once).
-    Waits without a Retry-After grow from `backoff_initial` by `backoff_factor` up to
-    `backoff_max`. `retry_after_max` caps how long one Retry-After is honoured.
+    to the start of the last one: a wait that would cross it (Retry-After included; MAAS is
+    never called back sooner than it asked) ends the retries at once. Waits without a
+    Retry-After grow from `backoff_initial` by `backoff_factor` up to `backoff_max`.
     """
 
     max_attempts: int = 5
@@ -34,7 +34,6 @@ class RetryPolicy:
     backoff_initial: float = 1.0
     backoff_factor: float = 2.0
     backoff_max: float = 15.0
-    retry_after_max: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

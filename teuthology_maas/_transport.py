@@ -286,10 +286,7 @@ class Transport:
             retryable = True
         if not retryable:
             raise http_error(response, target)
-        if retry_after is not None:
-            wanted = min(retry_after, self.policy.retry_after_max)
-        else:
-            wanted = self.policy.backoff(attempt)
+        wanted = retry_after if retry_after is not None else self.policy.backoff(attempt)
         wait = self._retry_wait(wanted, attempt, started)
         if wait is None:
             error = http_error(response, target)
