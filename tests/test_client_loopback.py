@@ -1,0 +1,233 @@
+"""MaasClient over real HTTP on loopback: a tiny stdlib server plays MAAS and misbehaves on
+cue (drops the connection after reading a request, answers too late, counts concurrency)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from _maas_wire import API_KEY, SECRET, form_parts, oauth_fields
+
+from teuthology_maas import _limits
+from teuthology_maas.client import MaasClient, RetryPolicy
+from teuthology_maas.errors import MaasOutcomeUnknown, MaasUnavailable
+
+FAST = RetryPolicy(max_attempts=3, max_total=5.0, backoff_initial=0.01, backoff_max=0.02)
+
+
+class FakeMaas:
+    """Serves /MAAS/api/2.0/ from `behaviour(method, path, op) -> action` where action is
+    ("json", status, body), ("drop",) or ("late", seconds, status, body)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.hold = 0.0
+        self.behaviour = lambda method, path, op: (
+            "json",
+            200,
+            {"system_id": "abc123", "hostname": "n1", "status": 9},
+        )
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                url = urlsplit(self.path)
+                params = parse_qsl(url.query)
+                op = dict(params).get("op")
+                with fake.lock:
+                    fake.requests.append(
+                        {
+                            "method": self.command,
+                            "path": url.path,
+                            "query": params,
+                            "headers": dict(self.headers),
+                            "body": body,
+                            "peer": self.client_address,
+                        }
+                    )
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    if fake.hold:
+                        time.sleep(fake.hold)
+                    action = fake.behaviour(self.command, url.path, op)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+                if action[0] == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if action[0] == "late":
+                    time.sleep(action[1])
+                    action = ("json", *action[2:])
+                _, status, payload = action
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up (read timeout)
+
+            do_GET = do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/MAAS/"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake():
+    server = FakeMaas()
+    yield server
+    server.close()
+
+
+def test_a_deploy_as_the_server_receives_it(fake):
+    with MaasClient(fake.url, API_KEY, retry=FAST) as client:
+        client.deploy("abc123", distro_series="ubuntu/jammy", user_data="#cloud-config\n")
+    (request,) = fake.requests
+    assert request["method"] == "POST"
+    assert request["path"] == "/MAAS/api/2.0/machines/abc123/"
+    assert request["query"] == [("op", "deploy")]
+    auth = oauth_fields(request["headers"]["Authorization"])
+    assert auth["oauth_signature"] == "&" + SECRET
+    assert auth["oauth_signature_method"] == "PLAINTEXT"
+    fields = {
+        name: value
+        for name, value, _ in form_parts(request["headers"]["Content-Type"], request["body"])
+    }
+    assert fields["distro_series"] == "ubuntu/jammy"
+    assert base64.b64decode(fields["user_data"]) == b"#cloud-config\n"
+
+
+def test_connections_are_reused(fake):
+    with MaasClient(fake.url, API_KEY, retry=FAST) as client:
+        for _ in range(5):
+            client.get_machine("abc123")
+    assert len(fake.requests) == 5
+    # Every request on one keep-alive connection: the server saw one client port.
+    assert len({request["peer"] for request in fake.requests}) == 1
+
+
+def test_connection_refused_is_retried_then_unavailable():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on `port` any more.
+    sleeps: list[float] = []
+    with MaasClient(
+        f"http://127.0.0.1:{port}/MAAS/", API_KEY, retry=FAST, sleep=sleeps.append
+    ) as client:
+        with pytest.raises(MaasUnavailable) as info:
+            client.get_machine("abc123")
+        assert len(sleeps) == FAST.max_attempts - 1
+        with pytest.raises(MaasUnavailable):
+            client.release("abc123")  # refused before sending: safe to retry, still down
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert len(sleeps) == 2 * (FAST.max_attempts - 1)
+
+
+def test_post_dropped_after_the_server_read_it_is_outcome_unknown(fake):
+    fake.behaviour = lambda method, path, op: ("drop",)
+    with (
+        MaasClient(fake.url, API_KEY, retry=FAST) as client,
+        pytest.raises(MaasOutcomeUnknown) as info,
+    ):
+        client.allocate(name="n1")
+    assert info.value.op == "allocate"
+    assert len(fake.requests) == 1  # never repeated
+
+
+def test_get_dropped_is_retried(fake):
+    answers = iter([("drop",), ("json", 200, {"system_id": "abc123", "status": 4})])
+    fake.behaviour = lambda method, path, op: next(answers)
+    with MaasClient(fake.url, API_KEY, retry=FAST) as client:
+        assert client.get_machine("abc123").status.name == "READY"
+    assert len(fake.requests) == 2
+
+
+def test_post_read_timeout_is_outcome_unknown_and_get_read_timeout_is_retried(fake):
+    late = ("late", 1.0, 200, {"system_id": "abc123", "status": 9})
+    answers = iter([late, late, ("json", 200, {"system_id": "abc123", "status": 6})])
+    fake.behaviour = lambda method, path, op: next(answers)
+    with MaasClient(fake.url, API_KEY, retry=FAST, timeout=0.2) as client:
+        with pytest.raises(MaasOutcomeUnknown) as info:
+            client.deploy("abc123", distro_series="jammy")
+        assert info.value.op == "deploy"
+        assert client.get_machine("abc123").status.name == "DEPLOYED"
+    assert [r["method"] for r in fake.requests] == ["POST", "GET", "GET"]
+
+
+def test_state_changing_calls_are_capped_per_endpoint_across_clients(fake):
+    fake.hold = 0.05
+    clients = [
+        MaasClient(fake.url, API_KEY, retry=FAST, max_concurrent_actions=2) for _ in range(2)
+    ]
+    errors: list[BaseException] = []
+
+    def act(client: MaasClient) -> None:
+        try:
+            client.abort("abc123")
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=act, args=(clients[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for client in clients:
+        client.close()
+    assert errors == []
+    assert len(fake.requests) == 8
+    assert fake.max_in_flight <= 2
+    assert _limits.limit_of(clients[0].base_url) == 2
+
+
+def test_reads_are_not_capped(fake):
+    barrier = threading.Barrier(4, timeout=5)
+
+    def behaviour(method, path, op):
+        barrier.wait()  # only passes if four GETs are in flight at once
+        return ("json", 200, {"system_id": "abc123", "status": 4})
+
+    fake.behaviour = behaviour
+    results: list[object] = []
+    with MaasClient(fake.url, API_KEY, retry=FAST, max_concurrent_actions=1) as client:
+        threads = [
+            threading.Thread(target=lambda: results.append(client.get_machine("abc123")))
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(results) == 4
