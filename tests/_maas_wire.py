@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 SECRET = "T0kenS3cretT0kenS3cretT0kenS3cre"
@@ -57,3 +62,85 @@ def query(url: str) -> list[tuple[str, str]]:
 
 def path(url: str) -> str:
     return urlsplit(url).path
+
+
+class FakeMaas:
+    """Serves /MAAS/api/2.0/ from `behaviour(method, path, op) -> action` where action is
+    ("json", status, body), ("drop",) or ("late", seconds, status, body)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.hold = 0.0
+        self.behaviour = lambda method, path, op: (
+            "json",
+            200,
+            {"system_id": "abc123", "hostname": "n1", "status": 9},
+        )
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                url = urlsplit(self.path)
+                params = parse_qsl(url.query)
+                op = dict(params).get("op")
+                with fake.lock:
+                    fake.requests.append(
+                        {
+                            "method": self.command,
+                            "path": url.path,
+                            "query": params,
+                            "headers": dict(self.headers),
+                            "body": body,
+                            "peer": self.client_address,
+                        }
+                    )
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    if fake.hold:
+                        time.sleep(fake.hold)
+                    action = fake.behaviour(self.command, url.path, op)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+                if action[0] == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if action[0] == "late":
+                    time.sleep(action[1])
+                    action = ("json", *action[2:])
+                _, status, payload = action
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up (read timeout)
+
+            do_GET = do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/MAAS/"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
