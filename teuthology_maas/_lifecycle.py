@@ -1,0 +1,227 @@
+"""The state-changing steps of the node lifecycle, each safe against an uncertain outcome.
+
+`NodeActions` wraps one machine: every MAAS action here either succeeds, fails with MAAS's
+reason, or (when the HTTP outcome is unknown) re-reads the machine to learn whether it took
+effect, and repeats the POST only when MAAS shows it did not. Waiting goes through the shared
+fleet poller. `touched` records whether we changed the machine's state, so a failure is only
+cleaned up on a machine this process acted on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING
+
+from teuthology_maas import fleet
+from teuthology_maas._erase import release_params
+from teuthology_maas.errors import MaasConflict, MaasError, MaasOutcomeUnknown
+from teuthology_maas.models import (
+    ABORT_TARGET,
+    DEPLOY_FAILURE,
+    DEPLOY_TARGET,
+    RELEASE_FAILURE,
+    RELEASE_TARGET,
+    Machine,
+    NodeStatus,
+)
+
+if TYPE_CHECKING:
+    from teuthology_maas.client import MaasClient
+    from teuthology_maas.config import MaasConfig
+
+log = logging.getLogger("teuthology_maas.provisioner")
+
+# Where an abort can end: Deploying -> Allocated (or Failed deployment when MAAS had already
+# failed it), Disk erasing -> Failed disk erasing.
+ABORT_ENDS = ABORT_TARGET | {NodeStatus.FAILED_DISK_ERASING}
+ABORT_FAILURE = frozenset({NodeStatus.BROKEN})
+_DEPLOY_STARTED = frozenset(
+    {NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT}
+)
+_RELEASE_STARTED = frozenset(
+    {NodeStatus.RELEASING, NodeStatus.DISK_ERASING, NodeStatus.READY, NodeStatus.NEW}
+)
+
+
+class NodeActions:
+    """MAAS actions and waits for one machine, on behalf of one MAAS user."""
+
+    def __init__(
+        self, client: MaasClient, config: MaasConfig, username: str, machine: Machine
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.username = username
+        self.system_id = machine.system_id
+        self.last = machine
+        self.touched = False
+
+    @property
+    def name(self) -> str:
+        return self.last.describe()
+
+    def refresh(self) -> Machine:
+        self.last = self.client.get_machine(self.system_id)
+        return self.last
+
+    # -- actions -------------------------------------------------------------------------
+
+    def allocate(self, *, comment: str) -> Machine:
+        def applied(m: Machine) -> bool:
+            return m.owner == self.username and m.status is not NodeStatus.READY
+
+        return self._act(
+            "allocate",
+            lambda: self.client.allocate(
+                system_id=self.system_id, agent_name=self.config.agent_name, comment=comment
+            ),
+            applied,
+        )
+
+    def stamp(self, data: Mapping[str, str]) -> Machine:
+        def applied(m: Machine) -> bool:
+            return all(m.owner_data.get(k) == v for k, v in data.items())
+
+        return self._act(
+            "set_owner_data", lambda: self.client.set_owner_data(self.system_id, data), applied
+        )
+
+    def deploy(self, *, distro_series: str, user_data: str, comment: str) -> Machine:
+        machine = self._act(
+            "deploy",
+            lambda: self.client.deploy(
+                self.system_id,
+                distro_series=distro_series,
+                user_data=user_data,
+                agent_name=self.config.agent_name,
+                comment=comment,
+            ),
+            lambda m: m.status in _DEPLOY_STARTED,
+        )
+        return machine
+
+    def abort(self, *, comment: str | None = None) -> Machine:
+        def applied(m: Machine) -> bool:
+            return m.status not in (NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING)
+
+        try:
+            return self._act(
+                "abort", lambda: self.client.abort(self.system_id, comment=comment), applied
+            )
+        except MaasConflict:
+            # MAAS refuses abort once the machine has left Deploying/Disk erasing by itself:
+            # the goal (not in flight) is reached either way.
+            machine = self.refresh()
+            if applied(machine):
+                return machine
+            raise
+
+    def lock(self) -> Machine:
+        return self._act(
+            "lock",
+            lambda: self.client.lock(self.system_id, comment=self._comment("lock")),
+            lambda m: m.locked,
+        )
+
+    def unlock(self) -> Machine:
+        try:
+            return self._act(
+                "unlock",
+                lambda: self.client.unlock(self.system_id, comment=self._comment("unlock")),
+                lambda m: not m.locked,
+            )
+        except MaasConflict:
+            # 409 "Machine is not locked": someone unlocked it meanwhile; that is what we wanted.
+            machine = self.refresh()
+            if not machine.locked:
+                return machine
+            raise
+
+    def release(self, *, erase: str | None = None) -> Machine:
+        params = release_params(erase if erase is not None else self.config.erase)
+        return self._act(
+            "release",
+            lambda: self.client.release(
+                self.system_id,
+                erase=params.erase,
+                quick_erase=params.quick_erase,
+                secure_erase=params.secure_erase,
+                scripts=params.scripts,
+                script_params=dict(params.script_params) or None,
+                comment=self._comment("release"),
+            ),
+            lambda m: m.status in _RELEASE_STARTED,
+        )
+
+    # -- waits ---------------------------------------------------------------------------
+
+    def wait(
+        self,
+        targets: Collection[NodeStatus],
+        failures: Collection[NodeStatus],
+        timeout: float,
+    ) -> Machine:
+        """Wait until MAAS shows a target or failure status (raises MaasTimeout)."""
+        poller = fleet.poller_for(self.client, config=self.config)
+        machine = poller.wait(
+            self.system_id,
+            targets=frozenset(targets),
+            failures=frozenset(failures),
+            timeout=timeout,
+            on_change=self._log_change,
+        )
+        self.last = machine
+        return machine
+
+    def wait_deployed(self) -> Machine:
+        return self.wait(DEPLOY_TARGET, DEPLOY_FAILURE, self.config.deploy_timeout)
+
+    def wait_released(self) -> Machine:
+        return self.wait(RELEASE_TARGET, RELEASE_FAILURE, self.config.release_timeout)
+
+    def wait_aborted(self) -> Machine:
+        return self.wait(ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _act(
+        self, op: str, call: Callable[[], Machine], applied: Callable[[Machine], bool]
+    ) -> Machine:
+        """POST once; on an unknown outcome, re-read and POST again only if it did not apply."""
+        log.debug("%s: %s", self.name, op)
+        try:
+            machine = call()
+        except MaasOutcomeUnknown as exc:
+            self.touched = True
+            machine = self.refresh()
+            if applied(machine):
+                log.info("%s: %s went through despite %s", self.name, op, exc)
+                self._kick()
+                return machine
+            log.warning("%s: %s did not take effect (%s); sending it again", self.name, op, exc)
+            machine = call()
+        self.touched = True
+        if isinstance(machine, Machine):
+            self.last = machine
+        self._kick()
+        return self.last
+
+    def _kick(self) -> None:
+        fleet.poller_for(self.client, config=self.config).kick()
+
+    def _comment(self, action: str) -> str:
+        return f"teuthology-maas {action} by {self.username}"
+
+    def _log_change(self, machine: Machine) -> None:
+        self.last = machine
+        detail = f": {machine.status_message}" if machine.status_message else ""
+        log.info("%s: %s%s", machine.describe(), machine.status_name, detail)
+
+
+def describe_error(exc: BaseException) -> str:
+    """Short text for an exception, in the words MAAS (or the library) used."""
+    if isinstance(exc, MaasError):
+        return str(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,426 @@
+"""MaasProvisioner: one node's lifecycle in MAAS, as teuthology asks for it.
+
+create() brings a node from whatever state it is found in to a fresh deployment of the requested
+OS that answers over SSH, or fails with MAAS's own explanation after putting the node back where
+nobody is left holding it. release() gives a node back to MAAS's pool; it never touches another
+user's node. Every step is decided from the machine's current status (see `_decide`) and every
+MAAS action is safe against an uncertain outcome (see `_lifecycle`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import time
+
+from teuthology_maas import _decide, images, userdata
+from teuthology_maas._decide import CreateStep, ReleaseStep
+from teuthology_maas._lifecycle import NodeActions, describe_error
+from teuthology_maas._verify import os_mismatch, verify_ssh
+from teuthology_maas.client import MaasClient
+from teuthology_maas.config import MaasConfig
+from teuthology_maas.errors import (
+    DeploymentFailed,
+    MaasTimeout,
+    MachineNotFound,
+    MachineStateError,
+    ReleaseFailed,
+)
+from teuthology_maas.forensics import collect
+from teuthology_maas.models import (
+    DEPLOY_TARGET,
+    RELEASE_FAILURE,
+    RELEASE_TARGET,
+    Machine,
+    NodeStatus,
+)
+
+__all__ = ["MaasProvisioner", "split_name"]
+
+log = logging.getLogger(__name__)
+
+# A create() or release() that needs more steps than this is chasing a machine someone else
+# keeps changing; stop and say so instead of looping.
+_MAX_STEPS = 8
+_CLEANABLE = frozenset(
+    {
+        NodeStatus.ALLOCATED,
+        NodeStatus.DEPLOYING,
+        NodeStatus.DEPLOYED,
+        NodeStatus.FAILED_DEPLOYMENT,
+    }
+)
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """`user@host.domain` / `host.domain` / `host` -> (short hostname, FQDN or None)."""
+    host = name.strip().rpartition("@")[2].strip().rstrip(".")
+    if not host:
+        raise MachineNotFound(f"no hostname in {name!r}; expected host, host.domain or user@host")
+    short = host.split(".", 1)[0]
+    return short, (host if "." in host else None)
+
+
+def default_owner() -> str:
+    """The teuthology owner, as teuthology spells it (user@control-host)."""
+    owner = os.environ.get("TEUTHOLOGY_OWNER")
+    if owner:
+        return owner
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in a container: the uid still says who it was
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+class MaasProvisioner:
+    """Reimage, release and check one MAAS machine by its teuthology name."""
+
+    def __init__(
+        self,
+        name: str,
+        os_type: str = "ubuntu",
+        os_version: str = "22.04",
+        config: MaasConfig | None = None,
+        client: MaasClient | None = None,
+        *,
+        owner: str | None = None,
+        run_name: str | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        self.name = name
+        self.shortname, given_fqdn = split_name(name)
+        self.os_type = os_type
+        self.os_version = str(os_version)
+        self.config = config if config is not None else MaasConfig.load()
+        self.client = client if client is not None else MaasClient.from_config(self.config)
+        self.fqdn = given_fqdn or self.config.fqdn(self.shortname)
+        self.owner = owner or default_owner()
+        self.run_name = run_name
+        self.job_id = job_id
+
+    def __repr__(self) -> str:
+        return (
+            f"MaasProvisioner({self.name!r}, os_type={self.os_type!r}, "
+            f"os_version={self.os_version!r})"
+        )
+
+    # -- lookups -------------------------------------------------------------------------
+
+    @property
+    def username(self) -> str:
+        """The MAAS user our API key belongs to (asked once per client)."""
+        # whoami() records the answer on the client, so each client asks MAAS only once.
+        return self.client.username or str(self.client.whoami()["username"])
+
+    def machine(self) -> Machine:
+        """The one MAAS machine whose hostname is our short name (MachineNotFound otherwise)."""
+        attempts = self.config.lookup_retries + 1
+        found: list[Machine] = []
+        for attempt in range(attempts):
+            found = self.client.list_machines(hostname=[self.shortname])
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                break
+            if attempt + 1 < attempts:
+                # MAAS under load has answered an empty list for a machine that exists.
+                time.sleep(self.config.poll_min_interval)
+        if not found:
+            raise MachineNotFound(
+                f"MAAS has no machine with hostname {self.shortname!r} (from {self.name!r}) "
+                f"visible to MAAS user {self.username!r} after {attempts} lookups; check the "
+                f"name, or whether another user owns it (non-admin keys cannot see other "
+                f"users' machines)",
+                machine=self.shortname,
+            )
+        ids = ", ".join(m.describe() for m in found)
+        raise MachineNotFound(
+            f"{len(found)} MAAS machines have hostname {self.shortname!r}: {ids}; "
+            f"expected exactly one",
+            machine=self.shortname,
+        )
+
+    # -- create --------------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Deploy a fresh `os_type os_version` and verify it over SSH (DeploymentFailed if not)."""
+        username = self.username
+        machine = self.machine()
+        # Everything that can be checked is checked before MAAS is asked to change anything.
+        _decide.next_create_step(machine, username)
+        spec = images.resolve(self.os_type, self.os_version, self.config.image_map)
+        images.ensure_available(self.client, spec, machine)
+        user_data = userdata.render_user_data(
+            self.config,
+            hostname=machine.hostname,
+            fqdn=self.fqdn,
+            os_type=self.os_type,
+            os_version=self.os_version,
+        )
+        node = NodeActions(self.client, self.config, username, machine)
+        # A machine that was already ours is ours to clean up if this attempt fails.
+        node.touched = machine.owner == username
+        log.info(
+            "%s: deploying %s %s (%s), found %s",
+            machine.describe(), self.os_type, self.os_version, spec.distro_series,
+            machine.status_name,
+        )  # fmt: skip
+        started = time.monotonic()
+        try:
+            self._prepare(node)
+            self._stamp(node)
+            node.deploy(
+                distro_series=spec.distro_series,
+                user_data=user_data,
+                comment=self._comment(f"deploy {self.os_type} {self.os_version}"),
+            )
+            deployed = node.wait_deployed()
+            if deployed.status not in DEPLOY_TARGET:
+                raise DeploymentFailed(
+                    _ended_in(deployed, "the deployment"),
+                    machine=deployed.hostname,
+                    system_id=deployed.system_id,
+                    status=deployed.status_name,
+                )
+            if self.config.lock_after_deploy:
+                node.lock()
+            os_release = verify_ssh(self.fqdn, self.config)
+            mismatch = os_mismatch(os_release, self.os_type, self.os_version)
+            if mismatch:
+                raise DeploymentFailed(f"{self.fqdn} {mismatch}", machine=machine.hostname)
+        except BaseException as exc:
+            failure = self._failed_create(node, exc)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt / SystemExit: the node is cleaned up; keep exiting
+            raise failure from exc
+        log.info(
+            "%s: %s %s deployed and reachable over SSH in %.0f s",
+            machine.describe(), self.os_type, self.os_version, time.monotonic() - started,
+        )  # fmt: skip
+
+    def _prepare(self, node: NodeActions) -> None:
+        """Bring the machine to Allocated-to-us, one decided step at a time."""
+        for _ in range(_MAX_STEPS):
+            step = _decide.next_create_step(node.last, node.username)
+            if step is CreateStep.DEPLOY:
+                return
+            if step is CreateStep.ALLOCATE:
+                node.allocate(comment=self._comment("allocate"))
+            elif step is CreateStep.ABORT:
+                log.info("%s: aborting the deployment in progress", node.name)
+                self._unlock_if_locked(node)
+                node.abort(comment=self._comment("abort before redeploy"))
+                node.wait_aborted()
+            elif step is CreateStep.RELEASE:
+                log.info("%s: releasing %s before the redeploy", node.name, node.last.status_name)
+                self._unlock_if_locked(node)
+                node.release()
+                self._check_released(node, node.wait_released())
+            elif step is CreateStep.WAIT_RELEASE:
+                log.info("%s: waiting for the release in progress", node.name)
+                self._check_released(node, node.wait_released())
+        raise MachineStateError(
+            f"{node.name} did not settle into a deployable state after {_MAX_STEPS} steps "
+            f"(last {node.last.status_name}); is someone else acting on it?",
+            machine=node.last.hostname,
+            system_id=node.system_id,
+            status=node.last.status_name,
+        )
+
+    def _stamp(self, node: NodeActions) -> None:
+        data = {
+            "teuthology_owner": self.owner,
+            "teuthology_os": f"{self.os_type} {self.os_version}",
+            "agent": self.config.agent_name,
+        }
+        if self.run_name:
+            data["teuthology_run"] = self.run_name
+        if self.job_id:
+            data["teuthology_job"] = str(self.job_id)
+        node.stamp(data)
+
+    def _failed_create(self, node: NodeActions, exc: BaseException) -> DeploymentFailed:
+        """Clean up after a failed create() and build the exception that explains it."""
+        interrupted = not isinstance(exc, Exception)
+        cause = _cause(exc, interrupted)
+        if node.touched:
+            outcome = self._clean_up(node, wait=not interrupted)
+        else:
+            outcome = "nothing was changed in MAAS"
+        forensics = collect(self.client, node.last)
+        message = (
+            f"deploying {self.os_type} {self.os_version} on {node.name} failed: {cause}. "
+            f"MAAS: {forensics.summary()}. Clean-up: {outcome}"
+        )
+        log.error("%s", message)
+        log.debug("forensics for %s:\n%s", node.name, forensics.report())
+        return DeploymentFailed(
+            message,
+            machine=node.last.hostname,
+            system_id=node.system_id,
+            status=forensics.status_name,
+            maas_message=forensics.status_message,
+        )
+
+    def _clean_up(self, node: NodeActions, *, wait: bool) -> str:
+        """Leave the machine neither Deploying, Allocated nor Deployed to us; say what happened."""
+        try:
+            machine = node.refresh()
+            if machine.owner and machine.owner != node.username:
+                return f"left alone: MAAS user {machine.owner!r} holds it now"
+            if machine.status is NodeStatus.DEPLOYING:
+                self._unlock_if_locked(node)
+                node.abort(comment=self._comment("abort after failure"))
+                try:
+                    machine = node.wait_aborted()
+                except MaasTimeout:
+                    machine = node.refresh()  # MAAS also releases from Deploying
+            if machine.status in _CLEANABLE:
+                self._unlock_if_locked(node)
+                node.release()
+            elif machine.status not in (NodeStatus.RELEASING, NodeStatus.DISK_ERASING):
+                return f"nothing to undo ({machine.status_name})"
+            if not wait:
+                return f"release requested ({node.last.status_name})"
+            machine = node.wait_released()
+            if machine.status in RELEASE_FAILURE:
+                return f"needs an operator: the release ended in {_status_text(machine)}"
+            return f"released ({machine.status_name})"
+        except BaseException as exc:  # report, never hide the original failure
+            return (
+                f"needs an operator: clean-up failed ({describe_error(exc)}); MAAS last showed "
+                f"{node.last.status_name}"
+            )
+
+    # -- release / abort -----------------------------------------------------------------
+
+    def release(self, erase: str | None = None) -> None:
+        """Give the machine back to MAAS (Ready); a no-op when it is already free.
+
+        `erase` overrides the configured erase mode for this release only."""
+        username = self.username
+        machine = self.machine()
+        if _decide.next_release_step(machine, username) is ReleaseStep.NOTHING:
+            log.info("%s: already %s; nothing to release", machine.describe(), machine.status_name)
+            return
+        node = NodeActions(self.client, self.config, username, machine)
+        try:
+            self._release(node, erase)
+        except (MachineStateError, ReleaseFailed):
+            raise
+        except Exception as exc:
+            forensics = collect(self.client, node.last)
+            raise ReleaseFailed(
+                f"releasing {node.name} failed: {describe_error(exc)}. MAAS: {forensics.summary()}",
+                machine=node.last.hostname,
+                system_id=node.system_id,
+                status=forensics.status_name,
+                maas_message=forensics.status_message,
+            ) from exc
+
+    def destroy(self) -> None:
+        """Upstream teuthology's name for release()."""
+        self.release()
+
+    def _release(self, node: NodeActions, erase: str | None) -> None:
+        for _ in range(_MAX_STEPS):
+            step = _decide.next_release_step(node.last, node.username)
+            if step is ReleaseStep.NOTHING:
+                log.info("%s: released (%s)", node.name, node.last.status_name)
+                return
+            self._unlock_if_locked(node)
+            if step is ReleaseStep.ABORT:
+                node.abort(comment=self._comment("abort before release"))
+                node.wait_aborted()
+            elif step is ReleaseStep.WAIT:
+                self._check_released(node, node.wait_released())
+            else:
+                node.release(erase=erase)
+                self._check_released(node, node.wait_released())
+        raise MachineStateError(
+            f"{node.name} did not reach Ready after {_MAX_STEPS} steps "
+            f"(last {node.last.status_name}); is someone else acting on it?",
+            machine=node.last.hostname,
+            system_id=node.system_id,
+            status=node.last.status_name,
+        )
+
+    def abort(self) -> None:
+        """Stop an in-flight deployment (or disk erasing) and wait until MAAS has stopped it."""
+        username = self.username
+        machine = self.machine()
+        _decide.check_ownership(machine, username, "abort")
+        if machine.status not in (NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING):
+            log.info("%s: %s; nothing to abort", machine.describe(), machine.status_name)
+            return
+        node = NodeActions(self.client, self.config, username, machine)
+        self._unlock_if_locked(node)
+        node.abort(comment=self._comment("abort"))
+        done = node.wait_aborted()
+        log.info("%s: aborted (%s)", done.describe(), done.status_name)
+
+    # -- readiness -----------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Deployed, ours, reachable over SSH and running the requested OS."""
+        try:
+            machine = self.machine()
+        except MachineNotFound:
+            return False
+        if machine.status is not NodeStatus.DEPLOYED or machine.owner != self.username:
+            return False
+        try:
+            os_release = verify_ssh(
+                self.fqdn, self.config, timeout=min(self.config.ssh_timeout, 15.0)
+            )
+        except Exception as exc:
+            log.debug("%s: not ready over SSH: %s", machine.describe(), exc)
+            return False
+        return os_mismatch(os_release, self.os_type, self.os_version) is None
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _unlock_if_locked(self, node: NodeActions) -> None:
+        if node.last.locked:
+            node.unlock()
+
+    def _check_released(self, node: NodeActions, machine: Machine) -> None:
+        if machine.status not in RELEASE_TARGET:
+            forensics = collect(self.client, machine)
+            raise ReleaseFailed(
+                f"releasing {node.name} failed: {_ended_in(machine, 'the release')}. "
+                f"MAAS: {forensics.summary()}",
+                machine=machine.hostname,
+                system_id=machine.system_id,
+                status=machine.status_name,
+                maas_message=machine.status_message,
+            )
+
+    def _comment(self, action: str) -> str:
+        job = f" job {self.job_id}" if self.job_id else ""
+        run = f" run {self.run_name}" if self.run_name else ""
+        return f"teuthology-maas {action} for {self.owner}{run}{job}"
+
+
+def _status_text(machine: Machine) -> str:
+    return machine.status_name + (f" ({machine.status_message})" if machine.status_message else "")
+
+
+def _ended_in(machine: Machine, what: str) -> str:
+    if machine.status is NodeStatus.ALLOCATED:
+        return (
+            f"MAAS reverted {what} to Allocated (usually: it could not power-control the node)"
+            + (f": {machine.status_message}" if machine.status_message else "")
+        )
+    return f"MAAS ended {what} in {_status_text(machine)}"
+
+
+def _cause(exc: BaseException, interrupted: bool) -> str:
+    if interrupted:
+        return f"interrupted ({type(exc).__name__})"
+    if isinstance(exc, MaasTimeout):
+        return f"timed out: {exc}"
+    return describe_error(exc)
