@@ -243,6 +243,9 @@ def validate_cloud_config(text: str, *, template: str) -> dict[str, Any]:
             f" {lines[line - 1].strip()[:120]!r}" if line is not None and line <= len(lines) else ""
         )
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        opened = exc.context_mark
+        if opened is not None and mark is not None and opened.line != mark.line:
+            problem += f" (the construct started at line {opened.line + 1})"
         raise UserDataError(
             f"user_data rendered from {template} is not valid YAML at line {line} of the "
             f"rendered output{quoted}: {problem or exc}",

@@ -4,9 +4,9 @@ One `/usr/sbin/sshd -D` per simulated machine, each on its own loopback port wit
 key, config and pid file, logging in the current user only. Its authorized_keys file is
 `<ssh_root>/<hostname>/authorized_keys`, which the MAAS simulator fills from the deployed
 user_data, so a login works exactly when the key injected through user_data is right. A
-ForceCommand wrapper serves `<ssh_root>/<hostname>/os-release` for `/etc/os-release` and
-`<ssh_root>/<hostname>/boot-finished` for cloud-init's sentinel; everything else runs on this
-host as is.
+ForceCommand wrapper serves `<ssh_root>/<hostname>/os-release` for `/etc/os-release` (and
+`/usr/lib/os-release`) and `<ssh_root>/<hostname>/boot-finished` for cloud-init's sentinel;
+everything else runs on this host as is.
 
 The fleet writes an ssh_config that maps `<hostname>` and `<hostname>.<any domain>` to the
 right port, user and key: point the library's `maas.ssh_config` at it. Servers are stopped by
@@ -39,6 +39,7 @@ __all__ = ["SSHD_PATH", "KeyPair", "MachineSSHD", "SSHDFleet", "free_port"]
 SSHD_PATH = "/usr/sbin/sshd"
 LOOPBACK = "127.0.0.1"
 OS_RELEASE = "/etc/os-release"
+OS_RELEASE_FALLBACK = "/usr/lib/os-release"  # where os-release(5) says to look next
 BOOT_FINISHED = "/var/lib/cloud/instance/boot-finished"
 _PRIVSEP_DIR = Path("/run/sshd")  # compiled into Debian's sshd; needed when it runs as root
 
@@ -104,6 +105,7 @@ machine_dir={directory}
 command=${{SSH_ORIGINAL_COMMAND-}}
 if [ -z "$command" ]; then exec /bin/bash -l; fi
 command=${{command//"{OS_RELEASE}"/"$machine_dir/os-release"}}
+command=${{command//"{OS_RELEASE_FALLBACK}"/"$machine_dir/os-release"}}
 command=${{command//"{BOOT_FINISHED}"/"$machine_dir/boot-finished"}}
 exec /bin/bash -c "$command"
 """
