@@ -239,10 +239,10 @@ def test_poll_interval_not_below_the_minimum_interval():
     ("key", "bad", "minimum"),
     [
         ("max_concurrent_actions", 0, 1),
-        ("lookup_retries", 0, 1),
+        ("lookup_retries", -1, 0),
         ("max_concurrent_actions", "x", 1),
         ("max_concurrent_actions", 2.5, 1),
-        ("lookup_retries", True, 1),
+        ("lookup_retries", True, 0),
     ],
 )
 def test_integer_keys(key, bad, minimum):

@@ -212,7 +212,7 @@ class MaasConfig:
             max_concurrent_actions=values.integer(
                 "max_concurrent_actions", s.get("max_concurrent_actions", 16), minimum=1
             ),
-            lookup_retries=values.integer("lookup_retries", s.get("lookup_retries", 3), minimum=1),
+            lookup_retries=values.integer("lookup_retries", s.get("lookup_retries", 3), minimum=0),
             lab_domain=values.optional_text("lab_domain", lab_domain),
             source=source,
         )
