@@ -207,6 +207,14 @@ def test_resolve_maps_short_and_long_names_through_ssh_config(fleet, cfg) -> Non
     assert long.name == "smithi001.front.sepia.ceph.com"
 
 
+def test_resolve_qualifies_a_short_name_with_the_lab_domain(fleet, tmp_path) -> None:
+    cfg = make_config(tmp_path, ssh_config=str(fleet.ssh_config_path), lab_domain="front.lab")
+    target = SSHTarget.resolve("smithi002", cfg)
+    assert target.name == "smithi002.front.lab"
+    assert target.port == fleet.port_of("smithi002")
+    assert SSHTarget.resolve("smithi002.other.lab", cfg).name == "smithi002.other.lab"
+
+
 def test_resolve_without_ssh_config_uses_the_maas_settings(tmp_path) -> None:
     key = KeyPair.generate(tmp_path / "keys")
     cfg = make_config(tmp_path, ssh_user="teuth", ssh_private_key=str(key.private_key_path))

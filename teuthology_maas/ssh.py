@@ -82,7 +82,11 @@ class SSHTarget:
     @classmethod
     def resolve(cls, fqdn: str, cfg: SSHSettings) -> SSHTarget:
         """Apply the config's ssh_config file (if any) to `fqdn`; its User and IdentityFile
-        win over ssh_user, and ssh_private_key is tried before its IdentityFiles."""
+        win over ssh_user, and ssh_private_key is tried before its IdentityFiles. A short name
+        gets the config's lab_domain, as teuthology names nodes by FQDN."""
+        lab_domain = getattr(cfg, "lab_domain", None)
+        if lab_domain and "." not in fqdn:
+            fqdn = f"{fqdn}.{lab_domain}"
         options = _lookup_ssh_config(cfg.ssh_config, fqdn)
         keys: list[str] = []
         if cfg.ssh_private_key:
