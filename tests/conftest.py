@@ -2,5 +2,8 @@
 registered here, one line each."""
 
 pytest_plugins: list[str] = [
+    "tests.fixtures_provisioner",
     "tests.fixtures_sshd",
+    "tests.fixtures_simulator",
+    "tests.fixtures_reliability",
 ]
