@@ -4,6 +4,7 @@ statuses and transport failures are retried, for which methods, and for how long
 from __future__ import annotations
 
 import http.client
+import logging
 
 import pytest
 import requests
@@ -16,6 +17,7 @@ from teuthology_maas.errors import (
     MaasAuthError,
     MaasBadRequest,
     MaasConflict,
+    MaasError,
     MaasHTTPError,
     MaasNotFound,
     MaasOutcomeUnknown,
@@ -352,3 +354,36 @@ def test_tls_failure_is_not_retried(maas, client, clock):
         client.get_machine("abc123")
     assert len(maas.calls) == 1 and clock.sleeps == []
     assert "verify" in str(info.value)
+
+
+def test_a_truncated_answer_to_a_post_is_outcome_unknown(maas, client):
+    answers(maas, "POST", MACHINE_URL, requests.exceptions.ChunkedEncodingError("truncated"))
+    with pytest.raises(MaasOutcomeUnknown):
+        client.release("abc123")
+    assert len(maas.calls) == 1
+
+
+def test_a_request_error_that_cannot_pass_is_final_not_uncertain(maas, client, clock):
+    answers(maas, "POST", MACHINE_URL, requests.exceptions.InvalidHeader("bad header"))
+    with pytest.raises(MaasError) as info:
+        client.release("abc123")
+    assert not isinstance(info.value, MaasOutcomeUnknown | MaasUnavailable)
+    assert len(maas.calls) == 1 and clock.sleeps == []
+
+
+def test_retries_are_logged_with_the_reason(maas, client, caplog):
+    answers(maas, "GET", MACHINE_URL, (503, "No rack controllers", {"Retry-After": "2"}), ok())
+    with caplog.at_level(logging.INFO, logger="teuthology_maas.client"):
+        client.get_machine("abc123")
+    (record,) = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert record.getMessage() == (
+        "MAAS GET machines/abc123/: HTTP 503 (Retry-After 2s); attempt 1 of 4, retrying in 2.0s"
+    )
+
+
+def test_redirect_message_points_at_api_url(maas, client):
+    maas.add("GET", MACHINE_URL, status=301, headers={"Location": "https://maas.test/MAAS/"})
+    with pytest.raises(MaasHTTPError) as info:
+        client.get_machine("abc123")
+    assert "redirected to https://maas.test/MAAS/" in str(info.value)
+    assert "api_url" in str(info.value)

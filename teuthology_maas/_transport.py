@@ -47,6 +47,12 @@ log = logging.getLogger("teuthology_maas.client")
 _BODY_LIMIT = 2000
 _STATE_CHANGING = frozenset({"POST", "PUT", "DELETE"})
 _DEACTIVATED = "User is not allowed access to this API"
+# Transport failures that may be passing (and, for a POST, may hide an applied request).
+_TRANSIENT = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,9 @@ def http_error(response: requests.Response, target: Target) -> MaasHTTPError:
     if status == 409 and target.op == "allocate":
         cls = NoMachineAvailable
     shown = words or f"(empty body: {_EMPTY_BODY_HINT.get(status, 'MAAS gave no message')})"
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "nowhere")
+        shown = f"redirected to {location}; check maas: api_url (MAAS API calls never redirect)"
     subject = f" for machine {target.system_id}" if target.system_id else ""
     message = f"MAAS {target.describe()}{subject} failed: HTTP {status} {response.reason}: {shown}"
     return cls(message, system_id=target.system_id, http_status=status, maas_message=words)
@@ -199,9 +208,6 @@ class Transport:
                 if retry_in is None:
                     return _decode(response, target, expect_json)
                 wait = retry_in
-            log.debug(
-                "MAAS %s: attempt %d failed, retrying in %.1fs", target.describe(), attempt, wait
-            )
             self._sleep(wait)
 
     # ---- one attempt --------------------------------------------------------------------
@@ -288,7 +294,10 @@ class Transport:
             raise http_error(response, target)
         wanted = retry_after if retry_after is not None else self.policy.backoff(attempt)
         wait = self._retry_wait(wanted, attempt, started)
-        if wait is None:
+        if wait is not None:
+            after = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
+            self._log_retry(target, f"HTTP {status}{after}", attempt, wait)
+        else:
             error = http_error(response, target)
             hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
             raise MaasUnavailable(
@@ -314,21 +323,34 @@ class Transport:
                 "(check maas: verify / ca_bundle)",
                 system_id=target.system_id,
             ) from None
+        if not isinstance(exc, _TRANSIENT):
+            # An invalid URL or header, a redirect loop ...: repeating cannot help.
+            raise MaasError(
+                f"MAAS {target.describe()} failed: {reason}", system_id=target.system_id
+            ) from None
         safe = target.method not in _STATE_CHANGING or failed_before_sending(exc)
         if not safe:
             raise self._outcome_unknown(target, reason)
-        if not isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-            raise MaasUnavailable(
-                f"MAAS {target.describe()} failed: {reason}", system_id=target.system_id
-            ) from None
         wait = self._retry_wait(self.policy.backoff(attempt), attempt, started)
-        if wait is None:
+        if wait is not None:
+            self._log_retry(target, reason, attempt, wait)
+        else:
             raise MaasUnavailable(
                 f"MAAS at {self.base_url} unreachable: {target.describe()} failed "
                 f"{attempt} time(s) in {self._clock() - started:.1f}s; last error: {reason}",
                 system_id=target.system_id,
             ) from None
         return wait
+
+    def _log_retry(self, target: Target, reason: str, attempt: int, wait: float) -> None:
+        log.info(
+            "MAAS %s: %s; attempt %d of %d, retrying in %.1fs",
+            target.describe(),
+            reason,
+            attempt,
+            self.policy.max_attempts,
+            wait,
+        )
 
     def _outcome_unknown(self, target: Target, reason: str) -> MaasOutcomeUnknown:
         subject = f" on machine {target.system_id}" if target.system_id else ""
