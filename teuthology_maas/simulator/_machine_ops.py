@@ -1,0 +1,429 @@
+"""The machine handlers: permissions, parameter parsing and MAAS's exact refusals.
+
+Permissions follow MAAS without RBAC: a non-admin sees unowned machines and their own; editing
+needs that and an unlocked machine (locked -> 403 with an empty body, even for admins).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from teuthology_maas.models import NodeStatus
+from teuthology_maas.simulator import _events as ev
+from teuthology_maas.simulator._errors import ApiError, bad_request, conflict, forbidden
+from teuthology_maas.simulator._images import hwe_kernel_for
+from teuthology_maas.simulator._query import Universe, build_predicate, no_match_message
+from teuthology_maas.simulator._records import MachineRecord
+from teuthology_maas.simulator.faults import FaultSet
+from teuthology_maas.simulator.forms import Body, Params
+from teuthology_maas.simulator.inventory import UserSpec
+from teuthology_maas.simulator.state import StateMachine
+
+RELEASABLE = frozenset(
+    {
+        NodeStatus.ALLOCATED,
+        NodeStatus.RESERVED,
+        NodeStatus.BROKEN,
+        NodeStatus.DEPLOYING,
+        NodeStatus.DEPLOYED,
+        NodeStatus.FAILED_DEPLOYMENT,
+        NodeStatus.FAILED_DISK_ERASING,
+        NodeStatus.FAILED_RELEASING,
+    }
+)
+ABORTABLE = frozenset(
+    {NodeStatus.DISK_ERASING, NodeStatus.COMMISSIONING, NodeStatus.DEPLOYING, NodeStatus.TESTING}
+)
+_REMOVED_DEPLOY_OPTIONS = ("install_kvm", "register_vmhost", "install_rackd")
+
+
+def string_bool(params: Params, name: str, default: bool = False) -> bool:
+    """formencode StringBool, used by deploy/allocate options."""
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise bad_request(f"Invalid {name}: Value should be 'true' or 'false'")
+
+
+def django_bool(params: Params, name: str) -> bool:
+    """Django BooleanField, used by release: anything but '', 'false' (any case) is true."""
+    value = params.get(name)
+    return value is not None and value != "" and value.strip().lower() != "false"
+
+
+class MachineOps:
+    def __init__(self, state: StateMachine, faults: FaultSet, users: dict[str, UserSpec]) -> None:
+        self.state = state
+        self.faults = faults
+        self.users = users
+
+    # -- permissions ----------------------------------------------------------------------
+
+    @staticmethod
+    def can_view(user: UserSpec, machine: MachineRecord) -> bool:
+        return user.is_superuser or machine.owner in (None, user.username)
+
+    def for_view(self, user: UserSpec, ident: str) -> MachineRecord:
+        machine = self.state.find(ident)
+        if not self.can_view(user, machine):
+            raise forbidden()
+        return machine
+
+    def for_edit(self, user: UserSpec, ident: str) -> MachineRecord:
+        machine = self.for_view(user, ident)
+        if machine.locked:
+            raise forbidden()
+        return machine
+
+    def for_admin(self, user: UserSpec, ident: str) -> MachineRecord:
+        machine = self.state.find(ident)
+        if not user.is_superuser or machine.locked:
+            raise forbidden()
+        return machine
+
+    def _universe(self) -> Universe:
+        machines = list(self.state.machines.values())
+        return Universe(
+            tags={t for m in machines for t in m.tags},
+            zones=set(self.state.catalog.zones),
+            pools=set(self.state.catalog.pools),
+            owners=set(self.users),
+            arches=self.state.images.usable_arches() | {m.arch for m in machines},
+        )
+
+    def _render(self, machine: MachineRecord) -> dict[str, Any]:
+        return self.state.render(machine)
+
+    # -- collection -----------------------------------------------------------------------
+
+    def list_machines(self, user: UserSpec, query: Params) -> list[dict[str, Any]]:
+        predicate = build_predicate(query, self._universe(), for_allocate=False)
+        return [
+            self._render(m)
+            for m in self.state.machines.values()
+            if self.can_view(user, m) and predicate(m)
+        ]
+
+    def list_allocated(self, user: UserSpec, query: Params) -> list[dict[str, Any]]:
+        ids = query.getlist("id")
+        return [
+            self._render(m)
+            for m in self.state.machines.values()
+            if m.owner == user.username
+            and m.status == NodeStatus.ALLOCATED
+            and (not ids or m.system_id in ids)
+        ]
+
+    def allocate(self, user: UserSpec, body: Body) -> dict[str, Any]:
+        if body.is_json:
+            # piston hands allocate a plain dict, and the form calls .lists() on it.
+            raise ApiError(500, "'dict' object has no attribute 'lists'")
+        form = body.form
+        predicate = build_predicate(form, self._universe(), for_allocate=True)
+        bridge_type = form.get("bridge_type")
+        if bridge_type not in (None, "", "standard", "ovs"):
+            raise ApiError(
+                400,
+                '{"bridge_type": ["Select a valid choice. '
+                f'{bridge_type} is not one of the available choices."]}}',
+                content_type="application/json; charset=utf-8",
+            )
+        dry_run = string_bool(form, "dry_run")
+        string_bool(form, "verbose")
+        string_bool(form, "bridge_all")
+        candidates = sorted(
+            (
+                m
+                for m in self.state.machines.values()
+                if m.status == NodeStatus.READY
+                and m.owner in (None, user.username)
+                and not m.locked
+                and predicate(m)
+            ),
+            key=lambda m: (m.cost(), m.index),
+        )
+        if not candidates:
+            raise conflict(no_match_message(form))
+        chosen = candidates[0]
+        if dry_run:
+            result = self._render(chosen)
+        else:
+            self.state.allocate(
+                chosen,
+                user.username,
+                agent_name=form.get("agent_name") or "",
+                comment=form.get("comment") or "",
+                at=self.state.clock.now(),
+            )
+            result = self._render(chosen)
+        result["constraints_by_type"] = {}
+        return result
+
+    def release_many(self, user: UserSpec, body: Body) -> list[str]:
+        form = body.form
+        ids = form.getlist("machines")
+        known = {m.system_id: m for m in self.state.machines.values()}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise bad_request(f"Unknown machine(s): {', '.join(unknown)}.")
+        denied = [i for i in ids if known[i].locked or not self.can_view(user, known[i])]
+        if denied:
+            raise forbidden(
+                "You don't have the required permission to release the following "
+                f"machine(s): {', '.join(denied)}."
+            )
+        stuck = [
+            known[i]
+            for i in ids
+            if known[i].status != NodeStatus.READY and known[i].status not in RELEASABLE
+        ]
+        if stuck:
+            described = ", ".join(f"{m.system_id} ('{m.status.label}')" for m in stuck)
+            raise conflict(f"Machine(s) cannot be released in their current state: {described}.")
+        released = []
+        for system_id in ids:
+            machine = known[system_id]
+            if machine.status == NodeStatus.READY:
+                continue
+            self._start_release(machine, user, erase_mode=None, other_scripts=False, form=form)
+            released.append(system_id)
+        return released
+
+    # -- one machine ----------------------------------------------------------------------
+
+    def read(self, user: UserSpec, ident: str) -> dict[str, Any]:
+        return self._render(self.for_view(user, ident))
+
+    def deploy(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_edit(user, ident)
+        form = body.form
+        if machine.status == NodeStatus.READY:
+            if machine.owner not in (None, user.username):
+                raise conflict("Can't allocate a machine belonging to another user.")
+        elif machine.status != NodeStatus.ALLOCATED:
+            raise conflict(f"Can't deploy a machine that is in the '{machine.status.label}' state")
+        for option in _REMOVED_DEPLOY_OPTIONS:
+            if string_bool(form, option):
+                raise bad_request(f"Support for {option} allocation parameter has been removed.")
+        ephemeral = string_bool(form, "ephemeral_deploy")
+        string_bool(form, "enable_hw_sync")
+        config = self.state.config
+        osystem, release = self.state.images.resolve(
+            form.get("distro_series") or "",
+            default_os=str(config["default_osystem"]),
+            default_series=str(config["default_distro_series"]),
+        )
+        hwe_kernel = form.get("hwe_kernel") or None
+        if hwe_kernel is not None and not hwe_kernel.startswith(("ga-", "hwe-")):
+            raise ApiError(
+                400,
+                '{"hwe_kernel": ["'
+                + hwe_kernel
+                + " is not available for "
+                + f'{osystem}/{release} on {machine.architecture}."]}}',
+                content_type="application/json; charset=utf-8",
+            )
+        names = machine.names()
+        missing = self.faults.behaviour(
+            {"missing_image"}, machine_names=names, user=user.username, image=f"{osystem}/{release}"
+        )
+        if missing is not None:
+            arch, _, subarch = machine.architecture.partition("/")
+            raise bad_request(
+                f"Deployment operating system {osystem}/{release} is unavailable for "
+                f"{arch}/{subarch or 'generic'}."
+            )
+        image = self.state.images.check_deployable(
+            osystem, release, machine.architecture, str(config["commissioning_distro_series"])
+        )
+        # Everything is valid: only now change state (MAAS rolls back a failed request).
+        now = self.state.clock.now()
+        if machine.status == NodeStatus.READY:
+            self.state.allocate(
+                machine,
+                user.username,
+                agent_name=form.get("agent_name") or "",
+                comment=form.get("comment") or "",
+                at=now,
+            )
+        user_data = form.get("user_data")
+        fault = self.faults.behaviour(
+            {"deploy_fail", "deploy_stuck", "deploy_revert"},
+            machine_names=names,
+            user=user.username,
+        )
+        self.state.start_deploy(
+            machine,
+            user.username,
+            image=image,
+            hwe_kernel=hwe_kernel or hwe_kernel_for(osystem, release),
+            user_data=user_data.encode("utf-8") if user_data is not None else None,
+            comment=form.get("comment") or "",
+            ephemeral=ephemeral,
+            fault=fault,
+        )
+        return self._render(machine)
+
+    def release(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_edit(user, ident)
+        form = body.form
+        if machine.status in (NodeStatus.READY, NodeStatus.RELEASING):
+            return self._render(machine)
+        if machine.status not in RELEASABLE:
+            raise conflict(
+                f"Machine cannot be released in its current state ('{machine.status.label}')."
+            )
+        scripts = [s.strip() for v in form.getlist("scripts") for s in v.split(",") if s.strip()]
+        secure = django_bool(form, "secure_erase")
+        quick = django_bool(form, "quick_erase")
+        erase = django_bool(form, "erase") or secure or quick or "wipe-disks" in scripts
+        if not erase and self.state.config.get("enable_disk_erasing_on_release"):
+            erase = True
+            secure = bool(self.state.config.get("disk_erase_with_secure_erase"))
+            quick = bool(self.state.config.get("disk_erase_with_quick_erase"))
+        mode = None if not erase else "secure" if secure else "quick" if quick else "full"
+        other_scripts = any(s != "wipe-disks" for s in scripts)
+        self._start_release(machine, user, erase_mode=mode, other_scripts=other_scripts, form=form)
+        return self._render(machine)
+
+    def _start_release(
+        self,
+        machine: MachineRecord,
+        user: UserSpec,
+        *,
+        erase_mode: str | None,
+        other_scripts: bool,
+        form: Params,
+    ) -> None:
+        kinds = {"release_stuck", "release_fail"} | ({"erase_fail"} if erase_mode else set())
+        fault = self.faults.behaviour(kinds, machine_names=machine.names(), user=user.username)
+        self.state.start_release(
+            machine,
+            user.username,
+            erase_mode=erase_mode,
+            other_scripts=other_scripts,
+            comment=form.get("comment") or "",
+            fault=fault,
+        )
+
+    def abort(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_edit(user, ident)
+        if machine.status not in ABORTABLE:
+            raise conflict(
+                f"Cannot abort in current state: node {machine.system_id} is in state "
+                f"{machine.status.label}."
+            )
+        # The answer shows the machine before the asynchronous abort completes.
+        before = copy.deepcopy(self._render(machine))
+        self.state.start_abort(machine, user.username, body.form.get("comment") or "")
+        return before
+
+    def lock(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_view(user, ident)
+        if machine.locked:
+            raise conflict("Machine is already locked")
+        if machine.status not in (NodeStatus.DEPLOYED, NodeStatus.DEPLOYING):
+            raise conflict("Can't lock, node is not deployed or deploying")
+        machine.locked = True
+        self.state.event(
+            machine,
+            ev.USER_LOCK,
+            self.state.clock.now(),
+            body.form.get("comment") or "",
+            username=user.username,
+            action="lock",
+        )
+        return self._render(machine)
+
+    def unlock(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_view(user, ident)
+        if not machine.locked:
+            raise conflict("Machine is not locked")
+        machine.locked = False
+        self.state.event(
+            machine,
+            ev.USER_UNLOCK,
+            self.state.clock.now(),
+            body.form.get("comment") or "",
+            username=user.username,
+            action="unlock",
+        )
+        return self._render(machine)
+
+    def mark_broken(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_edit(user, ident)
+        if machine.owner != user.username:
+            raise forbidden()
+        form = body.form
+        comment = form.get("comment") or form.get("error_description") or ""
+        self.state.mark_broken(machine, user.username, comment)
+        return self._render(machine)
+
+    def mark_fixed(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_admin(user, ident)
+        if machine.status != NodeStatus.BROKEN:
+            raise conflict("Can't mark a non-broken node as 'Ready'.")
+        self.state.mark_fixed(machine, user.username, body.form.get("comment") or "")
+        return self._render(machine)
+
+    def power_on(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_edit(user, ident)
+        if machine.owner is None:
+            raise conflict("Can't start node: it hasn't been allocated.")
+        if machine.status == NodeStatus.ALLOCATED:
+            # Powering on an allocated machine is how MAAS starts a deployment.
+            return self.deploy(user, ident, body)
+        self.state.request_power(machine, user.username, True, body.form.get("comment") or "")
+        return self._render(machine)
+
+    def power_off(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any] | None:
+        machine = self.for_edit(user, ident)
+        if machine.power_type == "manual":
+            return None
+        self.state.request_power(machine, user.username, False, body.form.get("comment") or "")
+        return self._render(machine)
+
+    def query_power_state(self, user: UserSpec, ident: str) -> dict[str, Any]:
+        machine = self.for_view(user, ident)
+        return {"state": machine.power_state}
+
+    def set_workload_annotations(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_edit(user, ident)
+        if machine.owner != user.username:
+            raise conflict("Cannot set workload annotation: it hasn't been acquired.")
+        for key, value in body.form.without("op").lists():
+            if value[-1] == "":
+                machine.workload_annotations.pop(key, None)
+            else:
+                machine.workload_annotations[key] = value[-1]
+        return self._render(machine)
+
+    def update(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_admin(user, ident)
+        form = body.form
+        for name in ("hostname", "description", "power_type"):
+            if (value := form.get(name)) is not None:
+                setattr(machine, name, value)
+        for name in ("cpu_count", "memory"):
+            if (value := form.get(name)) is not None:
+                try:
+                    setattr(machine, name, int(value))
+                except ValueError:
+                    raise bad_request(f"Invalid {name}: {value!r} is not an integer") from None
+        for name in ("zone", "pool"):
+            if (value := form.get(name)) is not None:
+                setattr(machine, name, value)
+        self.state.catalog.add(machine)
+        return self._render(machine)
+
+    def delete(self, user: UserSpec, ident: str) -> None:
+        machine = self.for_admin(user, ident)
+        if self.state.ssh is not None:
+            self.state.ssh.cleared(machine.hostname)
+        del self.state.machines[machine.system_id]
