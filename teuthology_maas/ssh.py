@@ -178,8 +178,8 @@ def _connect(target: SSHTarget, *, timeout: float) -> paramiko.SSHClient:
 
 
 def _exec(client: paramiko.SSHClient, command: str, *, timeout: float) -> CommandResult:
-    _stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
-    _stdin.close()
+    stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
+    stdin.close()  # nothing to send: the command sees EOF at once
     out = stdout.read().decode("utf-8", "replace")
     err = stderr.read().decode("utf-8", "replace")
     status = stdout.channel.recv_exit_status()
