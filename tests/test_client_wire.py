@@ -468,3 +468,11 @@ def test_pool_is_sized_for_many_nodes():
     with MaasClient(ROOT, API_KEY, pool_size=200) as c:
         adapter = c.session.get_adapter(ROOT)
         assert adapter._pool_maxsize == 200
+
+
+def test_version_is_asked_anonymously(maas, client):
+    reply(maas, "GET", "version/", {"version": "3.5.4", "subversion": "", "capabilities": []})
+    assert client.version()["version"] == "3.5.4"
+    request = only_request(maas)
+    assert "Authorization" not in request.headers
+    assert path(request.url) == "/MAAS/api/2.0/version/"

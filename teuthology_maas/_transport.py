@@ -181,9 +181,11 @@ class Transport:
         system_id: str | None = None,
         timeout: float | None = None,
         expect_json: bool = True,
+        signed: bool = True,
     ) -> Any:
         """Perform the call and return the decoded JSON (or text when `expect_json` is
-        false). Raises a `MaasError` subclass on failure."""
+        false). `signed=False` sends no Authorization header (MAAS's anonymous endpoints).
+        Raises a `MaasError` subclass on failure."""
         target = Target(method, path, op, system_id)
         form = _wire.fields(params)
         query: list[tuple[str, str]] = [("op", op)] if op else []
@@ -200,7 +202,9 @@ class Transport:
         while True:
             attempt += 1
             try:
-                response = self._send(method, url, query, body, headers, timeout, target)
+                response = self._send(
+                    method, url, query, body, headers, timeout, target, signed=signed
+                )
             except requests.exceptions.RequestException as exc:
                 wait = self._after_transport_error(exc, target, attempt, started)
             else:
@@ -221,14 +225,17 @@ class Transport:
         headers: dict[str, str],
         timeout: float | None,
         target: Target,
+        *,
+        signed: bool,
     ) -> requests.Response:
         began = time.monotonic()
+        args = (method, url, query, body, headers, timeout, signed)
         try:
             if method in _STATE_CHANGING:
                 with self._actions:
-                    response = self._request(method, url, query, body, headers, timeout)
+                    response = self._request(*args)
             else:
-                response = self._request(method, url, query, body, headers, timeout)
+                response = self._request(*args)
         except requests.exceptions.RequestException as exc:
             log.debug(
                 "MAAS %s -> %s after %.3fs",
@@ -253,6 +260,7 @@ class Transport:
         body: bytes | None,
         headers: dict[str, str],
         timeout: float | None,
+        signed: bool,
     ) -> requests.Response:
         return self.session.request(
             method,
@@ -262,6 +270,7 @@ class Transport:
             headers=headers or None,
             timeout=timeout if timeout is not None else self.timeout,
             allow_redirects=False,
+            auth=None if signed else _anonymous,
         )
 
     # ---- deciding -----------------------------------------------------------------------
@@ -360,6 +369,11 @@ class Transport:
             op=target.op or target.method.lower(),
             system_id=target.system_id,
         )
+
+
+def _anonymous(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Per-request auth that signs nothing (a None auth would fall back to the session's)."""
+    return request
 
 
 def _decode(response: requests.Response, target: Target, expect_json: bool) -> Any:

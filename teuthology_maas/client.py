@@ -117,7 +117,9 @@ class MaasClient:
         return user
 
     def version(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._get("version/")
+        """`{"version", "subversion", "capabilities"}`. MAAS serves it anonymously, so it is
+        asked without credentials: it also answers when the API key is wrong."""
+        result: dict[str, Any] = self._transport.call("GET", "version/", signed=False)
         return result
 
     def get_config(self, name: str) -> Any:
