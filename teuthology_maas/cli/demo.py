@@ -1,0 +1,262 @@
+"""`teuthology-maas demo`: the real teuthology-lock provisioning through MAAS, on one machine.
+
+Starts the MAAS simulator (a handful of machines of one type, deployments that take MAAS-like
+time divided by --time-factor), the paddles lock server double and one loopback sshd per
+machine; then runs the stock `teuthology-lock --lock-many 3 -m TYPE --os-type ubuntu
+--os-version 22.04`, showing MAAS's view of every machine while they deploy, prints the locked
+targets, runs `teuthology-lock --unlock` on them and shows the machines Ready again. Every
+process it started is stopped before it returns. See teuthology_maas.testing.teuthology_lab
+for what is real in this set-up and what stands in for a lab's network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from teuthology_maas.cli._common import Context, ExitCode
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_DOMAIN = "demo.test"
+# Shown in full; everything else teuthology-lock prints is in the log file (or --verbose).
+_INTERESTING = re.compile(
+    r"teuthology_maas|ERROR|WARNING|Traceback|Error|unlocked:|Locked|locked |Reimag|"
+    r"ssh_keyscan|Updating \S+ on lock server|^targets:|^  \S+: ssh-"
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the real teuthology-lock against the embedded MAAS simulator",
+        description="Lock, reimage and unlock nodes with the real teuthology-lock, through "
+        "this library, against the MAAS simulator, the paddles lock server double and "
+        "loopback sshd 'nodes'. Everything runs on this machine and is stopped at the end.",
+    )
+    parser.add_argument("--machines", type=int, default=5, help="machines in MAAS (default 5)")
+    parser.add_argument("--count", type=int, default=3, help="nodes to lock (default 3)")
+    parser.add_argument("-m", "--machine-type", default="smithi", help="default smithi")
+    parser.add_argument("--os-type", default="ubuntu")
+    parser.add_argument("--os-version", default="22.04")
+    parser.add_argument(
+        "--time-factor", type=float, default=60.0,
+        help="simulated MAAS seconds per real second (default 60: a 10-minute deployment "
+        "takes 10 s)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show all of teuthology's output")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    parser.set_defaults(handler=run)
+
+
+class _Printer:
+    """Serialises output from the watcher thread and the command reader."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        with self._lock:
+            self._ctx.out(f"[{time.monotonic() - self._started:5.1f}s] {text}")
+
+
+class _MaasWatcher:
+    """Prints every status change MAAS shows, as an operator watching MAAS would see it."""
+
+    def __init__(self, sim: Any, say: _Printer) -> None:
+        self._sim = sim
+        self._say = say
+        self._seen = {m["hostname"]: m["status_name"] for m in sim.machines()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="demo-maas-watch", daemon=True)
+
+    def __enter__(self) -> _MaasWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._poll()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self._poll()
+
+    def _poll(self) -> None:
+        for machine in self._sim.machines():
+            name, status = machine["hostname"], machine["status_name"]
+            if self._seen.get(name) != status:
+                owner = f" (owner {machine['owner']})" if machine.get("owner") else ""
+                self._say(f"MAAS  {name}: {self._seen.get(name)} -> {status}{owner}")
+                self._seen[name] = status
+
+
+def _ensure_sshd(ctx: Context) -> bool:
+    from teuthology_maas.testing.sshd import SSHD_PATH
+
+    if os.access(SSHD_PATH, os.X_OK):
+        return True
+    installer = REPO / "scripts" / "ensure-system-packages"
+    if os.geteuid() == 0 and installer.exists():
+        ctx.out(f"{SSHD_PATH} is missing: installing openssh-server ({installer})")
+        subprocess.run([str(installer)], check=False)
+    if os.access(SSHD_PATH, os.X_OK):
+        return True
+    ctx.err(f"teuthology-maas demo: {SSHD_PATH} not found; install openssh-server "
+            "(as root: scripts/ensure-system-packages) and run it again")
+    return False
+
+
+def _run_teuthology(lab: Any, argv: list[str], say: _Printer, log: Path, verbose: bool) -> int:
+    say("$ " + " ".join([Path(argv[0]).name, *argv[1:]]))
+    with log.open("a", encoding="utf-8") as log_file:
+        process = lab.popen(argv)
+        say(f"      (pid {process.pid}; full output in {log})")
+        assert process.stdout is not None
+        for line in process.stdout:
+            log_file.write(line)
+            line = line.rstrip()
+            if verbose or _INTERESTING.search(line):
+                say("      " + re.sub(r"^\S+ \S+ ", "", line)[:160])
+        code: int = process.wait()
+    say(f"      exit {code}")
+    return code
+
+
+def _table(sim: Any, hostnames: list[str]) -> list[str]:
+    rows = [("HOSTNAME", "STATUS", "OWNER", "OS")]
+    for name in hostnames:
+        m = sim.machine(name)
+        os_name = f"{m.get('osystem')}/{m.get('distro_series')}" if m.get("distro_series") else ""
+        rows.append((name, m["status_name"], m.get("owner") or "-", os_name or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            for row in rows]
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.count < 1 or args.machines < args.count:
+        ctx.err("teuthology-maas demo: need 1 <= --count <= --machines")
+        return int(ExitCode.USAGE)
+    if not _ensure_sshd(ctx):
+        return int(ExitCode.USAGE)
+    workdir = Path(tempfile.mkdtemp(prefix="teuthology-maas-demo-"))
+    try:
+        return _demo(ctx, args, workdir)
+    finally:
+        if args.keep:
+            ctx.out(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _demo(ctx: Context, args: argparse.Namespace, workdir: Path) -> int:
+    from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
+    from teuthology_maas.testing.lockserver import LockServer
+    from teuthology_maas.testing.sshd import SSHDFleet
+    from teuthology_maas.testing.teuthology_lab import Support, TeuthologyLab
+
+    say = _Printer(ctx)
+    mtype = args.machine_type
+    hostnames = [f"{mtype}{i:03d}" for i in range(1, args.machines + 1)]
+    ssh_root = workdir / "ssh-root"
+    started_pids: list[int] = []
+    fleet = SSHDFleet(hostnames, ssh_root, workdir=workdir / "sshd")
+    server = handle = None
+    try:
+        fleet.start()
+        started_pids += [s.pid for s in fleet.servers.values() if s.pid]
+        say(f"started {len(hostnames)} loopback sshd 'nodes' (pids "
+            f"{' '.join(map(str, started_pids))})")
+        inventory = Inventory.from_mapping({"machines": [
+            {"hostname": h, "tags": [mtype], "pool": mtype, "ssh_port": fleet.port_of(h)}
+            for h in hostnames
+        ]})
+        sim = Simulator(inventory, clock=ScaledClock(args.time_factor), ssh_root=ssh_root)
+        server = sim.serve()
+        deploy_s = inventory.timings.deploying / args.time_factor
+        say(f"MAAS simulator at {server.api_url}: {len(hostnames)} {mtype} machines, Ready; "
+            f"a deployment takes {inventory.timings.deploying:.0f} s of MAAS time "
+            f"(x{args.time_factor:g}: {deploy_s:.0f} s here)")
+        paddles = LockServer(
+            {"name": f"{h}.{LAB_DOMAIN}", "machine_type": mtype} for h in hostnames
+        )
+        handle = paddles.serve()
+        say(f"paddles lock server double at {handle.url}")
+        lab = TeuthologyLab.create(
+            workdir / "lab", Support.write(workdir / "support"), lab_domain=LAB_DOMAIN,
+            lock_server=handle.url, ssh_key=fleet.private_key_path,
+            ssh_config=fleet.ssh_config_path,
+            maas={
+                "api_url": server.api_url, "api_key": sim.api_key("teuthology"),
+                "machine_types": [mtype], "ssh_keys": [fleet.public_key], "erase": "quick",
+                "poll_interval": 1.0, "poll_min_interval": 0.2, "ssh_timeout": 60,
+            },
+        )
+        say(f"teuthology config: {lab.config_path} (TEUTHOLOGY_CONFIG)")
+        log = workdir / "teuthology.log"
+        owner = "demo@teuthology-maas"
+        with _MaasWatcher(sim, say):
+            code = _run_teuthology(lab, lab.argv(
+                "teuthology-lock", "--lock-many", str(args.count), "-m", mtype,
+                "--os-type", args.os_type, "--os-version", args.os_version, "--owner", owner,
+                "--desc", "teuthology-maas demo",
+            ), say, log, args.verbose)
+        locked = [n["name"] for n in paddles.nodes() if n["locked"]]
+        if code != 0 or len(locked) != args.count:
+            say(f"teuthology-lock --lock-many failed (exit {code}); see {log}")
+            ctx.out(log.read_text(encoding="utf-8")[-4000:])
+            return int(ExitCode.FAILURE)
+        ctx.out(f"\nteuthology-lock locked {', '.join(sorted(locked))} (targets above)")
+        ctx.out("MAAS after --lock-many:")
+        ctx.out("\n".join(_table(sim, hostnames)) + "\n")
+        with _MaasWatcher(sim, say):
+            code = _run_teuthology(lab, lab.argv(
+                "teuthology-lock", "--unlock", "--owner", owner, *sorted(locked)
+            ), say, log, args.verbose)
+        ready = all(sim.machine(h)["status_name"] == "Ready" for h in hostnames)
+        ctx.out("\nMAAS after --unlock:")
+        ctx.out("\n".join(_table(sim, hostnames)) + "\n")
+        still_locked = [n["name"] for n in paddles.nodes() if n["locked"]]
+        if code != 0 or not ready or still_locked:
+            say(f"teuthology-lock --unlock failed (exit {code}, locked: {still_locked}); "
+                f"see {log}")
+            return int(ExitCode.FAILURE)
+        say(f"done: {args.count} nodes locked, reimaged with {args.os_type} "
+            f"{args.os_version}, unlocked and Ready again in MAAS")
+        return int(ExitCode.OK)
+    finally:
+        fleet.stop()
+        if server is not None:
+            server.stop()
+        if handle is not None:
+            handle.stop()
+        alive = [pid for pid in started_pids if _alive(pid)]
+        say(f"stopped the simulator, the lock server and {len(started_pids)} sshd processes"
+            + (f"; STILL RUNNING: {alive}" if alive else ""))
+        sys.stdout.flush()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is gone for every purpose but the process table; reap check via /proc.
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
