@@ -207,7 +207,7 @@ def render_template(path: Path, variables: Mapping[str, Any]) -> str:
             f"user_data template {path}: included template {exc.name!r} not found in {path.parent}",
             template=str(path),
         ) from None
-    except (jinja2.UndefinedError, jinja2.TemplateError, TypeError, ValueError) as exc:
+    except Exception as exc:  # the template is operator code: any failure is a template error
         location = _template_line(exc.__traceback__, loader.loaded)
         where, line = location if location else (str(path), None)
         kind = "undefined variable" if isinstance(exc, jinja2.UndefinedError) else "error"
