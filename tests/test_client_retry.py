@@ -387,3 +387,40 @@ def test_redirect_message_points_at_api_url(maas, client):
         client.get_machine("abc123")
     assert "redirected to https://maas.test/MAAS/" in str(info.value)
     assert "api_url" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("5", 5.0),
+        (" 2.5 ", 2.5),
+        ("-3", 0.0),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("Sat, 21 Nov 2026 05:00:30 GMT", 30.0),
+    ],
+)
+def test_parse_retry_after(header, expected):
+    from datetime import UTC, datetime
+
+    from teuthology_maas._retry import parse_retry_after
+
+    now = datetime(2026, 11, 21, 5, 0, 0, tzinfo=UTC).timestamp()
+    assert parse_retry_after(header, now=lambda: now) == expected
+
+
+def test_action_cap_is_shared_per_api_root_and_fixed_by_the_first_client():
+    from teuthology_maas import _limits
+
+    root = "http://cap-test.invalid/MAAS/api/2.0/"
+    first = _limits.action_semaphore(root, 3)
+    assert _limits.action_semaphore(root, 10) is first
+    assert _limits.limit_of(root) == 3
+    assert _limits.action_semaphore(root + "other/", 1) is not first
+    held = [first.acquire(blocking=False) for _ in range(4)]
+    assert held == [True, True, True, False]
+    for _ in range(3):
+        first.release()
+    with pytest.raises(ValueError):
+        _limits.action_semaphore("http://x/", 0)
