@@ -144,6 +144,15 @@ def test_a_slow_answer_beyond_the_client_timeout_was_still_applied(upstream, pro
     assert len(upstream.seen) == 1
 
 
+def test_a_gateway_error_after_forwarding_hides_that_upstream_applied_it(upstream, proxy):
+    proxy.add("gateway_after", op="deploy", status=504)
+    answer = requests.post(proxy.url_for(upstream.url) + "m/x/?op=deploy", timeout=5)
+    assert answer.status_code == 504
+    assert "upstream answered 200" in answer.text
+    assert len(upstream.seen) == 1
+    assert [(r.action, r.status) for r in proxy.log] == [("gateway_after", 504)]
+
+
 def test_a_short_delay_before_forwarding_still_answers(upstream, proxy):
     proxy.add("delay_before", delay=0.05)
     assert requests.get(proxy.url_for(upstream.url), timeout=5).text == "echo:GET:"

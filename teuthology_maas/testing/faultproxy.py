@@ -35,6 +35,7 @@ FaultAction = Literal[
     "delay_before",  # wait `delay` seconds, then forward and answer
     "delay_after",  # forward at once, wait `delay` seconds, then answer
     "hang",  # hold the connection open, never forward, never answer
+    "gateway_after",  # forward (upstream applies it), answer `status` (504) as a gateway would
 ]
 _ACTIONS: frozenset[str] = frozenset(FaultAction.__args__)  # type: ignore[attr-defined]
 _MAX_HEADER_BYTES = 256 * 1024
@@ -50,6 +51,7 @@ class ProxyFault:
     op: str | None = None
     times: int | None = 1
     delay: float = 0.0
+    status: int = 504
     hits: int = 0
 
     def matches(self, method: str, path: str, op: str | None) -> bool:
@@ -184,13 +186,14 @@ class FaultProxy:
         op: str | None = None,
         times: int | None = 1,
         delay: float = 0.0,
+        status: int = 504,
     ) -> ProxyFault:
         """Apply `action` to the next `times` requests matching method, path substring and op."""
         if action not in _ACTIONS:
             raise ProxyError(f"unknown proxy action {action!r}; expected one of {sorted(_ACTIONS)}")
         if delay < 0:
             raise ProxyError(f"delay must be >= 0 seconds, got {delay}")
-        fault = ProxyFault(action, method, path, op, times, delay)
+        fault = ProxyFault(action, method, path, op, times, delay, status)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -327,12 +330,19 @@ class FaultProxy:
         if action == "delay_before" and fault is not None:
             self._stopping.wait(fault.delay)
         response, status = self._forward(request)
-        self._record(request, action, True, status)
+        if action != "gateway_after":
+            self._record(request, action, True, status)
         if action in ("reset_after", "close_after"):
             _drop(client, reset=action == "reset_after")
             return False
         if action == "delay_after" and fault is not None:
             self._stopping.wait(fault.delay)
+        if action == "gateway_after" and fault is not None:
+            body = f"fault proxy: gateway gave up waiting (upstream answered {status})".encode()
+            response = _response_bytes(
+                fault.status, "Gateway Timeout", [], body, request.wants_close
+            )
+            self._record(request, action, True, fault.status)
         client.sendall(response)
         return True
 
