@@ -206,3 +206,45 @@ def sim_http(maas_sim: MaasSimHandle) -> Iterator[Callable[[str | None], MaasHtt
     yield make
     for client in clients:
         client.close()
+
+
+# -- python-libmaas in its own virtualenv ---------------------------------------------------
+
+LIBMAAS_VERSION = "0.6.8"
+LIBMAAS_VENV_ENV = "TEUTHOLOGY_MAAS_LIBMAAS_VENV"
+
+
+def _libmaas_works(python: Path) -> bool:
+    import subprocess
+
+    if not python.exists():
+        return False
+    probe = subprocess.run(
+        [str(python), "-c", "import maas.client, maas.client.viscera.machines, distutils"],
+        capture_output=True,
+        timeout=60,
+    )
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def libmaas_python() -> Path:
+    """The python of a virtualenv with python-libmaas 0.6.8 (+ setuptools for distutils on
+    3.12), created once if missing at $TEUTHOLOGY_MAAS_LIBMAAS_VENV or ./.venv-libmaas."""
+    import os
+    import subprocess
+    import sys
+
+    default = Path(__file__).resolve().parent.parent / ".venv-libmaas"
+    venv = Path(os.environ.get(LIBMAAS_VENV_ENV) or default)
+    python = venv / "bin" / "python"
+    if not _libmaas_works(python):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             f"python-libmaas=={LIBMAAS_VERSION}", "setuptools"],
+            check=True,
+            timeout=600,
+        )  # fmt: skip
+        assert _libmaas_works(python), f"python-libmaas is not importable in {venv}"
+    return python

@@ -167,9 +167,11 @@ class MaasApp:
                 body.form.as_lists_dict(),
             )
         except AuthFailure as failure:
-            return Reply(failure.status, failure.body.encode(), TEXT, dict(failure.headers))
+            if resource.auth is not None:
+                return Reply(failure.status, failure.body.encode(), TEXT, dict(failure.headers))
+            user = None  # anonymous-only resources (version, describe) never check credentials
         record.user = user.username if user else None
-        table = resource.auth if user is not None else resource.anon
+        table = resource.auth if user is not None and resource.auth is not None else resource.anon
         if table is None:
             if user is None:
                 return text_reply("Forbidden", 401)
