@@ -24,6 +24,7 @@ def _isolated_home(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("TEUTHOLOGY_CONFIG", raising=False)
+    monkeypatch.setattr("teuthology_maas.config._warned", set())
     return home
 
 
@@ -309,6 +310,16 @@ def test_verify_false_warns(caplog):
         cfg = make(verify=False)
     assert cfg.verify is False
     assert any("NOT checked" in r.getMessage() for r in caplog.records)
+
+
+def test_a_warning_is_given_once_per_process_not_per_node(caplog):
+    with caplog.at_level(logging.WARNING, logger="teuthology_maas.config"):
+        for _ in range(3):
+            make(verify=False, timeuot=1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert any("NOT checked" in m for m in messages)
+    assert any("timeuot" in m for m in messages)
 
 
 def test_verify_true_does_not_warn(caplog):

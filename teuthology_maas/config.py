@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +152,7 @@ class MaasConfig:
         base = base.absolute()
         unknown = sorted(str(k) for k in section if k not in KNOWN_KEYS)
         if unknown:
-            log.warning("%s: ignoring unknown maas key(s): %s", source, ", ".join(unknown))
+            _warn_once(f"{source}: ignoring unknown maas key(s): {', '.join(unknown)}")
         s = dict(section)
         for required in ("api_url", "api_key"):
             if s.get(required) in (None, ""):
@@ -337,6 +338,19 @@ class MaasConfig:
         return f"{hostname}.{self.lab_domain}"
 
 
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(message: str) -> None:
+    """Configuration is re-read for every node teuthology reimages; say each thing once."""
+    with _warned_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    log.warning("%s", message)
+
+
 def _erase(value: Any) -> EraseMode:
     if value is None or value is False:
         return "none"
@@ -365,10 +379,9 @@ def _verify(section: Mapping[str, Any], base: Path, source: str) -> bool | str:
         verify = bundle
     if isinstance(verify, bool):
         if not verify:
-            log.warning(
-                "%s: maas: verify is false: TLS certificates of the MAAS server are NOT "
-                "checked; anyone on the path can read the API key",
-                source,
+            _warn_once(
+                f"{source}: maas: verify is false: TLS certificates of the MAAS server are NOT "
+                "checked; anyone on the path can read the API key"
             )
         return verify
     if isinstance(verify, str):
