@@ -1,0 +1,287 @@
+"""create() against the simulator over HTTP, with machines backed by real loopback sshd servers.
+
+Every test asserts the machine's final state as MAAS shows it (sim.machine) and, where nothing
+may be touched, that no state-changing request reached MAAS.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from teuthology_maas.errors import (
+    DeploymentFailed,
+    ImageNotAvailable,
+    MachineNotFound,
+    MachineStateError,
+    OwnershipError,
+    UserDataError,
+)
+
+# Statuses as sim.machine() shows them.
+READY, ALLOCATED, DEPLOYED = "Ready", "Allocated", "Deployed"
+
+
+def assert_deployed_by_us(lab, hostname="smithi001", distro_series="jammy"):
+    state = lab.state(hostname)
+    assert state["status_name"] == DEPLOYED
+    assert state["owner"] == "teuthology"
+    assert state["locked"] is True
+    assert state["distro_series"] == distro_series
+    return state
+
+
+def assert_free(lab, hostname="smithi001"):
+    state = lab.state(hostname)
+    assert state["status_name"] == READY, state["status_message"]
+    assert state["owner"] in (None, "")
+    assert state["locked"] is False
+    return state
+
+
+def test_ready_machine_is_allocated_stamped_deployed_locked_and_verified(lab_factory):
+    lab = lab_factory()
+    since = lab.mark()
+    lab.provisioner("ubuntu@smithi001.front.sepia.ceph.com", owner="me@control").create()
+
+    state = assert_deployed_by_us(lab)
+    assert state["osystem"] == "ubuntu"
+    assert state["owner_data"]["teuthology_owner"] == "me@control"
+    assert state["owner_data"]["agent"] == "teuthology-maas"
+    assert lab.posts("smithi001", since) == ["allocate", "set_owner_data", "deploy", "lock"]
+    served = lab.sim.user_data(state["system_id"]).decode()
+    assert served.startswith("#cloud-config")
+    assert lab.ssh.public_key.split()[1] in served
+
+
+def test_allocated_to_us_is_deployed_without_a_new_allocation(lab_factory):
+    lab = lab_factory([{"hostname": "smithi001", "status": "Allocated", "owner": "teuthology"}])
+    since = lab.mark()
+    lab.provisioner().create()
+    assert_deployed_by_us(lab)
+    assert "allocate" not in lab.posts("smithi001", since)
+
+
+@pytest.mark.parametrize("status", ["Deployed", "Failed deployment"])
+def test_our_deployed_or_failed_machine_is_released_then_freshly_deployed(lab_factory, status):
+    lab = lab_factory(
+        [
+            {
+                "hostname": "smithi001",
+                "status": status,
+                "owner": "teuthology",
+                "osystem": "ubuntu",
+                "distro_series": "focal",
+                "locked": status == "Deployed",
+            }
+        ]
+    )
+    since = lab.mark()
+    lab.provisioner(os_version="24.04").create()
+    assert_deployed_by_us(lab, distro_series="noble")
+    ops = lab.posts("smithi001", since)
+    assert ops.index("release") < ops.index("allocate") < ops.index("deploy")
+    assert ("unlock" in ops) == (status == "Deployed")
+
+
+def test_our_deploying_machine_is_aborted_then_deployed(lab_factory):
+    lab = lab_factory(
+        [{"hostname": "smithi001", "status": "Deploying", "owner": "teuthology",
+          "osystem": "ubuntu", "distro_series": "focal"}],
+    )  # fmt: skip
+    since = lab.mark()
+    lab.provisioner().create()
+    assert_deployed_by_us(lab)
+    ops = lab.posts("smithi001", since)
+    assert ops.index("abort") < ops.index("deploy")
+    assert "release" not in ops
+
+
+@pytest.mark.parametrize(("erase", "status"), [("none", "Releasing"), ("quick", "Disk erasing")])
+def test_a_release_in_progress_is_waited_for(lab_factory, erase, status):
+    lab = lab_factory(
+        [
+            {
+                "hostname": "smithi001",
+                "status": "Deployed",
+                "owner": "teuthology",
+                "osystem": "ubuntu",
+                "distro_series": "focal",
+                "power_state": "on",
+            }
+        ],
+        timings={"releasing": 100.0, "disk_erasing_quick": 100.0},
+    )
+    system_id = lab.state("smithi001")["system_id"]
+    lab.client.release(system_id, erase=erase != "none", quick_erase=erase == "quick")
+    assert lab.state("smithi001")["status_name"] == status
+    since = lab.mark()
+    lab.provisioner().create()
+    assert_deployed_by_us(lab)
+    assert lab.posts("smithi001", since)[:1] == ["allocate"]
+
+
+@pytest.mark.parametrize(
+    "machine",
+    [
+        {"status": "Broken", "owner": "teuthology"},
+        {"status": "Commissioning"},
+        {"status": "Testing"},
+        {"status": "Rescue mode"},
+        {"status": "New"},
+    ],
+)
+def test_operator_states_are_refused_without_touching_the_machine(lab_factory, machine):
+    lab = lab_factory([{"hostname": "smithi001", **machine}], ssh=False)
+    before = lab.state("smithi001")
+    since = lab.mark()
+    with pytest.raises(MachineStateError) as info:
+        lab.provisioner().create()
+    assert machine["status"] in str(info.value)
+    assert "smithi001" in str(info.value)
+    assert lab.posts(since=since) == []
+    assert lab.state("smithi001")["status_name"] == before["status_name"]
+
+
+def test_a_machine_owned_by_another_user_is_refused(lab_factory):
+    lab = lab_factory(
+        [{"hostname": "smithi001", "status": "Deployed", "owner": "alice",
+          "osystem": "ubuntu", "distro_series": "jammy"}],
+        ssh=False,
+    )  # fmt: skip
+    since = lab.mark()
+    # An admin key sees alice's machine and is told whose it is ...
+    admin = lab.client_as("admin")
+    with pytest.raises(OwnershipError, match="alice"):
+        lab.provisioner(client=admin).create()
+    # ... a non-admin key cannot see it at all, and the error says why that may be.
+    with pytest.raises(MachineNotFound, match="another user"):
+        lab.provisioner().create()
+    assert lab.posts(since=since) == []
+    state = lab.state("smithi001")
+    assert (state["status_name"], state["owner"]) == (DEPLOYED, "alice")
+
+
+def test_a_machine_locked_by_someone_else_is_refused(lab_factory):
+    lab = lab_factory(
+        [{"hostname": "smithi001", "status": "Deployed", "owner": "alice", "locked": True,
+          "osystem": "ubuntu", "distro_series": "jammy"}],
+        ssh=False,
+    )  # fmt: skip
+    since = lab.mark()
+    with pytest.raises(OwnershipError, match="alice"):
+        lab.provisioner(client=lab.client_as("admin")).create()
+    assert lab.posts(since=since) == []
+    assert lab.state("smithi001")["locked"] is True
+
+
+def test_an_unknown_or_ambiguous_hostname_is_an_error_naming_it(lab_factory):
+    lab = lab_factory([{"hostname": "smithi001"}], ssh=False)
+    with pytest.raises(MachineNotFound, match="'smithi099'"):
+        lab.provisioner("smithi099.front.sepia.ceph.com").create()
+    assert lab.posts() == []
+
+
+def test_missing_image_fails_before_any_state_change_listing_what_is_synced(lab_factory):
+    lab = lab_factory([{"hostname": "smithi001", "architecture": "arm64/generic"}], ssh=False)
+    since = lab.mark()
+    with pytest.raises(ImageNotAvailable) as info:
+        lab.provisioner(os_version="24.04").create()
+    assert "ubuntu/noble" in str(info.value)
+    assert "ubuntu/jammy" in info.value.available
+    assert lab.posts(since=since) == []
+    assert_free(lab)
+
+
+def test_bad_template_fails_before_any_state_change(lab_factory, tmp_path):
+    template = tmp_path / "ubuntu-22.04.yaml"
+    template.write_text("#cloud-config\nhostname: {{ hostname }}\npackages: [{{ no_such_var }}]\n")
+    lab = lab_factory(ssh=False, user_data=str(tmp_path / "{os_type}-{os_version}.yaml"))
+    since = lab.mark()
+    with pytest.raises(UserDataError) as info:
+        lab.provisioner().create()
+    assert "no_such_var" in str(info.value)
+    assert info.value.line == 3
+    assert lab.posts(since=since) == []
+    assert_free(lab)
+
+
+def test_failed_deployment_is_cleaned_up_and_explained(lab_factory):
+    lab = lab_factory(ssh=False)
+    lab.sim.faults.add("deploy_fail", machine="smithi001", reason="curtin: disk /dev/sda not found")
+    with pytest.raises(DeploymentFailed) as info:
+        lab.provisioner().create()
+    text = str(info.value)
+    assert "smithi001" in text
+    assert "Failed deployment" in text
+    assert "curtin: disk /dev/sda not found" in text
+    assert "last events:" in text
+    assert "Clean-up: released (Ready)" in text
+    assert info.value.__cause__ is not None
+    assert_free(lab)
+
+
+def test_deployment_reverted_to_allocated_is_cleaned_up(lab_factory):
+    lab = lab_factory(ssh=False)
+    lab.sim.faults.add("deploy_revert", machine="smithi001")
+    with pytest.raises(DeploymentFailed, match="reverted the deployment to Allocated"):
+        lab.provisioner().create()
+    assert_free(lab)
+
+
+def test_stuck_deployment_times_out_is_aborted_and_released(lab_factory):
+    lab = lab_factory(ssh=False, deploy_timeout=1.0)
+    lab.sim.faults.add("deploy_stuck", machine="smithi001")
+    since = lab.mark()
+    with pytest.raises(DeploymentFailed) as info:
+        lab.provisioner().create()
+    assert "timed out" in str(info.value)
+    assert "Deploying" in str(info.value)
+    ops = lab.posts("smithi001", since)
+    assert ops.index("abort") < ops.index("release")
+    assert_free(lab)
+
+
+def test_wrong_os_after_deploy_fails_and_releases(lab_factory):
+    lab = lab_factory(
+        images=[
+            {"name": "ubuntu/jammy", "architecture": "amd64/generic",
+             "os_release": {"ID": "ubuntu", "VERSION_ID": "20.04"}},
+        ],
+    )  # fmt: skip
+    with pytest.raises(DeploymentFailed, match=r"runs ubuntu 20\.04"):
+        lab.provisioner().create()
+    assert_free(lab)
+
+
+def test_failed_clean_up_says_an_operator_is_needed(lab_factory):
+    lab = lab_factory(ssh=False)
+    lab.sim.faults.add("deploy_fail", machine="smithi001")
+    lab.sim.faults.add("release_fail", machine="smithi001")
+    with pytest.raises(DeploymentFailed, match="needs an operator") as info:
+        lab.provisioner().create()
+    assert "Releasing failed" in str(info.value)
+    assert lab.state("smithi001")["status_name"] == "Releasing failed"
+
+
+def test_lost_deploy_answer_is_resolved_by_rereading_not_by_deploying_twice(lab_factory):
+    lab = lab_factory()
+    lab.sim.faults.add("drop", op="deploy", when="after", times=1)
+    since = lab.mark()
+    lab.provisioner().create()
+    assert_deployed_by_us(lab)
+    assert lab.posts("smithi001", since).count("deploy") == 1
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_interrupted_create_aborts_and_releases_before_the_interrupt_propagates(
+    lab_factory, interrupt
+):
+    from tests.fixtures_provisioner import interrupt_after
+
+    lab = lab_factory(ssh=False)
+    lab.sim.faults.add("deploy_stuck", machine="smithi001")
+    with pytest.raises(interrupt), interrupt_after(0.5, interrupt):
+        lab.provisioner().create()
+    state = lab.state("smithi001")
+    assert state["status_name"] in ("Releasing", "Disk erasing", READY)
+    assert state["locked"] is False
