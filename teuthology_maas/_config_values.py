@@ -19,9 +19,14 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
+class Shown(str):
+    """A description to print instead of a value (a secret, a type): shown without quotes."""
+
+
 def fail(key: str, value: Any, expected: str) -> ConfigError:
-    shown = value if isinstance(value, str) and value.startswith("<") else repr(value)
-    return ConfigError(f"maas: {key}: got {shown}; expected {expected}", key=key)
+    shown = value if isinstance(value, Shown) else repr(value)
+    where = "maas" if key == "maas" else f"maas: {key}"
+    return ConfigError(f"{where}: got {shown}; expected {expected}", key=key)
 
 
 def number(key: str, value: Any, *, minimum: float = 0.0, allow_zero: bool = False) -> float:
@@ -89,7 +94,7 @@ def normalize_api_url(value: Any, *, key: str = "api_url") -> str:
             key, value, "an http:// or https:// URL with a host, e.g. http://maas:5240/MAAS/"
         )
     if parts.username or parts.password:
-        raise fail(key, "<a URL with credentials>", "a URL without user:password (use api_key)")
+        raise fail(key, Shown("a URL with credentials (not shown)"), "a URL without user:password")
     if parts.query or parts.fragment:
         raise fail(key, value, "a URL without ?query or #fragment")
     try:

@@ -71,7 +71,11 @@ class ApiKey:
         if isinstance(value, ApiKey):
             return value
         if not isinstance(value, str):
-            raise values.fail(key, type(value).__name__, "a string consumer_key:token_key:secret")
+            raise values.fail(
+                key,
+                values.Shown(f"a value of type {type(value).__name__}"),
+                "a string consumer_key:token_key:token_secret",
+            )
         parts = value.strip().split(":")
         if len(parts) != 3 or not all(parts) or any(c.isspace() for c in value.strip()):
             for part in parts[2:]:
@@ -91,12 +95,19 @@ class ApiKey:
         return f"{self.consumer_key}:{self.token_key}:{REDACTED}"
 
 
-def redact_api_key(value: str) -> str:
-    """How a (possibly malformed) key is shown: the non-secret fields only."""
+def redact_api_key(value: str) -> values.Shown:
+    """How a (possibly malformed) key is shown: the two non-secret fields of a three-field
+    key, otherwise only its shape."""
     parts = value.strip().split(":")
-    if len(parts) >= 3:
-        return f"<{parts[0]}:{parts[1]}:{REDACTED}>"
-    return f"<{REDACTED}: {len(value.strip())} characters in {len(parts)} ':'-separated field(s)>"
+    if len(parts) == 3:
+        names = ("consumer_key", "token_key", "token_secret")
+        empty = [name for name, part in zip(names, parts, strict=True) if not part]
+        note = f" (empty: {', '.join(empty)})" if empty else ""
+        return values.Shown(repr(f"{parts[0]}:{parts[1]}:{REDACTED}") + note)
+    return values.Shown(
+        f"a value (redacted) of {len(value.strip())} characters in {len(parts)} "
+        "':'-separated field(s)"
+    )
 
 
 @dataclass(frozen=True)
@@ -236,7 +247,11 @@ class MaasConfig:
         if document is None:
             document = {}
         if not isinstance(document, Mapping):
-            raise values.fail("maas", type(document).__name__, f"{file} to hold a YAML mapping")
+            raise values.fail(
+                "maas",
+                values.Shown(f"a YAML document of type {type(document).__name__}"),
+                "a YAML mapping",
+            )
         section = document.get("maas")
         if section is None and "api_url" in document:
             section = document
@@ -415,5 +430,9 @@ def _section_of(obj: Any) -> Mapping[str, Any] | None:
     if section is None:
         return None
     if not isinstance(section, Mapping):
-        raise values.fail("maas", type(section).__name__, "a mapping of maas settings")
+        raise values.fail(
+            "maas",
+            values.Shown(f"a value of type {type(section).__name__}"),
+            "a mapping of maas settings",
+        )
     return section
