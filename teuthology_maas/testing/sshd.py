@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import getpass
 import os
 import shlex
@@ -26,10 +27,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +64,27 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec hook asking Linux to SIGTERM sshd when the process that started it dies, so
+    a killed test run leaves no servers behind. Only from the main thread: the signal follows
+    the starting thread, and a worker thread may end long before the servers should."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return hook
 
 
 def _ssh_keygen(path: Path, comment: str) -> None:
@@ -194,6 +217,7 @@ class MachineSSHD:
                     stdout=log,
                     stderr=log,
                     start_new_session=True,  # its own group: stop() also ends login sessions
+                    preexec_fn=_die_with_parent(),
                 )
             with _running_lock:
                 _running.add(self)
