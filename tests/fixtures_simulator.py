@@ -8,7 +8,7 @@ second of real time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class MaasSimHandle:
     sim: Simulator
     server: ServerHandle
     user: str = DEFAULT_USER
+    _clients: list[MaasHttp] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -73,7 +74,15 @@ class MaasSimHandle:
         }
         return MaasConfig.from_mapping(section)
 
+    def http(self, username: str | None = DEFAULT_USER) -> MaasHttp:
+        """A signed MAAS-wire client for `username` (None: unsigned), closed with the handle."""
+        client = MaasHttp(self.api_url, self.key_for(username) if username else None)
+        self._clients.append(client)
+        return client
+
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
         self.server.stop()
 
 
@@ -105,6 +114,14 @@ def maas_sim_factory() -> Iterator[Callable[..., MaasSimHandle]]:
 @pytest.fixture
 def maas_sim(maas_sim_factory: Callable[..., MaasSimHandle]) -> MaasSimHandle:
     return maas_sim_factory()
+
+
+@pytest.fixture
+def manual_sim(maas_sim_factory: Callable[..., MaasSimHandle]) -> MaasSimHandle:
+    """The default inventory on a ManualClock: nothing moves until `.sim.clock.advance()`."""
+    from teuthology_maas.simulator import ManualClock
+
+    return maas_sim_factory(clock=ManualClock())
 
 
 # -- a small MAAS-wire HTTP client for the simulator's own tests --------------------------
