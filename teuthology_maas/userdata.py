@@ -99,12 +99,16 @@ def find_template(cfg: UserDataConfig, os_type: str, os_version: str) -> Path:
                 tried.append(path)
         raise UserDataError(
             f"no user_data template for {os_type} {os_version}: maas.user_data {pattern!r} "
-            f"gives {', '.join(str(p) for p in tried)}, which does not exist",
+            f"gives {' or '.join(str(p) for p in tried)}, which does not exist",
             template=str(tried[0]),
         )
     shipped = shipped_template_dir()
-    names = [f"{os_type}-{v}.yaml" for v in _candidate_versions(os_type, os_version)]
-    names += [f"{os_type}.yaml", _FALLBACK_TEMPLATE]
+    wanted_type, wanted_version = os_type.strip().lower(), os_version.strip().lower()
+    names = [f"{wanted_type}-{v}.yaml" for v in _candidate_versions(wanted_type, wanted_version)]
+    names += [f"{wanted_type}.yaml"]
+    # An OS name is never a path: nothing outside the shipped directory is picked up.
+    names = [name for name in names if "/" not in name and "\\" not in name]
+    names.append(_FALLBACK_TEMPLATE)
     for name in dict.fromkeys(names):
         if (shipped / name).is_file():
             return shipped / name
