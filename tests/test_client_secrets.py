@@ -115,3 +115,11 @@ def test_redact_replaces_every_registered_form():
 def test_maas_error_repr_has_no_body_and_no_secret():
     error = MaasError("boom", machine="n1", http_status=500, maas_message=LOG_SECRET)
     assert LOG_SECRET not in repr(error)
+
+
+def test_short_test_secrets_do_not_mangle_messages():
+    _redact.register_secret("c")
+    _redact.register_secret("ts")
+    assert _redact.redact("No machine with system ID abc available.") == (
+        "No machine with system ID abc available."
+    )

@@ -44,9 +44,15 @@ def _variants(secret: str) -> set[str]:
     return {secret, quote(secret, safe=""), quote(secret, safe="~")}
 
 
+# MAAS generates 32-character token secrets. Scrubbing a very short "secret" (test keys like
+# `ck:tk:ts`) out of every message would mangle ordinary words and protect nothing.
+MIN_SECRET_LENGTH = 8
+
+
 def register_secret(secret: str) -> None:
-    """Remember a secret so that `redact` and the log filter scrub it from then on."""
-    if not secret:
+    """Remember a secret so that `redact` and the log filter scrub it from then on (secrets
+    shorter than MIN_SECRET_LENGTH are not scrubbed from third-party text)."""
+    if len(secret) < MIN_SECRET_LENGTH:
         return
     with _lock:
         _secrets.update(_variants(secret))
