@@ -246,11 +246,12 @@ class MaasProvisioner:
         """Clean up after a failed create() and build the exception that explains it."""
         interrupted = not isinstance(exc, Exception)
         cause = _cause(exc, interrupted)
+        # MAAS's story of the failure first: the clean-up adds events of its own.
+        forensics = collect(self.client, node.last)
         if node.touched:
             outcome = self._clean_up(node, wait=not interrupted)
         else:
             outcome = "nothing was changed in MAAS"
-        forensics = collect(self.client, node.last)
         message = (
             f"deploying {self.os_type} {self.os_version} on {node.name} failed: {cause}. "
             f"MAAS: {forensics.summary()}. Clean-up: {outcome}"
@@ -410,12 +411,10 @@ def _status_text(machine: Machine) -> str:
 
 
 def _ended_in(machine: Machine, what: str) -> str:
+    # MAAS's status_message follows in the forensics summary; not repeated here.
     if machine.status is NodeStatus.ALLOCATED:
-        return (
-            f"MAAS reverted {what} to Allocated (usually: it could not power-control the node)"
-            + (f": {machine.status_message}" if machine.status_message else "")
-        )
-    return f"MAAS ended {what} in {_status_text(machine)}"
+        return f"MAAS reverted {what} to Allocated (usually: it could not power-control the node)"
+    return f"MAAS ended {what} in {machine.status_name}"
 
 
 def _cause(exc: BaseException, interrupted: bool) -> str:
