@@ -332,7 +332,7 @@ class FaultProxy:
         response, status = self._forward(request)
         if action != "gateway_after":
             self._record(request, action, True, status)
-        if action in ("reset_after", "close_after"):
+        if action in ("reset_after", "close_after") or response is None:
             _drop(client, reset=action == "reset_after")
             return False
         if action == "delay_after" and fault is not None:
@@ -346,18 +346,24 @@ class FaultProxy:
         client.sendall(response)
         return True
 
-    def _forward(self, request: _Request) -> tuple[bytes, int | None]:
+    def _forward(self, request: _Request) -> tuple[bytes | None, int | None]:
         try:
             upstream = socket.create_connection(self.upstream, timeout=self.upstream_timeout)
         except OSError:
             body = b"fault proxy: upstream unreachable"
             return _response_bytes(502, "Bad Gateway", [], body, request.wants_close), 502
+        raw = b""
         with upstream:
-            upstream.sendall(_request_bytes(request))
-            raw = b""
-            while chunk := upstream.recv(65536):
-                raw += chunk
-        status, reason, headers, body = _parse_response(raw)
+            try:
+                upstream.sendall(_request_bytes(request))
+                while chunk := upstream.recv(65536):
+                    raw += chunk
+            except OSError:
+                pass  # upstream dropped the connection: pass on what (if anything) it said
+        try:
+            status, reason, headers, body = _parse_response(raw)
+        except (ValueError, IndexError):
+            return None, None  # no answer at all: the client gets no answer either
         return _response_bytes(status, reason, headers, body, request.wants_close), status
 
 
