@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures_sshd",
     "tests.fixtures_simulator",
     "tests.fixtures_reliability",
+    "tests.fixtures_e2e",
 ]

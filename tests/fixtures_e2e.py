@@ -87,14 +87,15 @@ def e2e_lab(
     maas_sim_factory: Callable[..., Any],
     sshd_fleet: Callable[..., Any],
 ) -> Iterator[Callable[..., E2ELab]]:
-    """`e2e_lab(mode, machines=4, machine_fields={hostname: {...}}, **maas_overrides)`."""
+    """`e2e_lab(mode, machines=4, machine_fields={hostname: {...}}, maas_user="teuthology",
+    **maas_overrides)`: the maas: section uses `maas_user`'s API key."""
     from teuthology_maas.simulator import ScaledClock
 
     handles: list[Any] = []
 
     def build(mode: str, machines: int = 4,
               machine_fields: Mapping[str, Mapping[str, Any]] | None = None,
-              **maas_overrides: Any) -> E2ELab:
+              maas_user: str = "teuthology", **maas_overrides: Any) -> E2ELab:
         hostnames = [f"{MACHINE_TYPE}{i:03d}" for i in range(1, machines + 1)]
         ssh_root = tmp_path / "ssh-root"
         fleet = sshd_fleet(hostnames, ssh_root)
@@ -112,7 +113,7 @@ def e2e_lab(
         handles.append(handle)
         maas_section = {
             "api_url": maas.api_url,
-            "api_key": maas.api_key,
+            "api_key": maas.key_for(maas_user),
             "machine_types": [MACHINE_TYPE],
             "poll_interval": 0.2,
             "poll_min_interval": 0.05,

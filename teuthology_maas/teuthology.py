@@ -34,7 +34,7 @@ from teuthology import misc
 from teuthology.config import config as teuthology_config
 
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.errors import MaasError, OwnershipError
+from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
 from teuthology_maas.provisioner import MaasProvisioner
 
 __all__ = ["MAAS", "enabled", "get_types", "load_config"]
@@ -147,9 +147,10 @@ class MAAS:
         started = time.monotonic()
         try:
             provisioner.release()
-        except OwnershipError as exc:
+        except (OwnershipError, MachineNotFound) as exc:
             # teuthology only logs what release() raises, then unlocks the node in paddles
-            # anyway: say plainly that MAAS was left untouched and why.
+            # anyway: say plainly that MAAS was left untouched and why. (A non-admin key
+            # does not see another user's machine at all: that is MachineNotFound.)
             self.log.error(
                 "NOT releasing %s in MAAS: %s. Nothing was changed in MAAS; teuthology will "
                 "still unlock it in paddles.", self.name, exc,
