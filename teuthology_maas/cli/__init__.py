@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from typing import IO
 
 from teuthology_maas import __version__
@@ -77,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # argparse prints help and usage errors itself: send them to our streams
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help, --version (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.USAGE)
     ctx = Context(stdout=stdout, stderr=stderr, json=bool(args.json), config_path=args.config)

@@ -106,11 +106,18 @@ class Context:
             self._config = MaasConfig.load(self.config_path)
         return self._config
 
-    def client(self) -> MaasClient:
-        """A new client on the configured MAAS; closed when the command ends."""
+    def client(self, *, interactive: bool = False) -> MaasClient:
+        """A new client on the configured MAAS; closed when the command ends.
+
+        `interactive` (read-only listings an operator waits for): give up on an unreachable
+        MAAS after a couple of seconds instead of the library's full retry budget."""
+        from teuthology_maas._retry import RetryPolicy
         from teuthology_maas.client import MaasClient
 
-        client = MaasClient.from_config(self.config())
+        overrides: dict[str, Any] = {}
+        if interactive:
+            overrides["retry"] = RetryPolicy(max_attempts=3, max_total=10.0, backoff_initial=0.5)
+        client = MaasClient.from_config(self.config(), **overrides)
         self._clients.append(client)
         return client
 

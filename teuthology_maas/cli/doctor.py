@@ -42,10 +42,12 @@ def _os_pair(text: str) -> tuple[str, str]:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    from teuthology_maas._retry import RetryPolicy
     from teuthology_maas.client import MaasClient
 
     def make_client(cfg: Any) -> MaasClient:
-        client = MaasClient.from_config(cfg)
+        # a preflight reports what it sees now: one attempt per call, no retry budget
+        client = MaasClient.from_config(cfg, retry=RetryPolicy(max_attempts=1, max_total=0.0))
         ctx._clients.append(client)
         return client
 

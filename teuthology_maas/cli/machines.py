@@ -74,7 +74,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     cfg = ctx.config()
     wanted = requested_types(args.machine_type)
     known = list(dict.fromkeys([*cfg.machine_types, *wanted]))
-    client = ctx.client()
+    client = ctx.client(interactive=True)
     selected: list[tuple[Machine, str | None]] = []
     for machine in sorted(client.list_machines(), key=lambda m: m.hostname):
         kind = machine_type_of(machine, known)

@@ -134,7 +134,7 @@ def _run_action(
     os_version: str = "22.04",
 ) -> int:
     """Run one provisioner action while a watcher shows the machine's status changes."""
-    watch_client = ctx.client()
+    watch_client = ctx.client(interactive=True)
     machine = find_machine(watch_client, name)
     provisioner = _make_provisioner(ctx, cfg, name, os_type, os_version)
     # JSON owns stdout, so the live display goes to stderr as plain lines.
@@ -215,7 +215,7 @@ def run_abort(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_events(ctx: Context, args: argparse.Namespace) -> int:
-    client = ctx.client()
+    client = ctx.client(interactive=True)
     hostname = short_hostname(args.name)
     machine = find_machine(client, hostname)
     events = client.events(id=machine.system_id, level=args.level, limit=args.limit)

@@ -68,7 +68,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     cfg = ctx.config()
     url = args.lock_server or lock_server_from_config(config_source(ctx.config_path))
     wanted = requested_types(args.machine_type) or list(cfg.machine_types)
-    client = ctx.client()
+    client = ctx.client(interactive=True)
     maas_user = str(client.whoami().get("username", ""))
     grouped = machines_by_type(client.list_machines(), wanted)
     machines = [m for kind in wanted for m in grouped.get(kind, [])]
@@ -90,7 +90,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 findings.append(stuck)
         failed = False
         if args.apply:
-            failed = apply_leaks(ctx, cfg, client, paddles, findings)
+            # releases get the library's full retry budget, like any teuthology unlock
+            failed = apply_leaks(ctx, cfg, ctx.client(), paddles, findings)
     finally:
         paddles.close()
 

@@ -1,0 +1,274 @@
+"""`teuthology-maas`: help, usage and config errors, `machines`, `events`, and the one-node
+actions (deploy, release, abort) against the simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from teuthology_maas.cli import build_parser
+from teuthology_maas.cli._common import ExitCode
+from teuthology_maas.models import NodeStatus
+from tests._cli_support import CONTROL_CHARS, run_cli, write_config
+
+SUBCOMMANDS = ["doctor", "machines", "deploy", "release", "abort", "events", "reconcile"]
+
+
+@pytest.fixture
+def config_for(tmp_path: Path, ssh_keypair: Any):
+    def make(handle: Any, **maas: Any) -> Path:
+        maas.setdefault("ssh_keys", [ssh_keypair.public_key])
+        return write_config(tmp_path, handle, **maas)
+
+    return make
+
+
+# ---- help and usage -----------------------------------------------------------------------
+
+
+def test_help_lists_every_subcommand_and_the_exit_codes() -> None:
+    result = run_cli("--help")
+    assert result.code == 0
+    for name in SUBCOMMANDS:
+        assert f"    {name} " in result.out
+    assert "exit codes:" in result.out
+    assert "3    doctor: at least one check is FAIL" in result.out
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_each_subcommand_has_its_own_help(name: str) -> None:
+    result = run_cli(name, "--help")
+    assert result.code == 0
+    assert result.out.startswith(f"usage: teuthology-maas {name}")
+    assert "--config FILE" in result.out and "--json" in result.out
+
+
+def test_parser_registers_subcommands_of_other_areas_when_present() -> None:
+    choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(SUBCOMMANDS) <= set(choices)
+
+
+def test_usage_error_exits_2() -> None:
+    assert run_cli("machines", "--no-such-option").code == ExitCode.USAGE
+    missing_name = run_cli("events")
+    assert missing_name.code == ExitCode.USAGE
+    assert "the following arguments are required: NAME" in missing_name.err
+
+
+def test_missing_config_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    result = run_cli("machines", config=missing)
+    assert result.code == ExitCode.USAGE
+    assert "cannot read config file" in result.err and str(missing) in result.err
+    as_json = run_cli("--json", "machines", config=missing)
+    assert as_json.code == ExitCode.USAGE
+    assert as_json.json()["error"] == "ConfigError"
+    assert as_json.json()["ok"] is False
+
+
+def test_config_comes_from_teuthology_config_env(
+    maas_sim: Any, config_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEUTHOLOGY_CONFIG", str(config_for(maas_sim)))
+    result = run_cli("machines")
+    assert result.code == 0
+    assert "6 machines: 6 Ready" in result.out
+
+
+def test_unreachable_maas_exits_5(maas_sim_factory: Any, config_for: Any) -> None:
+    handle = maas_sim_factory()
+    config = config_for(handle)
+    handle.stop()
+    result = run_cli("machines", config=config)
+    assert result.code == ExitCode.UNREACHABLE
+    assert "MaasUnavailable" in result.err
+
+
+def test_rejected_key_exits_5(maas_sim: Any, config_for: Any) -> None:
+    consumer, token, _ = maas_sim.api_key.split(":")
+    config = config_for(maas_sim, api_key=f"{consumer}:{token}:wrongsecretwrongsecret")
+    result = run_cli("machines", config=config)
+    assert result.code == ExitCode.UNREACHABLE
+    assert "MaasAuthError" in result.err
+    assert "wrongsecret" not in result.err
+
+
+# ---- machines -----------------------------------------------------------------------------
+
+
+def test_machines_table_and_summary(maas_sim: Any, config_for: Any) -> None:
+    sim = maas_sim.sim
+    sim.update_machine("smithi002", status="deployed", owner="teuthology", locked=True,
+                       osystem="ubuntu", distro_series="jammy", power_state="on")
+    sim.update_machine("smithi003", status="failed_deployment", owner="teuthology")
+    sim.add_machine("mira001", tags=["mira"], pool="mira")
+    result = run_cli("machines", config=config_for(maas_sim))
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0].split() == ["HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "OS", "POWER",
+                                "MESSAGE"]
+    rows = {line.split()[0]: line for line in lines[1:7]}
+    assert sorted(rows) == [f"smithi00{i}" for i in range(1, 7)]
+    assert rows["smithi002"].split()[:7] == ["smithi002", "smithi", "Deployed", "teuthology",
+                                             "yes", "ubuntu/jammy", "on"]
+    assert "Failed deployment" in rows["smithi003"]
+    assert "mira001" not in result.out  # not a configured machine type
+    assert lines[-1] == "6 machines: 4 Ready, 1 Deployed, 1 Failed deployment"
+    assert not CONTROL_CHARS.search(result.out)  # not a terminal: no colour
+
+
+def test_machines_filter_by_type_and_all(maas_sim: Any, config_for: Any) -> None:
+    maas_sim.sim.add_machine("mira001", tags=["mira"], pool="mira")
+    maas_sim.sim.add_machine("odd001")
+    config = config_for(maas_sim)
+    mira = run_cli("machines", "-m", "mira", config=config)
+    assert mira.code == 0
+    assert [line.split()[0] for line in mira.out.splitlines()[1:2]] == ["mira001"]
+    assert mira.out.splitlines()[-1] == "1 machine: 1 Ready"
+    both = run_cli("machines", "-m", "smithi,mira", config=config)
+    assert both.out.splitlines()[-1] == "7 machines: 7 Ready"
+    everything = run_cli("machines", "--all", config=config)
+    assert "odd001" in everything.out
+    assert everything.out.splitlines()[-1] == "8 machines: 8 Ready"
+
+
+def test_machines_json(maas_sim: Any, config_for: Any) -> None:
+    maas_sim.sim.update_machine("smithi001", status="allocated", owner="teuthology")
+    result = run_cli("machines", "--json", config=config_for(maas_sim))
+    assert result.code == 0
+    data = result.json()
+    assert data["total"] == 6
+    assert data["summary"] == {"Ready": 5, "Allocated": 1}
+    first = data["machines"][0]
+    assert first["hostname"] == "smithi001"
+    assert first["status"] == "Allocated"
+    assert first["owner"] == "teuthology"
+    assert first["type"] == "smithi"
+    assert set(first) == {"hostname", "system_id", "type", "status", "owner", "locked", "os",
+                          "power", "status_message"}
+
+
+def test_machines_hides_other_users_machines_from_a_non_admin_key(
+    maas_sim: Any, config_for: Any
+) -> None:
+    maas_sim.sim.update_machine("smithi004", status="deployed", owner="alice")
+    result = run_cli("machines", "--json", config=config_for(maas_sim))
+    assert "smithi004" not in [m["hostname"] for m in result.json()["machines"]]
+    admin = run_cli("machines", "--json",
+                    config=config_for(maas_sim, api_key=maas_sim.key_for("admin")))
+    owners = {m["hostname"]: m["owner"] for m in admin.json()["machines"]}
+    assert owners["smithi004"] == "alice"
+
+
+# ---- deploy / release / abort / events ----------------------------------------------------
+
+
+@pytest.fixture
+def lab_config(tmp_path: Path):
+    """A config file for a `lab` (simulator + loopback sshd) from tests/fixtures_provisioner."""
+
+    def make(lab: Any, **maas: Any) -> Path:
+        cfg = lab.config
+        section = {
+            "deploy_timeout": cfg.deploy_timeout,
+            "release_timeout": cfg.release_timeout,
+            "abort_timeout": cfg.abort_timeout,
+            "ssh_timeout": cfg.ssh_timeout,
+            "ssh_keys": list(cfg.ssh_keys),
+            **({"ssh_config": cfg.ssh_config} if cfg.ssh_config else {}),
+            **({"ssh_private_key": cfg.ssh_private_key} if cfg.ssh_private_key else {}),
+            **maas,
+        }
+        return write_config(tmp_path, lab.handle, **section)
+
+    return make
+
+
+def test_deploy_then_release_with_plain_progress(lab_factory: Any, lab_config: Any) -> None:
+    lab = lab_factory([{"hostname": "smithi001", "tags": ["smithi"]}])
+    config = lab_config(lab)
+    deployed = run_cli("deploy", "smithi001", "--os-type", "ubuntu", "--os-version", "22.04",
+                       config=config)
+    assert deployed.code == 0, deployed.err
+    assert lab.state("smithi001")["status_name"] == "Deployed"
+    lines = deployed.out.splitlines()
+    assert lines[0].endswith("smithi001: Ready")
+    assert any(line.endswith("smithi001: Deployed") for line in lines)
+    assert any("Deploying" in line for line in lines)
+    assert lines[-1].startswith("smithi001: deployed ubuntu 22.04 in ")
+    assert all(line.startswith("[") for line in lines[:-1])
+    assert not CONTROL_CHARS.search(deployed.out)
+
+    released = run_cli("release", "smithi001.front.example.com", "--erase", "none",
+                       config=config)
+    assert released.code == 0, released.err
+    assert lab.state("smithi001")["status_name"] == "Ready"
+    assert released.out.splitlines()[0].endswith("smithi001: Deployed")
+    assert released.out.splitlines()[-1].startswith("smithi001: released in ")
+    assert not CONTROL_CHARS.search(released.out)
+
+    events = run_cli("events", "smithi001", "-n", "100", config=config)
+    assert events.code == 0
+    ids_in_order = events.out.splitlines()
+    assert ids_in_order, "a deployed-and-released machine has events"
+    assert any("Deploy" in line for line in ids_in_order)
+    as_json = run_cli("events", "smithi001", "--json", "--level", "DEBUG", config=config).json()
+    event_ids = [e["id"] for e in as_json["events"]]
+    assert event_ids == sorted(event_ids)  # oldest first
+    assert as_json["hostname"] == "smithi001"
+
+
+def test_deploy_json_keeps_stdout_for_the_result(lab_factory: Any, lab_config: Any) -> None:
+    lab = lab_factory([{"hostname": "smithi001", "tags": ["smithi"]}])
+    result = run_cli("deploy", "smithi001", "--json", config=lab_config(lab))
+    assert result.code == 0, result.err
+    data = result.json()
+    assert data["ok"] is True
+    assert data["action"] == "deployed"
+    assert data["status"] == "Deployed"
+    assert data["hostname"] == "smithi001"
+    assert "smithi001: Deployed" in result.err  # progress went to stderr
+
+
+def test_deploy_of_an_unknown_os_fails_with_exit_1(lab_factory: Any, lab_config: Any) -> None:
+    lab = lab_factory([{"hostname": "smithi001"}], ssh=False)
+    result = run_cli("deploy", "smithi001", "--os-version", "99.04", config=lab_config(lab))
+    assert result.code == ExitCode.FAILURE
+    assert "99.04" in result.err
+    assert lab.state("smithi001")["status_name"] == "Ready"
+
+
+def test_deploy_of_a_missing_machine_fails(lab_factory: Any, lab_config: Any) -> None:
+    lab = lab_factory([{"hostname": "smithi001"}], ssh=False)
+    result = run_cli("deploy", "smithi999", "--json", config=lab_config(lab))
+    assert result.code == ExitCode.FAILURE
+    assert result.json()["error"] == "MachineNotFound"
+    assert "smithi999" in result.json()["message"]
+
+
+def test_release_refuses_someone_elses_machine(lab_factory: Any, lab_config: Any) -> None:
+    lab = lab_factory([{"hostname": "smithi001", "status": "deployed", "owner": "alice"}],
+                      ssh=False)
+    # an admin key sees alice's machine, but ownership rules still refuse it
+    config = lab_config(lab, api_key=lab.handle.key_for("admin"))
+    before = lab.mark()
+    result = run_cli("release", "smithi001", config=config)
+    assert result.code == ExitCode.FAILURE
+    assert "OwnershipError" in result.err and "alice" in result.err
+    assert lab.state("smithi001")["status_name"] == "Deployed"
+    assert lab.posts("smithi001", since=before) == []
+
+
+def test_abort_stops_a_deployment(lab_factory: Any, lab_config: Any) -> None:
+    lab = lab_factory([{"hostname": "smithi001"}], ssh=False, timings={"deploying": 1e6})
+    system_id = lab.state("smithi001")["system_id"]
+    lab.client.deploy(system_id, distro_series="ubuntu/jammy")
+    assert lab.state("smithi001")["status_name"] == "Deploying"
+    result = run_cli("abort", "smithi001", config=lab_config(lab))
+    assert result.code == 0, result.err
+    status = NodeStatus(lab.state("smithi001")["status"])
+    assert status in (NodeStatus.ALLOCATED, NodeStatus.READY)
+    assert result.out.splitlines()[0].endswith("smithi001: Deploying")
+    assert result.out.splitlines()[-1].startswith("smithi001: aborted in ")
