@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from tests._cli_support import CONTROL_CHARS, run_cli, write_config
 from teuthology_maas.cli import build_parser
 from teuthology_maas.cli._common import ExitCode
 from teuthology_maas.models import NodeStatus
-from tests._cli_support import CONTROL_CHARS, run_cli, write_config
 
 SUBCOMMANDS = ["doctor", "machines", "deploy", "release", "abort", "events", "reconcile"]
 
