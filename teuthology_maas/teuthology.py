@@ -214,7 +214,10 @@ class _ReimageTracker:
                 log.warning("%s: process exiting with its reimage unfinished; stopping it and "
                             "giving the node back to MAAS", fqdn)
                 _kill(greenlet)
-            orphans = sorted(set(running) | {n for n in deployed if _unlocked_in_paddles(n)})
+            orphans = {fqdn: "its reimage was stopped at exit" for fqdn in running}
+            for fqdn in sorted(deployed - set(running)):
+                if _unlocked_in_paddles(fqdn):
+                    orphans[fqdn] = "deployed for teuthology but no longer locked in paddles"
             if orphans:
                 _release_all(orphans)
         except Exception:
@@ -231,10 +234,12 @@ def _current_greenlet() -> Any:
 
 
 def _kill(greenlet: Any) -> None:
+    """Raise GreenletExit in a running create(): its own clean-up then aborts or releases."""
+    kill = getattr(greenlet, "kill", None)  # a gevent.Greenlet (teuthology.parallel spawns)
+    if kill is None:
+        return
     try:
-        import gevent
-
-        gevent.kill(greenlet, block=True, timeout=EXIT_RELEASE_TIMEOUT)
+        kill(block=True, timeout=EXIT_RELEASE_TIMEOUT)
     except Exception:
         log.exception("could not stop a running reimage")
 
@@ -254,24 +259,24 @@ def _unlocked_in_paddles(fqdn: str) -> bool:
         return False
 
 
-def _release_all(fqdns: list[str]) -> None:
+def _release_all(reasons: dict[str, str]) -> None:
+    """Release each node (in parallel, bounded by EXIT_RELEASE_TIMEOUT), logging why."""
     try:
         base = load_config()
     except MaasError as exc:
-        log.error("cannot release %s in MAAS: %s", ", ".join(fqdns), exc)
+        log.error("cannot release %s in MAAS: %s", ", ".join(reasons), exc)
         return
     cfg = dataclasses.replace(base, release_timeout=min(base.release_timeout,
                                                         EXIT_RELEASE_TIMEOUT))
 
     def release(fqdn: str) -> None:
-        log.warning("%s: deployed for teuthology but no longer locked in paddles; releasing it "
-                    "in MAAS", fqdn)
+        log.warning("%s: %s; releasing it in MAAS", fqdn, reasons[fqdn])
         try:
             MAAS(fqdn).provisioner(cfg).release()
         except Exception as exc:
             log.error("%s: release at exit failed: %s", fqdn, exc)
 
-    threads = [threading.Thread(target=release, args=(fqdn,)) for fqdn in fqdns]
+    threads = [threading.Thread(target=release, args=(fqdn,)) for fqdn in reasons]
     for thread in threads:
         thread.start()
     for thread in threads:
