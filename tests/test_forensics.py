@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from teuthology_maas.errors import MaasUnavailable
 from teuthology_maas.forensics import Forensics, collect
 from teuthology_maas.models import Event, Machine, NodeStatus
@@ -97,3 +99,28 @@ def test_collect_never_raises_and_lists_what_it_could_not_get():
     assert len(found.problems) == 3
     assert "forensics incomplete" in found.summary()
     assert "MAAS unreachable" in found.summary()
+
+
+def test_collect_over_http_tells_the_failed_deployment_story(lab_factory):
+    lab = lab_factory(ssh=False)
+    system_id = lab.state("smithi001")["system_id"]
+    before = lab.client.events(id=[system_id], level="DEBUG", limit=1)
+    since = before[0].id if before else None
+    lab.sim.faults.add("deploy_fail", machine="smithi001", reason="curtin: no disk")
+    lab.client.allocate(system_id=system_id)
+    lab.client.deploy(system_id, distro_series="ubuntu/jammy")
+    machine = lab.client.get_machine(system_id)
+    while lab.state("smithi001")["status_name"] == "Deploying":
+        time.sleep(0.01)
+
+    found = collect(lab.client, machine, since_event_id=since)
+
+    assert found.status_name == "Failed deployment"  # re-read, not the stale Deploying
+    assert "curtin: no disk" in (found.status_message or "")
+    assert found.events and all(e.id > (since or 0) for e in found.events)
+    assert any(e.type == "Marking node failed" for e in found.events)
+    assert found.installation_output
+    assert not found.problems
+    summary = found.summary()
+    assert summary.startswith(f"smithi001 ({system_id}): Failed deployment")
+    assert "installation output:" in summary

@@ -285,3 +285,56 @@ def test_interrupted_create_aborts_and_releases_before_the_interrupt_propagates(
     state = lab.state("smithi001")
     assert state["status_name"] in ("Releasing", "Disk erasing", READY)
     assert state["locked"] is False
+
+
+def test_lost_allocate_answer_is_resolved_by_rereading(lab_factory):
+    lab = lab_factory()
+    lab.sim.faults.add("drop", op="allocate", when="after", times=1)
+    since = lab.mark()
+    lab.provisioner().create()
+    assert_deployed_by_us(lab)
+    assert lab.posts("smithi001", since).count("allocate") == 1
+
+
+def test_allocate_lost_before_maas_saw_it_is_sent_again(lab_factory):
+    lab = lab_factory()
+    lab.sim.faults.add("drop", op="allocate", when="before", times=1)
+    lab.provisioner().create()
+    assert_deployed_by_us(lab)
+
+
+def test_machine_marked_broken_mid_deployment_is_reported_at_once_and_left_broken(lab_factory):
+    import threading
+
+    lab = lab_factory(ssh=False, deploy_timeout=30.0)
+    lab.sim.faults.add("deploy_stuck", machine="smithi001")
+    system_id = lab.state("smithi001")["system_id"]
+    operator = lab.client_as("teuthology")
+
+    def break_it():
+        # Wait until the deployment is under way, then break it as an operator would.
+        while lab.state("smithi001")["status_name"] != "Deploying":
+            threading.Event().wait(0.02)
+        operator.mark_broken(system_id, comment="PSU on fire")
+
+    breaker = threading.Thread(target=break_it)
+    breaker.start()
+    try:
+        with pytest.raises(DeploymentFailed) as info:
+            lab.provisioner().create()
+    finally:
+        breaker.join()
+    text = str(info.value)
+    assert "ended the deployment in Broken" in text
+    assert "PSU on fire" in text
+    # Broken is an operator's hold: clean-up leaves it for them.
+    assert lab.state("smithi001")["status_name"] == "Broken"
+
+
+def test_lock_after_deploy_can_be_turned_off(lab_factory):
+    lab = lab_factory(lock_after_deploy=False)
+    since = lab.mark()
+    lab.provisioner().create()
+    state = lab.state("smithi001")
+    assert (state["status_name"], state["locked"]) == (DEPLOYED, False)
+    assert "lock" not in lab.posts("smithi001", since)
