@@ -338,3 +338,27 @@ def test_lock_after_deploy_can_be_turned_off(lab_factory):
     state = lab.state("smithi001")
     assert (state["status_name"], state["locked"]) == (DEPLOYED, False)
     assert "lock" not in lab.posts("smithi001", since)
+
+
+def test_deploy_lost_before_maas_saw_it_is_sent_again_after_rereading(lab_factory):
+    lab = lab_factory()
+    lab.sim.faults.add("drop", op="deploy", when="before", times=1)
+    lab.provisioner().create()
+    assert_deployed_by_us(lab)
+
+
+def test_losing_the_allocation_race_changes_nothing(lab_factory):
+    # Another process took the node between our lookup and our allocate: MAAS answers 409.
+    lab = lab_factory(ssh=False)
+    system_id = lab.state("smithi001")["system_id"]
+    lab.sim.faults.add(
+        "error", op="allocate", status=409, times=1,
+        body=f"No machine with system ID {system_id} available.",
+    )  # fmt: skip
+    since = lab.mark()
+    with pytest.raises(DeploymentFailed) as info:
+        lab.provisioner().create()
+    assert "No machine with system ID" in str(info.value)
+    assert "nothing was changed in MAAS" in str(info.value)
+    assert lab.posts("smithi001", since) == ["allocate"]
+    assert_free(lab)

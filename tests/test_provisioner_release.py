@@ -168,3 +168,12 @@ def test_is_ready_only_for_our_deployed_reachable_machine_of_the_requested_os(la
     assert lab.provisioner("smithi404").is_ready() is False  # no such machine
     lab.ssh.install_key("smithi001", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKnotthekey nobody")
     assert lab.provisioner(config=lab.reconfigured(ssh_timeout=1.0)).is_ready() is False
+
+
+def test_lost_release_answer_is_not_followed_by_a_second_release(lab_factory):
+    lab = lab_factory([OURS_DEPLOYED], ssh=False)
+    lab.sim.faults.add("drop", op="release", when="after", times=1)
+    since = lab.mark()
+    lab.provisioner().release()
+    assert_free(lab)
+    assert lab.posts("smithi001", since).count("release") == 1

@@ -95,15 +95,15 @@ def check_config(state: DoctorState) -> list[CheckResult]:
                 "config",
                 "FAIL",
                 str(exc),
-                f"fix {key} (docs/configuration.md lists every key), or point --config / "
+                f"correct {key} (docs/configuration.md lists every key), or point --config / "
                 "$TEUTHOLOGY_CONFIG at the right file",
             )
         ]
     state.cfg = cfg
-    if not state.os_list:
-        state.os_list = list(DEFAULT_OS) + [
-            pair for pair in os_list_from_image_map(cfg.image_map) if pair not in DEFAULT_OS
-        ]
+    # teuthology's default OS, every OS the lab mapped, and whatever the operator asked for
+    state.os_list = list(
+        dict.fromkeys([*DEFAULT_OS, *os_list_from_image_map(cfg.image_map), *state.os_list])
+    )
     kinds = ", ".join(cfg.machine_types) or "none"
     detail = f"{cfg.source}: {cfg.api_url}, machine types: {kinds}"
     if not cfg.machine_types:

@@ -27,8 +27,8 @@ def register(subparsers: Any) -> None:
         action="append",
         metavar="TYPE:VERSION",
         type=_os_pair,
-        help="an OS to check images and templates for (repeatable; default: ubuntu:22.04, "
-        "teuthology's default, plus every OS in maas.image_map)",
+        help="also check images and templates for this OS (repeatable); always checked: "
+        "ubuntu:22.04 (teuthology's default) and every OS in maas.image_map",
     )
     parser.set_defaults(handler=run)
 

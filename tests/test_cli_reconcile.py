@@ -1,0 +1,207 @@
+"""`teuthology-maas reconcile` against the simulator and the paddles lock-server double."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._cli_support import CONTROL_CHARS, run_cli, write_config
+from teuthology_maas import fleet
+from teuthology_maas.cli._common import ExitCode
+from teuthology_maas.simulator import ManualClock
+from teuthology_maas.testing.lockserver import LockServer
+
+DOMAIN = "front.example.com"
+
+
+@pytest.fixture(autouse=True)
+def _forget_pollers() -> Iterator[None]:
+    yield
+    fleet.forget_pollers()
+
+
+@pytest.fixture
+def paddles() -> Iterator[tuple[LockServer, str]]:
+    server = LockServer(
+        [{"name": f"smithi00{i}.{DOMAIN}", "machine_type": "smithi"} for i in range(1, 7)]
+    )
+    handle = server.serve()
+    yield server, handle.url
+    handle.stop()
+
+
+def lock(server: LockServer, hostname: str, owner: str = "scheduled_alice@teuthology") -> None:
+    server.add_node(f"{hostname}.{DOMAIN}", "smithi", locked=True, locked_by=owner,
+                    description="/archive/run/123")
+
+
+@pytest.fixture
+def config_for(tmp_path: Path, ssh_keypair: Any):
+    def make(handle: Any, lock_server: str | None = None, **maas: Any) -> Path:
+        maas.setdefault("ssh_keys", [ssh_keypair.public_key])
+        top = {"lock_server": lock_server} if lock_server else None
+        return write_config(tmp_path, handle, top=top, **maas)
+
+    return make
+
+
+def test_clean_lab_reports_nothing(maas_sim: Any, paddles: Any, config_for: Any) -> None:
+    _, url = paddles
+    result = run_cli("reconcile", config=config_for(maas_sim, lock_server=url))
+    assert result.code == ExitCode.OK
+    assert result.out.strip() == "6 machine(s) checked: MAAS and paddles agree, nothing stuck"
+
+
+def test_dry_run_lists_leaks_and_drift_and_changes_nothing(
+    maas_sim: Any, paddles: Any, config_for: Any
+) -> None:
+    server, url = paddles
+    sim = maas_sim.sim
+    sim.update_machine("smithi001", status="deployed", owner="teuthology", power_state="on")
+    sim.update_machine("smithi002", status="deployed", owner="teuthology", power_state="on")
+    lock(server, "smithi002")  # deployed and locked: in use, fine
+    lock(server, "smithi003")  # locked but Ready: drift
+    sim.update_machine("smithi004", status="deployed", owner="alice")  # not ours, not visible
+    sim.update_machine("smithi005", status="allocated", owner="teuthology")  # leak too
+    before = len(sim.request_log)
+
+    result = run_cli("reconcile", "--lock-server", url, config=config_for(maas_sim))
+    assert result.code == ExitCode.FINDINGS
+    lines = result.out.splitlines()
+    assert lines[0] == (
+        "LEAK   smithi001  Deployed for MAAS user 'teuthology' but unlocked in paddles"
+    )
+    assert lines[1] == "       -> would release (run with --apply)"
+    assert any(line.startswith("LEAK   smithi005  Allocated") for line in lines)
+    assert any(
+        line.startswith("DRIFT  smithi003  locked in paddles by scheduled_alice@teuthology")
+        for line in lines
+    )
+    assert "smithi002" not in result.out and "smithi004" not in result.out
+    assert lines[-1] == "5 machine(s) checked: 2 leak, 1 drift, 0 stuck (dry run: nothing changed)"
+    assert not CONTROL_CHARS.search(result.out)
+    # a dry run only reads
+    assert {r.method for r in sim.request_log[before:]} == {"GET"}
+    assert sim.machine("smithi001")["status_name"] == "Deployed"
+
+
+def test_json_output(maas_sim: Any, paddles: Any, config_for: Any) -> None:
+    server, url = paddles
+    maas_sim.sim.update_machine("smithi001", status="deployed", owner="teuthology")
+    lock(server, "smithi003")
+    result = run_cli("reconcile", "--json", config=config_for(maas_sim, lock_server=url))
+    assert result.code == ExitCode.FINDINGS
+    data = result.json()
+    assert data["dry_run"] is True
+    assert data["maas_user"] == "teuthology"
+    assert data["counts"] == {"leak": 1, "drift": 1, "stuck": 0}
+    kinds = {(f["kind"], f["hostname"]) for f in data["findings"]}
+    assert kinds == {("leak", "smithi001"), ("drift", "smithi003")}
+    assert all(f["action"] is None for f in data["findings"])
+
+
+def test_apply_releases_leaks_only(maas_sim: Any, paddles: Any, config_for: Any) -> None:
+    server, url = paddles
+    sim = maas_sim.sim
+    sim.update_machine("smithi001", status="deployed", owner="teuthology", power_state="on")
+    sim.update_machine("smithi002", status="deployed", owner="teuthology", power_state="on")
+    lock(server, "smithi002")
+    lock(server, "smithi003")
+    result = run_cli("reconcile", "--apply", "--json", config=config_for(maas_sim, lock_server=url))
+    data = result.json()
+    assert data["dry_run"] is False
+    leak = next(f for f in data["findings"] if f["kind"] == "leak")
+    assert (leak["hostname"], leak["action"]) == ("smithi001", "released")
+    assert sim.machine("smithi001")["status_name"] == "Ready"
+    assert sim.machine("smithi002")["status_name"] == "Deployed"  # locked: in use
+    # the drift remains for a human to judge
+    assert result.code == ExitCode.FINDINGS
+    again = run_cli("reconcile", config=config_for(maas_sim, lock_server=url))
+    assert again.out.splitlines()[-1].startswith("6 machine(s) checked: 0 leak, 1 drift")
+
+
+def test_apply_with_only_leaks_exits_0(maas_sim: Any, paddles: Any, config_for: Any) -> None:
+    _, url = paddles
+    maas_sim.sim.update_machine("smithi004", status="deployed", owner="teuthology")
+    result = run_cli("reconcile", "--apply", config=config_for(maas_sim, lock_server=url))
+    assert result.code == ExitCode.OK, result.out + result.err
+    assert "-> released" in result.out
+    assert maas_sim.sim.machine("smithi004")["status_name"] == "Ready"
+
+
+def test_apply_failure_exits_1(maas_sim: Any, paddles: Any, config_for: Any) -> None:
+    _, url = paddles
+    sim = maas_sim.sim
+    sim.update_machine("smithi001", status="deployed", owner="teuthology", power_state="on")
+    sim.update_machine("smithi002", status="deployed", owner="teuthology", power_state="on")
+    sim.faults.add("release_fail", machine="smithi001")
+    result = run_cli("reconcile", "--apply", "--json", config=config_for(maas_sim, lock_server=url))
+    assert result.code == ExitCode.FAILURE
+    actions = {f["hostname"]: f["action"] for f in result.json()["findings"]}
+    assert actions["smithi002"] == "released"  # one failure does not stop the others
+    assert actions["smithi001"].startswith("release failed: ReleaseFailed")
+    assert sim.machine("smithi002")["status_name"] == "Ready"
+
+
+def test_stuck_machine_past_maas_timeout(maas_sim_factory: Any, paddles: Any,
+                                         config_for: Any) -> None:
+    _, url = paddles
+    # Simulated time two hours behind the wall clock: what happens now is two hours old.
+    handle = maas_sim_factory(clock=ManualClock(start=time.time() - 7200))
+    handle.sim.update_machine("smithi006", status="deploying", owner="teuthology")
+    handle.sim.update_machine("smithi005", status="releasing", owner="teuthology")
+    lock_server, _ = paddles
+    lock(lock_server, "smithi006")
+    lock(lock_server, "smithi005")
+    result = run_cli("reconcile", "--json", config=config_for(handle, lock_server=url))
+    assert result.code == ExitCode.FINDINGS
+    stuck = {f["hostname"]: f for f in result.json()["findings"] if f["kind"] == "stuck"}
+    assert set(stuck) == {"smithi005", "smithi006"}
+    assert stuck["smithi006"]["maas_timeout_seconds"] == 30 * 60
+    assert stuck["smithi005"]["maas_timeout_seconds"] == 5 * 60
+    assert stuck["smithi006"]["idle_seconds"] >= 7200 - 60
+    assert "From 'Ready' to 'Deploying'" in stuck["smithi006"]["detail"]
+
+
+def test_recent_transition_is_not_stuck(maas_sim_factory: Any, paddles: Any,
+                                        config_for: Any) -> None:
+    server, url = paddles
+    handle = maas_sim_factory(clock=ManualClock(start=time.time() - 60))
+    handle.sim.update_machine("smithi006", status="deploying", owner="teuthology")
+    lock(server, "smithi006")
+    result = run_cli("reconcile", config=config_for(handle, lock_server=url))
+    assert result.code == ExitCode.OK
+    assert "STUCK" not in result.out
+
+
+def test_node_timeout_comes_from_maas(maas_sim_factory: Any, paddles: Any,
+                                      config_for: Any) -> None:
+    server, url = paddles
+    from tests.fixtures_simulator import default_inventory
+
+    handle = maas_sim_factory({**default_inventory(), "config": {"node_timeout": 180}},
+                              clock=ManualClock(start=time.time() - 7200))
+    handle.sim.update_machine("smithi006", status="deploying", owner="teuthology")
+    lock(server, "smithi006")
+    result = run_cli("reconcile", config=config_for(handle, lock_server=url))
+    assert result.code == ExitCode.OK  # 2 hours idle is within a 3-hour node_timeout
+
+
+def test_lock_server_is_required(maas_sim: Any, config_for: Any) -> None:
+    result = run_cli("reconcile", config=config_for(maas_sim))
+    assert result.code == ExitCode.USAGE
+    assert "--lock-server" in result.err
+
+
+def test_unreachable_lock_server_exits_5(maas_sim: Any, config_for: Any) -> None:
+    server = LockServer()
+    handle = server.serve()
+    url = handle.url
+    handle.stop()
+    result = run_cli("reconcile", "--lock-server", url, config=config_for(maas_sim))
+    assert result.code == ExitCode.UNREACHABLE
+    assert "lock server" in result.err
