@@ -1,0 +1,177 @@
+"""Fault matrix, part 2: the connection failing around a request.
+
+The fault proxy resets the connection before a POST reaches MAAS (never applied) or after MAAS
+applied it (answer lost); the simulator's own `drop` fault does the same from the server side;
+MAAS goes away altogether, briefly or for longer than the client's retry budget, before and in
+the middle of a deployment. The client cannot tell "applied" from "not applied" by itself: the
+provisioner must re-read the machine, and never deploy or release twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.fixtures_reliability import field_of, posts
+from teuthology_maas.errors import MaasError
+
+NODE = "smithi001"
+LIFECYCLE_POSTS = ["allocate", "set_owner_data", "deploy", "lock", "unlock", "release"]
+
+
+def attempt(action: Callable[[], None]) -> MaasError | None:
+    try:
+        action()
+    except MaasError as exc:
+        return exc
+    return None
+
+
+def applied(lab, op: str) -> int:
+    system_id = None if op == "allocate" else lab.sim.system_id(NODE)
+    # A dropped answer (status None) is not counted here: the caller decides what it means.
+    statuses = [field_of(r, "status") for r in posts(lab.sim, op, system_id=system_id)]
+    return sum(1 for status in statuses if status is not None and status < 300)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("op", LIFECYCLE_POSTS)
+def test_connection_reset_around_a_post_never_doubles_it(fault_lab, matrix, op, when):
+    lab = fault_lab
+    before = lab.snapshot()
+    lab.proxy.add(f"reset_{when}", method="POST", op=op)  # type: ignore[arg-type]
+    provisioner = lab.provisioner(NODE)
+
+    provisioner.create()
+    assert lab.status(NODE) == "Deployed"
+    provisioner.release()
+
+    assert lab.status(NODE) == "Ready"
+    assert lab.proxy.records(op=op)[0].action == f"reset_{when}"
+    forwarded = lab.proxy.records(op=op)[0].forwarded
+    assert forwarded is (when == "after")
+    assert applied(lab, op) == 1, f"{op} took effect {applied(lab, op)} times"
+    for other in ("allocate", "deploy", "release"):
+        assert applied(lab, other) == 1, f"{other} took effect {applied(lab, other)} times"
+    result = lab.audit(before)
+    matrix.note(
+        result, f"recovered: re-read showed the {op} {'had' if forwarded else 'had not'} applied"
+    )
+    result.assert_clean()
+
+
+@pytest.mark.parametrize("op", ["deploy", "release"])
+def test_server_side_drop_after_applying_is_resolved_by_rereading(fault_lab, matrix, op):
+    lab = fault_lab
+    before = lab.snapshot()
+    lab.sim.faults.add("drop", op=op, when="after", times=1)
+    provisioner = lab.provisioner(NODE)
+    provisioner.create()
+    provisioner.release()
+    assert lab.status(NODE) == "Ready"
+    assert applied(lab, op) + len([r for r in posts(lab.sim, op) if r.status is None]) == 1
+    result = lab.audit(before)
+    matrix.note(result, f"recovered: MAAS applied the {op} and dropped the answer")
+    result.assert_clean()
+
+
+def test_reset_on_the_abort_of_an_in_flight_deployment(fault_lab, matrix):
+    lab = fault_lab
+    before = lab.snapshot()
+    lab.sim.update_machine(NODE, status="deploying", owner="teuthology")
+    lab.proxy.add("reset_after", method="POST", op="abort")
+    lab.provisioner(NODE).release()
+    assert lab.status(NODE) == "Ready"
+    assert applied(lab, "abort") == 1
+    result = lab.audit(before)
+    matrix.note(result, "recovered: abort applied, answer lost")
+    result.assert_clean()
+
+
+def test_a_short_outage_during_create_is_ridden_out(fault_lab, matrix):
+    lab = fault_lab
+    before = lab.snapshot()
+    lab.proxy.refuse_connections()
+    # Back after 0.2 s of real time: within the retry budget (virtual time runs faster).
+    threading.Timer(0.2, lab.proxy.accept_connections).start()
+    provisioner = lab.provisioner(NODE, max_attempts=200, backoff_max=1.0)
+    provisioner.create()
+    provisioner.release()
+    assert lab.status(NODE) == "Ready"
+    result = lab.audit(before)
+    matrix.note(result, "recovered: connection refused retried until MAAS came back")
+    result.assert_clean()
+
+
+def test_maas_down_for_longer_than_the_retry_budget_before_create(fault_lab, matrix):
+    lab = fault_lab
+    before = lab.snapshot()
+    lab.proxy.refuse_connections()
+    error = attempt(lab.provisioner(NODE).create)
+    lab.proxy.accept_connections()
+
+    assert error is not None
+    message = str(error)
+    assert "unreachable" in message and "Connection refused" in message
+    assert lab.sim.request_log == []
+    assert lab.status(NODE) == "Ready"
+    result = lab.audit(before)
+    matrix.note(result, "error names: MAAS unreachable (connection refused), budget spent")
+    result.assert_clean()
+
+
+def test_maas_down_mid_deployment_past_the_budget_is_reported_then_recoverable(fault_lab, matrix):
+    """The worst case: MAAS disappears while our deployment runs and stays away longer than
+    the client retries. Nothing can be undone while it is away; create() must say so (node,
+    state, 'needs an operator') and the node must be recoverable by the release teuthology
+    runs when it unlocks the node after MAAS is back."""
+    lab = fault_lab
+    before = lab.snapshot()
+    lab.sim.faults.add("deploy_stuck", machine=NODE)
+
+    def pull_the_plug() -> None:
+        # After MAAS answered the deploy: the outage hits the wait, not the POST.
+        lab.wait_for(lambda: bool(lab.proxy.records(op="deploy")))
+        time.sleep(0.05)
+        lab.proxy.refuse_connections()
+
+    plug = threading.Thread(target=pull_the_plug)
+    plug.start()
+    # The poller rides out an outage until the deploy timeout; keep that short here.
+    error = attempt(lab.provisioner(NODE, config=lab.config(deploy_timeout=1.5)).create)
+    plug.join()
+
+    assert error is not None
+    message = str(error)
+    assert "unreachable" in message
+    assert "needs an operator" in message
+    assert NODE in message
+    lab.proxy.accept_connections()
+    lab.sim.faults.clear()
+    lab.provisioner(NODE).release()
+    assert lab.status(NODE) == "Ready"
+    result = lab.audit(before)
+    matrix.note(result, "error names: MAAS unreachable mid-deploy, node needs an operator")
+    result.assert_clean()
+
+
+def test_a_hanging_maas_times_out_within_bounds(fault_lab, matrix):
+    lab = fault_lab
+    before = lab.snapshot()
+    lab.proxy.add("hang", method="GET", times=None)
+    config = lab.config(http_timeout=0.2)
+    started = time.monotonic()
+    error = attempt(lab.provisioner(NODE, config=config, max_attempts=3).create)
+    elapsed = time.monotonic() - started
+    lab.proxy.clear()
+
+    assert error is not None
+    assert "timed out" in str(error).lower() or "timeout" in str(error).lower()
+    assert elapsed < 10, "a hanging MAAS must not hang the caller"
+    assert lab.status(NODE) == "Ready"
+    result = lab.audit(before)
+    matrix.note(result, "error names: read timeout, retries spent")
+    result.assert_clean()
