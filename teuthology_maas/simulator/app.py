@@ -117,12 +117,7 @@ class MaasApp:
         started = time.time()
         request = Request(environ)
         record = RequestRecord(request.method, request.path, None, None, None, started)
-        try:
-            reply = self._handle(request, environ, record)
-        except ConnectionDropped:
-            record.duration = time.time() - started
-            self.sim.request_log.append(record)
-            raise
+        reply = self._handle(request, environ, record)
         record.status = reply.status
         record.duration = time.time() - started
         self.sim.request_log.append(record)
@@ -191,7 +186,7 @@ class MaasApp:
             elif fault.kind == "drop" and fault.when == "after":
                 drop_after = True
             elif fault.kind == "drop":
-                self._drop(environ)
+                self._drop(environ, record)
             else:
                 status = fault.status or 500
                 headers = (
@@ -202,7 +197,7 @@ class MaasApp:
                 )
         reply = self._dispatch(request, table, resource, op, user, query, body, args)
         if drop_after:
-            self._drop(environ)
+            self._drop(environ, record)
         return reply
 
     def _route(self, relative: str) -> tuple[Resource | None, tuple[str, ...]]:
@@ -261,8 +256,10 @@ class MaasApp:
             reply.headers.setdefault("Vary", "Authorization")
         return reply
 
-    @staticmethod
-    def _drop(environ: WSGIEnvironment) -> None:
+    def _drop(self, environ: WSGIEnvironment, record: RequestRecord) -> None:
+        # Logged first: the client may look at the log as soon as it sees the connection close.
+        record.duration = time.time() - record.time
+        self.sim.request_log.append(record)
         connection = environ.get("werkzeug.socket")
         if isinstance(connection, socket.socket):
             with contextlib.suppress(OSError):

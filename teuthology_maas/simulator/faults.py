@@ -172,12 +172,16 @@ class FaultSet:
         return True
 
     def for_request(self, info: RequestInfo) -> list[Fault]:
-        """Request faults that fire for this request, in the order they were added."""
+        """Request faults that fire for this request, in the order they were added. Slow and
+        drop-after faults combine with others; an error or a drop-before ends the list (later
+        faults are not consumed by a request they could not affect)."""
         fired: list[Fault] = []
         with self._lock:
             for fault in self._faults:
                 if fault.kind in REQUEST_KINDS and _matches(fault, info) and self._fires(fault):
                     fired.append(fault)
+                    if fault.kind == "error" or (fault.kind == "drop" and fault.when == "before"):
+                        break
         return fired
 
     def behaviour(
