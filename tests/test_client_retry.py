@@ -424,3 +424,10 @@ def test_action_cap_is_shared_per_api_root_and_fixed_by_the_first_client():
         first.release()
     with pytest.raises(ValueError):
         _limits.action_semaphore("http://x/", 0)
+    del first, held
+    import gc
+
+    gc.collect()
+    # Once nobody uses the endpoint's semaphore, a new client starts with its own size.
+    assert _limits.limit_of(root) is None
+    assert _limits.action_semaphore(root, 10).size == 10
