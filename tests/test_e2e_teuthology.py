@@ -147,6 +147,24 @@ def test_unlock_releases_ours_with_configured_erase_and_refuses_someone_elses(
     assert not any(n["locked"] for n in lab.paddles.nodes())
 
 
+def test_reimage_of_a_held_deployed_node_with_another_os(mode, e2e_lab, monkeypatch):
+    lab = e2e_lab(mode, machines=1, machine_fields={"smithi001": {
+        "status": "deployed", "owner": "teuthology", "osystem": "ubuntu",
+        "distro_series": "jammy"}})
+    lab.lock_in_paddles("smithi001")
+    erase_modes = record_release_erase_modes(lab, monkeypatch)
+    done = lab.run("teuthology-reimage", "--os-type", "rocky", "--os-version", "9",
+                   "--owner", OWNER, "smithi001")
+    assert done.returncode == 0, done
+    machine = lab.machine("smithi001")
+    assert (machine["status_name"], machine["osystem"], machine["distro_series"]) == (
+        "Deployed", "rocky", "9")
+    assert erase_modes == [("smithi001", "quick")]  # the old deployment was released first
+    node = lab.paddles.node(lab.fqdn("smithi001"))
+    assert (node["locked_by"], node["os_type"]) == (OWNER, "rocky")
+    assert node["os_version"].startswith("9.")  # from the node's /etc/os-release, over SSH
+
+
 SUPERVISOR_REIMAGE = """
 import json, sys
 from teuthology.dispatcher import supervisor
