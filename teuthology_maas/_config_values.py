@@ -3,17 +3,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import string
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from teuthology_maas.errors import ConfigError
 
+# Warnings are the configuration's, whichever helper finds the problem.
+log = logging.getLogger("teuthology_maas.config")
+
 API_SUFFIX = "api/2.0/"
+
+EraseMode = Literal["none", "quick", "full", "secure", "ceph"]
+ERASE_MODES: tuple[EraseMode, ...] = ("none", "quick", "full", "secure", "ceph")
+_ERASE_ALIASES: dict[str, EraseMode] = {"off": "none", "false": "none", "no": "none"}
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -258,3 +267,56 @@ def string_mapping(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise fail(key, value, "a mapping with string keys")
     return dict(value)
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(message: str) -> None:
+    """Configuration is re-read for every node teuthology reimages; say each thing once."""
+    with _warned_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    log.warning("%s", message)
+
+
+def erase_mode(value: Any) -> EraseMode:
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "quick"
+    if isinstance(value, str):
+        mode = value.strip().lower()
+        mode = _ERASE_ALIASES.get(mode, mode)
+        if mode in ERASE_MODES:
+            return mode
+    raise fail("erase", value, "one of " + ", ".join(ERASE_MODES))
+
+
+def verify_setting(section: Mapping[str, Any], base: Path, source: str) -> bool | str:
+    verify = section.get("verify", True)
+    bundle = section.get("ca_bundle")
+    if isinstance(verify, str) and verify.strip().lower() in ("true", "false", "yes", "no"):
+        verify = boolean("verify", verify)
+    if bundle not in (None, ""):
+        if verify is False:
+            raise fail("ca_bundle", bundle, "no ca_bundle when verify is false (they contradict)")
+        if isinstance(verify, str) and verify != bundle:
+            raise fail("ca_bundle", bundle, f"the same path as verify ({verify!r})")
+        verify = bundle
+    if isinstance(verify, bool):
+        if not verify:
+            warn_once(
+                f"{source}: maas: verify is false: TLS certificates of the MAAS server are NOT "
+                "checked; anyone on the path can read the API key"
+            )
+        return verify
+    if isinstance(verify, str):
+        key = "ca_bundle" if bundle not in (None, "") else "verify"
+        path = resolve_path(verify.strip(), base)
+        if not (path.is_file() or path.is_dir()) or not os.access(path, os.R_OK):
+            raise fail(key, verify, f"true, false, or a readable CA bundle file/directory ({path})")
+        return str(path)
+    raise fail("verify", verify, "true, false, or the path of a CA bundle")

@@ -9,22 +9,18 @@ for a mapping built in code, unless `base_dir` is given). No network access here
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from teuthology_maas import _config_values as values
-from teuthology_maas._config_values import normalize_api_url
+from teuthology_maas._config_values import ERASE_MODES, EraseMode, normalize_api_url
 from teuthology_maas._redact import REDACTED, register_secret
 from teuthology_maas.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_SENTINEL_FILE",
@@ -35,9 +31,6 @@ __all__ = [
     "normalize_api_url",
 ]
 
-EraseMode = Literal["none", "quick", "full", "secure", "ceph"]
-ERASE_MODES: tuple[EraseMode, ...] = ("none", "quick", "full", "secure", "ceph")
-_ERASE_ALIASES: dict[str, EraseMode] = {"off": "none", "false": "none", "no": "none"}
 
 DEFAULT_SENTINEL_FILE = "/var/lib/cloud/instance/boot-finished"
 MAAS_DEPLOY_TIMEOUT = 1800.0  # MAAS's own node_timeout (30 minutes): never give up earlier
@@ -163,7 +156,7 @@ class MaasConfig:
         base = base.absolute()
         unknown = sorted(str(k) for k in section if k not in KNOWN_KEYS)
         if unknown:
-            _warn_once(f"{source}: ignoring unknown maas key(s): {', '.join(unknown)}")
+            values.warn_once(f"{source}: ignoring unknown maas key(s): {', '.join(unknown)}")
         s = dict(section)
         for required in ("api_url", "api_key"):
             if s.get(required) in (None, ""):
@@ -208,8 +201,8 @@ class MaasConfig:
             poll_interval=poll,
             poll_min_interval=poll_min,
             http_timeout=values.number("http_timeout", s.get("http_timeout", 30)),
-            verify=_verify(s, base, source),
-            erase=_erase(s.get("erase", "quick")),
+            verify=values.verify_setting(s, base, source),
+            erase=values.erase_mode(s.get("erase", "quick")),
             agent_name=values.text("agent_name", s.get("agent_name", "teuthology-maas")),
             user_data=values.user_data_pattern("user_data", s.get("user_data"), base),
             user_data_base=base,
@@ -351,63 +344,6 @@ class MaasConfig:
         if "." in hostname or not self.lab_domain:
             return hostname
         return f"{hostname}.{self.lab_domain}"
-
-
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
-
-
-def _warn_once(message: str) -> None:
-    """Configuration is re-read for every node teuthology reimages; say each thing once."""
-    with _warned_lock:
-        if message in _warned:
-            return
-        _warned.add(message)
-    log.warning("%s", message)
-
-
-def _erase(value: Any) -> EraseMode:
-    if value is None or value is False:
-        return "none"
-    if value is True:
-        return "quick"
-    if isinstance(value, str):
-        mode = value.strip().lower()
-        mode = _ERASE_ALIASES.get(mode, mode)
-        if mode in ERASE_MODES:
-            return mode
-    raise values.fail("erase", value, "one of " + ", ".join(ERASE_MODES))
-
-
-def _verify(section: Mapping[str, Any], base: Path, source: str) -> bool | str:
-    verify = section.get("verify", True)
-    bundle = section.get("ca_bundle")
-    if isinstance(verify, str) and verify.strip().lower() in ("true", "false", "yes", "no"):
-        verify = values.boolean("verify", verify)
-    if bundle not in (None, ""):
-        if verify is False:
-            raise values.fail(
-                "ca_bundle", bundle, "no ca_bundle when verify is false (they contradict)"
-            )
-        if isinstance(verify, str) and verify != bundle:
-            raise values.fail("ca_bundle", bundle, f"the same path as verify ({verify!r})")
-        verify = bundle
-    if isinstance(verify, bool):
-        if not verify:
-            _warn_once(
-                f"{source}: maas: verify is false: TLS certificates of the MAAS server are NOT "
-                "checked; anyone on the path can read the API key"
-            )
-        return verify
-    if isinstance(verify, str):
-        key = "ca_bundle" if bundle not in (None, "") else "verify"
-        path = values.resolve_path(verify.strip(), base)
-        if not (path.is_file() or path.is_dir()) or not os.access(path, os.R_OK):
-            raise values.fail(
-                key, verify, f"true, false, or a readable CA bundle file/directory ({path})"
-            )
-        return str(path)
-    raise values.fail("verify", verify, "true, false, or the path of a CA bundle")
 
 
 def _get(obj: Any, name: str) -> Any:
