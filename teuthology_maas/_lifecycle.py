@@ -13,9 +13,15 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
-from teuthology_maas import fleet
+from teuthology_maas import fleet, forensics
 from teuthology_maas._erase import release_params
-from teuthology_maas.errors import MaasConflict, MaasError, MaasOutcomeUnknown
+from teuthology_maas.errors import (
+    MaasConflict,
+    MaasError,
+    MaasOutcomeUnknown,
+    MaasTimeout,
+    ReleaseFailed,
+)
 from teuthology_maas.models import (
     ABORT_TARGET,
     DEPLOY_FAILURE,
@@ -39,6 +45,15 @@ ABORT_FAILURE = frozenset({NodeStatus.BROKEN})
 _DEPLOY_STARTED = frozenset(
     {NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT}
 )
+# What a failed create() must not leave behind.
+_CLEANABLE = frozenset(
+    {
+        NodeStatus.ALLOCATED,
+        NodeStatus.DEPLOYING,
+        NodeStatus.DEPLOYED,
+        NodeStatus.FAILED_DEPLOYMENT,
+    }
+)
 _RELEASE_STARTED = frozenset(
     {NodeStatus.RELEASING, NodeStatus.DISK_ERASING, NodeStatus.READY, NodeStatus.NEW}
 )
@@ -48,11 +63,19 @@ class NodeActions:
     """MAAS actions and waits for one machine, on behalf of one MAAS user."""
 
     def __init__(
-        self, client: MaasClient, config: MaasConfig, username: str, machine: Machine
+        self,
+        client: MaasClient,
+        config: MaasConfig,
+        username: str,
+        machine: Machine,
+        *,
+        actor: str | None = None,
     ) -> None:
         self.client = client
         self.config = config
         self.username = username
+        # Who the actions are for (teuthology owner, run, job): goes into MAAS's event log.
+        self.actor = actor or username
         self.system_id = machine.system_id
         self.last = machine
         self.touched = False
@@ -120,7 +143,7 @@ class NodeActions:
     def lock(self) -> Machine:
         return self._act(
             "lock",
-            lambda: self.client.lock(self.system_id, comment=self._comment("lock")),
+            lambda: self.client.lock(self.system_id, comment=self.comment("lock")),
             lambda m: m.locked,
         )
 
@@ -128,7 +151,7 @@ class NodeActions:
         try:
             return self._act(
                 "unlock",
-                lambda: self.client.unlock(self.system_id, comment=self._comment("unlock")),
+                lambda: self.client.unlock(self.system_id, comment=self.comment("unlock")),
                 lambda m: not m.locked,
             )
         except MaasConflict:
@@ -149,10 +172,61 @@ class NodeActions:
                 secure_erase=params.secure_erase,
                 scripts=params.scripts,
                 script_params=dict(params.script_params) or None,
-                comment=self._comment("release"),
+                comment=self.comment("release"),
             ),
             lambda m: m.status in _RELEASE_STARTED,
         )
+
+    def unlock_if_locked(self) -> None:
+        if self.last.locked:
+            self.unlock()
+
+    # -- composite steps -----------------------------------------------------------------
+
+    def check_released(self, machine: Machine) -> None:
+        """ReleaseFailed, with MAAS's explanation, unless `machine` is back in the pool."""
+        if machine.status in RELEASE_TARGET:
+            return
+        found = forensics.collect(self.client, machine)
+        raise ReleaseFailed(
+            f"releasing {self.name} failed: {ended_in(machine, 'the release')}. "
+            f"MAAS: {found.summary()}",
+            machine=machine.hostname,
+            system_id=machine.system_id,
+            status=machine.status_name,
+            maas_message=machine.status_message,
+        )
+
+    def clean_up(self, *, wait: bool) -> str:
+        """After a failed create(): leave the machine neither Deploying, Allocated nor Deployed
+        to us. Returns what happened; never raises (the original failure must surface)."""
+        try:
+            machine = self.refresh()
+            if machine.owner and machine.owner != self.username:
+                return f"left alone: MAAS user {machine.owner!r} holds it now"
+            if machine.status is NodeStatus.DEPLOYING:
+                self.unlock_if_locked()
+                self.abort(comment=self.comment("abort after failure"))
+                try:
+                    machine = self.wait_aborted()
+                except MaasTimeout:
+                    machine = self.refresh()  # MAAS also releases from Deploying
+            if machine.status in _CLEANABLE:
+                self.unlock_if_locked()
+                self.release()
+            elif machine.status not in (NodeStatus.RELEASING, NodeStatus.DISK_ERASING):
+                return f"nothing to undo ({machine.status_name})"
+            if not wait:
+                return f"release requested ({self.last.status_name})"
+            machine = self.wait_released()
+            if machine.status in RELEASE_FAILURE:
+                return f"needs an operator: the release ended in {status_text(machine)}"
+            return f"released ({machine.status_name})"
+        except BaseException as exc:  # report, never hide the original failure
+            return (
+                f"needs an operator: clean-up failed ({describe_error(exc)}); MAAS last showed "
+                f"{self.last.status_name}"
+            )
 
     # -- waits ---------------------------------------------------------------------------
 
@@ -210,13 +284,24 @@ class NodeActions:
     def _kick(self) -> None:
         fleet.poller_for(self.client, config=self.config).kick()
 
-    def _comment(self, action: str) -> str:
-        return f"teuthology-maas {action} by {self.username}"
+    def comment(self, action: str) -> str:
+        return f"teuthology-maas {action} for {self.actor}"
 
     def _log_change(self, machine: Machine) -> None:
         self.last = machine
         detail = f": {machine.status_message}" if machine.status_message else ""
         log.info("%s: %s%s", machine.describe(), machine.status_name, detail)
+
+
+def status_text(machine: Machine) -> str:
+    return machine.status_name + (f" ({machine.status_message})" if machine.status_message else "")
+
+
+def ended_in(machine: Machine, what: str) -> str:
+    """Why a wait ended short of its target (MAAS's status_message is left to forensics)."""
+    if machine.status is NodeStatus.ALLOCATED:
+        return f"MAAS reverted {what} to Allocated (usually: it could not power-control the node)"
+    return f"MAAS ended {what} in {machine.status_name}"
 
 
 def describe_error(exc: BaseException) -> str:

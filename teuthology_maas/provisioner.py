@@ -17,7 +17,7 @@ import time
 
 from teuthology_maas import _decide, images, userdata
 from teuthology_maas._decide import CreateStep, ReleaseStep
-from teuthology_maas._lifecycle import NodeActions, describe_error
+from teuthology_maas._lifecycle import NodeActions, describe_error, ended_in
 from teuthology_maas._verify import os_mismatch, verify_ssh
 from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
@@ -31,8 +31,6 @@ from teuthology_maas.errors import (
 from teuthology_maas.forensics import collect
 from teuthology_maas.models import (
     DEPLOY_TARGET,
-    RELEASE_FAILURE,
-    RELEASE_TARGET,
     Machine,
     NodeStatus,
 )
@@ -44,14 +42,6 @@ log = logging.getLogger(__name__)
 # A create() or release() that needs more steps than this is chasing a machine someone else
 # keeps changing; stop and say so instead of looping.
 _MAX_STEPS = 8
-_CLEANABLE = frozenset(
-    {
-        NodeStatus.ALLOCATED,
-        NodeStatus.DEPLOYING,
-        NodeStatus.DEPLOYED,
-        NodeStatus.FAILED_DEPLOYMENT,
-    }
-)
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -160,7 +150,7 @@ class MaasProvisioner:
             os_type=self.os_type,
             os_version=self.os_version,
         )
-        node = NodeActions(self.client, self.config, username, machine)
+        node = self._actions(username, machine)
         # A machine that was already ours is ours to clean up if this attempt fails.
         node.touched = machine.owner == username
         log.info(
@@ -175,12 +165,12 @@ class MaasProvisioner:
             node.deploy(
                 distro_series=spec.distro_series,
                 user_data=user_data,
-                comment=self._comment(f"deploy {self.os_type} {self.os_version}"),
+                comment=node.comment(f"deploy {self.os_type} {self.os_version}"),
             )
             deployed = node.wait_deployed()
             if deployed.status not in DEPLOY_TARGET:
                 raise DeploymentFailed(
-                    _ended_in(deployed, "the deployment"),
+                    ended_in(deployed, "the deployment"),
                     machine=deployed.hostname,
                     system_id=deployed.system_id,
                     status=deployed.status_name,
@@ -208,20 +198,20 @@ class MaasProvisioner:
             if step is CreateStep.DEPLOY:
                 return
             if step is CreateStep.ALLOCATE:
-                node.allocate(comment=self._comment("allocate"))
+                node.allocate(comment=node.comment("allocate"))
             elif step is CreateStep.ABORT:
                 log.info("%s: aborting the deployment in progress", node.name)
-                self._unlock_if_locked(node)
-                node.abort(comment=self._comment("abort before redeploy"))
+                node.unlock_if_locked()
+                node.abort(comment=node.comment("abort before redeploy"))
                 node.wait_aborted()
             elif step is CreateStep.RELEASE:
                 log.info("%s: releasing %s before the redeploy", node.name, node.last.status_name)
-                self._unlock_if_locked(node)
+                node.unlock_if_locked()
                 node.release()
-                self._check_released(node, node.wait_released())
+                node.check_released(node.wait_released())
             elif step is CreateStep.WAIT_RELEASE:
                 log.info("%s: waiting for the release in progress", node.name)
-                self._check_released(node, node.wait_released())
+                node.check_released(node.wait_released())
         raise MachineStateError(
             f"{node.name} did not settle into a deployable state after {_MAX_STEPS} steps "
             f"(last {node.last.status_name}); is someone else acting on it?",
@@ -249,7 +239,7 @@ class MaasProvisioner:
         # MAAS's story of the failure first: the clean-up adds events of its own.
         forensics = collect(self.client, node.last)
         if node.touched:
-            outcome = self._clean_up(node, wait=not interrupted)
+            outcome = node.clean_up(wait=not interrupted)
         else:
             outcome = "nothing was changed in MAAS"
         message = (
@@ -266,36 +256,6 @@ class MaasProvisioner:
             maas_message=forensics.status_message,
         )
 
-    def _clean_up(self, node: NodeActions, *, wait: bool) -> str:
-        """Leave the machine neither Deploying, Allocated nor Deployed to us; say what happened."""
-        try:
-            machine = node.refresh()
-            if machine.owner and machine.owner != node.username:
-                return f"left alone: MAAS user {machine.owner!r} holds it now"
-            if machine.status is NodeStatus.DEPLOYING:
-                self._unlock_if_locked(node)
-                node.abort(comment=self._comment("abort after failure"))
-                try:
-                    machine = node.wait_aborted()
-                except MaasTimeout:
-                    machine = node.refresh()  # MAAS also releases from Deploying
-            if machine.status in _CLEANABLE:
-                self._unlock_if_locked(node)
-                node.release()
-            elif machine.status not in (NodeStatus.RELEASING, NodeStatus.DISK_ERASING):
-                return f"nothing to undo ({machine.status_name})"
-            if not wait:
-                return f"release requested ({node.last.status_name})"
-            machine = node.wait_released()
-            if machine.status in RELEASE_FAILURE:
-                return f"needs an operator: the release ended in {_status_text(machine)}"
-            return f"released ({machine.status_name})"
-        except BaseException as exc:  # report, never hide the original failure
-            return (
-                f"needs an operator: clean-up failed ({describe_error(exc)}); MAAS last showed "
-                f"{node.last.status_name}"
-            )
-
     # -- release / abort -----------------------------------------------------------------
 
     def release(self, erase: str | None = None) -> None:
@@ -307,7 +267,7 @@ class MaasProvisioner:
         if _decide.next_release_step(machine, username) is ReleaseStep.NOTHING:
             log.info("%s: already %s; nothing to release", machine.describe(), machine.status_name)
             return
-        node = NodeActions(self.client, self.config, username, machine)
+        node = self._actions(username, machine)
         try:
             self._release(node, erase)
         except (MachineStateError, ReleaseFailed):
@@ -332,15 +292,15 @@ class MaasProvisioner:
             if step is ReleaseStep.NOTHING:
                 log.info("%s: released (%s)", node.name, node.last.status_name)
                 return
-            self._unlock_if_locked(node)
+            node.unlock_if_locked()
             if step is ReleaseStep.ABORT:
-                node.abort(comment=self._comment("abort before release"))
+                node.abort(comment=node.comment("abort before release"))
                 node.wait_aborted()
             elif step is ReleaseStep.WAIT:
-                self._check_released(node, node.wait_released())
+                node.check_released(node.wait_released())
             else:
                 node.release(erase=erase)
-                self._check_released(node, node.wait_released())
+                node.check_released(node.wait_released())
         raise MachineStateError(
             f"{node.name} did not reach Ready after {_MAX_STEPS} steps "
             f"(last {node.last.status_name}); is someone else acting on it?",
@@ -357,9 +317,9 @@ class MaasProvisioner:
         if machine.status not in (NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING):
             log.info("%s: %s; nothing to abort", machine.describe(), machine.status_name)
             return
-        node = NodeActions(self.client, self.config, username, machine)
-        self._unlock_if_locked(node)
-        node.abort(comment=self._comment("abort"))
+        node = self._actions(username, machine)
+        node.unlock_if_locked()
+        node.abort(comment=node.comment("abort"))
         done = node.wait_aborted()
         log.info("%s: aborted (%s)", done.describe(), done.status_name)
 
@@ -384,37 +344,12 @@ class MaasProvisioner:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _unlock_if_locked(self, node: NodeActions) -> None:
-        if node.last.locked:
-            node.unlock()
-
-    def _check_released(self, node: NodeActions, machine: Machine) -> None:
-        if machine.status not in RELEASE_TARGET:
-            forensics = collect(self.client, machine)
-            raise ReleaseFailed(
-                f"releasing {node.name} failed: {_ended_in(machine, 'the release')}. "
-                f"MAAS: {forensics.summary()}",
-                machine=machine.hostname,
-                system_id=machine.system_id,
-                status=machine.status_name,
-                maas_message=machine.status_message,
-            )
-
-    def _comment(self, action: str) -> str:
+    def _actions(self, username: str, machine: Machine) -> NodeActions:
         job = f" job {self.job_id}" if self.job_id else ""
         run = f" run {self.run_name}" if self.run_name else ""
-        return f"teuthology-maas {action} for {self.owner}{run}{job}"
-
-
-def _status_text(machine: Machine) -> str:
-    return machine.status_name + (f" ({machine.status_message})" if machine.status_message else "")
-
-
-def _ended_in(machine: Machine, what: str) -> str:
-    # MAAS's status_message follows in the forensics summary; not repeated here.
-    if machine.status is NodeStatus.ALLOCATED:
-        return f"MAAS reverted {what} to Allocated (usually: it could not power-control the node)"
-    return f"MAAS ended {what} in {machine.status_name}"
+        return NodeActions(
+            self.client, self.config, username, machine, actor=f"{self.owner}{run}{job}"
+        )
 
 
 def _cause(exc: BaseException, interrupted: bool) -> str:
