@@ -68,7 +68,7 @@ class ServerHandle:
         self._stopped = threading.Event()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"maas-sim:{self.port}",
             daemon=True,
         )
