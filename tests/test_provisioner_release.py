@@ -177,3 +177,23 @@ def test_lost_release_answer_is_not_followed_by_a_second_release(lab_factory):
     lab.provisioner().release()
     assert_free(lab)
     assert lab.posts("smithi001", since).count("release") == 1
+
+
+def test_provisioners_without_a_client_share_one_and_ask_whoami_once(lab_factory):
+    from teuthology_maas.provisioner import MaasProvisioner
+
+    lab = lab_factory(
+        [
+            {"hostname": "smithi001"},
+            {**OURS_DEPLOYED, "hostname": "smithi002"},
+        ],
+        ssh=False,
+    )
+    first = MaasProvisioner("smithi001", config=lab.config)
+    second = MaasProvisioner("smithi002", config=lab.config)
+    assert first.client is second.client
+    first.release()
+    second.release()
+    whoami = [r for r in lab.sim.request_log if r.op == "whoami"]
+    assert len(whoami) == 1
+    assert lab.state("smithi002")["status_name"] == "Ready"

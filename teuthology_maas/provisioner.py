@@ -13,6 +13,7 @@ import getpass
 import logging
 import os
 import socket
+import threading
 import time
 
 from teuthology_maas import _decide, images, userdata
@@ -35,13 +36,40 @@ from teuthology_maas.models import (
     NodeStatus,
 )
 
-__all__ = ["MaasProvisioner", "split_name"]
+__all__ = ["MaasProvisioner", "shared_client", "split_name"]
 
 log = logging.getLogger(__name__)
 
 # A create() or release() that needs more steps than this is chasing a machine someone else
 # keeps changing; stop and say so instead of looping.
 _MAX_STEPS = 8
+
+
+_clients: dict[tuple[object, ...], MaasClient] = {}
+_clients_lock = threading.Lock()
+_clients_pid = os.getpid()
+
+
+def shared_client(config: MaasConfig) -> MaasClient:
+    """One client per MAAS endpoint and key per process: teuthology makes a provisioner per
+    node, and sharing keeps one connection pool and one whoami() for all of them."""
+    global _clients_pid
+    key = (
+        config.api_url,
+        config.api_key.consumer_key,
+        config.api_key.token_key,
+        config.verify,
+        config.http_timeout,
+        config.max_concurrent_actions,
+    )
+    with _clients_lock:
+        if _clients_pid != os.getpid():  # a forked child must not share its parent's sockets
+            _clients.clear()
+            _clients_pid = os.getpid()
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = MaasClient.from_config(config)
+        return client
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -85,7 +113,7 @@ class MaasProvisioner:
         self.os_type = os_type
         self.os_version = str(os_version)
         self.config = config if config is not None else MaasConfig.load()
-        self.client = client if client is not None else MaasClient.from_config(self.config)
+        self.client = client if client is not None else shared_client(self.config)
         self.fqdn = given_fqdn or self.config.fqdn(self.shortname)
         self.owner = owner or default_owner()
         self.run_name = run_name
