@@ -43,6 +43,7 @@ class SeenDeployed:
 
 SEEN = SeenDeployed()
 NOTES: list[str] = []
+POLLS: list[float] = []  # send times of the shared poller's list requests
 
 
 def run_upstream(hostnames: list[str]) -> dict[str, Any]:
@@ -114,6 +115,8 @@ def run_ours(hostnames: list[str]) -> dict[str, Any]:
 
     def recording(self: MaasClient, **kwargs: Any) -> list[Any]:
         sent = time.monotonic()
+        if kwargs.get("id"):
+            POLLS.append(sent)
         machines: list[Any] = original(self, **kwargs)
         for machine in machines:
             if machine.status_name == "Deployed":
@@ -133,6 +136,7 @@ def run_ours(hostnames: list[str]) -> dict[str, Any]:
         "ticks": sum(p.stats.ticks for p in pollers),
         "requests": sum(p.stats.requests for p in pollers),
         "errors": sum(p.stats.errors for p in pollers),
+        "sent": POLLS,
     }
     return result
 

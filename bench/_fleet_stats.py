@@ -48,6 +48,18 @@ class Variant:
         """CPU seconds over the run's unscaled duration, as % of one core."""
         return 100.0 * self.cpu_seconds / self.wall_unscaled if self.wall_unscaled else math.nan
 
+    def polls_per_minute(self) -> list[int]:
+        """Shared-poller requests per simulated minute since the first one (where they go)."""
+        sent = self.poller.get("sent") or []
+        if not sent:
+            return []
+        first = min(sent)
+        counts: dict[int, int] = {}
+        for moment in sent:
+            minute = int((moment - first) * self.factor // 60)
+            counts[minute] = counts.get(minute, 0) + 1
+        return [counts.get(m, 0) for m in range(max(counts) + 1)]
+
     def p(self, values: Sequence[float], fraction: float) -> float:
         return percentile(values, fraction)
 
@@ -72,7 +84,8 @@ class Variant:
             "cpu_percent_unscaled": self.cpu_percent,
             "wall_real": self.wall_real,
             "wall_unscaled": self.wall_unscaled,
-            "poller": self.poller,
+            "poller": {k: v for k, v in self.poller.items() if k != "sent"},
+            "polls_per_minute": self.polls_per_minute(),
             "notes": self.notes,
         }
 

@@ -76,6 +76,18 @@ def _request_kind(record: Any) -> str:
     return f"{method} {resource}" + (f" op={op}" if op else "")
 
 
+def deployed_times(sim: Simulator, real0: float, sim0: float, factor: float) -> dict[str, float]:
+    """When each machine reached Deployed, in this process's monotonic seconds. The event log
+    keeps the exact simulated time of each step (the API's `created` has whole seconds)."""
+    deployed: dict[str, float] = {}
+    with sim.state.lock:
+        for record in sim.state.machines.values():
+            for event in sim.state.events.for_node(record.system_id):
+                if event.type == "Deployed":
+                    deployed[record.hostname] = real0 + (event.created - sim0) / factor
+    return deployed
+
+
 def run_variant(impl: str, durations: list[float], factor: float, mode: str) -> Variant:
     n = len(durations)
     variant = Variant(impl=impl, nodes=n, factor=factor)
@@ -95,9 +107,11 @@ def run_variant(impl: str, durations: list[float], factor: float, mode: str) -> 
             "hostnames": [f"bench{i:03d}" for i in range(n)],
         }
         spawned = time.monotonic()
+        # Upstream must run teuthology's own MAAS code, not our activation hook's dispatchers.
+        env = dict(os.environ, TEUTHOLOGY_MAAS_ACTIVATE="0" if impl == "upstream" else "1")
         child = subprocess.Popen(
             [sys.executable, str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=stderr,
+            stderr=stderr, env=env,
         )  # fmt: skip
         assert child.stdin is not None and child.stdout is not None
         child.stdin.write(json.dumps(job).encode())
@@ -115,12 +129,7 @@ def run_variant(impl: str, durations: list[float], factor: float, mode: str) -> 
             )
         result = json.loads(output.decode().strip().splitlines()[-1])
         log = list(sim.request_log)
-        deployed: dict[str, float] = {}
-        for machine in sim.machines():
-            for event in sim.events_for(machine["system_id"]):
-                if getattr(event, "type", None) == "Deployed":
-                    real = real0 + (float(event.created) - sim0) / factor
-                    deployed[machine["hostname"]] = real
+        deployed = deployed_times(sim, real0, sim0, factor)
     variant.requests = len(log)
     for record in log:
         kind = _request_kind(record)

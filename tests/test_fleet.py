@@ -338,13 +338,13 @@ def test_the_thread_stops_when_nobody_waits_and_starts_again_on_demand():
 class _Patient(TickPolicy):
     """A policy that would wait a minute before every poll."""
 
-    def next_interval(self, timings, now, last_action, history):
+    def next_interval(self, timings, now, history):
         return 60.0
 
 
-def test_kick_polls_at_once_even_when_the_schedule_is_far_away():
+def test_kick_polls_once_at_once_even_when_the_schedule_is_far_away():
     client = FakeMaas()
-    client.add("k1", NodeStatus.DEPLOYED)
+    client.add("k1", NodeStatus.DEPLOYING)
     poller = make_poller(client, policy=_Patient(FAST, 60.0))
     waiters = Waiters(poller)
     waiters.start("k1", timeout=20)
@@ -352,7 +352,13 @@ def test_kick_polls_at_once_even_when_the_schedule_is_far_away():
     time.sleep(0.05)
     assert client.list_calls() == []  # the schedule says a minute from now
     poller.kick()
+    eventually(lambda: len(client.list_calls()) == 1, "the kicked poll")
+    time.sleep(0.1)
+    assert len(client.list_calls()) == 1  # one poll per kick, not a burst
+    client.set("k1", NodeStatus.DEPLOYED)
+    poller.kick()
     assert waiters.join()["k1"].status is NodeStatus.DEPLOYED
+    assert len(client.list_calls()) == 2
 
 
 def test_waits_of_the_same_machine_by_two_callers_both_end():

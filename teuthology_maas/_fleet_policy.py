@@ -5,8 +5,9 @@ right after an action (a failed power-on or a refused deploy shows up within sec
 with the time since the action while an install runs (nothing to see mid-install), and is short
 again around the moment a node is expected to finish, because that is when added latency is
 made. "Expected to finish" comes from, in order of trust: what this process has already seen
-nodes do after the status_message a node shows now, how long earlier waits of the same kind
-took, the caller's `expected_duration`, and MAAS's last deployment phase ("Rebooting").
+nodes do after the status_messages a node has shown (`_fleet_estimate`), how long earlier waits
+of the same kind took, the caller's `expected_duration`, and MAAS's last deployment phase
+("Rebooting").
 
 Pure logic on monotonic timestamps, no threads and no I/O, so it is tested with plain numbers.
 """
@@ -17,6 +18,8 @@ import math
 import random
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+
+from teuthology_maas._fleet_estimate import Bracket, FinishEstimator
 
 # The interval grows to this fraction of the time since the last action: a node that has been
 # busy for 40 s is rarely done within the next 10 s, one busy for 2 s often is.
@@ -34,51 +37,15 @@ DEFAULT_JITTER = 0.1
 
 @dataclass
 class WaitTiming:
-    """What the policy needs to know about one waiter (monotonic seconds)."""
+    """What the policy needs to know about one waiter (monotonic seconds; `seen` relative to
+    `started`)."""
 
     started: float
     kind: Hashable
     expected: float | None = None
     message: str | None = None
     message_since: float | None = None
-
-
-@dataclass
-class _Span:
-    low: float = math.inf
-    high: float = 0.0
-    count: int = 0
-
-    def add(self, seconds: float) -> None:
-        self.low = min(self.low, seconds)
-        self.high = max(self.high, seconds)
-        self.count += 1
-
-
-@dataclass
-class DurationHistory:
-    """What waits that reached their target took, per kind of wait (its target set), both in
-    total and after each status_message was first seen."""
-
-    totals: dict[Hashable, _Span] = field(default_factory=dict)
-    after_message: dict[tuple[Hashable, str], _Span] = field(default_factory=dict)
-
-    def record(
-        self, kind: Hashable, total: float, remaining_after: Mapping[str, float]
-    ) -> None:
-        self.totals.setdefault(kind, _Span()).add(total)
-        for message, seconds in remaining_after.items():
-            self.after_message.setdefault((kind, message), _Span()).add(seconds)
-
-    def total(self, kind: Hashable) -> _Span | None:
-        return self.totals.get(kind)
-
-    def remaining_after(self, kind: Hashable, message: str) -> _Span | None:
-        return self.after_message.get((kind, message))
-
-
-def _window(low: float, high: float) -> tuple[float, float]:
-    return low * (1.0 - EARLY_MARGIN), high * (1.0 + LATE_MARGIN)
+    seen: Mapping[str, Bracket] = field(default_factory=dict)
 
 
 class TickPolicy:
@@ -111,20 +78,17 @@ class TickPolicy:
         return min(self.slow, max(self.fast if low is None else low, value))
 
     def finish_window(
-        self, timing: WaitTiming, history: DurationHistory
+        self, timing: WaitTiming, history: FinishEstimator
     ) -> tuple[float, float] | None:
         """Absolute (open, close) times around the expected finish, or None when unknown."""
-        if timing.message is not None and timing.message_since is not None:
-            after = history.remaining_after(timing.kind, timing.message)
-            if after is not None:
-                low, high = _window(after.low, after.high)
-                return timing.message_since + low, timing.message_since + high
+        predicted = history.predict(timing.kind, timing.seen)
+        if predicted is not None:
+            return timing.started + predicted[0], timing.started + predicted[1]
         total = history.total(timing.kind)
+        if total is None and timing.expected is not None and timing.expected > 0:
+            total = (timing.expected, timing.expected)
         if total is not None:
-            low, high = _window(total.low, total.high)
-            return timing.started + low, timing.started + high
-        if timing.expected is not None and timing.expected > 0:
-            low, high = _window(timing.expected, timing.expected)
+            low, high = total[0] * (1.0 - EARLY_MARGIN), total[1] * (1.0 + LATE_MARGIN)
             return timing.started + low, timing.started + high
         if (
             timing.message is not None
@@ -135,10 +99,10 @@ class TickPolicy:
         return None
 
     def interval_for(
-        self, timing: WaitTiming, now: float, last_action: float, history: DurationHistory
+        self, timing: WaitTiming, now: float, history: FinishEstimator
     ) -> float:
         """The delay this waiter alone would want before the next poll (no jitter)."""
-        since_action = now - max(timing.started, last_action)
+        since_action = now - timing.started
         interval = self._clamp(since_action * BACKOFF_RATIO)
         window = self.finish_window(timing, history)
         if window is None:
@@ -147,7 +111,8 @@ class TickPolicy:
         if now < opens:
             return min(interval, self._clamp(opens - now))
         if now <= closes:
-            return min(interval, self.near)
+            # A tight prediction is checked at its end rather than a whole near tick later.
+            return min(interval, self.near, self._clamp(closes - now))
         # Later than every estimate: keep looking often, backing off as the estimate ages.
         return min(interval, self._clamp((now - closes) * BACKOFF_RATIO, self.near))
 
@@ -155,13 +120,12 @@ class TickPolicy:
         self,
         timings: Iterable[WaitTiming],
         now: float,
-        last_action: float,
-        history: DurationHistory,
+        history: FinishEstimator,
     ) -> float:
         """The delay before the next poll for all waiters together, jittered so that many
         processes polling one MAAS do not fall into step."""
         wanted = min(
-            (self.interval_for(t, now, last_action, history) for t in timings),
+            (self.interval_for(t, now, history) for t in timings),
             default=self.slow,
         )
         spread = 1.0 + self._rng.uniform(-self.jitter, self.jitter)

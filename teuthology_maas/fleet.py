@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 import requests
 
-from teuthology_maas._fleet_policy import DurationHistory, TickPolicy, WaitTiming
+from teuthology_maas._fleet_estimate import Bracket, FinishEstimator
+from teuthology_maas._fleet_policy import TickPolicy, WaitTiming
 from teuthology_maas.errors import (
     MaasAuthError,
     MaasBadRequest,
@@ -77,6 +78,10 @@ class _Waiter:
     outcome: Machine | None = None
     error: BaseException | None = None
     message_first_seen: dict[str, float] = field(default_factory=dict)
+    # When each status_message appeared, bracketed by polls, relative to `started`.
+    seen: dict[str, Bracket] = field(default_factory=dict)
+    # Send time of the latest poll that answered about this machine.
+    last_sent: float | None = None
 
     @property
     def kind(self) -> frozenset[NodeStatus]:
@@ -91,6 +96,7 @@ class _Waiter:
             expected=self.expected,
             message=message,
             message_since=since,
+            seen=self.seen,
         )
 
 
@@ -125,13 +131,12 @@ class StatusPoller:
         self.client = client
         self.chunk_size = chunk_size
         self.policy = policy or TickPolicy(min_interval, max_interval)
-        self.history = DurationHistory()
+        self.history = FinishEstimator()
         self.stats = PollerStats()
         self._cond = threading.Condition()
         self._waiters: list[_Waiter] = []
         self._thread: threading.Thread | None = None
         self._last_poll: float | None = None
-        self._last_action = time.monotonic()
         self._due: float | None = None
         self._last_error: str | None = None
 
@@ -165,10 +170,12 @@ class StatusPoller:
                 self._reschedule(time.monotonic())
 
     def kick(self) -> None:
-        """An action was just taken: poll soon, and tick fast for a while."""
+        """An action was just taken: poll soon (once; a new wait() ticks fast by itself).
+
+        Kicks do not make the whole fleet tick fast: in a 200-node run every node's lock or
+        deploy kicks, and each would otherwise cost a burst of polls for everyone."""
         with self._cond:
             now = time.monotonic()
-            self._last_action = now
             earliest = now if self._last_poll is None else self._last_poll + self.policy.fast
             self._due = max(now, earliest) if self._due is None else min(self._due, earliest)
             self._cond.notify_all()
@@ -285,7 +292,7 @@ class StatusPoller:
             self._due = None
             return
         delay = self.policy.next_interval(
-            (w.timing() for w in self._waiters), now, self._last_action, self.history
+            (w.timing() for w in self._waiters), now, self.history
         )
         due = now + delay
         if self._last_poll is not None:
@@ -326,6 +333,7 @@ class StatusPoller:
         self.stats.ticks += 1
         for start in range(0, len(system_ids), self.chunk_size):
             chunk = system_ids[start : start + self.chunk_size]
+            sent = time.monotonic()
             try:
                 self.stats.requests += 1
                 answer = self.client.list_machines(id=chunk)
@@ -335,21 +343,22 @@ class StatusPoller:
             except (MaasError, requests.RequestException, OSError) as exc:
                 self._note_error(exc, chunk)
                 continue
-            found = {m.system_id: m for m in answer if m.system_id in chunk}
+            wanted = set(chunk)
+            self._deliver(
+                {m.system_id: m for m in answer if m.system_id in wanted}, sent, time.monotonic()
+            )
             for system_id in chunk:
-                if system_id not in found:
-                    machine = self._reread(system_id)
-                    if machine is not None:
-                        found[system_id] = machine
-            self._deliver(found)
+                if not any(m.system_id == system_id for m in answer):
+                    self._reread(system_id)
 
-    def _reread(self, system_id: str) -> Machine | None:
+    def _reread(self, system_id: str) -> None:
         """A machine missing from a list answer (MAAS under load answers an empty list now and
         then): ask for it alone before believing it is gone."""
         self.stats.rereads += 1
         self.stats.requests += 1
+        sent = time.monotonic()
         try:
-            return self.client.get_machine(system_id)
+            machine = self.client.get_machine(system_id)
         except MaasNotFound as exc:
             gone = MachineNotFound(
                 f"machine {system_id} disappeared from MAAS while we waited for it "
@@ -362,7 +371,8 @@ class StatusPoller:
             self._fail([system_id], exc)
         except (MaasError, requests.RequestException, OSError) as exc:
             self._note_error(exc, [system_id])
-        return None
+        else:
+            self._deliver({system_id: machine}, sent, time.monotonic())
 
     def _note_error(self, exc: BaseException, system_ids: Sequence[str]) -> None:
         text = f"{type(exc).__name__}: {exc}"
@@ -385,8 +395,10 @@ class StatusPoller:
                 self._remove(waiter)
                 waiter.wake.set()
 
-    def _deliver(self, machines: dict[str, Machine]) -> None:
-        now = time.monotonic()
+    def _deliver(self, machines: dict[str, Machine], sent: float, received: float) -> None:
+        """Hand what one request answered to the waiters; `sent`/`received` bracket when MAAS
+        looked."""
+        now = received
         with self._cond:
             if machines:
                 self._last_error = None
@@ -400,17 +412,25 @@ class StatusPoller:
                     != (machine.status, machine.status_message)
                 )
                 waiter.last = machine
-                if machine.status_message is not None:
-                    waiter.message_first_seen.setdefault(machine.status_message, now)
+                message = machine.status_message
+                if message is not None and message not in waiter.message_first_seen:
+                    waiter.message_first_seen[message] = now
+                    if waiter.last_sent is not None:
+                        # New since the previous poll, which MAAS answered after it was sent.
+                        waiter.seen[message] = Bracket(
+                            waiter.last_sent - waiter.started, received - waiter.started
+                        )
                 if changed:
                     waiter.changes.append(machine)
-                if machine.status in waiter.targets or machine.status in waiter.failures:
-                    if machine.status in waiter.targets:
-                        self.history.record(
-                            waiter.kind,
-                            now - waiter.started,
-                            {m: now - t for m, t in waiter.message_first_seen.items()},
-                        )
+                finished = machine.status in waiter.targets
+                if finished and waiter.last_sent is not None:
+                    self.history.learn(
+                        waiter.kind,
+                        Bracket(waiter.last_sent - waiter.started, received - waiter.started),
+                        waiter.seen,
+                    )
+                waiter.last_sent = sent
+                if finished or machine.status in waiter.failures:
                     waiter.outcome = machine
                     self._remove(waiter)
                     waiter.wake.set()
