@@ -7,8 +7,14 @@ import io
 import os
 import pty
 import re
+import select
+import subprocess
+import sys
 import threading
+from pathlib import Path
+from typing import Any
 
+from tests._cli_support import write_config
 from teuthology_maas.cli._progress import MachineWatcher, Progress, format_elapsed
 from teuthology_maas.errors import MaasUnavailable
 from teuthology_maas.models import Machine
@@ -55,7 +61,9 @@ def test_piped_progress_is_one_plain_line_per_change() -> None:
         progress.update("Deploying", "Installing OS")
         clock.now += 330
         progress.update("Deployed", "Deployed")
-        progress.note("smithi001: deployed")
+        progress.note("smithi001: reachable over SSH")
+        progress.finish("smithi001: deployed")
+        progress.update("Ready")  # nothing is drawn after the outcome
     text = out.getvalue()
     assert not CONTROL.search(text)
     assert text.splitlines() == [
@@ -63,6 +71,7 @@ def test_piped_progress_is_one_plain_line_per_change() -> None:
         "[   0:02] smithi001: Deploying",
         "[   0:42] smithi001: Deploying (Installing OS)",
         "[   6:12] smithi001: Deployed",
+        "[   6:12] smithi001: reachable over SSH",
         "smithi001: deployed",
     ]
 
@@ -88,7 +97,8 @@ def test_terminal_progress_updates_in_place_through_a_pty() -> None:
         p.update("Deploying", "Installing OS")
         clock.now += 60
         p.update("Deployed")
-        p.note("smithi001: deployed")
+        p.note("waiting for SSH")
+        p.finish("smithi001: deployed")
     stream.close()
     text = read_all(master)
     os.close(master)
@@ -104,6 +114,8 @@ def test_terminal_progress_updates_in_place_through_a_pty() -> None:
     final_screen_lines = [line.rsplit("\r\x1b[2K", 1)[-1] for line in lines if line]
     assert final_screen_lines == [
         "[   0:05] smithi001: Deploying (Installing OS)",
+        # the note took the status line's place and the status was drawn again below it
+        "[   1:05] waiting for SSH",
         "[   1:05] smithi001: Deployed",
         "smithi001: deployed",
     ]
@@ -139,3 +151,72 @@ def test_watcher_reports_changes_and_survives_read_errors() -> None:
         assert done.wait(5)
     lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
     assert lines == ["smithi001: Deploying (Installing OS)", "smithi001: Deployed"]
+
+
+# ---- the real command, in a subprocess, on a pseudo-terminal and on a pipe ----------------
+
+
+def _deploy_command(config: Path) -> list[str]:
+    return [sys.executable, "-m", "teuthology_maas.cli", "--config", str(config),
+            "deploy", "smithi001", "--os-type", "ubuntu", "--os-version", "22.04"]
+
+
+def _lab_config(lab: Any, directory: Path) -> Path:
+    cfg = lab.config
+    return write_config(
+        directory, lab.handle,
+        ssh_keys=list(cfg.ssh_keys), ssh_config=cfg.ssh_config,
+        ssh_private_key=cfg.ssh_private_key, deploy_timeout=20, ssh_timeout=10,
+    )
+
+
+def test_deploy_on_a_terminal_updates_the_status_line_in_place(
+    lab_factory: Any, tmp_path: Path
+) -> None:
+    # a slower deployment (60 simulated seconds at 200x: ~0.3 s) so the clock ticks visibly
+    lab = lab_factory([{"hostname": "smithi001", "tags": ["smithi"]}],
+                      timings={"deploying": 60.0})
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    proc = subprocess.Popen(_deploy_command(_lab_config(lab, tmp_path)), stdout=slave,
+                            stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    screen = b"".join(chunks).decode()
+    assert lab.state("smithi001")["status_name"] == "Deployed"
+    lines = screen.split("\r\n")
+    deploying = [line for line in lines if "Deploying" in line]
+    # the Deploying phase is ONE terminal line, redrawn (carriage return + erase line) as
+    # MAAS's message changes and the elapsed time ticks
+    assert len(deploying) == 1
+    assert deploying[0].count("\r\x1b[2K") >= 2
+    # colour on a terminal: Deployed in cyan
+    assert "\x1b[36mDeployed\x1b[0m" in screen
+    assert lines[-2].startswith("smithi001: deployed ubuntu 22.04 in ")
+
+
+def test_deploy_on_a_pipe_prints_plain_lines(lab_factory: Any, tmp_path: Path) -> None:
+    lab = lab_factory([{"hostname": "smithi001", "tags": ["smithi"]}])
+    proc = subprocess.run(_deploy_command(_lab_config(lab, tmp_path)), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert not CONTROL.search(proc.stdout)
+    lines = proc.stdout.splitlines()
+    assert re.fullmatch(r"\[ +\d+:\d\d\] smithi001: Ready", lines[0])
+    assert any(re.fullmatch(r"\[ +\d+:\d\d\] smithi001: Deployed", line) for line in lines)
+    assert lines[-1].startswith("smithi001: deployed ubuntu 22.04 in ")

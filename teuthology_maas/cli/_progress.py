@@ -7,9 +7,11 @@ time and no control characters, so logs stay greppable."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO
 
 from teuthology_maas.cli._table import paint, status_colour
@@ -53,6 +55,7 @@ class Progress:
         self._current: tuple[str, str | None] | None = None
         self._status: NodeStatus | None = None
         self._line_open = False
+        self._finished = False
         self._done = threading.Event()
         self._ticker: threading.Thread | None = None
 
@@ -72,7 +75,7 @@ class Progress:
     def update(self, status_name: str, message: str | None = None) -> None:
         """Report what MAAS shows now; repeats of the same (status, message) are ignored."""
         with self._lock:
-            if self._current == (status_name, message):
+            if self._finished or self._current == (status_name, message):
                 return
             previous = self._current
             self._current = (status_name, message or None)
@@ -89,12 +92,27 @@ class Progress:
             self._redraw()
 
     def note(self, text: str) -> None:
-        """A line of its own (e.g. the final outcome), below the live line."""
+        """A line of its own (what the provisioner is doing) above the live status line."""
+        with self._lock:
+            if self._finished:
+                return
+            stamped = f"[{format_elapsed(self.elapsed):>7}] {text}"
+            if self._live and self._line_open:
+                # the note takes the status line's place; the status is redrawn below it
+                self._write(_ERASE_LINE + stamped + "\n")
+                self._line_open = False
+                self._redraw()
+            else:
+                self._write(stamped + "\n")
+
+    def finish(self, text: str) -> None:
+        """The outcome: the status line is finalised and nothing is drawn after this."""
         with self._lock:
             if self._live and self._line_open:
                 self._redraw()
                 self._write("\n")
                 self._line_open = False
+            self._finished = True
             self._write(text + "\n")
 
     def close(self) -> None:
@@ -118,7 +136,7 @@ class Progress:
         return f"[{format_elapsed(self.elapsed):>7}] {self._label}: {status}{detail}"
 
     def _redraw(self) -> None:
-        if self._current is None:
+        if self._current is None or self._finished:
             return
         self._write(_ERASE_LINE + self._text())
         self._line_open = True
@@ -132,6 +150,45 @@ class Progress:
             with self._lock:
                 if self._line_open:
                     self._redraw()
+
+
+# Decisions ("aborting the deployment in progress") and SSH readiness; the lifecycle's own
+# status-change messages are left out: the status line already shows them.
+_NOTE_LOGGERS = frozenset({"teuthology_maas.provisioner", "teuthology_maas.ssh"})
+
+
+class _ToProgress(logging.Handler):
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.INFO)
+        self._progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING and (
+            record.name not in _NOTE_LOGGERS or record.funcName == "_log_change"
+        ):
+            return
+        try:
+            self._progress.note(record.getMessage())
+        except Exception:  # a display problem must never break the action
+            self.handleError(record)
+
+
+@contextmanager
+def library_log_as_notes(progress: Progress, name: str = "teuthology_maas") -> Iterator[None]:
+    """Show what the library decides and waits for (its INFO log) as progress notes, and
+    only there: the record does not also reach Python's last-resort stderr handler."""
+    logger = logging.getLogger(name)
+    handler = _ToProgress(progress)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 class MachineWatcher:

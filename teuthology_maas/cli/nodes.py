@@ -19,7 +19,12 @@ from teuthology_maas.cli._common import (
     error_payload,
     short_hostname,
 )
-from teuthology_maas.cli._progress import MachineWatcher, Progress, format_elapsed
+from teuthology_maas.cli._progress import (
+    MachineWatcher,
+    Progress,
+    format_elapsed,
+    library_log_as_notes,
+)
 from teuthology_maas.errors import MaasError, MachineNotFound
 from teuthology_maas.models import Machine
 
@@ -144,10 +149,13 @@ def _run_action(
     error: MaasError | None = None
     with Progress(stream, label=machine.hostname, live=live, colour=ctx.colour) as progress:
         progress.update(machine.status_name, machine.status_message)
-        with MachineWatcher(
-            lambda: watch_client.get_machine(machine.system_id),
-            progress,
-            interval=max(0.05, min(cfg.poll_min_interval, 1.0)),
+        with (
+            library_log_as_notes(progress),
+            MachineWatcher(
+                lambda: watch_client.get_machine(machine.system_id),
+                progress,
+                interval=max(0.05, min(cfg.poll_min_interval, 1.0)),
+            ),
         ):
             try:
                 action(provisioner)
@@ -156,9 +164,10 @@ def _run_action(
         elapsed = time.monotonic() - started
         final = _read_quietly(watch_client, machine.system_id)
         if error is None:
-            progress.note(f"{machine.hostname}: {verb} in {format_elapsed(elapsed)}")
+            progress.finish(f"{machine.hostname}: {verb} in {format_elapsed(elapsed)}")
         else:
-            progress.note(f"{machine.hostname}: {verb.split()[0]} FAILED: {error}")
+            progress.finish(f"{machine.hostname}: {verb.split()[0]} FAILED after "
+                            f"{format_elapsed(elapsed)}")
     if ctx.json:
         payload: dict[str, Any] = {
             "ok": error is None,
