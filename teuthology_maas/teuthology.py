@@ -87,17 +87,26 @@ def get_types() -> list[str]:
 
 
 def load_config() -> MaasConfig:
-    """The MaasConfig of teuthology's current config (raises ConfigError naming the key)."""
+    """The MaasConfig of teuthology's current config (raises ConfigError naming the key).
+
+    When `maas:` sets no ssh_private_key / ssh_config, teuthology's own `ssh_key` (its first
+    entry, if a list) and `ssh_config_path` are used, if those files exist: teuthology only
+    uses them when they do, and the node must be reachable the way teuthology reaches it.
+    """
     cfg = MaasConfig.from_teuthology(teuthology_config)
     updates: dict[str, Any] = {}
     ssh_key = _top("ssh_key")
     if isinstance(ssh_key, list | tuple):
         ssh_key = ssh_key[0] if ssh_key else None
     if cfg.ssh_private_key is None and ssh_key:
-        updates["ssh_private_key"] = os.path.expanduser(str(ssh_key))
+        path = os.path.expanduser(str(ssh_key))
+        if os.path.isfile(path):
+            updates["ssh_private_key"] = path
     ssh_config_path = _top("ssh_config_path")
     if cfg.ssh_config is None and ssh_config_path:
-        updates["ssh_config"] = os.path.expanduser(str(ssh_config_path))
+        path = os.path.expanduser(str(ssh_config_path))
+        if os.path.isfile(path):
+            updates["ssh_config"] = path
     return dataclasses.replace(cfg, **updates) if updates else cfg
 
 
