@@ -91,9 +91,7 @@ class FinishEstimator:
         totals.count += 1
         for message, appeared in seen.items():
             fits = self._fits.setdefault((kind, message), _MessageFits())
-            fits.additive.add(
-                finished.lo - appeared.hi, finished.hi - appeared.lo, ADDITIVE_SLACK
-            )
+            fits.additive.add(finished.lo - appeared.hi, finished.hi - appeared.lo, ADDITIVE_SLACK)
             if appeared.hi > 0:
                 low = finished.lo / appeared.hi
                 high = finished.hi / appeared.lo if appeared.lo > 0 else math.inf
@@ -104,9 +102,7 @@ class FinishEstimator:
         totals = self._totals.get(kind)
         return (totals.lo, totals.hi) if totals is not None and totals.count else None
 
-    def predict(
-        self, kind: Hashable, seen: Mapping[str, Bracket]
-    ) -> tuple[float, float] | None:
+    def predict(self, kind: Hashable, seen: Mapping[str, Bracket]) -> tuple[float, float] | None:
         """(earliest, latest) finish, relative to the wait's start, from the messages a node
         has shown; None when no message has a model that fits every finished node."""
         window: tuple[float, float] | None = None

@@ -98,9 +98,7 @@ class TickPolicy:
             return timing.message_since, math.inf
         return None
 
-    def interval_for(
-        self, timing: WaitTiming, now: float, history: FinishEstimator
-    ) -> float:
+    def interval_for(self, timing: WaitTiming, now: float, history: FinishEstimator) -> float:
         """The delay this waiter alone would want before the next poll (no jitter)."""
         since_action = now - timing.started
         interval = self._clamp(since_action * BACKOFF_RATIO)

@@ -1,0 +1,323 @@
+"""The shared status poller itself (see `teuthology_maas.fleet` for what it is for)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
+
+import requests
+
+from teuthology_maas._fleet_estimate import FinishEstimator
+from teuthology_maas._fleet_policy import TickPolicy
+from teuthology_maas._fleet_waiter import PollerStats, Waiter
+from teuthology_maas.errors import (
+    MaasAuthError,
+    MaasBadRequest,
+    MaasError,
+    MaasNotFound,
+    MaasPermissionDenied,
+    MachineNotFound,
+)
+from teuthology_maas.models import Machine, NodeStatus
+
+log = logging.getLogger("teuthology_maas.fleet")
+
+DEFAULT_MIN_INTERVAL = 0.5
+DEFAULT_MAX_INTERVAL = 10.0
+# MAAS answers a 100-id list in one round trip; beyond that URLs get long and answers slow.
+CHUNK_SIZE = 100
+
+# Errors that end every wait on the chunk at once: waiting cannot make them go away.
+_PERMANENT_ERRORS: tuple[type[MaasError], ...] = (
+    MaasAuthError,
+    MaasPermissionDenied,
+    MaasBadRequest,
+)
+
+OnChange = Callable[[Machine], None]
+
+
+class PollingClient(Protocol):
+    """The part of `MaasClient` the poller uses."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    def list_machines(self, *, id: Sequence[str]) -> list[Machine]: ...
+
+    def get_machine(self, system_id: str) -> Machine: ...
+
+
+class StatusPoller:
+    """Waits for machines of one MAAS endpoint to reach a status; see the module docstring."""
+
+    def __init__(
+        self,
+        client: PollingClient,
+        *,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
+        max_interval: float = DEFAULT_MAX_INTERVAL,
+        chunk_size: int = CHUNK_SIZE,
+        policy: TickPolicy | None = None,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
+        self.client = client
+        self.chunk_size = chunk_size
+        self.policy = policy or TickPolicy(min_interval, max_interval)
+        self.history = FinishEstimator()
+        self.stats = PollerStats()
+        self._cond = threading.Condition()
+        self._waiters: list[Waiter] = []
+        self._thread: threading.Thread | None = None
+        self._last_poll: float | None = None
+        self._due: float | None = None
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"StatusPoller({self.client.base_url!r}, waiting={self.waiting}, "
+            f"fast={self.policy.fast:g}s, slow={self.policy.slow:g}s)"
+        )
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiters)
+
+    @property
+    def running(self) -> bool:
+        with self._cond:
+            return self._thread is not None
+
+    def configure(
+        self, *, min_interval: float | None = None, max_interval: float | None = None
+    ) -> None:
+        """Change the fastest/slowest tick (from `poll_min_interval` / `poll_interval`)."""
+        with self._cond:
+            fast = self.policy.fast if min_interval is None else min_interval
+            slow = self.policy.slow if max_interval is None else max_interval
+            if (fast, slow) != (self.policy.fast, self.policy.slow):
+                self.policy = TickPolicy(fast, slow, jitter=self.policy.jitter)
+                self._reschedule(time.monotonic())
+
+    def kick(self) -> None:
+        """An action was just taken: poll soon (once; a new wait() ticks fast by itself).
+
+        Kicks do not make the whole fleet tick fast: in a 200-node run every node's lock or
+        deploy kicks, and each would otherwise cost a burst of polls for everyone."""
+        with self._cond:
+            now = time.monotonic()
+            earliest = now if self._last_poll is None else self._last_poll + self.policy.fast
+            self._due = max(now, earliest) if self._due is None else min(self._due, earliest)
+            self._cond.notify_all()
+
+    def wait(
+        self,
+        system_id: str,
+        *,
+        targets: Collection[NodeStatus],
+        failures: Collection[NodeStatus] = (),
+        timeout: float,
+        on_change: OnChange | None = None,
+        expected_duration: float | None = None,
+    ) -> Machine:
+        """Block until MAAS shows `system_id` in one of `targets` or `failures` and return the
+        machine as MAAS showed it; the caller decides what a failure status means.
+
+        `on_change` is called (in the caller's thread) with the machine each time its status or
+        status_message changes, the first observation included. Raises `MaasTimeout` when
+        `timeout` seconds pass first, `MachineNotFound` when MAAS no longer knows the machine,
+        and the client's error when MAAS refuses the poll for good (401/403/400). Transient
+        trouble (MAAS unreachable, 5xx, a machine missing from a list answer) is retried until
+        the deadline.
+        """
+        target_set = frozenset(NodeStatus(s) for s in targets)
+        failure_set = frozenset(NodeStatus(s) for s in failures)
+        if not target_set:
+            raise ValueError(f"wait for {system_id}: targets must name at least one status")
+        now = time.monotonic()
+        waiter = Waiter(
+            system_id=system_id,
+            targets=target_set,
+            failures=failure_set,
+            started=now,
+            deadline=now + max(0.0, timeout),
+            expected=expected_duration,
+        )
+        with self._cond:
+            self._waiters.append(waiter)
+            self._reschedule(now)
+            self._ensure_thread()
+            self._cond.notify_all()
+        try:
+            return self._wait_for(waiter, timeout, on_change)
+        finally:
+            with self._cond:
+                self._remove(waiter)
+
+    # -- the waiter's side ----------------------------------------------------------------------
+
+    def _wait_for(self, waiter: Waiter, timeout: float, on_change: OnChange | None) -> Machine:
+        while True:
+            remaining = waiter.deadline - time.monotonic()
+            if remaining > 0:
+                waiter.wake.wait(remaining)
+            with self._cond:
+                waiter.wake.clear()
+                changes, waiter.changes = waiter.changes, []
+                outcome, error = waiter.outcome, waiter.error
+                timed_out = (
+                    outcome is None and error is None and time.monotonic() >= waiter.deadline
+                )
+                last_error = self._last_error
+            if on_change is not None:
+                for machine in changes:
+                    on_change(machine)
+            if error is not None:
+                raise error
+            if outcome is not None:
+                return outcome
+            if timed_out:
+                raise waiter.timeout_error(timeout, last_error)
+
+    # -- the poller's side ----------------------------------------------------------------------
+
+    def _remove(self, waiter: Waiter) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"maas-poller {self.client.base_url}", daemon=True
+            )
+            self._thread.start()
+
+    def _reschedule(self, now: float) -> None:
+        """Recompute when the next poll is due (caller holds the lock)."""
+        if not self._waiters:
+            self._due = None
+            return
+        delay = self.policy.next_interval((w.timing() for w in self._waiters), now, self.history)
+        due = now + delay
+        if self._last_poll is not None:
+            due = max(due, self._last_poll + self.policy.fast)
+        self._due = due if self._due is None else min(self._due, due)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if not self._waiters:
+                        # Nobody waits: end the thread; the next wait() starts a new one.
+                        self._thread = None
+                        self._due = None
+                        return
+                    now = time.monotonic()
+                    if self._due is None:
+                        self._reschedule(now)
+                    assert self._due is not None
+                    if self._due <= now:
+                        break
+                    self._cond.wait(self._due - now)
+                system_ids = list(dict.fromkeys(w.system_id for w in self._waiters))
+                self._last_poll = now
+                self._due = None
+            try:
+                self._poll(system_ids)
+            except Exception:  # never let the shared thread die under the waiters
+                log.exception("polling MAAS at %s failed unexpectedly", self.client.base_url)
+                with self._cond:
+                    self.stats.errors += 1
+                    self._last_error = "unexpected error in the poller (logged)"
+            with self._cond:
+                # Any kick or new waiter during the poll already set an earlier due time.
+                self._reschedule(time.monotonic())
+
+    def _poll(self, system_ids: list[str]) -> None:
+        self.stats.ticks += 1
+        for start in range(0, len(system_ids), self.chunk_size):
+            chunk = system_ids[start : start + self.chunk_size]
+            sent = time.monotonic()
+            try:
+                self.stats.requests += 1
+                answer = self.client.list_machines(id=chunk)
+            except _PERMANENT_ERRORS as exc:
+                self._fail(chunk, exc)
+                continue
+            except (MaasError, requests.RequestException, OSError) as exc:
+                self._note_error(exc, chunk)
+                continue
+            wanted = set(chunk)
+            self._deliver(
+                {m.system_id: m for m in answer if m.system_id in wanted}, sent, time.monotonic()
+            )
+            for system_id in chunk:
+                if not any(m.system_id == system_id for m in answer):
+                    self._reread(system_id)
+
+    def _reread(self, system_id: str) -> None:
+        """A machine missing from a list answer (MAAS under load answers an empty list now and
+        then): ask for it alone before believing it is gone."""
+        self.stats.rereads += 1
+        self.stats.requests += 1
+        sent = time.monotonic()
+        try:
+            machine = self.client.get_machine(system_id)
+        except MaasNotFound as exc:
+            gone = MachineNotFound(
+                f"machine {system_id} disappeared from MAAS while we waited for it "
+                f"(MAAS said: {exc.maas_message or exc.message})",
+                system_id=system_id,
+                http_status=404,
+            )
+            self._fail([system_id], gone)
+        except _PERMANENT_ERRORS as exc:
+            self._fail([system_id], exc)
+        except (MaasError, requests.RequestException, OSError) as exc:
+            self._note_error(exc, [system_id])
+        else:
+            self._deliver({system_id: machine}, sent, time.monotonic())
+
+    def _note_error(self, exc: BaseException, system_ids: Sequence[str]) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "polling %d machine(s) at %s failed, will retry: %s",
+            len(system_ids),
+            self.client.base_url,
+            text,
+        )
+        with self._cond:
+            self.stats.errors += 1
+            self._last_error = text
+
+    def _fail(self, system_ids: Sequence[str], exc: BaseException) -> None:
+        wanted = set(system_ids)
+        with self._cond:
+            self.stats.errors += 1
+            for waiter in [w for w in self._waiters if w.system_id in wanted]:
+                waiter.error = exc
+                self._remove(waiter)
+                waiter.wake.set()
+
+    def _deliver(self, machines: dict[str, Machine], sent: float, received: float) -> None:
+        """Hand what one request answered to the waiters; `sent`/`received` bracket when MAAS
+        looked."""
+        with self._cond:
+            if machines:
+                self._last_error = None
+            for waiter in list(self._waiters):
+                machine = machines.get(waiter.system_id)
+                if machine is None:
+                    continue
+                reached = waiter.observe(machine, sent, received)
+                if reached is not None:
+                    self.history.learn(waiter.kind, reached, waiter.seen)
+                if waiter.outcome is not None:
+                    self._remove(waiter)

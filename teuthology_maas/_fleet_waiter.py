@@ -1,0 +1,112 @@
+"""One wait() of the shared poller: what it has seen of its machine, and how it ends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from teuthology_maas._fleet_estimate import Bracket
+from teuthology_maas._fleet_policy import WaitTiming
+from teuthology_maas.errors import MaasTimeout
+from teuthology_maas.models import Machine, NodeStatus
+
+
+@dataclass
+class PollerStats:
+    """Counters for logs, tests and the benchmark."""
+
+    ticks: int = 0
+    requests: int = 0
+    errors: int = 0
+    rereads: int = 0
+
+
+def labels(statuses: Collection[NodeStatus]) -> str:
+    return ", ".join(sorted(s.label for s in statuses)) or "(none)"
+
+
+@dataclass(eq=False)
+class Waiter:
+    system_id: str
+    targets: frozenset[NodeStatus]
+    failures: frozenset[NodeStatus]
+    started: float
+    deadline: float
+    expected: float | None
+    wake: threading.Event = field(default_factory=threading.Event)
+    changes: list[Machine] = field(default_factory=list)
+    last: Machine | None = None
+    outcome: Machine | None = None
+    error: BaseException | None = None
+    message_first_seen: dict[str, float] = field(default_factory=dict)
+    # When each status_message appeared, bracketed by polls, relative to `started`.
+    seen: dict[str, Bracket] = field(default_factory=dict)
+    # Send time of the latest poll that answered about this machine.
+    last_sent: float | None = None
+
+    @property
+    def kind(self) -> frozenset[NodeStatus]:
+        return self.targets
+
+    def timing(self) -> WaitTiming:
+        message = self.last.status_message if self.last is not None else None
+        since = self.message_first_seen.get(message) if message is not None else None
+        return WaitTiming(
+            started=self.started,
+            kind=self.kind,
+            expected=self.expected,
+            message=message,
+            message_since=since,
+            seen=self.seen,
+        )
+
+    def observe(self, machine: Machine, sent: float, received: float) -> Bracket | None:
+        """Take in what a poll sent at `sent` and answered at `received` showed. Returns when
+        the target was reached (relative to `started`) if it just was and that is known; sets
+        `outcome` when the wait is over. Caller holds the poller's lock."""
+        previous = self.last
+        changed = previous is None or (
+            (previous.status, previous.status_message) != (machine.status, machine.status_message)
+        )
+        self.last = machine
+        message = machine.status_message
+        if message is not None and message not in self.message_first_seen:
+            self.message_first_seen[message] = received
+            if self.last_sent is not None:
+                # New since the previous poll, which MAAS answered after it was sent.
+                self.seen[message] = Bracket(self.last_sent - self.started, received - self.started)
+        if changed:
+            self.changes.append(machine)
+        reached: Bracket | None = None
+        if machine.status in self.targets and self.last_sent is not None:
+            reached = Bracket(self.last_sent - self.started, received - self.started)
+        self.last_sent = sent
+        if machine.status in self.targets or machine.status in self.failures:
+            self.outcome = machine
+            self.wake.set()
+        elif changed:
+            self.wake.set()
+        return reached
+
+    def timeout_error(self, timeout: float, last_error: str | None) -> MaasTimeout:
+        last = self.last
+        name = last.describe() if last is not None else self.system_id
+        if last is None:
+            seen = "MAAS never answered about it"
+            last_status = None
+        else:
+            seen = f"MAAS last showed '{last.status_name}'"
+            if last.status_message:
+                seen += f" ({last.status_message})"
+            last_status = last.status_name
+        text = f"{name} did not reach {labels(self.targets)} within {timeout:g} s: {seen}"
+        if last_error is not None:
+            text += f"; the last poll of MAAS failed: {last_error}"
+        return MaasTimeout(
+            text,
+            last_status=last_status,
+            machine=last.hostname if last is not None else None,
+            system_id=self.system_id,
+            maas_message=last.status_message if last is not None else None,
+        )
