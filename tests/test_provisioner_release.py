@@ -139,11 +139,37 @@ def test_a_failed_release_can_be_retried_once_maas_recovers(lab_factory):
     assert_free(lab)
 
 
-def test_stuck_release_times_out_with_the_last_status(lab_factory):
-    lab = lab_factory([OURS_DEPLOYED], ssh=False, release_timeout=0.5)
+@pytest.mark.parametrize(
+    ("erase", "ladder"),
+    [
+        ("none", ["power_off", "mark_broken", "mark_fixed"]),
+        ("quick", ["power_off", "abort", "mark_broken", "mark_fixed"]),
+    ],
+)
+def test_stuck_release_climbs_the_recovery_ladder_then_reports(lab_factory, erase, ladder):
+    lab = lab_factory([OURS_DEPLOYED], ssh=False, release_timeout=0.5, erase=erase)
     lab.sim.faults.add("release_stuck", machine="smithi001")
-    with pytest.raises(ReleaseFailed, match="Disk erasing"):
+    since = lab.mark()
+    with pytest.raises(ReleaseFailed) as info:
         lab.provisioner().release()
+    text = str(info.value)
+    assert "timed out" in text
+    assert "Disk erasing" in text if erase == "quick" else "Releasing" in text
+    assert [op for op in lab.posts("smithi001", since) if op != "release"] == ladder
+    # mark_fixed needs an admin: with the lab's non-admin key the node waits, Broken, for one.
+    assert "mark_fixed (refused" in text
+    assert "needs an operator" in text and "mark it fixed" in text
+    assert lab.state("smithi001")["status_name"] == "Broken"
+
+
+def test_stuck_release_with_an_admin_key_ends_ready_but_is_still_reported(lab_factory):
+    lab = lab_factory([{**OURS_DEPLOYED, "owner": "admin"}], ssh=False, release_timeout=0.5)
+    admin = lab.client_as("admin")
+    lab.sim.faults.add("release_stuck", machine="smithi001")
+    with pytest.raises(ReleaseFailed, match="power control") as info:
+        lab.provisioner(client=admin, config=lab.reconfigured(release_timeout=0.5)).release()
+    assert "mark_broken, mark_fixed" in str(info.value)
+    assert_free(lab)
 
 
 def test_abort_stops_a_deployment_and_leaves_the_machine_allocated(lab_factory):

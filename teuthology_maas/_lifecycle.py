@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from teuthology_maas import fleet, forensics
 from teuthology_maas._erase import release_params
+from teuthology_maas._recovery import recover_stuck_release
 from teuthology_maas.errors import (
     MaasConflict,
     MaasError,
@@ -197,6 +198,25 @@ class NodeActions:
             maas_message=machine.status_message,
         )
 
+    def finish_release(self) -> Machine:
+        """Wait for the release under way to reach Ready; ReleaseFailed (with MAAS's
+        explanation) on a failure status, or after the recovery ladder when it is stuck."""
+        try:
+            machine = self.wait_released()
+        except MaasTimeout as exc:
+            recovery = recover_stuck_release(self)
+            found = forensics.collect(self.client, recovery.machine)
+            raise ReleaseFailed(
+                f"releasing {self.name} timed out: {exc}; {recovery.describe()}. "
+                f"MAAS: {found.summary()}",
+                machine=recovery.machine.hostname,
+                system_id=self.system_id,
+                status=recovery.machine.status_name,
+                maas_message=recovery.machine.status_message,
+            ) from exc
+        self.check_released(machine)
+        return machine
+
     def clean_up(self, *, wait: bool) -> str:
         """After a failed create(): leave the machine neither Deploying, Allocated nor Deployed
         to us. Returns what happened; never raises (the original failure must surface)."""
@@ -218,7 +238,13 @@ class NodeActions:
                 return f"nothing to undo ({machine.status_name})"
             if not wait:
                 return f"release requested ({self.last.status_name})"
-            machine = self.wait_released()
+            try:
+                machine = self.wait_released()
+            except MaasTimeout as exc:
+                recovery = recover_stuck_release(self)
+                if recovery.released:
+                    return f"released after it stuck ({exc}; {recovery.describe()})"
+                return f"the release stuck ({exc}); {recovery.describe()}"
             if machine.status in RELEASE_FAILURE:
                 return f"needs an operator: the release ended in {status_text(machine)}"
             return f"released ({machine.status_name})"

@@ -236,10 +236,10 @@ class MaasProvisioner:
                 log.info("%s: releasing %s before the redeploy", node.name, node.last.status_name)
                 node.unlock_if_locked()
                 node.release()
-                node.check_released(node.wait_released())
+                node.finish_release()
             elif step is CreateStep.WAIT_RELEASE:
                 log.info("%s: waiting for the release in progress", node.name)
-                node.check_released(node.wait_released())
+                node.finish_release()
         raise MachineStateError(
             f"{node.name} did not settle into a deployable state after {_MAX_STEPS} steps "
             f"(last {node.last.status_name}); is someone else acting on it?",
@@ -325,10 +325,10 @@ class MaasProvisioner:
                 node.abort(comment=node.comment("abort before release"))
                 node.wait_aborted()
             elif step is ReleaseStep.WAIT:
-                node.check_released(node.wait_released())
+                node.finish_release()
             else:
                 node.release(erase=erase)
-                node.check_released(node.wait_released())
+                node.finish_release()
         raise MachineStateError(
             f"{node.name} did not reach Ready after {_MAX_STEPS} steps "
             f"(last {node.last.status_name}); is someone else acting on it?",
