@@ -431,3 +431,125 @@ def fault_lab_factory(
 def fault_lab(fault_lab_factory: Callable[..., Lab]) -> Lab:
     """The default lab: 6 Ready smithi nodes behind a fault proxy."""
     return fault_lab_factory()
+
+
+# -- TLS in front of the simulator -----------------------------------------------------------
+
+
+@dataclass
+class TLSFront:
+    """The simulator served over HTTPS (the fault proxy terminating TLS) with a test CA."""
+
+    lab: Lab
+    proxy: FaultProxy
+    url: str
+    ca_path: Path
+    other_ca_path: Path
+
+    def config(self, **overrides: Any) -> MaasConfig:
+        return self.lab.config(api_url=self.url, **overrides)
+
+
+def _certificate_authority(name: str) -> tuple[Any, Any]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True,
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return key, cert
+
+
+def _server_certificate(ca_key: Any, ca_cert: Any, ip: str) -> tuple[bytes, bytes]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "maas.test")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("maas.test"), x509.IPAddress(ipaddress.ip_address(ip))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+@pytest.fixture
+def tls_front(fault_lab: Lab, tmp_path: Path) -> Iterator[TLSFront]:
+    """fault_lab's simulator behind an HTTPS endpoint whose certificate a test CA signed."""
+    import ssl
+
+    from cryptography.hazmat.primitives import serialization
+
+    ca_key, ca_cert = _certificate_authority("teuthology-maas test CA")
+    _, other_ca = _certificate_authority("some other CA")
+    cert_pem, key_pem = _server_certificate(ca_key, ca_cert, "127.0.0.1")
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    (tls_dir / "server.pem").write_bytes(cert_pem)
+    (tls_dir / "server.key").write_bytes(key_pem)
+    ca_path = tls_dir / "ca.pem"
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    other_ca_path = tls_dir / "other-ca.pem"
+    other_ca_path.write_bytes(other_ca.public_bytes(serialization.Encoding.PEM))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_dir / "server.pem", tls_dir / "server.key")
+    proxy = FaultProxy.for_url(fault_lab.server.url, tls_context=context).start()
+    try:
+        yield TLSFront(
+            fault_lab, proxy, proxy.url_for(fault_lab.server.url), ca_path, other_ca_path
+        )
+    finally:
+        proxy.stop()

@@ -271,6 +271,9 @@ class Transport:
             timeout=timeout if timeout is not None else self.timeout,
             allow_redirects=False,
             auth=None if signed else _anonymous,
+            # Explicitly: with trust_env, requests replaces a session-level CA bundle by
+            # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring maas: verify/ca_bundle.
+            verify=self.session.verify,
         )
 
     # ---- deciding -----------------------------------------------------------------------
