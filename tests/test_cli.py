@@ -286,3 +286,34 @@ def test_abort_stops_a_deployment(lab_factory: Any, lab_config: Any) -> None:
     assert status in (NodeStatus.ALLOCATED, NodeStatus.READY)
     assert result.out.splitlines()[0].endswith("smithi001: Deploying")
     assert result.out.splitlines()[-1].startswith("smithi001: aborted in ")
+
+
+def test_events_follow_until_a_status(lab_factory: Any, lab_config: Any) -> None:
+    lab = lab_factory([{"hostname": "smithi001"}], ssh=False, timings={"deploying": 60.0})
+    system_id = lab.state("smithi001")["system_id"]
+    lab.client.deploy(system_id, distro_series="ubuntu/jammy")
+    result = run_cli("events", "smithi001", "--follow", "--until", "deployed", "--until",
+                     "failed_deployment", "--interval", "0.02", "--timeout", "30", "-n", "1",
+                     "--level", "DEBUG", config=lab_config(lab))
+    assert result.code == 0, result.err
+    assert lab.state("smithi001")["status_name"] == "Deployed"
+    lines = result.out.splitlines()
+    assert len(lines) > 2  # the newest event at the start, then what followed
+    assert "to 'Deployed'" in result.out
+    assert not CONTROL_CHARS.search(result.out)
+    # every event printed exactly once, in MAAS's order, with none skipped
+    everything = run_cli("events", "smithi001", "--json", "-n", "1000", "--level", "DEBUG",
+                         config=lab_config(lab)).json()["events"]
+    rendered = [
+        f"{e['created']} {e['level']}: {e['type']}"
+        + (f" - {e['description']}" if e["description"] else "")
+        for e in everything
+    ]
+    start = rendered.index(lines[0])
+    assert rendered[start:start + len(lines)] == lines
+
+
+def test_events_until_needs_follow(maas_sim: Any, config_for: Any) -> None:
+    result = run_cli("events", "smithi001", "--until", "deployed", config=config_for(maas_sim))
+    assert result.code == ExitCode.USAGE
+    assert "--follow" in result.err

@@ -1,4 +1,4 @@
-"""`deploy`, `release`, `abort` and `events`: one machine at a time.
+"""`deploy`, `release` and `abort`: one machine at a time.
 
 The lifecycle subcommands are thin front-ends on MaasProvisioner: every decision (what to do
 from the current status, ownership, erase parameters, waiting, forensics) is the
@@ -7,7 +7,6 @@ provisioner's. This module only shows progress and the outcome."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
     from teuthology_maas.provisioner import MaasProvisioner
 
 ERASE_CHOICES = ("none", "quick", "full", "secure", "ceph")
-EVENT_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "AUDIT")
 
 
 def register(subparsers: Any) -> None:
@@ -74,35 +72,8 @@ def register(subparsers: Any) -> None:
     abort.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     abort.set_defaults(handler=run_abort)
 
-    events = subparsers.add_parser(
-        "events",
-        help="show MAAS's event log for one machine",
-        description="Show MAAS's events for NAME, oldest first (the newest N events).",
-    )
-    events.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
-    events.add_argument(
-        "-n", "--limit", type=_positive_int, default=20, help="how many events (default: 20)"
-    )
-    events.add_argument(
-        "--level",
-        choices=EVENT_LEVELS,
-        default="INFO",
-        help="minimum level (default: INFO; DEBUG includes user actions)",
-    )
-    events.set_defaults(handler=run_events)
-
-    for parser in (deploy, release, abort, events):
+    for parser in (deploy, release, abort):
         add_common_options(parser, top_level=False)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"expected 1..1000 (MAAS's limit), got {value}")
-    return value
 
 
 def find_machine(client: MaasClient, name: str) -> Machine:
@@ -221,25 +192,3 @@ def run_abort(ctx: Context, args: argparse.Namespace) -> int:
     return _run_action(
         ctx, name=args.name, verb="aborted", action=lambda p: p.abort(), cfg=ctx.config()
     )
-
-
-def run_events(ctx: Context, args: argparse.Namespace) -> int:
-    client = ctx.client(interactive=True)
-    hostname = short_hostname(args.name)
-    machine = find_machine(client, hostname)
-    events = client.events(id=machine.system_id, level=args.level, limit=args.limit)
-    events = sorted(events, key=lambda e: e.id)  # MAAS answers newest first
-    if ctx.json:
-        ctx.emit_json(
-            {
-                "hostname": machine.hostname,
-                "system_id": machine.system_id,
-                "events": [dataclasses.asdict(e) for e in events],
-            }
-        )
-        return int(ExitCode.OK)
-    if not events:
-        ctx.out(f"{machine.hostname}: no events at level {args.level} or above")
-    for event in events:
-        ctx.out(event.line())
-    return int(ExitCode.OK)
