@@ -45,8 +45,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--machines", type=int, default=5, help="machines in MAAS (default 5)")
     parser.add_argument("--count", type=int, default=3, help="nodes to lock (default 3)")
     parser.add_argument("-m", "--machine-type", default="smithi", help="default smithi")
-    parser.add_argument("--os-type", default="ubuntu")
-    parser.add_argument("--os-version", default="22.04")
+    parser.add_argument("--os-type", default="ubuntu", help="default ubuntu")
+    parser.add_argument("--os-version", default="22.04", help="default 22.04")
     parser.add_argument(
         "--time-factor", type=float, default=60.0,
         help="simulated MAAS seconds per real second (default 60: a 10-minute deployment "
@@ -124,12 +124,17 @@ def _run_teuthology(lab: Any, argv: list[str], say: _Printer, log: Path, verbose
         process = lab.popen(argv)
         say(f"      (pid {process.pid}; full output in {log})")
         assert process.stdout is not None
-        for line in process.stdout:
-            log_file.write(line)
-            line = line.rstrip()
-            if verbose or _INTERESTING.search(line):
-                say("      " + re.sub(r"^\S+ \S+ ", "", line)[:160])
-        code: int = process.wait()
+        try:
+            for line in process.stdout:
+                log_file.write(line)
+                line = line.rstrip()
+                if verbose or _INTERESTING.search(line):
+                    say("      " + re.sub(r"^\S+ \S+ ", "", line)[:160])
+            code: int = process.wait()
+        except BaseException:  # Ctrl-C or a broken pipe: never leave teuthology-lock behind
+            process.kill()
+            process.wait()
+            raise
     say(f"      exit {code}")
     return code
 
