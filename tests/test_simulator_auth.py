@@ -112,11 +112,28 @@ def test_credentials_in_the_query_string(maas_sim):
     assert answer.json()["username"] == "teuthology"
 
 
-def test_hmac_signatures_are_refused(maas_sim):
-    http = maas_sim.http()
-    header = http.auth_header().replace("PLAINTEXT", "HMAC-SHA1")
-    answer = http.get("users/", params={"op": "whoami"}, headers={"Authorization": header})
-    _refused(answer, "HMAC-SHA1")
+def test_hmac_sha1_signatures(maas_sim):
+    from requests_oauthlib import OAuth1
+
+    ck, tk, ts = maas_sim.api_key.split(":")
+    signed = OAuth1(ck, "", tk, ts, signature_method="HMAC-SHA1")
+    whoami = requests.get(maas_sim.api_url + "users/", params={"op": "whoami"}, auth=signed,
+                          timeout=5)  # fmt: skip
+    assert whoami.json()["username"] == "teuthology"
+    listed = requests.get(maas_sim.api_url + "machines/", auth=signed, timeout=5,
+                          params={"hostname": ["smithi001", "smithi002"]})  # fmt: skip
+    assert [m["hostname"] for m in listed.json()] == ["smithi001", "smithi002"]
+    # urlencoded form fields are part of what is signed
+    allocated = requests.post(maas_sim.api_url + "machines/?op=allocate", auth=signed, timeout=5,
+                              data={"name": "smithi003", "comment": "a b&c=d"})  # fmt: skip
+    assert allocated.json()["hostname"] == "smithi003"
+    wrong = OAuth1(ck, "", tk, "not" + ts, signature_method="HMAC-SHA1")
+    _refused(requests.get(maas_sim.api_url + "users/", params={"op": "whoami"}, auth=wrong,
+                          timeout=5), "Invalid signature")  # fmt: skip
+    plaintext_as_hmac = maas_sim.http().auth_header().replace("PLAINTEXT", "HMAC-SHA1")
+    answer = maas_sim.http().get("users/", params={"op": "whoami"},
+                                 headers={"Authorization": plaintext_as_hmac})  # fmt: skip
+    _refused(answer, "Invalid signature")
 
 
 def test_each_key_is_its_own_user(maas_sim):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.wrappers import Request
 
 from teuthology_maas.simulator._errors import TEXT, ApiError, not_found
-from teuthology_maas.simulator.auth import AuthFailure
+from teuthology_maas.simulator.auth import AuthFailure, SignedRequest
 from teuthology_maas.simulator.describe import API_HASH
 from teuthology_maas.simulator.faults import RequestInfo
 from teuthology_maas.simulator.forms import Body, FormError, Params, parse_body, parse_query
@@ -160,6 +160,12 @@ class MaasApp:
                 request.headers.get("Authorization"),
                 query.as_lists_dict(),
                 body.form.as_lists_dict(),
+                signed=SignedRequest(
+                    method=request.method,
+                    url=request.host_url.rstrip("/") + request.path,
+                    query=query.items(),
+                    form=body.form.items() if body.urlencoded else [],
+                ),
             )
         except AuthFailure as failure:
             if resource.auth is not None:

@@ -1,19 +1,24 @@
 """OAuth 1.0 verification the way MAAS (through django-piston) does it.
 
 Clients sign with PLAINTEXT: `oauth_signature` is `&` + the token secret (the consumer secret
-is always empty). The six oauth parameters may come from the Authorization header, the query
-string or a form body; the first complete source is used. Timestamps older than 300 s and
-reused nonces are refused with 401, exactly like the region.
+is always empty). HMAC-SHA1 is accepted too, computed over the URL the request reached. The six
+oauth parameters may come from the Authorization header, the query string or a form body; the
+first complete source is used. Timestamps older than 300 s and reused nonces are refused with
+401, exactly like the region.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
+
+from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 
 from teuthology_maas.simulator.inventory import UserSpec
 
@@ -27,6 +32,16 @@ OAUTH_PARAMS: tuple[str, ...] = (
 )
 TIMESTAMP_WINDOW = 300.0
 _WWW_AUTHENTICATE = {"WWW-Authenticate": 'OAuth realm="OAuth"'}
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What an HMAC-SHA1 signature covers: method, URL as reached, query and urlencoded form."""
+
+    method: str
+    url: str
+    query: Sequence[tuple[str, str]]
+    form: Sequence[tuple[str, str]]
 
 
 @dataclass
@@ -93,8 +108,11 @@ class OAuthVerifier:
         header: str | None,
         query: Mapping[str, list[str]],
         form: Mapping[str, list[str]],
+        *,
+        signed: SignedRequest | None = None,
     ) -> UserSpec | None:
-        """The authenticated user, None when the request carries no complete credentials."""
+        """The authenticated user, None when the request carries no complete credentials.
+        `signed` describes the request for HMAC-SHA1 signatures."""
         sources = [parse_authorization_header(header), _single_values(query), _single_values(form)]
         complete = next((s for s in sources if all(s.get(p) for p in OAUTH_PARAMS)), None)
         if complete is None:
@@ -106,9 +124,9 @@ class OAuthVerifier:
                     {},
                 )
             return None
-        return self._verify(complete)
+        return self._verify(complete, signed)
 
-    def _verify(self, params: Mapping[str, str]) -> UserSpec:
+    def _verify(self, params: Mapping[str, str], signed: SignedRequest | None) -> UserSpec:
         def refuse(message: str) -> AuthFailure:
             return AuthFailure(401, f"Authorization Error: {message}", _WWW_AUTHENTICATE)
 
@@ -144,11 +162,14 @@ class OAuthVerifier:
                 f"'Signature method {method} not supported try one of the following: "
                 "HMAC-SHA1, PLAINTEXT'"
             )
+        secret = user.api_key.split(":")[2]
         if method == "HMAC-SHA1":
-            # The region would need the exact URL it was reached on; clients use PLAINTEXT.
-            raise refuse("'Invalid signature. HMAC-SHA1 is not supported by the simulator.'")
-        expected = "&" + user.api_key.split(":")[2]
-        if not hmac.compare_digest(params["oauth_signature"].encode(), expected.encode()):
+            expected = _hmac_sha1(params, signed, secret) if signed is not None else ""
+        else:
+            expected = "&" + secret
+        if not expected or not hmac.compare_digest(
+            params["oauth_signature"].encode(), expected.encode()
+        ):
             raise refuse("'Invalid signature.'")
         return user
 
@@ -158,3 +179,16 @@ class OAuthVerifier:
         horizon = now - 2 * TIMESTAMP_WINDOW
         for key in [k for k, seen in self._nonces.items() if seen < horizon]:
             del self._nonces[key]
+
+
+def _hmac_sha1(params: Mapping[str, str], signed: SignedRequest, token_secret: str) -> str:
+    """The HMAC-SHA1 signature (RFC 5849 section 3.4.2) the client should have sent."""
+    oauth = [(k, v) for k, v in params.items() if k.startswith("oauth_") and k != "oauth_signature"]
+    others = [(k, v) for k, v in (*signed.query, *signed.form) if not k.startswith("oauth_")]
+    normalized = oauth_signature.normalize_parameters([*others, *oauth])
+    base = oauth_signature.signature_base_string(
+        signed.method.upper(), oauth_signature.base_string_uri(signed.url), normalized
+    )
+    key = "&" + quote(token_secret, safe="~")  # the consumer secret is empty
+    digest = hmac.new(key.encode(), base.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")

@@ -50,6 +50,9 @@ class Params:
             (k, v) for k, v in self._items if k not in names and not k.startswith("oauth_")
         )
 
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
     def as_lists_dict(self) -> dict[str, list[str]]:
         return dict(self.lists())
 
@@ -72,10 +75,19 @@ class Params:
 class Body:
     """What piston makes of a request body: form fields, or a JSON document."""
 
-    def __init__(self, form: Params, json_data: Any = None, is_json: bool = False) -> None:
+    def __init__(
+        self,
+        form: Params,
+        json_data: Any = None,
+        is_json: bool = False,
+        *,
+        urlencoded: bool = False,
+    ) -> None:
         self.form = form
         self.json_data = json_data
         self.is_json = is_json
+        # Only urlencoded bodies take part in an OAuth HMAC signature base string.
+        self.urlencoded = urlencoded
 
 
 def parse_query(query_string: str) -> Params:
@@ -122,7 +134,8 @@ def parse_body(content_type: str | None, body: bytes) -> Body:
         return Body(_multipart(content_type or "", body))
     if media_type == "application/x-www-form-urlencoded":
         return Body(
-            Params(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+            Params(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)),
+            urlencoded=True,
         )
     if media_type == "application/json":
         try:
