@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import redirect_stderr, redirect_stdout
@@ -38,6 +39,7 @@ exit codes:
   4    reconcile: leaks, drift or stuck nodes were found (and remain)
   5    MAAS or the lock server could not be reached, or the API key was rejected
   130  interrupted
+  141  stdout was closed early (e.g. piped into head)
 
 The configuration is the maas: section of the teuthology config file (see --config).
 """
@@ -100,8 +102,23 @@ def run(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
     except KeyboardInterrupt:
         ctx.err("teuthology-maas: interrupted")
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, and keep the interpreter's final
+        # flush of stdout from raising again
+        _silence(stdout)
+        return int(ExitCode.PIPE_CLOSED)
     finally:
         ctx.close()
+
+
+def _silence(stream: IO[str]) -> None:
+    try:
+        fileno = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

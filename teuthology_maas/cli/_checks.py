@@ -4,6 +4,7 @@ so an unreachable MAAS yields one FAIL and SKIPs rather than a cascade of failur
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
 
 Verdict = Literal["OK", "WARN", "FAIL", "SKIP"]
+
+# stands in for a missing SSH key when only the templates are being checked
+PLACEHOLDER_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRvY3Rvci1wbGFjZWhvbGRlci1rZXktMDAwMDAwMDA= doctor"
+)
 
 # teuthology's own default when a job names no OS (teuthology/orchestra/opsys.py)
 DEFAULT_OS: tuple[tuple[str, str], ...] = (("ubuntu", "22.04"),)
@@ -399,6 +405,9 @@ def check_templates(state: DoctorState) -> list[CheckResult]:
     cfg = state.cfg
     if cfg is None:
         return [CheckResult("user_data", "SKIP", "no usable configuration")]
+    if not cfg.ssh_keys:
+        # A missing key is the ssh key check's FAIL; here the templates themselves are checked.
+        cfg = dataclasses.replace(cfg, ssh_keys=(PLACEHOLDER_KEY,))
     results = []
     for os_type, os_version in state.os_list:
         name = f"user_data {os_type} {os_version}"

@@ -36,6 +36,7 @@ class ExitCode(IntEnum):
     FINDINGS = 4  # reconcile: leaks, drift or stuck nodes remain
     UNREACHABLE = 5  # MAAS (or paddles) could not be reached, or the API key was rejected
     INTERRUPTED = 130  # Ctrl-C
+    PIPE_CLOSED = 141  # the reader of stdout went away (128 + SIGPIPE, as a shell reports it)
 
 
 # Registered by each subcommand module: how to run it once arguments are parsed.
