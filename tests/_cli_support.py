@@ -53,3 +53,33 @@ def run_cli(*argv: str, config: Path | None = None) -> Result:
     args = ([f"--config={config}"] if config else []) + list(argv)
     code = run(args, out, err)
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def run_on_pty(argv: list[str], *, timeout: float = 60.0,
+               env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run the command with a pseudo-terminal as stdout; (exit status, what the terminal got)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    environment.update(env or {})
+    proc = subprocess.Popen([sys.executable, "-m", "teuthology_maas.cli", *argv],
+                            stdout=slave, stderr=subprocess.DEVNULL, env=environment)
+    os.close(slave)
+    chunks = []
+    try:
+        while select.select([master], [], [], timeout)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    return proc.wait(timeout=timeout), b"".join(chunks).decode()

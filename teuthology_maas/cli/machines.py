@@ -63,10 +63,12 @@ def describe(machine: Machine, kind: str | None) -> dict[str, Any]:
     }
 
 
-def summary_line(counts: Counter[str], order: list[str]) -> str:
+def summary_line(counts: Counter[str], order: list[str], *, colour: bool = False) -> str:
     total = sum(counts.values())
     noun = "machine" if total == 1 else "machines"
-    parts = [f"{counts[label]} {label}" for label in order]
+    parts = [
+        paint(f"{counts[label]} {label}", _colour_of_label(label), colour) for label in order
+    ]
     return f"{total} {noun}" + (": " + ", ".join(parts) if parts else "")
 
 
@@ -117,12 +119,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         for line in render_table(HEADERS, rows, colours=colours, colour=ctx.colour):
             ctx.out(line)
         ctx.out()
-    summary = summary_line(counts, order)
-    if ctx.colour:
-        summary = ", ".join(
-            paint(part, _colour_for_part(part), True) for part in summary.split(", ")
-        )
-    ctx.out(summary)
+    ctx.out(summary_line(counts, order, colour=ctx.colour))
     return int(ExitCode.OK)
 
 
@@ -133,8 +130,7 @@ def _status_rank(label: str) -> int:
         return 1000
 
 
-def _colour_for_part(part: str) -> str | None:
-    label = part.split(": ")[-1].split(" ", 1)[-1]
+def _colour_of_label(label: str) -> str | None:
     try:
         return status_colour(NodeStatus.from_label(label))
     except ValueError:
