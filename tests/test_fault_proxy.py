@@ -176,6 +176,23 @@ def test_an_outage_refuses_connections_and_recovery_reuses_the_port(upstream, pr
     assert requests.get(url, timeout=5).ok
 
 
+def test_probabilistic_rules_are_reproducible_with_a_seed(upstream):
+    outcomes = []
+    for _ in range(2):
+        with FaultProxy.for_url(upstream.url, seed=7) as proxy:
+            proxy.add("reset_before", times=None, probability=0.5)
+            url = proxy.url_for(upstream.url)
+            run = []
+            for _ in range(20):
+                try:
+                    run.append(requests.get(url, timeout=5).ok)
+                except requests.ConnectionError:
+                    run.append(False)
+            outcomes.append(run)
+    assert outcomes[0] == outcomes[1]
+    assert 3 <= outcomes[0].count(False) <= 17
+
+
 def test_clear_removes_pending_rules(upstream, proxy):
     proxy.add("reset_before", times=None)
     proxy.clear()
@@ -195,6 +212,8 @@ def test_unknown_actions_and_negative_delays_are_refused(proxy):
         proxy.add("explode")  # type: ignore[arg-type]
     with pytest.raises(ProxyError, match="delay must be >= 0"):
         proxy.add("delay_before", delay=-1)
+    with pytest.raises(ProxyError, match="probability must be within"):
+        proxy.add("reset_before", probability=1.5)
 
 
 def test_upstream_must_be_plain_http():

@@ -15,6 +15,7 @@ Only loopback addresses (127.0.0.0/8) are accepted on either side.
 from __future__ import annotations
 
 import ipaddress
+import random
 import select
 import socket
 import ssl
@@ -52,6 +53,7 @@ class ProxyFault:
     times: int | None = 1
     delay: float = 0.0
     status: int = 504
+    probability: float = 1.0
     hits: int = 0
 
     def matches(self, method: str, path: str, op: str | None) -> bool:
@@ -117,6 +119,7 @@ class FaultProxy:
         listen_port: int = 0,
         tls_context: ssl.SSLContext | None = None,
         upstream_timeout: float = 60.0,
+        seed: int | None = None,
     ) -> None:
         _require_loopback(upstream_host)
         _require_loopback(listen_host)
@@ -133,6 +136,7 @@ class FaultProxy:
         self._accept_thread: threading.Thread | None = None
         self._clients: set[socket.socket] = set()
         self._refusing = False
+        self._random = random.Random(seed)
 
     @classmethod
     def for_url(cls, url: str, **kwargs: object) -> FaultProxy:
@@ -187,13 +191,17 @@ class FaultProxy:
         times: int | None = 1,
         delay: float = 0.0,
         status: int = 504,
+        probability: float = 1.0,
     ) -> ProxyFault:
-        """Apply `action` to the next `times` requests matching method, path substring and op."""
+        """Apply `action` to the next `times` requests matching method, path substring and op
+        (each matching request with `probability`, drawn from the proxy's seeded generator)."""
         if action not in _ACTIONS:
             raise ProxyError(f"unknown proxy action {action!r}; expected one of {sorted(_ACTIONS)}")
         if delay < 0:
             raise ProxyError(f"delay must be >= 0 seconds, got {delay}")
-        fault = ProxyFault(action, method, path, op, times, delay, status)
+        if not 0.0 <= probability <= 1.0:
+            raise ProxyError(f"probability must be within [0, 1], got {probability}")
+        fault = ProxyFault(action, method, path, op, times, delay, status, probability)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -302,9 +310,12 @@ class FaultProxy:
     def _pick_fault(self, method: str, path: str, op: str | None) -> ProxyFault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.matches(method, path, op):
-                    fault.hits += 1
-                    return fault
+                if not fault.matches(method, path, op):
+                    continue
+                if fault.probability < 1.0 and self._random.random() >= fault.probability:
+                    continue
+                fault.hits += 1
+                return fault
         return None
 
     def _record(self, request: _Request, action: str, forwarded: bool, status: int | None) -> None:
