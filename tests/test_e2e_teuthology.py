@@ -240,3 +240,34 @@ def test_node_cleanup_releases_a_stale_lock_and_keeps_an_active_one(mode, e2e_la
     assert lab.paddles.node(lab.fqdn("smithi001"))["locked"] is False
     assert lab.status("smithi002") == "Deployed"
     assert lab.paddles.node(lab.fqdn("smithi002"))["locked_by"] == scheduler
+
+
+STOP_NODE_DURING_REIMAGE = """
+import argparse, json, sys
+import gevent
+import teuthology.provision as provision
+from teuthology.lock import ops
+fqdn = sys.argv[1]
+ctx = argparse.Namespace(os_type="ubuntu", os_version="22.04", config={})
+reimage = gevent.spawn(provision.reimage, ctx, fqdn, "smithi")
+gevent.sleep(1.0)  # the deployment is stuck in Deploying by an injected fault
+ops.stop_node(fqdn, {"machine_type": "smithi"})
+reimage.join(timeout=60)
+print(json.dumps({"reimage_finished": reimage.dead}))
+"""
+
+
+def test_stop_node_during_a_reimage_in_the_same_process_stops_it_first(mode, e2e_lab):
+    """teuthology's own provision.reimage() and lock.ops.stop_node(), called the way the
+    supervisor does when a sibling failed: release() must not race the running create()."""
+    lab = e2e_lab(mode, machines=1)
+    lab.sim.faults.add("deploy_stuck", machine="smithi001")
+    done = lab.lab.run("python", "-c", STOP_NODE_DURING_REIMAGE, lab.fqdn("smithi001"))
+    assert done.returncode == 0, done
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"reimage_finished": True}
+    assert "stopping its reimage still running in this process" in done.stderr, done
+    ops = [r.op for r in lab.sim.requests(method="POST")]
+    # one actor at a time: the stopped create() aborted and released once; release() waited
+    assert (ops.count("abort"), ops.count("release")) == (1, 1), ops
+    lab.wait_for(lambda: lab.status("smithi001") == "Ready", "smithi001 Ready")
+    assert lab.machine("smithi001")["owner"] is None
