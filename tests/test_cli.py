@@ -331,3 +331,29 @@ def test_machines_on_a_terminal_is_coloured(maas_sim: Any, config_for: Any) -> N
     assert code == 0
     assert "\x1b[" not in screen
     assert "5 Ready, 1 Failed deployment" in screen
+
+
+def test_machines_with_paddles_locks(maas_sim: Any, config_for: Any) -> None:
+    from teuthology_maas.testing.lockserver import LockServer
+
+    server = LockServer(
+        [{"name": f"smithi00{i}.front.example.com", "machine_type": "smithi"} for i in range(1, 6)]
+    )
+    server.add_node("smithi002.front.example.com", "smithi", locked=True,
+                    locked_by="scheduled_bob@teuthology")
+    handle = server.serve()
+    try:
+        config = config_for(maas_sim)
+        result = run_cli("machines", "--lock-server", handle.url, config=config)
+        as_json = run_cli("machines", "--json", "--lock-server", handle.url, config=config)
+    finally:
+        handle.stop()
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0].split()[:6] == ["HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "PADDLES"]
+    cells = {line.split()[0]: line.split()[5] for line in lines[1:7]}
+    assert cells == {"smithi001": "-", "smithi002": "scheduled_bob@teuthology",
+                     "smithi003": "-", "smithi004": "-", "smithi005": "-", "smithi006": "?"}
+    paddles = {m["hostname"]: m["paddles"] for m in as_json.json()["machines"]}
+    assert paddles["smithi002"] == {"locked": True, "locked_by": "scheduled_bob@teuthology"}
+    assert paddles["smithi006"] is None

@@ -6,8 +6,9 @@ import argparse
 from collections import Counter
 from typing import Any
 
-from teuthology_maas.cli._common import Context, ExitCode, add_common_options
+from teuthology_maas.cli._common import Context, ExitCode, add_common_options, config_source
 from teuthology_maas.cli._inventory import machine_type_of
+from teuthology_maas.cli._paddles import PaddlesNode, PaddlesReader, lock_server_from_config
 from teuthology_maas.cli._table import paint, render_table, status_colour
 from teuthology_maas.models import Machine, NodeStatus
 
@@ -20,8 +21,8 @@ def register(subparsers: Any) -> None:
         help="list the MAAS machines of the configured machine types",
         description="List the machines of the configured machine types as MAAS sees them: "
         "hostname, type, status, owner, MAAS lock, deployed OS, power state and MAAS's "
-        "latest status message, then a count per status. A non-admin API key only sees "
-        "free machines and its own.",
+        "latest status message, then a count per status; with --paddles, also who holds "
+        "each in paddles. A non-admin API key only sees free machines and its own.",
     )
     add_common_options(parser, top_level=False)
     parser.add_argument(
@@ -35,6 +36,14 @@ def register(subparsers: Any) -> None:
         "--all",
         action="store_true",
         help="also list machines that belong to no configured machine type",
+    )
+    parser.add_argument(
+        "--paddles",
+        action="store_true",
+        help="add who holds each machine in paddles (lock_server from the config file)",
+    )
+    parser.add_argument(
+        "--lock-server", metavar="URL", help="like --paddles, with this paddles URL"
     )
     parser.set_defaults(handler=run)
 
@@ -86,13 +95,22 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             continue
         selected.append((machine, kind))
 
+    locks = _paddles_locks(ctx, args, known) if args.paddles or args.lock_server else None
     counts: Counter[str] = Counter(m.status_name for m, _ in selected)
     # statuses in MAAS's own numeric order, so summaries read the same every time
     order = sorted(counts, key=lambda label: _status_rank(label))
     if ctx.json:
+        described = [describe(m, kind) for m, kind in selected]
+        if locks is not None:
+            for entry in described:
+                node = locks.get(entry["hostname"])
+                entry["paddles"] = (
+                    None if node is None
+                    else {"locked": node.locked, "locked_by": node.locked_by}
+                )  # fmt: skip
         ctx.emit_json(
             {
-                "machines": [describe(m, kind) for m, kind in selected],
+                "machines": described,
                 "summary": {label: counts[label] for label in order},
                 "total": len(selected),
             }
@@ -115,12 +133,37 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             ]
         )
         colours.append([None, None, status_colour(machine.status), None, None, None, None, None])
+        if locks is not None:
+            rows[-1].insert(5, _paddles_cell(locks, machine.hostname))
+            colours[-1].insert(5, None)
+    headers = list(HEADERS)
+    if locks is not None:
+        headers.insert(5, "PADDLES")
     if rows:
-        for line in render_table(HEADERS, rows, colours=colours, colour=ctx.colour):
+        for line in render_table(headers, rows, colours=colours, colour=ctx.colour):
             ctx.out(line)
         ctx.out()
     ctx.out(summary_line(counts, order, colour=ctx.colour))
     return int(ExitCode.OK)
+
+
+def _paddles_locks(
+    ctx: Context, args: argparse.Namespace, machine_types: list[str]
+) -> dict[str, PaddlesNode]:
+    url = args.lock_server or lock_server_from_config(config_source(ctx.config_path))
+    reader = PaddlesReader(url, timeout=ctx.config().http_timeout)
+    try:
+        return {node.hostname: node for node in reader.nodes(machine_types)}
+    finally:
+        reader.close()
+
+
+def _paddles_cell(locks: dict[str, PaddlesNode], hostname: str) -> str:
+    """Who holds the node in paddles: `-` free, `?` unknown to paddles."""
+    node = locks.get(hostname)
+    if node is None:
+        return "?"
+    return (node.locked_by or "locked") if node.locked else "-"
 
 
 def _status_rank(label: str) -> int:
