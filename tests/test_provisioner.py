@@ -109,7 +109,7 @@ def test_a_release_in_progress_is_waited_for(lab_factory, erase, status):
                 "power_state": "on",
             }
         ],
-        timings={"releasing": 100.0, "disk_erasing_quick": 100.0},
+        timings={"releasing": 200.0, "disk_erasing_quick": 200.0},
     )
     system_id = lab.state("smithi001")["system_id"]
     lab.client.release(system_id, erase=erase != "none", quick_erase=erase == "quick")

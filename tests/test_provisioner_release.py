@@ -87,7 +87,7 @@ def test_release_of_a_deploying_machine_aborts_first(lab_factory):
 
 
 def test_release_waits_for_a_release_already_under_way(lab_factory):
-    lab = lab_factory([OURS_DEPLOYED], ssh=False, timings={"disk_erasing_quick": 100.0})
+    lab = lab_factory([OURS_DEPLOYED], ssh=False, timings={"disk_erasing_quick": 200.0})
     system_id = lab.state("smithi001")["system_id"]
     lab.client.release(system_id, erase=True, quick_erase=True)
     assert lab.state("smithi001")["status_name"] == "Disk erasing"
