@@ -362,3 +362,31 @@ def test_losing_the_allocation_race_changes_nothing(lab_factory):
     assert "nothing was changed in MAAS" in str(info.value)
     assert lab.posts("smithi001", since) == ["allocate"]
     assert_free(lab)
+
+
+def test_parallel_creates_where_one_fails_touch_only_the_failed_node(lab_factory):
+    # teuthology's lock-many reimages nodes in parallel, one provisioner per node.
+    import threading
+
+    hostnames = ["smithi001", "smithi002", "smithi003"]
+    lab = lab_factory([{"hostname": h} for h in hostnames])
+    lab.sim.faults.add("deploy_fail", machine="smithi002")
+    errors: dict[str, BaseException] = {}
+
+    def create(hostname):
+        try:
+            lab.provisioner(hostname).create()
+        except BaseException as exc:
+            errors[hostname] = exc
+
+    threads = [threading.Thread(target=create, args=(h,)) for h in hostnames]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(errors) == {"smithi002"}
+    assert isinstance(errors["smithi002"], DeploymentFailed)
+    assert "smithi002" in str(errors["smithi002"])
+    assert_deployed_by_us(lab, "smithi001")
+    assert_deployed_by_us(lab, "smithi003")
+    assert_free(lab, "smithi002")
