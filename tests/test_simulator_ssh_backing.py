@@ -114,3 +114,21 @@ def test_mark_broken_clears_the_files(lab):
     system_id = lab.sim.system_id("node1")
     lab.http().post(f"machines/{system_id}/", "mark_broken", [("comment", "dead")])
     assert not (lab.root / "node1" / "os-release").exists()
+
+
+def test_scaled_clock_moves_machines_without_anyone_polling(maas_sim_factory, tmp_path):
+    import time
+
+    from teuthology_maas.simulator import ScaledClock
+
+    handle = maas_sim_factory(
+        {"machines": [{"hostname": "n1", "ssh_port": 2222}]},
+        clock=ScaledClock(2000),
+        ssh_root=tmp_path / "ssh",
+    )
+    deploy(handle, "n1")
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "ssh" / "n1" / "boot-finished").exists():
+        assert time.monotonic() < deadline, "the deployment never finished on its own"
+        time.sleep(0.01)
+    assert [r.op for r in handle.sim.request_log] == ["deploy"]

@@ -87,7 +87,7 @@ def test_post_ops_ignore_query_parameters(maas_sim):
 def test_multipart_with_base64_parts_and_quoted_boundary(maas_sim):
     http = maas_sim.http()
     body = (
-        b'--===============1234567890==\r\n'
+        b"--===============1234567890==\r\n"
         b'Content-Type: text/plain; charset="utf-8"\r\n'
         b"MIME-Version: 1.0\r\n"
         b"Content-Transfer-Encoding: base64\r\n"
@@ -226,3 +226,47 @@ def test_lowercase_header_names_are_accepted(maas_sim):
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert json.loads(body)["username"] == "teuthology"
+
+
+def test_werkzeug_alone_would_not_decode_base64_parts():
+    # Why forms.py parses multipart with the email package: Werkzeug's form parser ignores
+    # Content-Transfer-Encoding and would hand handlers the base64 text.
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from tests.fixtures_simulator import maas_multipart
+    from teuthology_maas.simulator.forms import parse_body
+
+    body, content_type = maas_multipart([("distro_series", "jammy")])
+    environ = EnvironBuilder(method="POST", data=body, content_type=content_type).get_environ()
+    assert Request(environ).form.get("distro_series") != "jammy"
+    assert parse_body(content_type, body).form.get("distro_series") == "jammy"
+
+
+def test_quoted_printable_parts(maas_sim):
+    from tests.fixtures_simulator import maas_multipart
+
+    body, content_type = maas_multipart([("name", "smithi002")])
+    body = body.replace(
+        b"Content-Transfer-Encoding: base64", b"Content-Transfer-Encoding: quoted-printable"
+    )
+    body = body.replace(b"c21pdGhpMDAy\r\n\r\n", b"smithi=30=302\r\n")
+    answer = maas_sim.http().request("POST", "machines/", params={"op": "allocate"}, data=body,
+                                     headers={"Content-Type": content_type})  # fmt: skip
+    assert answer.json()["hostname"] == "smithi002"
+
+
+def test_request_log_records_each_call(maas_sim):
+    http = maas_sim.http()
+    system_id = maas_sim.sim.system_id("smithi001")
+    http.post(f"machines/{system_id}/", "deploy")
+    http.get("machines/nosuch/")
+    maas_sim.http(None).get("users/", params={"op": "whoami"})
+    records = maas_sim.sim.request_log[-3:]
+    assert [(r.method, r.path, r.op, r.user, r.status, r.system_id) for r in records] == [
+        ("POST", f"/MAAS/api/2.0/machines/{system_id}/", "deploy", "teuthology", 200, system_id),
+        ("GET", "/MAAS/api/2.0/machines/nosuch/", None, "teuthology", 404, "nosuch"),
+        ("GET", "/MAAS/api/2.0/users/", "whoami", None, 401, None),
+    ]
+    assert all(r.time > 0 and r.duration >= 0 and r.fault is None for r in records)
+    assert [r.op for r in maas_sim.sim.requests(method="POST")] == ["deploy"]
