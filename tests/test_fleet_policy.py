@@ -99,3 +99,33 @@ def test_the_tick_never_goes_below_the_fastest_interval():
     p = policy(jitter=0.5)
     timing = WaitTiming(started=0.0, kind=DEPLOY)
     assert min(p.next_interval([timing], 0.0, FinishEstimator()) for _ in range(100)) >= 0.5
+
+
+def test_the_additive_model_wins_when_the_rest_takes_the_same_time_everywhere():
+    history = FinishEstimator()
+    # a 60 s reboot on every node, whatever the install took
+    for total in (300.0, 500.0, 800.0):
+        history.learn(DEPLOY, Bracket(total - 0.5, total), {"Rebooting": Bracket(total - 60.5,
+                                                                                total - 60.0)})
+    low, high = history.predict(DEPLOY, {"Rebooting": Bracket(399.5, 400.0)})
+    assert 458.9 <= low <= 460.0 <= high <= 460.6  # as tight as the brackets allow
+
+
+def test_a_model_no_value_fits_falls_back_to_the_spread_of_what_was_seen():
+    history = FinishEstimator()
+    # neither constant time nor constant ratio after "Installing OS": noisy real nodes
+    history.learn(DEPLOY, Bracket(499.0, 500.0), {"Installing OS": Bracket(199.0, 200.0)})
+    history.learn(DEPLOY, Bracket(699.0, 700.0), {"Installing OS": Bracket(249.0, 250.0)})
+    history.learn(DEPLOY, Bracket(599.0, 600.0), {"Installing OS": Bracket(299.0, 300.0)})
+    low, high = history.predict(DEPLOY, {"Installing OS": Bracket(249.0, 250.0)})
+    # still a usable window around what finished nodes did, not a point
+    assert low < 600.0 < high
+    assert high - low < 400.0
+
+
+def test_messages_never_seen_by_a_finished_node_predict_nothing():
+    history = FinishEstimator()
+    history.learn(DEPLOY, Bracket(499.0, 500.0), {"Rebooting": Bracket(449.0, 450.0)})
+    assert history.predict(DEPLOY, {"Installing OS": Bracket(100.0, 110.0)}) is None
+    assert history.predict(RELEASE, {"Rebooting": Bracket(449.0, 450.0)}) is None
+    assert history.total(DEPLOY) == (499.0, 500.0)
