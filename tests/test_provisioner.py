@@ -390,3 +390,44 @@ def test_parallel_creates_where_one_fails_touch_only_the_failed_node(lab_factory
     assert_deployed_by_us(lab, "smithi001")
     assert_deployed_by_us(lab, "smithi003")
     assert_free(lab, "smithi002")
+
+
+def test_sigterm_mid_deploy_cleans_up_then_exits(lab_factory):
+    import os
+    import signal
+    import threading
+
+    lab = lab_factory(ssh=False)
+    lab.sim.faults.add("deploy_stuck", machine="smithi001")
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(SystemExit) as info:
+            lab.provisioner().create()
+    finally:
+        timer.cancel()
+    assert info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    state = lab.state("smithi001")
+    assert state["status_name"] in ("Releasing", "Disk erasing", READY)
+
+
+def test_an_application_sigterm_handler_is_left_in_charge(lab_factory):
+    import os
+    import signal
+    import threading
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    lab = lab_factory(ssh=False, deploy_timeout=1.5)
+    lab.sim.faults.add("deploy_stuck", machine="smithi001")
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(DeploymentFailed, match="timed out"):
+            lab.provisioner().create()
+        assert received == [signal.SIGTERM]
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert_free(lab)

@@ -19,6 +19,7 @@ import time
 from teuthology_maas import _decide, images, userdata
 from teuthology_maas._decide import CreateStep, ReleaseStep
 from teuthology_maas._lifecycle import NodeActions, describe_error, ended_in
+from teuthology_maas._signals import sigterm_exits
 from teuthology_maas._verify import os_mismatch, verify_ssh
 from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
@@ -165,6 +166,10 @@ class MaasProvisioner:
 
     def create(self) -> None:
         """Deploy a fresh `os_type os_version` and verify it over SSH (DeploymentFailed if not)."""
+        with sigterm_exits():
+            self._create()
+
+    def _create(self) -> None:
         username = self.username
         machine = self.machine()
         # Everything that can be checked is checked before MAAS is asked to change anything.
