@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -220,3 +221,24 @@ def test_deploy_on_a_pipe_prints_plain_lines(lab_factory: Any, tmp_path: Path) -
     assert re.fullmatch(r"\[ +\d+:\d\d\] smithi001: Ready", lines[0])
     assert any(re.fullmatch(r"\[ +\d+:\d\d\] smithi001: Deployed", line) for line in lines)
     assert lines[-1].startswith("smithi001: deployed ubuntu 22.04 in ")
+
+
+def test_ctrl_c_during_deploy_exits_130_and_leaves_nothing_deploying(
+    lab_factory: Any, tmp_path: Path
+) -> None:
+    lab = lab_factory([{"hostname": "smithi001", "tags": ["smithi"]}], ssh=False,
+                      timings={"deploying": 1e7})
+    proc = subprocess.Popen(_deploy_command(_lab_config(lab, tmp_path)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Deploying" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    # the provisioner cleaned up (and said so, as a note in the progress output)
+    assert lab.state("smithi001")["status_name"] != "Deploying"
+    assert "interrupted" in out
+    assert not CONTROL.search(out)
