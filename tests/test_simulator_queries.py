@@ -165,3 +165,28 @@ def test_account_tokens_and_users(lab):
     assert tokens[0]["token"] == lab.api_key
     assert http.get("users/alice/").json()["username"] == "alice"
     assert http.get("users/bob/").status_code == 404
+
+
+def test_curtin_config_only_in_deployment_states(lab):
+    http = lab.http()
+    deployed = http.get(f"machines/{lab.sim.system_id('smithi001')}/",
+                        params={"op": "get_curtin_config"})  # fmt: skip
+    assert deployed.headers["Content-Type"].startswith("text/plain")
+    assert "install.log" in deployed.text and "ubuntu/amd64/generic/jammy" in deployed.text
+    ready = http.get(f"machines/{lab.sim.system_id('smithi004')}/",
+                     params={"op": "get_curtin_config"})  # fmt: skip
+    assert (ready.status_code, ready.text) == (
+        400,
+        "Machine smithi004 is not in a deployment state.",
+    )
+
+
+def test_set_config_needs_an_admin_and_changes_behaviour(lab):
+    form = [("name", "enable_disk_erasing_on_release"), ("value", "true")]
+    assert lab.http().post("maas/", "set_config", form).status_code == 403
+    assert lab.http("admin").post("maas/", "set_config", form).text == "OK"
+    value = lab.http().get("maas/", params={"op": "get_config", "name": form[0][1]})
+    assert value.json() is True
+    system_id = lab.sim.system_id("smithi001")
+    released = lab.http().post(f"machines/{system_id}/", "release").json()
+    assert released["status_name"] == "Disk erasing"  # erasing forced by the config

@@ -165,6 +165,7 @@ HANDLERS: tuple[tuple[Handler | None, Handler | None], ...] = (
                     (("stop_mode", "String", "Optional. 'soft' or 'hard'."), _COMMENT),
                 ),
                 Action("query_power_state", "GET", "Query the power state of a machine."),
+                Action("get_curtin_config", "GET", "Return the rendered curtin configuration."),
                 Action(
                     "set_workload_annotations",
                     "POST",
@@ -328,6 +329,15 @@ HANDLERS: tuple[tuple[Handler | None, Handler | None], ...] = (
                     "GET",
                     "Get a config value.",
                     (("name", "String", "Required. The name of the config item."),),
+                ),
+                Action(
+                    "set_config",
+                    "POST",
+                    "Set a config value (admin).",
+                    (
+                        ("name", "String", "Required. The name of the config item."),
+                        ("value", "String", "Required. The value of the config item."),
+                    ),
                 ),
             ),
         ),

@@ -194,3 +194,36 @@ def events_query(
         "next_uri": f"{base}&after={newest}",
         "prev_uri": f"{base}&before={found[-1].id}" if found else None,
     }
+
+
+def set_config(config: dict[str, Any], form: Params) -> None:
+    name = form.get("name")
+    if not name:
+        raise bad_request("No provided name!")
+    if name not in config:
+        raise form_errors({name: [f"{name} is not a valid config setting."]})
+    raw = form.get("value") or ""
+    current = config[name]
+    value: Any = raw
+    if isinstance(current, bool):
+        value = raw.strip().lower() in ("true", "1", "yes", "on")
+    elif isinstance(current, int):
+        try:
+            value = int(raw)
+        except ValueError:
+            raise form_errors({name: ["Enter a whole number."]}) from None
+    config[name] = value
+
+
+def curtin_config(machine: MachineRecord) -> str:
+    """A curtin configuration shaped like the one MAAS renders (YAML text)."""
+    return (
+        "apply_net_commands: true\n"
+        "install:\n  log_file: /tmp/install.log\n  error_tarfile: /tmp/curtin-logs.tar\n"
+        "kernel:\n  package: linux-image-generic\n"
+        "sources:\n  01_primary:\n    type: tgz\n"
+        f"    uri: http://rack:5248/images/{machine.osystem}/{machine.arch}/"
+        f"{machine.subarch}/{machine.distro_series}/squashfs\n"
+        "storage:\n  version: 1\n  config:\n"
+        "  - {id: sda, type: disk, ptable: gpt, path: /dev/sda, wipe: superblock}\n"
+    )

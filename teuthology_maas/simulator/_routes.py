@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from teuthology_maas.models import NodeStatus
 from teuthology_maas.simulator import _misc_api as misc
-from teuthology_maas.simulator._errors import bad_request, not_found
+from teuthology_maas.simulator._errors import bad_request, forbidden, not_found
 from teuthology_maas.simulator.app import Call, Reply, Resource, json_reply, resource, text_reply
 from teuthology_maas.simulator.describe import describe_document
 
 if TYPE_CHECKING:
     from teuthology_maas.simulator.core import Simulator
+
+
+CURTIN_STATES = frozenset({NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT})
 
 
 def build_resources(sim: Simulator) -> list[Resource]:
@@ -73,6 +77,18 @@ def build_resources(sim: Simulator) -> list[Resource]:
         )
         return reply
 
+    def set_config(call: Call) -> Reply:
+        if not call.authed.is_superuser:
+            raise forbidden()
+        misc.set_config(state.config, call.body.form)
+        return text_reply("OK")
+
+    def curtin_config(call: Call) -> Reply:
+        machine = ops.for_view(call.authed, call.args[0])
+        if machine.status not in CURTIN_STATES:
+            raise bad_request(f"Machine {machine.hostname} is not in a deployment state.")
+        return Reply(200, misc.curtin_config(machine).encode(), "text/plain; charset=utf-8")
+
     def machine_delete(call: Call) -> Reply:
         ops.delete(call.authed, call.args[0])
         return Reply(204, b"", "text/plain")
@@ -118,6 +134,7 @@ def build_resources(sim: Simulator) -> list[Resource]:
         ("POST", "power_on"): lambda c: ops.power_on(c.authed, c.args[0], c.body),
         ("POST", "power_off"): power_off,
         ("GET", "query_power_state"): lambda c: ops.query_power_state(c.authed, c.args[0]),
+        ("GET", "get_curtin_config"): curtin_config,
         ("POST", "set_workload_annotations"): lambda c: ops.set_workload_annotations(
             c.authed, c.args[0], c.body
         ),
@@ -174,7 +191,7 @@ def build_resources(sim: Simulator) -> list[Resource]:
         ),
         resource(r"users/([^/]+)/", {("GET", None): user_read}),
         resource(r"account/", {("GET", "list_authorisation_tokens"): tokens}),
-        resource(r"maas/", {("GET", "get_config"): get_config}),
+        resource(r"maas/", {("GET", "get_config"): get_config, ("POST", "set_config"): set_config}),
         resource(
             r"zones/",
             {
