@@ -63,21 +63,6 @@ def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool) -> N
     )
 
 
-def config_source(path: str | None) -> Path | None:
-    """The file MaasConfig.load would read, mirroring teuthology's own search order."""
-    if path:
-        return Path(path).expanduser()
-    candidates = []
-    env = os.environ.get("TEUTHOLOGY_CONFIG")
-    if env:
-        candidates.append(Path(env).expanduser())
-    candidates += [Path("~/.teuthology.yaml").expanduser(), Path("/etc/teuthology.yaml")]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 @dataclass
 class Context:
     """Per-invocation state: where output goes and how, and the lazily loaded config/client."""
@@ -100,6 +85,11 @@ class Context:
         """Colour only for a human at a terminal (and never when NO_COLOR is set)."""
         return self.is_tty and not self.json and "NO_COLOR" not in self.env
 
+    def config_file(self) -> Path | None:
+        """The teuthology config file the maas: section came from (for its other keys)."""
+        source = Path(self.config().source)
+        return source if source.is_file() else None
+
     def config(self) -> MaasConfig:
         if self._config is None:
             from teuthology_maas.config import MaasConfig
@@ -118,7 +108,10 @@ class Context:
         overrides: dict[str, Any] = {}
         if interactive:
             overrides["retry"] = RetryPolicy(max_attempts=3, max_total=10.0, backoff_initial=0.5)
-        client = MaasClient.from_config(self.config(), **overrides)
+        return self.track(MaasClient.from_config(self.config(), **overrides))
+
+    def track(self, client: MaasClient) -> MaasClient:
+        """Close `client` when the command ends."""
         self._clients.append(client)
         return client
 

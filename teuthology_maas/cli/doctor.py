@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from teuthology_maas.cli._checks import CheckResult, DoctorState, run_all
+from teuthology_maas.cli._checks import CheckResult, DoctorState
+from teuthology_maas.cli._checks_lab import (
+    check_images,
+    check_machine_types,
+    check_ssh_keys,
+    check_templates,
+)
+from teuthology_maas.cli._checks_maas import check_api, check_config, check_key, check_version
 from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli._table import VERDICT_COLOURS, paint
 
@@ -48,8 +55,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     def make_client(cfg: Any) -> MaasClient:
         # a preflight reports what it sees now: one attempt per call, no retry budget
         client = MaasClient.from_config(cfg, retry=RetryPolicy(max_attempts=1, max_total=0.0))
-        ctx._clients.append(client)
-        return client
+        return ctx.track(client)
 
     state = DoctorState(
         config_path=ctx.config_path,
@@ -63,6 +69,25 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     else:
         render(ctx, results)
     return int(ExitCode.DOCTOR_FAIL if failed else ExitCode.OK)
+
+
+CHECKS = (
+    check_config,
+    check_api,
+    check_key,
+    check_version,
+    check_machine_types,
+    check_images,
+    check_templates,
+    check_ssh_keys,
+)
+
+
+def run_all(state: DoctorState) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    for check in CHECKS:
+        results.extend(check(state))
+    return results
 
 
 def render(ctx: Context, results: list[CheckResult]) -> None:

@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from typing import Any
 
-from teuthology_maas.cli._common import Context, ExitCode, add_common_options, config_source
+from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli._inventory import machine_type_of
 from teuthology_maas.cli._paddles import PaddlesNode, PaddlesReader, lock_server_from_config
 from teuthology_maas.cli._table import paint, render_table, status_colour
@@ -150,7 +150,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 def _paddles_locks(
     ctx: Context, args: argparse.Namespace, machine_types: list[str]
 ) -> dict[str, PaddlesNode]:
-    url = args.lock_server or lock_server_from_config(config_source(ctx.config_path))
+    url = args.lock_server or lock_server_from_config(ctx.config_file())
     reader = PaddlesReader(url, timeout=ctx.config().http_timeout)
     try:
         return {node.hostname: node for node in reader.nodes(machine_types)}

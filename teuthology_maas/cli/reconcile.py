@@ -62,11 +62,10 @@ def _node_timeout_minutes(client: Any) -> float:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from teuthology_maas.cli._common import config_source
     from teuthology_maas.cli.machines import requested_types
 
     cfg = ctx.config()
-    url = args.lock_server or lock_server_from_config(config_source(ctx.config_path))
+    url = args.lock_server or lock_server_from_config(ctx.config_file())
     wanted = requested_types(args.machine_type) or list(cfg.machine_types)
     client = ctx.client(interactive=True)
     maas_user = str(client.whoami().get("username", ""))

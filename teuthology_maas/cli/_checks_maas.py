@@ -1,0 +1,223 @@
+"""Doctor checks of the configuration and the MAAS region: config, API (port, TLS), key,
+version."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from teuthology_maas.cli._checks import (
+    DEFAULT_OS,
+    MIN_RECOMMENDED,
+    MIN_SUPPORTED,
+    CheckResult,
+    DoctorState,
+)
+from teuthology_maas.errors import (
+    ConfigError,
+    MaasAuthError,
+    MaasError,
+    MaasNotFound,
+    MaasPermissionDenied,
+)
+
+# ---- configuration --------------------------------------------------------------------
+
+
+def check_config(state: DoctorState) -> list[CheckResult]:
+    from teuthology_maas.config import MaasConfig
+
+    try:
+        cfg = MaasConfig.load(state.config_path)
+    except ConfigError as exc:
+        key = f"maas.{exc.key}" if exc.key and exc.key != "maas" else "the maas: section"
+        return [
+            CheckResult(
+                "config",
+                "FAIL",
+                str(exc),
+                f"correct {key} (docs/configuration.md lists every key), or point --config / "
+                "$TEUTHOLOGY_CONFIG at the right file",
+            )
+        ]
+    state.cfg = cfg
+    # teuthology's default OS, every OS the lab mapped, and whatever the operator asked for
+    state.os_list = list(
+        dict.fromkeys([*DEFAULT_OS, *os_list_from_image_map(cfg.image_map), *state.os_list])
+    )
+    kinds = ", ".join(cfg.machine_types) or "none"
+    detail = f"{cfg.source}: {cfg.api_url}, machine types: {kinds}"
+    if not cfg.machine_types:
+        return [
+            CheckResult(
+                "config",
+                "FAIL",
+                detail + "; machine_types is empty, so teuthology provisions nothing via MAAS",
+                "list the teuthology machine types MAAS provisions under maas.machine_types",
+            )
+        ]
+    return [CheckResult("config", "OK", detail)]
+
+
+def os_list_from_image_map(image_map: Mapping[str, Any]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for key, value in image_map.items():
+        parts = str(key).split()
+        if isinstance(value, Mapping) and len(parts) == 1:
+            pairs.extend((parts[0], str(version)) for version in value)
+        elif len(parts) == 2:
+            pairs.append((parts[0], parts[1]))
+    return pairs
+
+
+# ---- MAAS API ---------------------------------------------------------------------------
+
+
+def _is_tls_problem(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = f"{type(seen).__name__} {seen}"
+        if re.search(r"SSL|TLS|certificate", text, re.IGNORECASE):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api(state: DoctorState) -> list[CheckResult]:
+    cfg = state.cfg
+    if cfg is None:
+        return [CheckResult("api", "SKIP", "no usable configuration")]
+    parts = urlsplit(cfg.api_url)
+    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    try:
+        state.client = state.make_client(cfg)
+        info = state.client.version()
+    except MaasNotFound:
+        return [
+            CheckResult(
+                "api",
+                "FAIL",
+                f"{where} answered, but {cfg.api_url}version/ is not the MAAS API (404)",
+                "maas.api_url must be the MAAS URL, e.g. http://maas.example.com:5240/MAAS/ "
+                "(the /api/2.0/ suffix is optional)",
+            )
+        ]
+    except MaasError as exc:
+        if _is_tls_problem(exc):
+            return [
+                CheckResult(
+                    "api",
+                    "FAIL",
+                    f"TLS handshake with {where} failed: {exc}",
+                    "set maas.verify (or ca_bundle) to the CA bundle that signed MAAS's "
+                    "certificate, or check that the port speaks HTTPS (MAAS: 5443) and the "
+                    "scheme of api_url matches",
+                )
+            ]
+        return [
+            CheckResult(
+                "api",
+                "FAIL",
+                f"cannot reach MAAS at {cfg.api_url}: {exc}",
+                f"check the host and port in maas.api_url ({where}); MAAS's region API "
+                "listens on 5240 (http) or 5443 (https); check firewalls and that "
+                "maas-regiond is running",
+            )
+        ]
+    state.reachable = True
+    state.version_info = info
+    results = [CheckResult("api", "OK", f"{cfg.api_url} answers")]
+    if parts.scheme == "http" and parts.hostname and not _is_loopback(parts.hostname):
+        results.append(
+            CheckResult(
+                "tls",
+                "WARN",
+                "api_url is plain http: the API key's token secret crosses the network "
+                "unencrypted (OAuth PLAINTEXT)",
+                "use https://<maas>:5443/MAAS/ once MAAS has TLS enabled (maas config-tls)",
+            )
+        )
+    return results
+
+
+def check_key(state: DoctorState) -> list[CheckResult]:
+    if not state.reachable or state.client is None:
+        return [CheckResult("api key", "SKIP", "MAAS not reachable")]
+    try:
+        me = state.client.whoami()
+    except (MaasAuthError, MaasPermissionDenied) as exc:
+        return [
+            CheckResult(
+                "api key",
+                "FAIL",
+                f"MAAS rejected the API key: {exc}",
+                "create a key for the teuthology MAAS user (MAAS UI: user menu > API keys, or "
+                "`maas apikey --username USER`) and set maas.api_key to "
+                "consumer_key:token_key:token_secret",
+            )
+        ]
+    except MaasError as exc:
+        return [CheckResult("api key", "FAIL", f"whoami failed: {exc}", "retry; check MAAS logs")]
+    state.authenticated = True
+    user = str(me.get("username", "?"))
+    role = "admin" if me.get("is_superuser") else "non-admin"
+    return [CheckResult("api key", "OK", f"accepted: MAAS user {user!r} ({role})")]
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        return None
+    return tuple(int(g) for g in match.groups() if g is not None)
+
+
+def check_version(state: DoctorState) -> list[CheckResult]:
+    info = state.version_info
+    if not state.reachable or info is None:
+        return [CheckResult("maas version", "SKIP", "MAAS not reachable")]
+    text = str(info.get("version", ""))
+    subversion = str(info.get("subversion") or "")
+    shown = text + (f" ({subversion})" if subversion else "")
+    version = parse_version(text)
+    if version is None:
+        return [
+            CheckResult(
+                "maas version",
+                "WARN",
+                f"MAAS reports version {text!r}: no rack or region controller has reported "
+                "one yet",
+                "check that the region and rack controllers are running (maas status)",
+            )
+        ]
+    if version[:2] < MIN_SUPPORTED:
+        return [
+            CheckResult(
+                "maas version",
+                "FAIL",
+                f"MAAS {shown} is older than 2.9, which teuthology-maas does not support",
+                "upgrade MAAS to 3.3 or later",
+            )
+        ]
+    if version[:2] < MIN_RECOMMENDED:
+        return [
+            CheckResult(
+                "maas version",
+                "WARN",
+                f"MAAS {shown}: supported, but list filters are single-valued before 3.3 "
+                "(more API calls per poll)",
+                "upgrade MAAS to 3.3 or later",
+            )
+        ]
+    return [CheckResult("maas version", "OK", f"MAAS {shown}")]
