@@ -212,4 +212,4 @@ def build_resources(sim: Simulator) -> list[Resource]:
     ]
 
 
-__all__ = ["build_resources", "text_reply"]
+__all__ = ["build_resources"]

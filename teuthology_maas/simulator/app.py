@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request
 
-from teuthology_maas.simulator._errors import TEXT, ApiError, not_found
+from teuthology_maas.simulator._errors import TEXT, ApiError
 from teuthology_maas.simulator.auth import AuthFailure, SignedRequest
 from teuthology_maas.simulator.describe import API_HASH
 from teuthology_maas.simulator.faults import RequestInfo
@@ -295,6 +295,5 @@ __all__ = [
     "Reply",
     "RequestRecord",
     "json_reply",
-    "not_found",
     "text_reply",
 ]
