@@ -102,6 +102,9 @@ def test_json_output(maas_sim: Any, paddles: Any, config_for: Any) -> None:
     kinds = {(f["kind"], f["hostname"]) for f in data["findings"]}
     assert kinds == {("leak", "smithi001"), ("drift", "smithi003")}
     assert all(f["action"] is None for f in data["findings"])
+    assert {f["paddles_name"] for f in data["findings"]} == {
+        f"smithi001.{DOMAIN}", f"smithi003.{DOMAIN}"
+    }
 
 
 def test_apply_releases_leaks_only(maas_sim: Any, paddles: Any, config_for: Any) -> None:
@@ -127,7 +130,11 @@ def test_apply_releases_leaks_only(maas_sim: Any, paddles: Any, config_for: Any)
 def test_apply_with_only_leaks_exits_0(maas_sim: Any, paddles: Any, config_for: Any) -> None:
     _, url = paddles
     maas_sim.sim.update_machine("smithi004", status="deployed", owner="teuthology")
-    result = run_cli("reconcile", "--apply", config=config_for(maas_sim, lock_server=url))
+    # without lab_domain the paddles name (an FQDN) still comes from paddles itself
+    config = config_for(maas_sim, lock_server=url)
+    config.write_text(config.read_text().replace("lab_domain: front.example.com\n", ""))
+    assert "lab_domain" not in config.read_text()
+    result = run_cli("reconcile", "--apply", config=config)
     assert result.code == ExitCode.OK, result.out + result.err
     assert "-> released" in result.out
     assert maas_sim.sim.machine("smithi004")["status_name"] == "Ready"

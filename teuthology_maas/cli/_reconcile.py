@@ -94,6 +94,7 @@ def find_leaks_and_drift(
                     machine.status_name,
                     machine.owner,
                     f"{machine.status_name} for MAAS user {maas_user!r} but unlocked in paddles",
+                    extra={"paddles_name": node.name},
                 )
             )
         elif node.locked and machine.status == NodeStatus.READY:
@@ -107,7 +108,7 @@ def find_leaks_and_drift(
                     machine.status_name,
                     machine.owner,
                     f"locked in paddles by {who}{desc} but Ready in MAAS",
-                    extra={"locked_by": node.locked_by},
+                    extra={"paddles_name": node.name, "locked_by": node.locked_by},
                 )
             )
     return findings

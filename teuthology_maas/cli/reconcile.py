@@ -124,7 +124,7 @@ def apply_leaks(
     for finding in findings:
         if finding.kind != "leak":
             continue
-        node_name = cfg.fqdn(finding.hostname)
+        node_name = str(finding.extra.get("paddles_name") or cfg.fqdn(finding.hostname))
         try:
             # paddles may have locked it since we looked: then it is in use, not leaked
             if paddles.node(node_name).locked:
