@@ -65,9 +65,9 @@ def register(subparsers: Any) -> None:
 
     abort = subparsers.add_parser(
         "abort",
-        help="abort a machine's deployment",
-        description="Abort the deployment in progress on NAME and wait until MAAS has "
-        "stopped it (MaasProvisioner.abort).",
+        help="abort a machine's deployment (or disk erase)",
+        description="Abort the deployment (or disk erase) in progress on NAME and wait until "
+        "MAAS has stopped it (MaasProvisioner.abort).",
     )
     abort.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     abort.set_defaults(handler=run_abort)
