@@ -270,3 +270,14 @@ def test_request_log_records_each_call(maas_sim):
     ]
     assert all(r.time > 0 and r.duration >= 0 and r.fault is None for r in records)
     assert [r.op for r in maas_sim.sim.requests(method="POST")] == ["deploy"]
+
+
+def test_delete_with_a_multipart_body_keeps_the_connection_usable(maas_sim):
+    # python-libmaas sends an (empty) multipart body with DELETE, on a kept-alive connection.
+    admin = maas_sim.http("admin")
+    system_id = maas_sim.sim.system_id("smithi006")
+    deleted = admin.request("DELETE", f"machines/{system_id}/", fields=[("force", "true")])
+    assert deleted.status_code == 204
+    after = admin.get("machines/")
+    assert after.status_code == 200
+    assert [m["hostname"] for m in after.json()][-1] == "smithi005"
