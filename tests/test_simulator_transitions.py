@@ -471,3 +471,16 @@ def test_workload_annotations(lab):
     lab.op("smithi001", "set_workload_annotations", [("a", "1"), ("b", "2")])
     machine = lab.op("smithi001", "set_owner_data", [("a", "")]).json()
     assert machine["workload_annotations"] == {"b": "2"} == machine["owner_data"]
+
+
+def test_abort_of_commissioning_and_testing(maas_sim_factory):
+    handle = maas_sim_factory(
+        {"machines": [{"hostname": "comm", "status": "commissioning"},
+                      {"hostname": "test", "status": "testing"}]},
+        clock=ManualClock(),
+    )  # fmt: skip
+    lab = Lab(handle)
+    assert lab.op("comm", "abort", user="admin").json()["status_name"] == "Commissioning"
+    assert lab.op("test", "abort", user="admin").json()["status_name"] == "Testing"
+    lab.advance(10)
+    assert (lab.status("comm"), lab.status("test")) == ("New", "Ready")
