@@ -209,22 +209,6 @@ class MaasHttp:
         self.session.close()
 
 
-@pytest.fixture
-def sim_http(maas_sim: MaasSimHandle) -> Iterator[Callable[[str | None], MaasHttp]]:
-    """`sim_http(username)` -> a signed client for that user on the default `maas_sim`
-    (None: unsigned)."""
-    clients: list[MaasHttp] = []
-
-    def make(username: str | None = DEFAULT_USER) -> MaasHttp:
-        client = MaasHttp(maas_sim.api_url, maas_sim.key_for(username) if username else None)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
-
-
 # -- python-libmaas in its own virtualenv ---------------------------------------------------
 
 LIBMAAS_VERSION = "0.6.8"

@@ -15,8 +15,8 @@ def wait_status(sim, system_id: str, name: str, timeout: float = 10.0) -> dict:
         time.sleep(0.02)
 
 
-def test_allocate_deploy_release_cycle(maas_sim, sim_http):
-    http = sim_http("teuthology")
+def test_allocate_deploy_release_cycle(maas_sim):
+    http = maas_sim.http("teuthology")
     listed = http.get("machines/")
     assert listed.status_code == 200
     assert [m["hostname"] for m in listed.json()] == [f"smithi{i:03d}" for i in range(1, 7)]
