@@ -154,24 +154,53 @@ def test_apply_failure_exits_1(maas_sim: Any, paddles: Any, config_for: Any) -> 
     assert sim.machine("smithi002")["status_name"] == "Ready"
 
 
+def _region_activity(handle: Any, server: LockServer) -> None:
+    """Another machine does something now: an event at the region's current time."""
+    lock(server, "smithi001")
+    handle.sim.update_machine("smithi001", status="allocated", owner="teuthology")
+
+
 def test_stuck_machine_past_maas_timeout(maas_sim_factory: Any, paddles: Any,
                                          config_for: Any) -> None:
-    _, url = paddles
-    # Simulated time two hours behind the wall clock: what happens now is two hours old.
-    handle = maas_sim_factory(clock=ManualClock(start=time.time() - 7200))
+    server, url = paddles
+    clock = ManualClock(start=time.time() - 7200)
+    handle = maas_sim_factory(clock=clock)
     handle.sim.update_machine("smithi006", status="deploying", owner="teuthology")
     handle.sim.update_machine("smithi005", status="releasing", owner="teuthology")
-    lock_server, _ = paddles
-    lock(lock_server, "smithi006")
-    lock(lock_server, "smithi005")
+    lock(server, "smithi006")
+    lock(server, "smithi005")
+    clock.advance(7200)  # two hours without a word from either machine
+    _region_activity(handle, server)
     result = run_cli("reconcile", "--json", config=config_for(handle, lock_server=url))
     assert result.code == ExitCode.FINDINGS
     stuck = {f["hostname"]: f for f in result.json()["findings"] if f["kind"] == "stuck"}
     assert set(stuck) == {"smithi005", "smithi006"}
     assert stuck["smithi006"]["maas_timeout_seconds"] == 30 * 60
     assert stuck["smithi005"]["maas_timeout_seconds"] == 5 * 60
-    assert stuck["smithi006"]["idle_seconds"] >= 7200 - 60
+    assert 7200 - 60 <= stuck["smithi006"]["idle_seconds"] <= 7200 + 600
     assert "From 'Ready' to 'Deploying'" in stuck["smithi006"]["detail"]
+    human = run_cli("reconcile", config=config_for(handle, lock_server=url))
+    assert any(line.startswith("STUCK  smithi006  Deploying with no MAAS event for 2h00m")
+               for line in human.out.splitlines())
+
+
+def test_region_clock_in_another_time_zone(maas_sim_factory: Any, paddles: Any,
+                                           config_for: Any) -> None:
+    """MAAS stamps events in the region's local time, unlabelled. A region five hours behind
+    UTC must not make every machine look five hours idle."""
+    server, url = paddles
+    clock = ManualClock(start=time.time() - 5 * 3600 - 40 * 60)
+    handle = maas_sim_factory(clock=clock)
+    handle.sim.update_machine("smithi006", status="deploying", owner="teuthology")
+    clock.advance(40 * 60)
+    handle.sim.update_machine("smithi005", status="releasing", owner="teuthology")
+    lock(server, "smithi006")
+    lock(server, "smithi005")
+    _region_activity(handle, server)
+    result = run_cli("reconcile", "--json", config=config_for(handle, lock_server=url))
+    stuck = {f["hostname"]: f for f in result.json()["findings"] if f["kind"] == "stuck"}
+    assert set(stuck) == {"smithi006"}  # 40 minutes on the region's clock; smithi005 just began
+    assert 40 * 60 - 60 <= stuck["smithi006"]["idle_seconds"] <= 40 * 60 + 60
 
 
 def test_recent_transition_is_not_stuck(maas_sim_factory: Any, paddles: Any,
@@ -190,12 +219,17 @@ def test_node_timeout_comes_from_maas(maas_sim_factory: Any, paddles: Any,
     server, url = paddles
     from tests.fixtures_simulator import default_inventory
 
+    clock = ManualClock(start=time.time() - 7200)
     handle = maas_sim_factory({**default_inventory(), "config": {"node_timeout": 180}},
-                              clock=ManualClock(start=time.time() - 7200))
+                              clock=clock)
     handle.sim.update_machine("smithi006", status="deploying", owner="teuthology")
     lock(server, "smithi006")
+    clock.advance(7200)
+    _region_activity(handle, server)
     result = run_cli("reconcile", config=config_for(handle, lock_server=url))
-    assert result.code == ExitCode.OK  # 2 hours idle is within a 3-hour node_timeout
+    # two idle hours: stuck with MAAS's default 30 minutes, not with this region's 3 hours
+    assert result.code == ExitCode.OK, result.out
+    assert "STUCK" not in result.out
 
 
 def test_lock_server_is_required(maas_sim: Any, config_for: Any) -> None:
@@ -212,3 +246,28 @@ def test_unreachable_lock_server_exits_5(maas_sim: Any, config_for: Any) -> None
     result = run_cli("reconcile", "--lock-server", url, config=config_for(maas_sim))
     assert result.code == ExitCode.UNREACHABLE
     assert "lock server" in result.err
+
+
+def test_event_times_in_maas_format() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from teuthology_maas.cli._reconcile import parse_event_time, region_now
+    from teuthology_maas.models import Event
+
+    assert parse_event_time("Fri, 07 Dec. 2018 20:11:08") == datetime(2018, 12, 7, 20, 11, 8,
+                                                                      tzinfo=UTC)
+    assert parse_event_time("Tue, 03 May. 2022 01:02:03") == datetime(2022, 5, 3, 1, 2, 3,
+                                                                      tzinfo=UTC)
+    assert parse_event_time("not a date") is None
+    utc_now = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
+
+    def event(created: str) -> Event:
+        return Event(id=1, node=None, hostname="x", level="INFO", created=created, type="t",
+                     description="")
+
+    # a region on UTC: our clock is the reference (a quiet stuck node is still caught)
+    assert region_now(event("Sat, 21 Nov. 2026 11:58:00"), utc_now) == utc_now
+    # five hours behind: the region's newest event is the reference
+    assert region_now(event("Sat, 21 Nov. 2026 07:00:00"), utc_now) == utc_now - timedelta(
+        hours=5)
+    assert region_now(None, utc_now) == utc_now

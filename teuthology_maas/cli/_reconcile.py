@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from teuthology_maas.cli._paddles import PaddlesNode
@@ -59,8 +59,14 @@ def status_timeout(status: NodeStatus, node_timeout_minutes: float) -> float | N
     return None
 
 
+# How close the region's newest event must be to our UTC clock for the region's clock to be
+# taken as UTC (MAAS stamps events in the region host's local time zone, unlabelled).
+SAME_CLOCK_TOLERANCE = timedelta(minutes=10)
+
+
 def parse_event_time(created: str) -> datetime | None:
-    """MAAS's `created` ("Fri, 07 Dec. 2018 20:11:08", region time, taken as UTC)."""
+    """MAAS's `created` ("Fri, 07 Dec. 2018 20:11:08", the region's local time, unlabelled);
+    returned labelled UTC so it compares with other event times."""
     text = created.strip().replace(".", "", 1) if created else ""
     for pattern in ("%a, %d %b %Y %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S"):
         try:
@@ -112,6 +118,19 @@ def find_leaks_and_drift(
                 )
             )
     return findings
+
+
+def region_now(newest_region_event: Event | None, utc_now: datetime) -> datetime:
+    """"Now" on the region's event clock.
+
+    Event times carry no time zone, so our own clock is only usable when the region's newest
+    event agrees with it (a busy region on UTC). Otherwise the region's newest event itself is
+    the reference: time has passed at least that far on the region's clock, so a machine whose
+    own newest event is older than that by more than MAAS's timeout is certainly stuck."""
+    newest = parse_event_time(newest_region_event.created) if newest_region_event else None
+    if newest is None or abs(newest - utc_now) <= SAME_CLOCK_TOLERANCE:
+        return utc_now
+    return newest
 
 
 def stuck_finding(

@@ -13,6 +13,7 @@ from teuthology_maas.cli._reconcile import (
     DEFAULT_NODE_TIMEOUT_MINUTES,
     Finding,
     find_leaks_and_drift,
+    region_now,
     status_timeout,
     stuck_finding,
 )
@@ -77,10 +78,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         nodes = {node.hostname: node for node in paddles.nodes(wanted)}
         findings = find_leaks_and_drift(machines, nodes, maas_user)
         node_timeout = _node_timeout_minutes(client)
-        now = datetime.now(UTC)
-        for machine in machines:
-            if status_timeout(machine.status, node_timeout) is None:
-                continue
+        moving = [m for m in machines if status_timeout(m.status, node_timeout) is not None]
+        if moving:
+            region_newest = client.events(level="DEBUG", limit=1)
+            now = region_now(region_newest[0] if region_newest else None, datetime.now(UTC))
+        for machine in moving:
             newest = client.events(id=machine.system_id, level="DEBUG", limit=1)
             stuck = stuck_finding(
                 machine, newest[0] if newest else None, node_timeout_minutes=node_timeout, now=now
