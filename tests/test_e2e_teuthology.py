@@ -32,16 +32,19 @@ def host_key_of(lab, hostname: str) -> str:
     return " ".join(path.read_text().split()[:2])
 
 
-def record_release_erase_modes(lab, monkeypatch) -> list[tuple[str, str | None]]:
-    """What erase mode the simulator derived from each release request's form fields."""
-    seen: list[tuple[str, str | None]] = []
-    original = lab.sim.state.start_release
+def record_release_erase_flags(lab, monkeypatch) -> list[tuple[str, set[str]]]:
+    """The erase flags (form fields set true) of every release request the simulator got."""
+    hostnames = {lab.sim.system_id(h): h for h in lab.hostnames}
+    seen: list[tuple[str, set[str]]] = []
+    original = lab.sim.ops.release
 
-    def recording(record, username, **kwargs):
-        seen.append((record.hostname, kwargs.get("erase_mode")))
-        return original(record, username, **kwargs)
+    def recording(user, ident, body):
+        flags = {name for name in ("erase", "quick_erase", "secure_erase")
+                 if str(body.form.get(name, "")).lower() in ("true", "1", "on", "yes")}
+        seen.append((hostnames.get(ident, ident), flags))
+        return original(user, ident, body)
 
-    monkeypatch.setattr(lab.sim.state, "start_release", recording)
+    monkeypatch.setattr(lab.sim.ops, "release", recording)
     return seen
 
 
@@ -133,12 +136,12 @@ def test_unlock_releases_ours_with_configured_erase_and_refuses_someone_elses(
     })
     for hostname in lab.hostnames:
         lab.lock_in_paddles(hostname)
-    erase_modes = record_release_erase_modes(lab, monkeypatch)
+    erase_flags = record_release_erase_flags(lab, monkeypatch)
     done = lab.run("teuthology-lock", "--unlock", "--owner", OWNER,
                    lab.fqdn("smithi001"), lab.fqdn("smithi002"))
     assert done.returncode == 0, done
     assert lab.status("smithi001") == "Ready"
-    assert erase_modes == [("smithi001", "secure")]
+    assert erase_flags == [("smithi001", {"erase", "secure_erase"})]
     # MAAS says smithi002 is alice's: untouched, and the log says so plainly
     alice = lab.machine("smithi002")
     assert (alice["status_name"], alice["owner"]) == ("Deployed", "alice")
@@ -152,14 +155,15 @@ def test_reimage_of_a_held_deployed_node_with_another_os(mode, e2e_lab, monkeypa
         "status": "deployed", "owner": "teuthology", "osystem": "ubuntu",
         "distro_series": "jammy"}})
     lab.lock_in_paddles("smithi001")
-    erase_modes = record_release_erase_modes(lab, monkeypatch)
+    erase_flags = record_release_erase_flags(lab, monkeypatch)
     done = lab.run("teuthology-reimage", "--os-type", "rocky", "--os-version", "9",
                    "--owner", OWNER, "smithi001")
     assert done.returncode == 0, done
     machine = lab.machine("smithi001")
     assert (machine["status_name"], machine["osystem"], machine["distro_series"]) == (
         "Deployed", "rocky", "9")
-    assert erase_modes == [("smithi001", "quick")]  # the old deployment was released first
+    # the old deployment was released first, erased as configured (quick)
+    assert erase_flags == [("smithi001", {"erase", "quick_erase"})]
     node = lab.paddles.node(lab.fqdn("smithi001"))
     assert (node["locked_by"], node["os_type"]) == (OWNER, "rocky")
     assert node["os_version"].startswith("9.")  # from the node's /etc/os-release, over SSH
