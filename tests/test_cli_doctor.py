@@ -213,3 +213,13 @@ def test_fail_no_ssh_key(maas_sim: Any, config_for: Any) -> None:
     assert code == ExitCode.DOCTOR_FAIL
     assert checks["ssh key"]["status"] == "FAIL"
     assert "ssh_keys" in checks["ssh key"]["hint"]
+
+
+def test_warn_without_lab_domain(maas_sim: Any, config_for: Any) -> None:
+    config = config_for(maas_sim)
+    config.write_text(config.read_text().replace("lab_domain: front.example.com\n", ""))
+    assert "lab_domain" not in config.read_text()
+    code, checks = doctor(config)
+    assert code == ExitCode.OK
+    assert checks["lab_domain"]["status"] == "WARN"
+    assert "lab_domain" in checks["lab_domain"]["hint"]

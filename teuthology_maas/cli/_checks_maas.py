@@ -59,7 +59,19 @@ def check_config(state: DoctorState) -> list[CheckResult]:
                 "list the teuthology machine types MAAS provisions under maas.machine_types",
             )
         ]
-    return [CheckResult("config", "OK", detail)]
+    results = [CheckResult("config", "OK", detail)]
+    if not cfg.lab_domain:
+        results.append(
+            CheckResult(
+                "lab_domain",
+                "WARN",
+                "lab_domain is not set: teuthology then names nodes <host>.front.sepia.ceph.com, "
+                "and SSH to deployed nodes uses those names",
+                "set the top-level lab_domain (e.g. lab_domain: front.example.com) to the "
+                "domain of your nodes' FQDNs in paddles",
+            )
+        )
+    return results
 
 
 def os_list_from_image_map(image_map: Mapping[str, Any]) -> list[tuple[str, str]]:
