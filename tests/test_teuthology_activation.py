@@ -144,12 +144,18 @@ def test_config_switch_hands_calls_to_upstream_at_call_time(tmp_path):
         out["off_string"] = maas.get_types()
         config.load({"maas": dict(two_part_key, activate=True)})
         out["on"] = maas.get_types()
+        config.load({"maas": dict(two_part_key, activate=None)})
+        out["null"] = maas.get_types()
+        config.load({"maas": dict(two_part_key, activate=0)})
+        out["zero"] = maas.get_types()
         print(json.dumps(out))
     """.replace("GOOD", repr(GOOD)))
     assert result["off"] == ["smithi", " mira "]  # upstream's answer (and its lack of strip)
     assert result["off_string"] == ["smithi", " mira "]
     assert result["adapter_imported_while_off"] is False
     assert result["on"] == []  # ours refuses the two-part key
+    assert result["null"] == []  # `activate:` left empty means on
+    assert result["zero"] == ["smithi", " mira "]
 
 
 def test_reload_and_double_install_keep_exactly_one_patch(tmp_path):

@@ -57,14 +57,20 @@ def env_allows() -> bool:
 
 
 def config_allows() -> bool:
-    """False when teuthology's config has `maas: {activate: false}`; read at call time."""
-    from teuthology.config import config
+    """False when teuthology's config has `maas: {activate: false}` (or 0/no/off); read at call
+    time. Absent, null or unreadable means on."""
+    try:
+        from teuthology.config import config
 
-    section = config.get("maas") or {}
-    value = section.get("activate", True) if isinstance(section, dict) else True
+        section = config.get("maas") or {}
+        value = section.get("activate") if isinstance(section, dict) else None
+    except Exception:
+        return True
+    if value is None:
+        return True
     if isinstance(value, str):
         return value.strip().lower() not in _OFF
-    return value is not False and value is not None and value != 0
+    return value is not False and value != 0
 
 
 class _PatchingLoader:
