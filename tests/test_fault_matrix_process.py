@@ -121,34 +121,76 @@ def _create(provisioner) -> str:
     return "deployed"
 
 
-def test_two_processes_of_the_same_lab_racing_for_one_node(fault_lab, matrix):
-    """Two teuthology processes (same MAAS user) reimage the same node at once, as happens
-    when paddles and MAAS disagree. At most one may win; neither may leave the node held
-    without a deployment, and MAAS must not end up deploying it twice."""
+RACER = """
+import json, sys, time
+from pathlib import Path
+import teuthology_maas.provisioner as provisioner_module
+from teuthology_maas.config import MaasConfig
+from teuthology_maas.errors import MaasError
+from teuthology_maas.provisioner import MaasProvisioner
+from tests.fixtures_reliability import make_simulated_ssh
+
+provisioner_module.verify_ssh = make_simulated_ssh(None, Path(sys.argv[3]))
+config = MaasConfig.from_mapping(json.loads(sys.argv[1]))
+provisioner = MaasProvisioner(sys.argv[2], "ubuntu", "22.04", config=config)
+go = Path(sys.argv[4])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+try:
+    provisioner.create()
+    print("deployed", flush=True)
+except MaasError as exc:
+    print(f"failed: {exc}", flush=True)
+"""
+
+
+def test_two_processes_of_the_same_lab_racing_for_one_node(fault_lab, matrix, tmp_path):
+    """Two teuthology processes (same MAAS user) reimage the same node at the same moment, as
+    happens when paddles and MAAS disagree. At most one may win, the loser must say why, and
+    the node must end deployed once (by the winner) or free."""
     lab = fault_lab
     before = lab.snapshot()
-    racers = [lab.provisioner(NODE), lab.provisioner(NODE)]
-    start = threading.Barrier(2)
-
-    def race(provisioner) -> str:
-        start.wait()
-        return _create(provisioner)
-
-    with ThreadPoolExecutor(2) as pool:
-        outcomes = list(pool.map(race, racers))
+    go = tmp_path / "go"
+    section = json.dumps(_child_section(lab, deploy_timeout=20))
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, section, NODE, str(lab.ssh_root), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        for _ in range(2)
+    ]
+    try:
+        for racer in racers:
+            assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
+        go.touch()
+        outputs = [racer.communicate(timeout=60)[0] for racer in racers]
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.wait()
+    outcomes = [
+        next((line for line in out.splitlines() if line.startswith(("deployed", "failed"))), out)
+        for out in outputs
+    ]
 
     winners = outcomes.count("deployed")
     final = lab.status(NODE)
-    assert winners <= 1 or final == "Deployed", outcomes
+    losers = [_cause(o) for o in outcomes if o != "deployed"]
+    assert winners <= 1, f"both processes believe they deployed {NODE}: {outcomes}"
     for outcome in outcomes:
         if outcome != "deployed":
-            assert NODE in outcome and len(outcome) > 40, outcome  # names node and cause
+            assert outcome.startswith("failed:") and NODE in outcome, outcome
     if winners:
         assert final == "Deployed"
-        racers[outcomes.index("deployed")].release()
-    lab.wait_for(lambda: lab.status(NODE) in ("Ready", "Deployed"), timeout=10)
-    result = lab.audit(before, held=(NODE,) if lab.status(NODE) == "Deployed" else ())
-    losers = [_cause(o) for o in outcomes if o != "deployed"]
+        lab.provisioner(NODE).release()
+    lab.wait_for(lambda: lab.status(NODE) == "Ready", timeout=10)
+    result = lab.audit(before)
     matrix.note(result, f"{winners} winner(s), ended {final}; loser: {'; '.join(losers)}")
     result.assert_clean()
 
