@@ -57,6 +57,11 @@ CASES = [
     _case("ssh_timeout", {"s": 1}, "ssh_timeout", "a number of seconds"),
     _case("http_timeout", -0.5, "http_timeout", "> 0"),
     _case("poll_min_interval", "fast", "poll_min_interval", "a number of seconds"),
+    _case("poll_interval", "often", "poll_interval", "a number of seconds"),
+    _case("poll_interval", 0.1, "poll_interval", ">= 0.5"),
+    _case("ca_bundle", "/nonexistent/lab-ca.pem", "ca_bundle", "readable CA bundle"),
+    _case("lab_domain", 42, "lab_domain", "a non-empty string"),
+    _case("ssh_user", "  ", "ssh_user", "a non-empty string"),
     # TLS
     _case("verify", "/nonexistent/ca.pem", "verify", "readable CA bundle"),
     _case("verify", 1.5, "verify", "true, false, or the path of a CA bundle"),
