@@ -150,6 +150,25 @@ def test_unlock_releases_ours_with_configured_erase_and_refuses_someone_elses(
     assert not any(n["locked"] for n in lab.paddles.nodes())
 
 
+def test_unlock_by_someone_who_does_not_hold_the_lock_leaves_maas_alone(
+    mode, e2e_lab, monkeypatch
+):
+    lab = e2e_lab(mode, machines=1, machine_fields={"smithi001": {
+        "status": "deployed", "owner": "teuthology", "osystem": "ubuntu",
+        "distro_series": "jammy"}})
+    lab.lock_in_paddles("smithi001", description="/archive/someone-run/1")
+    erase_flags = record_release_erase_flags(lab, monkeypatch)
+    done = lab.run("teuthology-lock", "--unlock", "--owner", "eve@elsewhere",
+                   lab.fqdn("smithi001"))
+    assert done.returncode == 1, done  # paddles refuses eve's unlock...
+    # ...and teuthology's release-before-owner-check no longer wipes OWNER's node
+    assert erase_flags == []
+    assert (lab.status("smithi001"), lab.machine("smithi001")["owner"]) == (
+        "Deployed", "teuthology")
+    assert lab.paddles.node(lab.fqdn("smithi001"))["locked_by"] == OWNER
+    assert f"NOT releasing {lab.fqdn('smithi001')} in MAAS: paddles shows" in done.stderr, done
+
+
 def test_reimage_of_a_held_deployed_node_with_another_os(mode, e2e_lab, monkeypatch):
     lab = e2e_lab(mode, machines=1, machine_fields={"smithi001": {
         "status": "deployed", "owner": "teuthology", "osystem": "ubuntu",

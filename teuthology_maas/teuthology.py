@@ -24,6 +24,7 @@ import atexit
 import dataclasses
 import logging
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -152,20 +153,21 @@ class MAAS:
                       self.os_version, time.monotonic() - started)
 
     def release(self) -> None:
-        """Give the node back to MAAS. Refuses (OwnershipError) a node MAAS says is not ours."""
+        """Give the node back to MAAS. Refuses (OwnershipError, nothing touched) a node MAAS
+        says another MAAS user holds, and, when teuthology is unlocking it for a user, a node
+        paddles shows locked by someone else."""
         provisioner = self.provisioner()
-        _tracker.cancel(self.name)
         started = time.monotonic()
         try:
+            _check_paddles_holder(self.name)
+            _tracker.cancel(self.name)
             provisioner.release()
         except (OwnershipError, MachineNotFound) as exc:
-            # teuthology only logs what release() raises, then unlocks the node in paddles
-            # anyway: say plainly that MAAS was left untouched and why. (A non-admin key
-            # does not see another user's machine at all: that is MachineNotFound.)
-            self.log.error(
-                "NOT releasing %s in MAAS: %s. Nothing was changed in MAAS; teuthology will "
-                "still unlock it in paddles.", self.name, exc,
-            )  # fmt: skip
+            # teuthology only logs what release() raises (and may unlock the node in paddles
+            # anyway): say plainly that MAAS was left untouched and why. A non-admin key does
+            # not see another user's machine at all: that is MachineNotFound.
+            self.log.error("NOT releasing %s in MAAS: %s. Nothing was changed in MAAS.",
+                           self.name, exc)
             raise
         except MaasError as exc:
             self.log.error("Releasing %s in MAAS failed: %s", self.name, exc)
@@ -271,19 +273,59 @@ def _kill(greenlet: Any) -> None:
         log.exception("could not stop a running reimage")
 
 
-def _unlocked_in_paddles(fqdn: str) -> bool:
-    """True only when paddles answers that the node is not locked (unknown -> False)."""
+def _paddles_node(fqdn: str) -> dict[str, Any] | None:
+    """The lock server's record of a node; None when unknown or unreachable."""
     lock_server = _top("lock_server")
     if not lock_server:
-        return False
+        return None
     try:
         response = requests.get(
             os.path.join(str(lock_server), "nodes", fqdn, ""), timeout=PADDLES_TIMEOUT
         )
-        return response.ok and not response.json().get("locked")
+        node = response.json() if response.ok else None
+        return node if isinstance(node, dict) else None
     except Exception as exc:
-        log.warning("%s: cannot ask the lock server whether it is still locked: %s", fqdn, exc)
-        return False
+        log.warning("%s: cannot read its lock from the lock server: %s", fqdn, exc)
+        return None
+
+
+def _unlocked_in_paddles(fqdn: str) -> bool:
+    """True only when paddles answers that the node is not locked (unknown -> False)."""
+    node = _paddles_node(fqdn)
+    return node is not None and not node.get("locked")
+
+
+def _unlocking_user() -> str | None:
+    """The `user` of teuthology.lock.ops.unlock_one() when it is what called release().
+
+    unlock_one() calls stop_node() (our release()) before paddles checks who holds the lock,
+    and passes no user down; its frame is the only place the unlocking user is known.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if (frame.f_code.co_name == "unlock_one"
+                and frame.f_globals.get("__name__") == "teuthology.lock.ops"):
+            user = frame.f_locals.get("user")
+            return str(user) if user else None
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def _check_paddles_holder(fqdn: str) -> None:
+    """Refuse (OwnershipError) to release a node paddles shows locked by someone other than
+    the user teuthology is unlocking it for: paddles will refuse that unlock, and the node may
+    be running someone else's job."""
+    user = _unlocking_user()
+    if user is None:
+        return
+    node = _paddles_node(fqdn)
+    if node and node.get("locked") and node.get("locked_by") not in (None, user):
+        raise OwnershipError(
+            f"paddles shows {fqdn} locked by {node['locked_by']!r}, not by {user!r} who is "
+            f"unlocking it (teuthology releases before paddles checks the owner; paddles will "
+            f"refuse this unlock)",
+            machine=fqdn,
+        )
 
 
 def _release_all(reasons: dict[str, str]) -> None:
