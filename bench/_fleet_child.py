@@ -137,6 +137,15 @@ def run_ours(hostnames: list[str]) -> dict[str, Any]:
         "requests": sum(p.stats.requests for p in pollers),
         "errors": sum(p.stats.errors for p in pollers),
         "sent": POLLS,
+        # Which finish-time models held for each status_message (see _fleet_estimate).
+        "models": {
+            message: {
+                "additive": "fits" if not fits.additive.broken else "noisy",
+                "proportional": "fits" if not fits.proportional.broken else "noisy",
+            }
+            for p in pollers
+            for (_, message), fits in p.history._fits.items()
+        },
     }
     return result
 

@@ -74,6 +74,7 @@ class Variant:
             "latency_p95": self.p(self.latencies, 0.95),
             "latency_max": max(self.latencies, default=math.nan),
             "wait_p95": self.p(self.waits, 0.95),
+            "waits_sorted": [round(w, 2) for w in sorted(self.waits)],
             "work_p95": self.p(self.works, 0.95),
             "naive_p95": self.p(self.naive, 0.95),
             "requests": self.requests,

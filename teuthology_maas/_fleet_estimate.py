@@ -10,8 +10,9 @@ every node: a reboot, a POST) and proportional (the rest scales with how long th
 far: a slower disk installs and configures more slowly). While one value of a model fits the
 brackets of every finished node (the running intersection of what each allows stays non-empty,
 with a small slack) that intersection predicts; once none does (real nodes are noisy) the
-spread of the nodes' midpoint values does. The model giving the tighter window wins. Lookups
-are O(1): only running bounds are kept, never the nodes themselves.
+spread of the nodes' midpoint values does. While both models fit, the window covers both
+(early on, one or two finished nodes fit anything); the messages a node has shown each narrow
+its window. Lookups are O(1): only running bounds are kept, never the nodes themselves.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 # for the proportional one (clock and scheduling noise, not model error).
 ADDITIVE_SLACK = 0.05
 PROPORTIONAL_SLACK = 0.001
+# A model that no single value fits is used from its spread only once this many nodes show it.
+MIN_NOISY_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -104,30 +107,50 @@ class FinishEstimator:
 
     def predict(self, kind: Hashable, seen: Mapping[str, Bracket]) -> tuple[float, float] | None:
         """(earliest, latest) finish, relative to the wait's start, from the messages a node
-        has shown; None when no message has a model that fits every finished node."""
-        window: tuple[float, float] | None = None
+        has shown; None when no message has a model that finished nodes support."""
+        exact: list[tuple[float, float]] = []
+        noisy: list[tuple[float, float]] = []
         for message, appeared in seen.items():
             fits = self._fits.get((kind, message))
             if fits is None:
                 continue
-            candidates = []
-            additive = fits.additive.bounds()
-            if additive is not None:
-                candidates.append((appeared.lo + additive[0], appeared.hi + additive[1]))
-            proportional = fits.proportional.bounds()
-            if proportional is not None and appeared.lo >= 0:
-                candidates.append((appeared.lo * proportional[0], appeared.hi * proportional[1]))
-            candidates = [c for c in candidates if math.isfinite(c[1]) and c[0] <= c[1]]
-            if not candidates:
-                continue
-            best = min(candidates, key=lambda c: c[1] - c[0])
-            if window is None:
-                window = best
-                continue
-            merged = (max(window[0], best[0]), min(window[1], best[1]))
-            # Disagreeing messages: trust the tighter one rather than an empty window.
-            if merged[0] <= merged[1]:
-                window = merged
-            elif best[1] - best[0] < window[1] - window[0]:
-                window = best
-        return window
+            holding: list[tuple[float, float]] = []
+            spread: list[tuple[float, float]] = []
+            for model, window in (
+                (fits.additive, _shifted(appeared, fits.additive.bounds())),
+                (fits.proportional, _scaled(appeared, fits.proportional.bounds())),
+            ):
+                if window is None:
+                    continue
+                if not model.broken:
+                    holding.append(window)
+                elif model.count >= MIN_NOISY_SAMPLES:
+                    spread.append(window)
+            # While both models fit the finished nodes, either may be the true one.
+            if holding:
+                exact.append(_hull(holding))
+            elif spread:
+                noisy.append(min(spread, key=lambda w: w[1] - w[0]))
+        for windows in (exact, noisy):
+            if windows:
+                low = max(w[0] for w in windows)
+                high = min(w[1] for w in windows)
+                # Messages that disagree mean a model is wrong: widen rather than guess.
+                return (low, high) if low <= high else _hull(windows)
+        return None
+
+
+def _hull(windows: list[tuple[float, float]]) -> tuple[float, float]:
+    return min(w[0] for w in windows), max(w[1] for w in windows)
+
+
+def _shifted(appeared: Bracket, delta: tuple[float, float] | None) -> tuple[float, float] | None:
+    if delta is None:
+        return None
+    return appeared.lo + delta[0], appeared.hi + delta[1]
+
+
+def _scaled(appeared: Bracket, ratio: tuple[float, float] | None) -> tuple[float, float] | None:
+    if ratio is None or appeared.lo < 0 or not math.isfinite(ratio[1]):
+        return None
+    return appeared.lo * ratio[0], appeared.hi * ratio[1]

@@ -107,10 +107,11 @@ class TickPolicy:
             return interval
         opens, closes = window
         if now < opens:
-            return min(interval, self._clamp(opens - now))
-        if now <= closes:
-            # A tight prediction is checked at its end rather than a whole near tick later.
-            return min(interval, self.near, self._clamp(closes - now))
+            # Nothing can finish before the window opens, so the first poll that matters is
+            # one near tick into it: a finish right at the opening waits at most that long.
+            return min(interval, self._clamp(opens - now + self.near))
+        if now < closes:
+            return min(interval, self.near)
         # Later than every estimate: keep looking often, backing off as the estimate ages.
         return min(interval, self._clamp((now - closes) * BACKOFF_RATIO, self.near))
 

@@ -199,13 +199,15 @@ class StatusPoller:
             )
             self._thread.start()
 
-    def _reschedule(self, now: float) -> None:
-        """Recompute when the next poll is due (caller holds the lock)."""
+    def _reschedule(self, now: float, *, since: float | None = None) -> None:
+        """Recompute when the next poll is due (caller holds the lock). The delay counts from
+        `since` (the start of the poll just made) so that slow answers of a loaded MAAS do not
+        stretch the tick: a 1 s answer with a 1.5 s tick still polls every 1.5 s."""
         if not self._waiters:
             self._due = None
             return
         delay = self.policy.next_interval((w.timing() for w in self._waiters), now, self.history)
-        due = now + delay
+        due = (now if since is None else since) + delay
         if self._last_poll is not None:
             due = max(due, self._last_poll + self.policy.fast)
         self._due = due if self._due is None else min(self._due, due)
@@ -238,7 +240,7 @@ class StatusPoller:
                     self._last_error = "unexpected error in the poller (logged)"
             with self._cond:
                 # Any kick or new waiter during the poll already set an earlier due time.
-                self._reschedule(time.monotonic())
+                self._reschedule(time.monotonic(), since=self._last_poll)
 
     def _poll(self, system_ids: list[str]) -> None:
         self.stats.ticks += 1
