@@ -130,3 +130,15 @@ def test_messages_never_seen_by_a_finished_node_predict_nothing():
     assert history.predict(DEPLOY, {"Installing OS": Bracket(100.0, 110.0)}) is None
     assert history.predict(RELEASE, {"Rebooting": Bracket(449.0, 450.0)}) is None
     assert history.total(DEPLOY) == (499.0, 500.0)
+
+
+def test_learning_stops_at_a_bounded_number_of_distinct_messages(monkeypatch):
+    from teuthology_maas import _fleet_estimate
+
+    monkeypatch.setattr(_fleet_estimate, "MAX_MESSAGES", 2)
+    history = FinishEstimator()
+    for n in range(5):
+        history.learn(DEPLOY, Bracket(99.0, 100.0), {f"Marking node failed - reason {n}":
+                                                       Bracket(9.0, 10.0)})
+    assert history.predict(DEPLOY, {"Marking node failed - reason 1": Bracket(9.0, 10.0)})
+    assert history.predict(DEPLOY, {"Marking node failed - reason 4": Bracket(9.0, 10.0)}) is None

@@ -27,6 +27,9 @@ ADDITIVE_SLACK = 0.05
 PROPORTIONAL_SLACK = 0.001
 # A model that no single value fits is used from its spread only once this many nodes show it.
 MIN_NOISY_SAMPLES = 3
+# status_messages can carry free text (a failure reason); past this many distinct ones a
+# long-lived process stops learning new ones instead of growing without bound.
+MAX_MESSAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,11 @@ class FinishEstimator:
         totals.hi = max(totals.hi, finished.hi)
         totals.count += 1
         for message, appeared in seen.items():
-            fits = self._fits.setdefault((kind, message), _MessageFits())
+            fits = self._fits.get((kind, message))
+            if fits is None:
+                if len(self._fits) >= MAX_MESSAGES:
+                    continue
+                fits = self._fits[(kind, message)] = _MessageFits()
             fits.additive.add(finished.lo - appeared.hi, finished.hi - appeared.lo, ADDITIVE_SLACK)
             if appeared.hi > 0:
                 low = finished.lo / appeared.hi
