@@ -174,3 +174,20 @@ def targets(variants: Sequence[Variant]) -> str:
             f"{ours200.wall_unscaled:.0f} unscaled s)"
         )
     return "\n".join(lines)
+
+
+def request_breakdown(variants: Sequence[Variant], nodes: int) -> str:
+    """MAAS requests per node by kind at one N, ours next to upstream."""
+    chosen = [v for v in variants if v.nodes == nodes]
+    kinds = sorted({k for v in chosen for k in v.request_kinds})
+    if not chosen or not kinds:
+        return ""
+    width = max(len(k) for k in kinds)
+    header = f"{'requests per node at N=' + str(nodes):<{width}} " + " ".join(
+        f"{v.impl:>9}" for v in chosen
+    )
+    lines = [header, "-" * len(header)]
+    for kind in kinds:
+        counts = " ".join(f"{v.request_kinds.get(kind, 0) / v.nodes:>9.2f}" for v in chosen)
+        lines.append(f"{kind:<{width}} {counts}")
+    return "\n".join(lines)

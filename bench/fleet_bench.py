@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fleet_stats import Variant, ratios, table, targets
+from _fleet_stats import Variant, ratios, request_breakdown, table, targets
 
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
 
@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     print(ratios(variants))
     print()
     print(targets(variants))
+    print()
+    breakdown_at = 50 if 50 in sizes else max(sizes)
+    print(request_breakdown(variants, breakdown_at))
     print()
     print("How it was driven:")
     for note in dict.fromkeys(n for v in variants for n in v.notes):
