@@ -107,9 +107,10 @@ def run_ours(hostnames: list[str]) -> dict[str, Any]:
     NOTES.append(
         f"ours: poll_interval={cfg.poll_interval:.4g} s, poll_min_interval="
         f"{cfg.poll_min_interval:.4g} s (10 s and 0.5 s scaled by 1/{FACTOR:g}); one "
-        "MaasProvisioner (and client) per node as the teuthology adapter makes them; "
-        "lock_after_deploy=true; verify_ssh (SSH) stubbed out"
+        "MaasProvisioner per node sharing one MaasClient per process, as the teuthology "
+        "adapter makes them; lock_after_deploy=true; verify_ssh (SSH) stubbed out"
     )
+    shared = MaasClient.from_config(cfg)
     provisioner.verify_ssh = lambda fqdn, config, **kw: {"ID": "ubuntu", "VERSION_ID": "22.04"}
     original = MaasClient.list_machines
 
@@ -127,7 +128,7 @@ def run_ours(hostnames: list[str]) -> dict[str, Any]:
 
     def create(hostname: str) -> None:
         provisioner.MaasProvisioner(
-            f"{hostname}.{JOB['lab_domain']}", "ubuntu", "22.04", config=cfg
+            f"{hostname}.{JOB['lab_domain']}", "ubuntu", "22.04", config=cfg, client=shared
         ).create()
 
     result = drive(hostnames, create)
