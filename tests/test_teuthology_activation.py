@@ -33,7 +33,7 @@ socket.socket.connect = _record
 
 
 def run_python(tmp_path: Path, code: str, *, config: dict | None = None, prelude: str = "",
-               **env: str) -> dict:
+               capture_stderr: bool = False, **env: str) -> dict:
     config_path = tmp_path / "teuthology.yaml"
     config_path.write_text(json.dumps(config or {}))
     child_env = {k: v for k, v in os.environ.items()
@@ -42,7 +42,10 @@ def run_python(tmp_path: Path, code: str, *, config: dict | None = None, prelude
     done = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], env=child_env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if capture_stderr:
+        result["stderr"] = done.stderr
+    return result
 
 
 GOOD = {"api_url": "http://127.0.0.1:9/MAAS/", "api_key": "ck:tk:secret",
@@ -156,6 +159,19 @@ def test_config_switch_hands_calls_to_upstream_at_call_time(tmp_path):
     assert result["on"] == []  # ours refuses the two-part key
     assert result["null"] == []  # `activate:` left empty means on
     assert result["zero"] == ["smithi", " mira "]
+
+
+def test_an_adapter_that_cannot_be_imported_falls_back_to_upstream_loudly(tmp_path):
+    done_json = run_python(tmp_path, """
+        import json, sys
+        sys.modules["teuthology_maas.teuthology"] = None  # makes its import fail
+        from teuthology.config import config
+        import teuthology.provision.maas as maas
+        config.load({"maas": dict(GOOD, api_key="ck:tk")})
+        print(json.dumps({"types": [maas.get_types(), maas.get_types()]}))
+    """.replace("GOOD", repr(GOOD)), capture_stderr=True)
+    assert done_json["types"] == [["smithi", " mira "]] * 2  # upstream's answer, no crash
+    assert done_json["stderr"].count("teuthology_maas.teuthology cannot be imported") == 1
 
 
 def test_reload_and_double_install_keep_exactly_one_patch(tmp_path):

@@ -118,12 +118,31 @@ class MaasActivationFinder:
         return None
 
 
+_broken_adapter_reported = False
+
+
+def _adapter() -> ModuleType | None:
+    """teuthology_maas.teuthology, or None (reported once) when it cannot be imported: a
+    broken install must not take teuthology's lock paths down with it."""
+    global _broken_adapter_reported
+    try:
+        from teuthology_maas import teuthology as adapter
+    except Exception:
+        if not _broken_adapter_reported:
+            _broken_adapter_reported = True
+            _log().error(
+                "teuthology_maas is installed but teuthology_maas.teuthology cannot be "
+                "imported; teuthology's own MAAS code answers instead", exc_info=True,
+            )  # fmt: skip
+        return None
+    return adapter
+
+
 def _dispatcher(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     def dispatch(*args: Any, **kwargs: Any) -> Any:
-        if not config_allows():
+        adapter = _adapter() if config_allows() else None
+        if adapter is None:
             return original(*args, **kwargs)
-        from teuthology_maas import teuthology as adapter
-
         return getattr(adapter, name)(*args, **kwargs)
 
     dispatch.__name__ = dispatch.__qualname__ = name
