@@ -19,7 +19,7 @@ import time
 from teuthology_maas import _decide, images, userdata
 from teuthology_maas._decide import CreateStep, ReleaseStep
 from teuthology_maas._lifecycle import NodeActions, describe_error, ended_in
-from teuthology_maas._signals import sigterm_exits
+from teuthology_maas._signals import sigterm_exits, stopped_at_exit, wait_for_siblings
 from teuthology_maas._verify import os_mismatch, verify_ssh
 from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
@@ -166,8 +166,15 @@ class MaasProvisioner:
 
     def create(self) -> None:
         """Deploy a fresh `os_type os_version` and verify it over SSH (DeploymentFailed if not)."""
-        with sigterm_exits():
-            self._create()
+        # How long an interrupted create() may take to clean up: abort, forensics, release.
+        stop_timeout = self.config.abort_timeout + 60.0
+        with sigterm_exits(), stopped_at_exit(stop_timeout):
+            try:
+                self._create()
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    wait_for_siblings(stop_timeout)
+                raise
 
     def _create(self) -> None:
         username = self.username
