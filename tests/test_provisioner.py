@@ -364,7 +364,7 @@ def test_losing_the_allocation_race_changes_nothing(lab_factory):
     assert_free(lab)
 
 
-def test_parallel_creates_where_one_fails_touch_only_the_failed_node(lab_factory):
+def test_parallel_creates_share_questions_and_one_failure_touches_only_its_node(lab_factory):
     # teuthology's lock-many reimages nodes in parallel, one provisioner per node.
     import threading
 
@@ -385,6 +385,10 @@ def test_parallel_creates_where_one_fails_touch_only_the_failed_node(lab_factory
     for thread in threads:
         thread.join()
     assert set(errors) == {"smithi002"}
+    # Questions every node would ask are asked once: who we are, which images are synced.
+    log = list(lab.sim.request_log)
+    assert [r.op for r in log].count("whoami") == 1
+    assert sum("boot-resources" in r.path for r in log) == 1
     assert isinstance(errors["smithi002"], DeploymentFailed)
     assert "smithi002" in str(errors["smithi002"])
     assert_deployed_by_us(lab, "smithi001")

@@ -13,18 +13,19 @@ import getpass
 import logging
 import os
 import socket
-import threading
 import time
 
 from teuthology_maas import _decide, images, userdata
 from teuthology_maas._decide import CreateStep, ReleaseStep
 from teuthology_maas._lifecycle import NodeActions, describe_error, ended_in
+from teuthology_maas._shared import CachedBootResources, shared_client, username_of
 from teuthology_maas._signals import sigterm_exits, stopped_at_exit, wait_for_siblings
 from teuthology_maas._verify import os_mismatch, verify_ssh
 from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import (
     DeploymentFailed,
+    ImageNotAvailable,
     MaasTimeout,
     MachineNotFound,
     MachineStateError,
@@ -44,33 +45,6 @@ log = logging.getLogger(__name__)
 # A create() or release() that needs more steps than this is chasing a machine someone else
 # keeps changing; stop and say so instead of looping.
 _MAX_STEPS = 8
-
-
-_clients: dict[tuple[object, ...], MaasClient] = {}
-_clients_lock = threading.Lock()
-_clients_pid = os.getpid()
-
-
-def shared_client(config: MaasConfig) -> MaasClient:
-    """One client per MAAS endpoint and key per process: teuthology makes a provisioner per
-    node, and sharing keeps one connection pool and one whoami() for all of them."""
-    global _clients_pid
-    key = (
-        config.api_url,
-        config.api_key.consumer_key,
-        config.api_key.token_key,
-        config.verify,
-        config.http_timeout,
-        config.max_concurrent_actions,
-    )
-    with _clients_lock:
-        if _clients_pid != os.getpid():  # a forked child must not share its parent's sockets
-            _clients.clear()
-            _clients_pid = os.getpid()
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = MaasClient.from_config(config)
-        return client
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -131,8 +105,7 @@ class MaasProvisioner:
     @property
     def username(self) -> str:
         """The MAAS user our API key belongs to (asked once per client)."""
-        # whoami() records the answer on the client, so each client asks MAAS only once.
-        return self.client.username or str(self.client.whoami()["username"])
+        return username_of(self.client)
 
     def machine(self) -> Machine:
         """The one MAAS machine whose hostname is our short name (MachineNotFound otherwise)."""
@@ -182,7 +155,10 @@ class MaasProvisioner:
         # Everything that can be checked is checked before MAAS is asked to change anything.
         _decide.next_create_step(machine, username)
         spec = images.resolve(self.os_type, self.os_version, self.config.image_map)
-        images.ensure_available(self.client, spec, machine)
+        try:
+            images.ensure_available(CachedBootResources(self.client), spec, machine)
+        except ImageNotAvailable:  # perhaps imported since the copy was taken: ask MAAS
+            images.ensure_available(CachedBootResources(self.client, fresh=True), spec, machine)
         user_data = userdata.render_user_data(
             self.config,
             hostname=machine.hostname,
