@@ -114,11 +114,17 @@ def run_variant(impl: str, durations: list[float], factor: float, mode: str) -> 
             stderr=stderr, env=env,
         )  # fmt: skip
         assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(json.dumps(job).encode())
-        child.stdin.close()
-        output = child.stdout.read()
-        # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would mix variants).
-        _, status, usage = os.wait4(child.pid, 0)
+        try:
+            child.stdin.write(json.dumps(job).encode())
+            child.stdin.close()
+            output = child.stdout.read()
+            # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would mix variants).
+            _, status, usage = os.wait4(child.pid, 0)
+        except BaseException:
+            # Interrupted (Ctrl-C): the child must not outlive the simulator it talks to.
+            child.kill()
+            child.wait()
+            raise
         child.returncode = os.waitstatus_to_exitcode(status)
         exited = time.monotonic()
         if child.returncode != 0:
