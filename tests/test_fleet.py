@@ -419,3 +419,35 @@ def test_poller_for_defaults_to_the_documented_intervals():
         assert (poller.policy.fast, poller.policy.slow) == (0.5, 10.0)
     finally:
         fleet.forget_pollers()
+
+
+def _wait_through_two_polls(client: FakeMaas, poller: fleet.StatusPoller, system_id: str,
+                            *, kick: bool):
+    seen = len(client.list_calls())
+
+    def finish_later() -> None:
+        eventually(lambda: len(client.list_calls()) >= seen + 2, "two polls of the running job")
+        client.set(system_id, NodeStatus.DEPLOYED, "Deployed")
+
+    finisher = threading.Thread(target=finish_later)
+    finisher.start()
+    if kick:
+        poller.kick()  # what the provisioner does right after its deploy POST
+    machine = poller.wait(system_id, targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE, timeout=10)
+    finisher.join(10)
+    return machine
+
+
+def test_only_waits_that_follow_an_action_teach_finish_times():
+    client = FakeMaas()
+    client.add("found-busy", NodeStatus.DEPLOYING, "Installing OS")
+    client.add("ours", NodeStatus.DEPLOYING, "Deploying")
+    poller = make_poller(client)
+    # a machine found mid-deploy: its wait did not start with the deploy
+    machine = _wait_through_two_polls(client, poller, "found-busy", kick=False)
+    assert machine.status is NodeStatus.DEPLOYED
+    assert poller.history.total(frozenset(DEPLOY_TARGET)) is None
+
+    machine = _wait_through_two_polls(client, poller, "ours", kick=True)
+    assert machine.status is NodeStatus.DEPLOYED
+    assert poller.history.total(frozenset(DEPLOY_TARGET)) is not None

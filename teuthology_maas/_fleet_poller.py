@@ -74,6 +74,7 @@ class StatusPoller:
         self._waiters: list[Waiter] = []
         self._thread: threading.Thread | None = None
         self._last_poll: float | None = None
+        self._last_kick: float | None = None
         self._due: float | None = None
         self._last_error: str | None = None
 
@@ -110,9 +111,12 @@ class StatusPoller:
         """An action was just taken: poll soon (once; a new wait() ticks fast by itself).
 
         Kicks do not make the whole fleet tick fast: in a 200-node run every node's lock or
-        deploy kicks, and each would otherwise cost a burst of polls for everyone."""
+        deploy kicks, and each would otherwise cost a burst of polls for everyone. A wait()
+        begun right after a kick is taken to time the action itself, and what it sees teaches
+        the finish-time estimator."""
         with self._cond:
             now = time.monotonic()
+            self._last_kick = now
             earliest = now if self._last_poll is None else self._last_poll + self.policy.fast
             self._due = max(now, earliest) if self._due is None else min(self._due, earliest)
             self._cond.notify_all()
@@ -151,6 +155,12 @@ class StatusPoller:
             expected=expected_duration,
         )
         with self._cond:
+            # Learned timings count from the start of the wait; that is the start of the job
+            # only when the wait follows the action (and its kick) at once, not for a machine
+            # found already busy.
+            waiter.anchored = (
+                self._last_kick is not None and now - self._last_kick <= self.policy.fast
+            )
             self._waiters.append(waiter)
             self._reschedule(now)
             self._ensure_thread()
@@ -319,7 +329,7 @@ class StatusPoller:
                 if machine is None:
                     continue
                 reached = waiter.observe(machine, sent, received)
-                if reached is not None:
+                if reached is not None and waiter.anchored:
                     self.history.learn(waiter.kind, reached, waiter.seen)
                 if waiter.outcome is not None:
                     self._remove(waiter)

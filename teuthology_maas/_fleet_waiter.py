@@ -44,6 +44,8 @@ class Waiter:
     seen: dict[str, Bracket] = field(default_factory=dict)
     # Send time of the latest poll that answered about this machine.
     last_sent: float | None = None
+    # Whether the wait began right after an action, so its timings can teach the estimator.
+    anchored: bool = False
 
     @property
     def kind(self) -> frozenset[NodeStatus]:
