@@ -21,8 +21,8 @@ def policy(jitter: float = 0.0) -> TickPolicy:
 def test_fast_right_after_an_action_then_slower_up_to_the_slowest_tick():
     p, history = policy(), FinishEstimator()
     timing = WaitTiming(started=100.0, kind=DEPLOY)
-    assert p.interval_for(timing, 100.0, history) == 0.5
-    assert p.interval_for(timing, 104.0, history) == 1.0
+    assert p.interval_for(timing, 100.0, history) == 1.5  # the near tick: 3 x 0.5 s
+    assert p.interval_for(timing, 108.0, history) == 2.0
     assert p.interval_for(timing, 120.0, history) == 5.0
     assert p.interval_for(timing, 400.0, history) == 10.0
 
@@ -32,7 +32,7 @@ def test_a_fresh_waiter_makes_the_tick_fast_for_everyone():
     old = WaitTiming(started=0.0, kind=DEPLOY)
     fresh = WaitTiming(started=299.0, kind=DEPLOY)
     assert p.next_interval([old], 300.0, history) == 10.0
-    assert p.next_interval([old, fresh], 300.0, history) == 0.5
+    assert p.next_interval([old, fresh], 300.0, history) == 1.5
 
 
 def test_the_expected_duration_brings_the_next_poll_to_the_window_and_keeps_it_near():
@@ -87,8 +87,8 @@ def test_a_message_seen_by_finished_nodes_predicts_a_tight_window():
 def test_next_interval_serves_the_most_urgent_waiter_with_bounded_jitter():
     history = FinishEstimator()
     calm = WaitTiming(started=0.0, kind=DEPLOY)
-    fresh = WaitTiming(started=995.0, kind=DEPLOY)
-    assert policy().next_interval([calm, fresh], 999.0, history) == 1.0
+    fresh = WaitTiming(started=990.0, kind=DEPLOY)
+    assert policy().next_interval([calm, fresh], 999.0, history) == 2.25
     jittery = policy(jitter=0.1)
     values = [jittery.next_interval([calm], 999.0, history) for _ in range(200)]
     assert all(9.0 <= v <= 11.0 for v in values)

@@ -4,9 +4,13 @@ One request per tick serves every waiting node, so the tick is the only cost kno
 right after an action (a failed power-on or a refused deploy shows up within seconds), grows
 with the time since the action while an install runs (nothing to see mid-install), and is short
 again around the moment a node is expected to finish, because that is when added latency is
-made. "Expected to finish" comes from, in order of trust: what this process has already seen
-nodes do after the status_messages a node has shown (`_fleet_estimate`), how long earlier waits
-of the same kind took, the caller's `expected_duration`, and MAAS's last deployment phase
+made. "Short" is the near tick, 3 x `poll_min_interval` (1.5 s by default), also the most
+often kicks can make it poll, so a burst of hundreds of actions costs one poll per near tick;
+`poll_min_interval` itself is the floor between any two polls.
+
+"Expected to finish" comes from, in order of trust: what this process has already seen nodes
+do after the status_messages a node has shown (`_fleet_estimate`), how long earlier waits of
+the same kind took, the caller's `expected_duration`, and MAAS's last deployment phase
 ("Rebooting").
 
 Pure logic on monotonic timestamps, no threads and no I/O, so it is tested with plain numbers.
@@ -24,8 +28,8 @@ from teuthology_maas._fleet_estimate import Bracket, FinishEstimator
 # The interval grows to this fraction of the time since the last action: a node that has been
 # busy for 40 s is rarely done within the next 10 s, one busy for 2 s often is.
 BACKOFF_RATIO = 0.25
-# Around an expected finish the tick is this many times the fastest tick (1.5 s by default):
-# the worst-case added latency there, at a third of the requests of the fastest tick.
+# Right after an action and around an expected finish the tick is this many times the fastest
+# (1.5 s by default): the worst-case added latency there, at a third of the requests.
 NEAR_FACTOR = 3.0
 # How far before / after an estimate the "near" window opens / closes, as fractions of it.
 EARLY_MARGIN = 0.1
@@ -101,7 +105,7 @@ class TickPolicy:
     def interval_for(self, timing: WaitTiming, now: float, history: FinishEstimator) -> float:
         """The delay this waiter alone would want before the next poll (no jitter)."""
         since_action = now - timing.started
-        interval = self._clamp(since_action * BACKOFF_RATIO)
+        interval = self._clamp(since_action * BACKOFF_RATIO, self.near)
         window = self.finish_window(timing, history)
         if window is None:
             return interval

@@ -108,7 +108,8 @@ class StatusPoller:
                 self._reschedule(time.monotonic())
 
     def kick(self) -> None:
-        """An action was just taken: poll soon (once; a new wait() ticks fast by itself).
+        """An action was just taken: poll soon (once, within a near tick of the previous poll;
+        a new wait() ticks fast by itself).
 
         Kicks do not make the whole fleet tick fast: in a 200-node run every node's lock or
         deploy kicks, and each would otherwise cost a burst of polls for everyone. A wait()
@@ -117,7 +118,7 @@ class StatusPoller:
         with self._cond:
             now = time.monotonic()
             self._last_kick = now
-            earliest = now if self._last_poll is None else self._last_poll + self.policy.fast
+            earliest = now if self._last_poll is None else self._last_poll + self.policy.near
             self._due = max(now, earliest) if self._due is None else min(self._due, earliest)
             self._cond.notify_all()
 
