@@ -451,3 +451,9 @@ def test_only_waits_that_follow_an_action_teach_finish_times():
     machine = _wait_through_two_polls(client, poller, "ours", kick=True)
     assert machine.status is NodeStatus.DEPLOYED
     assert poller.history.total(frozenset(DEPLOY_TARGET)) is not None
+
+
+def test_reconfiguring_with_a_slowest_tick_below_the_fastest_keeps_polling_at_the_fastest():
+    poller = make_poller(FakeMaas())
+    poller.configure(min_interval=2.0, max_interval=1.0)
+    assert (poller.policy.fast, poller.policy.slow) == (2.0, 2.0)

@@ -103,6 +103,8 @@ class StatusPoller:
         with self._cond:
             fast = self.policy.fast if min_interval is None else min_interval
             slow = self.policy.slow if max_interval is None else max_interval
+            # A slowest tick below the fastest one means "always the fastest", not an error.
+            slow = max(slow, fast)
             if (fast, slow) != (self.policy.fast, self.policy.slow):
                 self.policy = TickPolicy(fast, slow, jitter=self.policy.jitter)
                 self._reschedule(time.monotonic())
