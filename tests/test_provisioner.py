@@ -189,6 +189,8 @@ def test_missing_image_fails_before_any_state_change_listing_what_is_synced(lab_
     assert "ubuntu/noble" in str(info.value)
     assert "ubuntu/jammy" in info.value.available
     assert lab.posts(since=since) == []
+    # The shared copy of the image list said "missing": MAAS itself was asked again.
+    assert sum("boot-resources" in r.path for r in lab.sim.request_log[since:]) == 2
     assert_free(lab)
 
 
