@@ -142,3 +142,32 @@ def test_each_key_is_its_own_user(maas_sim):
     assert (alice["username"], alice["is_superuser"]) == ("alice", False)
     users = maas_sim.http().get("users/").json()
     assert [u["username"] for u in users] == ["admin", "alice", "teuthology"]
+
+
+def test_anonymous_only_resources_serve_signed_and_unsigned_callers_alike(maas_sim):
+    """version/ and describe/ have only an anonymous handler; real MAAS serves them to
+    authenticated callers too (python-libmaas reads the version signed)."""
+    from requests_oauthlib import OAuth1
+
+    ck, tk, ts = maas_sim.api_key.split(":")
+    hmac_signed = OAuth1(ck, "", tk, ts, signature_method="HMAC-SHA1")
+    query_signed = OAuth1(ck, "", tk, ts, signature_method="PLAINTEXT", signature_type="query")
+    for path in ("version/", "describe/"):
+        answers = {
+            "unsigned": maas_sim.http(None).get(path),
+            "plaintext header": maas_sim.http().get(path),
+            "admin key": maas_sim.http("admin").get(path),
+            "hmac-sha1": requests.get(maas_sim.api_url + path, auth=hmac_signed, timeout=5),
+            "query string": requests.get(maas_sim.api_url + path, auth=query_signed, timeout=5),
+        }
+        bodies = set()
+        for how, answer in answers.items():
+            assert answer.status_code == 200, (path, how, answer.text)
+            assert "Unrecognised signature" not in answer.text
+            bodies.add(answer.text)
+        assert len(bodies) == 1, f"{path} answers differ between signed and unsigned callers"
+    version = maas_sim.http().get("version/").json()
+    assert version["version"] == "3.5.4" and "authenticate-api" in version["capabilities"]
+    describe = maas_sim.http().get("describe/")
+    assert describe.headers["Content-Type"] == "application/json"
+    assert any(r["name"] == "VersionHandler" for r in describe.json()["resources"])
