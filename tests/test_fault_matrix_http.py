@@ -9,6 +9,7 @@ no operation took effect twice (counted in the simulator's request log).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -161,6 +162,8 @@ def test_409_without_retry_after_is_final_and_explained(fault_lab, matrix, op):
 
     assert error is not None, f"a 409 on {op} went unreported"
     assert body in str(error), str(error)
+    # MAAS's text ends with its own full stop; ours must not add a second one.
+    assert not re.search(r"(?<!\.)\.\.(?!\.)", str(error)), str(error)
     assert len(posts(lab.sim, op, status=409)) == 1, "a state conflict was retried blindly"
     if op in ("allocate", "deploy"):
         # create() put back what it had taken.

@@ -190,7 +190,7 @@ class NodeActions:
             return
         found = forensics.collect(self.client, machine)
         raise ReleaseFailed(
-            f"releasing {self.name} failed: {ended_in(machine, 'the release')}. "
+            f"releasing {self.name} failed: {sentence(ended_in(machine, 'the release'))} "
             f"MAAS: {found.summary()}",
             machine=machine.hostname,
             system_id=machine.system_id,
@@ -207,7 +207,7 @@ class NodeActions:
             recovery = recover_stuck_release(self)
             found = forensics.collect(self.client, recovery.machine)
             raise ReleaseFailed(
-                f"releasing {self.name} timed out: {exc}; {recovery.describe()}. "
+                f"releasing {self.name} timed out: {exc}; {sentence(recovery.describe())} "
                 f"MAAS: {found.summary()}",
                 machine=recovery.machine.hostname,
                 system_id=self.system_id,
@@ -328,6 +328,13 @@ def ended_in(machine: Machine, what: str) -> str:
     if machine.status is NodeStatus.ALLOCATED:
         return f"MAAS reverted {what} to Allocated (usually: it could not power-control the node)"
     return f"MAAS ended {what} in {machine.status_name}"
+
+
+def sentence(text: str) -> str:
+    """`text` ending in exactly one full stop, for joining into a longer message: MAAS's own
+    messages usually end with one already ("No machine with system ID x available.")."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def describe_error(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ import time
 
 from teuthology_maas import _decide, images, userdata
 from teuthology_maas._decide import CreateStep, ReleaseStep
-from teuthology_maas._lifecycle import NodeActions, describe_error, ended_in
+from teuthology_maas._lifecycle import NodeActions, describe_error, ended_in, sentence
 from teuthology_maas._shared import CachedBootResources, shared_client, username_of
 from teuthology_maas._signals import sigterm_exits, stopped_at_exit, wait_for_siblings
 from teuthology_maas._verify import os_mismatch, verify_ssh
@@ -259,8 +259,8 @@ class MaasProvisioner:
         else:
             outcome = "nothing was changed in MAAS"
         message = (
-            f"deploying {self.os_type} {self.os_version} on {node.name} failed: {cause}. "
-            f"MAAS: {forensics.summary()}. Clean-up: {outcome}"
+            f"deploying {self.os_type} {self.os_version} on {node.name} failed: "
+            f"{sentence(cause)} MAAS: {sentence(forensics.summary())} Clean-up: {outcome}"
         )
         log.error("%s", message)
         log.debug("forensics for %s:\n%s", node.name, forensics.report())
@@ -291,7 +291,8 @@ class MaasProvisioner:
         except Exception as exc:
             forensics = collect(self.client, node.last)
             raise ReleaseFailed(
-                f"releasing {node.name} failed: {describe_error(exc)}. MAAS: {forensics.summary()}",
+                f"releasing {node.name} failed: {sentence(describe_error(exc))} "
+                f"MAAS: {forensics.summary()}",
                 machine=node.last.hostname,
                 system_id=node.system_id,
                 status=forensics.status_name,

@@ -34,6 +34,7 @@ import requests
 from teuthology import misc
 from teuthology.config import config as teuthology_config
 
+from teuthology_maas._lifecycle import sentence
 from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
@@ -166,8 +167,8 @@ class MAAS:
             # teuthology only logs what release() raises (and may unlock the node in paddles
             # anyway): say plainly that MAAS was left untouched and why. A non-admin key does
             # not see another user's machine at all: that is MachineNotFound.
-            self.log.error("NOT releasing %s in MAAS: %s. Nothing was changed in MAAS.",
-                           self.name, exc)
+            self.log.error("NOT releasing %s in MAAS: %s Nothing was changed in MAAS.",
+                           self.name, sentence(str(exc)))
             raise
         except MaasError as exc:
             self.log.error("Releasing %s in MAAS failed: %s", self.name, exc)
