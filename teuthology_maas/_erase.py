@@ -13,9 +13,10 @@ from teuthology_maas.config import ERASE_MODES
 
 # MAAS's built-in release script that erases disks (what erase/quick_erase/secure_erase run).
 WIPE_DISKS_SCRIPT = "wipe-disks"
-# A lab-provided MAAS release script for the Ceph-aware wipe. MAAS's quick erase clears only the
-# first and last MiB of each disk, while BlueStore keeps copies of its label at 1, 10, 100 and
-# 1000 GiB; a disk that still carries them can be mistaken for an OSD by the next job.
+# A lab-provided MAAS release script for the Ceph-aware wipe. MAAS's quick erase (wipe-disks)
+# runs wipefs and zeroes only the first and last 2 MiB of each disk, while BlueStore keeps copies
+# of its label at 1, 10, 100 and 1000 GiB; a disk that still carries them can be mistaken for an
+# OSD by the next job.
 CEPH_WIPE_SCRIPT = "wipe-ceph-bluestore"
 CEPH_LABEL_OFFSETS_GIB = (0, 1, 10, 100, 1000)
 
