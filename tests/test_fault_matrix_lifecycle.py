@@ -47,7 +47,12 @@ def inventory(*extra: dict) -> dict:
         },
     ]
     machines += list(extra)
-    return {"machines": machines, "timings": dict(FAST_TIMINGS)}
+    # the lab uploaded the Ceph-aware release script that `erase: ceph` runs
+    return {
+        "machines": machines,
+        "timings": dict(FAST_TIMINGS),
+        "release_scripts": ["wipe-disks", "wipe-ceph-bluestore"],
+    }
 
 
 @pytest.fixture

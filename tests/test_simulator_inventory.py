@@ -52,6 +52,7 @@ def test_the_example_inventory_loads_and_serves(tmp_path):
     assert sim.machine("mira002")["status_name"] == "Broken"
     assert sim.machine("arm001")["architecture"] == "arm64/generic"
     assert len(sim.faults.active()) == 2
+    assert inventory.release_scripts == ("wipe-disks", "wipe-ceph-bluestore")
 
 
 def test_machine_fields_from_the_inventory():

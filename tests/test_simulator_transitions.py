@@ -15,7 +15,8 @@ INVENTORY = {
         {"hostname": "alices", "status": "allocated", "owner": "alice"},
         {"hostname": "fresh", "status": "new"},
         {"hostname": "manual", "power_type": "manual"},
-    ]
+    ],
+    "release_scripts": ["collect-logs"],
 }
 
 
@@ -274,7 +275,8 @@ def test_release_of_an_allocated_powered_off_machine_is_immediate(lab):
         ([("quick_erase", "true")], "Disk erasing", 120),
         ([("secure_erase", "true")], "Disk erasing", 300),
         ([("erase", "false")], "Releasing", 60),
-        ([("scripts", "wipe-disks,collect-logs")], "Releasing", 900),
+        ([("scripts", "wipe-disks,collect-logs")], "Releasing", 900 + 60),
+        ([("scripts", "collect-logs")], "Releasing", 60),
     ],
 )
 def test_release_erase_variants(lab, fields, status, seconds):

@@ -190,7 +190,9 @@ class CollectionOps:
             machine = known[system_id]
             if machine.status == NodeStatus.READY:
                 continue
-            self._start_release(machine, user, erase_mode=None, other_scripts=False, form=form)
+            self._start_release(
+                machine, user, erase_mode=None, scripts=(), script_params={}, form=form
+            )
             released.append(system_id)
         return released
 
@@ -200,16 +202,18 @@ class CollectionOps:
         user: UserSpec,
         *,
         erase_mode: str | None,
-        other_scripts: bool,
+        scripts: tuple[str, ...],
+        script_params: dict[str, dict[str, str]],
         form: Params,
     ) -> None:
-        kinds = {"release_stuck", "release_fail"} | ({"erase_fail"} if erase_mode else set())
+        kinds = {"release_stuck", "release_fail"} | ({"erase_fail"} if scripts else set())
         fault = self.faults.behaviour(kinds, machine_names=machine.names(), user=user.username)
         self.state.releases.start(
             machine,
             user.username,
             erase_mode=erase_mode,
-            other_scripts=other_scripts,
+            scripts=scripts,
+            script_params=script_params,
             comment=form.get("comment") or "",
             fault=fault,
         )

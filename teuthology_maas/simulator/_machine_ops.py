@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from teuthology_maas.models import NodeStatus
@@ -17,8 +18,8 @@ from teuthology_maas.simulator._collection_ops import (
 )
 from teuthology_maas.simulator._errors import ApiError, bad_request, conflict, forbidden
 from teuthology_maas.simulator._images import hwe_kernel_for
-from teuthology_maas.simulator.forms import Body
-from teuthology_maas.simulator.inventory import UserSpec
+from teuthology_maas.simulator.forms import Body, Params
+from teuthology_maas.simulator.inventory import WIPE_DISKS_SCRIPT, UserSpec
 
 
 class MachineOps(CollectionOps):
@@ -106,17 +107,41 @@ class MachineOps(CollectionOps):
             raise conflict(
                 f"Machine cannot be released in its current state ('{machine.status.label}')."
             )
-        scripts = [s.strip() for v in form.getlist("scripts") for s in v.split(",") if s.strip()]
+        requested = [s.strip() for v in form.getlist("scripts") for s in v.split(",") if s.strip()]
+        unknown = next((s for s in requested if s not in self.state.release_scripts), None)
+        if unknown is not None:
+            # ReleaseForm's `scripts` is a MultipleChoiceField over the region's release
+            # scripts: Django names the first invalid choice.
+            raise ApiError(
+                400,
+                json.dumps(
+                    {
+                        "scripts": [
+                            f"Select a valid choice. {unknown} is not one of the available choices."
+                        ]
+                    }
+                ),
+                content_type="application/json; charset=utf-8",
+            )
         secure = django_bool(form, "secure_erase")
         quick = django_bool(form, "quick_erase")
-        erase = django_bool(form, "erase") or secure or quick or "wipe-disks" in scripts
+        erase = django_bool(form, "erase") or secure or quick or WIPE_DISKS_SCRIPT in requested
         if not erase and self.state.config.get("enable_disk_erasing_on_release"):
             erase = True
             secure = bool(self.state.config.get("disk_erase_with_secure_erase"))
             quick = bool(self.state.config.get("disk_erase_with_quick_erase"))
         mode = None if not erase else "secure" if secure else "quick" if quick else "full"
-        other_scripts = any(s != "wipe-disks" for s in scripts)
-        self._start_release(machine, user, erase_mode=mode, other_scripts=other_scripts, form=form)
+        scripts = tuple(dict.fromkeys(requested))
+        if erase and WIPE_DISKS_SCRIPT not in scripts:
+            scripts += (WIPE_DISKS_SCRIPT,)
+        self._start_release(
+            machine,
+            user,
+            erase_mode=mode,
+            scripts=scripts,
+            script_params=_script_params(form, scripts),
+            form=form,
+        )
         return self._render(machine)
 
     def abort(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
@@ -234,3 +259,14 @@ class MachineOps(CollectionOps):
         if self.state.ssh is not None:
             self.state.ssh.cleared(machine.hostname)
         del self.state.machines[machine.system_id]
+
+
+def _script_params(form: Params, scripts: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Form fields named `<script>_<parameter>` for the scripts that run (MAAS's convention;
+    fields for scripts that do not run are ignored like any extra form field)."""
+    params: dict[str, dict[str, str]] = {}
+    for name, values in form.lists():
+        for script in scripts:
+            if name.startswith(script + "_") and len(name) > len(script) + 1:
+                params.setdefault(script, {})[name[len(script) + 1 :]] = values[-1]
+    return params

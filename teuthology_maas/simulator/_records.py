@@ -74,6 +74,9 @@ class MachineRecord:
     generation: int = 0
     installation: ScriptSet | None = None
     erase_mode: str | None = None
+    # The release scripts the last release ran and their parameters ({script: {param: value}}).
+    release_scripts: tuple[str, ...] = ()
+    release_script_params: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_spec(

@@ -1,5 +1,5 @@
-"""Release as MAAS runs it: power off (or erase the disks), then Ready; or a scripted
-failure (stuck, Releasing failed, Failed disk erasing)."""
+"""Release as MAAS runs it: power off, or run the release scripts (wipe-disks erases the disks),
+then Ready; or a scripted failure (stuck, Releasing failed, Failed disk erasing)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from teuthology_maas.models import NodeStatus
 from teuthology_maas.simulator import _events as ev
 from teuthology_maas.simulator._records import MachineRecord
 from teuthology_maas.simulator.faults import Fault
+from teuthology_maas.simulator.inventory import WIPE_DISKS_SCRIPT
 
 if TYPE_CHECKING:
     from teuthology_maas.simulator.state import StateMachine, Step
@@ -27,10 +28,12 @@ class ReleaseFlow:
         username: str,
         *,
         erase_mode: str | None,
-        other_scripts: bool,
+        scripts: tuple[str, ...],
+        script_params: dict[str, dict[str, str]],
         comment: str,
         fault: Fault | None,
     ) -> None:
+        """Release `record`, running the release `scripts` (wipe-disks when erasing)."""
         now = self.sm.clock.now()
         self.sm.supersede(record)
         self.sm.event(record, ev.USER_RELEASING, now, comment, username=username, action="release")
@@ -39,22 +42,16 @@ class ReleaseFlow:
         record.distro_series = ""
         record.hwe_kernel = None
         record.erase_mode = erase_mode
+        record.release_scripts = scripts
+        record.release_script_params = script_params
         kind = fault.kind if fault else None
         powered_off = record.power_state == "off" or record.power_type == "manual"
-        if erase_mode is None and not other_scripts and powered_off and kind != "release_stuck":
+        if not scripts and powered_off and kind != "release_stuck":
             self._released(record, now)
             return
-        if erase_mode is not None:
-            status = NodeStatus.RELEASING if other_scripts else NodeStatus.DISK_ERASING
-            self.sm.set_status(record, status, now)
-            self.sm.event(record, ev.ERASING_DISK, now)
-            duration = {
-                "quick": record.timings.disk_erasing_quick,
-                "secure": record.timings.disk_erasing_secure,
-            }.get(erase_mode, record.timings.disk_erasing)
-            self.sm.schedule(
-                record, now, min(record.timings.power, duration * 0.05), self.sm.power_on_step
-            )
+        if scripts:
+            duration = self._scripts_duration(record, erase_mode, scripts)
+            self._run_scripts(record, now, scripts, duration)
         else:
             self.sm.set_status(record, NodeStatus.RELEASING, now)
             self.sm.event(record, ev.RELEASING, now)
@@ -64,11 +61,14 @@ class ReleaseFlow:
             )
         if kind == "release_stuck":
             return
-        if kind == "erase_fail" and erase_mode is not None:
-            failed = (
-                NodeStatus.FAILED_RELEASING if other_scripts else NodeStatus.FAILED_DISK_ERASING
-            )
-            self.sm.schedule(record, now, duration, self._failure(failed, ERASE_FAILED_REASON))
+        if kind == "erase_fail" and scripts:
+            # MAAS: Disk erasing fails to Failed disk erasing only when wipe-disks is the
+            # only script; any other script set runs under Releasing and fails to Releasing
+            # failed.
+            only_wipe = scripts == (WIPE_DISKS_SCRIPT,)
+            failed = NodeStatus.FAILED_DISK_ERASING if only_wipe else NodeStatus.FAILED_RELEASING
+            reason = ERASE_FAILED_REASON if WIPE_DISKS_SCRIPT in scripts else RELEASE_FAILED_REASON
+            self.sm.schedule(record, now, duration, self._failure(failed, reason))
         elif kind == "release_fail":
             self.sm.schedule(
                 record,
@@ -78,6 +78,34 @@ class ReleaseFlow:
             )
         else:
             self.sm.schedule(record, now, duration, self._released)
+
+    @staticmethod
+    def _scripts_duration(
+        record: MachineRecord, erase_mode: str | None, scripts: tuple[str, ...]
+    ) -> float:
+        timings = record.timings
+        erasing = 0.0
+        if WIPE_DISKS_SCRIPT in scripts:
+            erasing = {
+                "quick": timings.disk_erasing_quick,
+                "secure": timings.disk_erasing_secure,
+            }.get(erase_mode or "full", timings.disk_erasing)
+        others = sum(1 for s in scripts if s != WIPE_DISKS_SCRIPT)
+        return erasing + others * timings.release_script
+
+    def _run_scripts(
+        self, record: MachineRecord, now: float, scripts: tuple[str, ...], duration: float
+    ) -> None:
+        # The machine boots an ephemeral environment that runs the scripts, then powers off.
+        only_wipe = scripts == (WIPE_DISKS_SCRIPT,)
+        status = NodeStatus.DISK_ERASING if only_wipe else NodeStatus.RELEASING
+        self.sm.set_status(record, status, now)
+        self.sm.event(
+            record, ev.ERASING_DISK if WIPE_DISKS_SCRIPT in scripts else ev.RELEASING, now
+        )
+        self.sm.schedule(
+            record, now, min(record.timings.power, duration * 0.05), self.sm.power_on_step
+        )
 
     def _failure(self, status: NodeStatus, reason: str) -> Step:
         def step(record: MachineRecord, at: float) -> None:

@@ -53,6 +53,7 @@ class Simulator:
             images=self.inventory.images,
             ssh=self.ssh,
             config={**DEFAULT_CONFIG, **self.inventory.config},
+            release_scripts=self.inventory.release_scripts,
         )
         for spec in self.inventory.machines:
             self.state.add(spec)

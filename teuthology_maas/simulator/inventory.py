@@ -37,6 +37,9 @@ DEFAULT_IMAGES: tuple[tuple[str, str], ...] = (
     ("ubuntu/jammy", "arm64/generic"),
 )
 
+# MAAS's built-in release script that erases disks (run by erase/quick_erase/secure_erase).
+WIPE_DISKS_SCRIPT = "wipe-disks"
+
 
 class InventoryError(ValueError):
     """The inventory is malformed; the message names the key, the value and what was expected."""
@@ -67,6 +70,8 @@ class Timings:
     disk_erasing_quick: float = 120.0
     disk_erasing_secure: float = 300.0
     aborting: float = 10.0
+    # Each release script other than wipe-disks (which takes one of the disk_erasing times).
+    release_script: float = 60.0
     power: float = 5.0
     # When a scripted deployment failure strikes, as a fraction of `deploying`.
     deploy_failure_at: float = 0.75
@@ -248,6 +253,16 @@ def _user_spec(raw: Any, index: int) -> UserSpec:
     )
 
 
+def _release_scripts(raw: Any) -> tuple[str, ...]:
+    names = _as_tuple(raw, "release_scripts")
+    if any(not name.strip() or "," in name for name in names):
+        raise InventoryError(
+            f"release_scripts: expected a list of script names like 'wipe-ceph-bluestore', "
+            f"got {raw!r}"
+        )
+    return (WIPE_DISKS_SCRIPT, *dict.fromkeys(n for n in names if n != WIPE_DISKS_SCRIPT))
+
+
 @dataclass(frozen=True)
 class Inventory:
     users: tuple[UserSpec, ...]
@@ -258,9 +273,22 @@ class Inventory:
     config: Mapping[str, Any] = field(default_factory=dict)
     maas_version: str = "3.5.4"
     seed: int | None = None
+    # The region's release scripts (MAAS 3.5+). The built-in wipe-disks is always there; a lab
+    # adds its own (e.g. wipe-ceph-bluestore) with `maas node-scripts create`.
+    release_scripts: tuple[str, ...] = (WIPE_DISKS_SCRIPT,)
 
     _TOP_KEYS = frozenset(
-        {"users", "machines", "images", "timings", "faults", "config", "maas_version", "seed"}
+        {
+            "users",
+            "machines",
+            "images",
+            "timings",
+            "faults",
+            "config",
+            "maas_version",
+            "seed",
+            "release_scripts",
+        }
     )
 
     @classmethod
@@ -301,6 +329,7 @@ class Inventory:
             config=dict(config),
             maas_version=str(data.get("maas_version") or "3.5.4"),
             seed=int(data["seed"]) if data.get("seed") is not None else None,
+            release_scripts=_release_scripts(data.get("release_scripts")),
         )
         inventory._check_references()
         return inventory

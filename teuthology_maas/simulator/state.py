@@ -26,7 +26,12 @@ from teuthology_maas.simulator._release_flow import ReleaseFlow
 from teuthology_maas.simulator._render import Catalog, machine_json
 from teuthology_maas.simulator._userdata import served_user_data
 from teuthology_maas.simulator.clock import Clock
-from teuthology_maas.simulator.inventory import ImageSpec, MachineSpec, Timings
+from teuthology_maas.simulator.inventory import (
+    WIPE_DISKS_SCRIPT,
+    ImageSpec,
+    MachineSpec,
+    Timings,
+)
 from teuthology_maas.simulator.ssh_backing import SshBacking
 
 Step = Callable[[MachineRecord, float], None]
@@ -50,8 +55,10 @@ class StateMachine:
         images: Iterable[ImageSpec],
         ssh: SshBacking | None,
         config: dict[str, Any],
+        release_scripts: Iterable[str] = (WIPE_DISKS_SCRIPT,),
     ) -> None:
         self.clock = clock
+        self.release_scripts = tuple(release_scripts)
         self.timings = timings
         self.images = ImageCatalog(list(images))
         self.ssh = ssh
