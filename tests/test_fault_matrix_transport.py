@@ -63,6 +63,51 @@ def test_connection_reset_around_a_post_never_doubles_it(fault_lab, matrix, op, 
     result.assert_clean()
 
 
+@pytest.mark.parametrize("op", LIFECYCLE_POSTS)
+def test_uncertain_outcomes_in_a_row_are_each_resolved_by_rereading(fault_lab, matrix, op):
+    """Two resets before the POST reached MAAS, then a gateway 504 after MAAS applied it: each
+    unknown outcome is followed by a re-read, and the POST is sent again only while MAAS shows
+    it did not apply (the soak saw create() fail on the second uncertain outcome in a row)."""
+    lab = fault_lab
+    before = lab.snapshot()
+    lab.proxy.add("reset_before", method="POST", op=op, times=2)
+    lab.proxy.add("gateway_after", method="POST", op=op, times=1)
+    provisioner = lab.provisioner(NODE)
+
+    provisioner.create()
+    assert lab.status(NODE) == "Deployed"
+    provisioner.release()
+
+    assert lab.status(NODE) == "Ready"
+    actions = [r.action for r in lab.proxy.records(op=op)]
+    assert actions == ["reset_before", "reset_before", "gateway_after"], actions
+    for other in ("allocate", "deploy", "release"):
+        assert applied(lab, other) == 1, f"{other} took effect {applied(lab, other)} times"
+    result = lab.audit(before)
+    matrix.note(result, f"recovered: 3 uncertain {op} outcomes in a row, applied once")
+    result.assert_clean()
+
+
+def test_a_post_that_never_gets_through_stops_at_the_retry_budget(fault_lab, matrix):
+    lab = fault_lab
+    before = lab.snapshot()
+    lab.proxy.add("reset_before", method="POST", op="deploy", times=None)
+    provisioner = lab.provisioner(NODE, max_attempts=4)
+
+    error = attempt(provisioner.create)
+    lab.proxy.clear()
+
+    assert error is not None
+    assert "outcome unknown" in str(error), str(error)
+    assert "released" in str(error), str(error)
+    assert len(lab.proxy.records(op="deploy")) == 4, "the re-sends must stop at max_attempts"
+    assert applied(lab, "deploy") == 0
+    assert lab.status(NODE) == "Ready"
+    result = lab.audit(before)
+    matrix.note(result, "error names: deploy outcome unknown 4 times; node released")
+    result.assert_clean()
+
+
 @pytest.mark.parametrize("op", ["deploy", "release"])
 def test_server_side_drop_after_applying_is_resolved_by_rereading(fault_lab, matrix, op):
     lab = fault_lab

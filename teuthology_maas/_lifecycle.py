@@ -10,6 +10,7 @@ cleaned up on a machine this process acted on.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
@@ -288,19 +289,40 @@ class NodeActions:
     def _act(
         self, op: str, call: Callable[[], Machine], applied: Callable[[Machine], bool]
     ) -> Machine:
-        """POST once; on an unknown outcome, re-read and POST again only if it did not apply."""
-        log.debug("%s: %s", self.name, op)
-        try:
-            machine = call()
-        except MaasOutcomeUnknown as exc:
-            self.touched = True
-            machine = self.refresh()
-            if applied(machine):
-                log.info("%s: %s went through despite %s", self.name, op, exc)
-                self._kick()
-                return machine
-            log.warning("%s: %s did not take effect (%s); sending it again", self.name, op, exc)
-            machine = call()
+        """POST; after each unknown outcome re-read the machine and send again only if MAAS
+        shows it did not apply, within the client's retry budget (attempts and total time)."""
+        policy = self.client.retry_policy
+        started = time.monotonic()
+        sends = 0
+        while True:
+            sends += 1
+            log.debug("%s: %s", self.name, op)
+            try:
+                machine = call()
+            except MaasOutcomeUnknown as exc:
+                self.touched = True
+                machine = self.refresh()
+                if applied(machine):
+                    log.info("%s: %s went through despite %s", self.name, op, exc)
+                    self._kick()
+                    return machine
+                if sends >= policy.max_attempts or time.monotonic() - started > policy.max_total:
+                    raise
+                log.warning(
+                    "%s: %s did not take effect (%s); sending it again (attempt %d of %d)",
+                    self.name, op, exc, sends + 1, policy.max_attempts,
+                )  # fmt: skip
+                continue
+            except MaasConflict:
+                if sends == 1:
+                    raise
+                # A re-sent POST refused for the machine's state: an earlier send whose answer
+                # was lost may have been applied after our re-read. MAAS's state decides.
+                machine = self.refresh()
+                if not applied(machine):
+                    raise
+                log.info("%s: %s had gone through (a re-send was refused)", self.name, op)
+            break
         self.touched = True
         if isinstance(machine, Machine):
             self.last = machine
