@@ -85,8 +85,10 @@ def test_our_deployed_or_failed_machine_is_released_then_freshly_deployed(lab_fa
 
 def test_our_deploying_machine_is_aborted_then_deployed(lab_factory):
     lab = lab_factory(
+        # The simulator carries on with a deployment a machine starts in: slow enough that it
+        # is still Deploying when the provisioner looks (0.6 s real at this scale).
         [{"hostname": "smithi001", "status": "Deploying", "owner": "teuthology",
-          "osystem": "ubuntu", "distro_series": "focal"}],
+          "osystem": "ubuntu", "distro_series": "focal", "timings": {"deploying": 120}}],
     )  # fmt: skip
     since = lab.mark()
     lab.provisioner().create()

@@ -62,6 +62,20 @@ class DeployFlow:
         )
         self.sm.set_status(record, NodeStatus.DEPLOYING, now)
         self.sm.event(record, ev.DEPLOYING, now)
+        self._run(record, now, fault)
+
+    def resume(self, record: MachineRecord, image: ImageSpec | None, fault: Fault | None) -> None:
+        """Carry on with a deployment the machine was already in when it was added."""
+        now = self.sm.clock.now()
+        if image is not None:
+            record.osystem = record.osystem or image.osystem
+            record.distro_series = record.distro_series or image.release
+            self.sm.deployed_images[record.system_id] = image
+        record.installation = ScriptSet(next(self.sm.script_ids), record.system_id, started=now)
+        self.sm.event(record, ev.DEPLOYING, now)
+        self._run(record, now, fault)
+
+    def _run(self, record: MachineRecord, now: float, fault: Fault | None) -> None:
         duration = record.timings.deploying
         kind = fault.kind if fault else None
 

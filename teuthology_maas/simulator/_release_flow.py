@@ -59,6 +59,16 @@ class ReleaseFlow:
             self.sm.schedule(
                 record, now, min(record.timings.power, duration), self.sm.power_off_step
             )
+        self._finish(record, now, duration, scripts, kind)
+
+    def _finish(
+        self,
+        record: MachineRecord,
+        now: float,
+        duration: float,
+        scripts: tuple[str, ...],
+        kind: str | None,
+    ) -> None:
         if kind == "release_stuck":
             return
         if kind == "erase_fail" and scripts:
@@ -78,6 +88,29 @@ class ReleaseFlow:
             )
         else:
             self.sm.schedule(record, now, duration, self._released)
+
+    def resume(self, record: MachineRecord, fault: Fault | None) -> None:
+        """Carry on with a release (Releasing, or Disk erasing with a full erase) the machine
+        was already in when it was added."""
+        now = self.sm.clock.now()
+        erasing = record.status == NodeStatus.DISK_ERASING
+        scripts = (WIPE_DISKS_SCRIPT,) if erasing else ()
+        record.erase_mode = "full" if erasing else None
+        record.release_scripts = scripts
+        kind = fault.kind if fault else None
+        if erasing:
+            duration = self._scripts_duration(record, "full", scripts)
+            self.sm.event(record, ev.ERASING_DISK, now)
+            self.sm.schedule(
+                record, now, min(record.timings.power, duration * 0.05), self.sm.power_on_step
+            )
+        else:
+            duration = record.timings.releasing
+            self.sm.event(record, ev.RELEASING, now)
+            self.sm.schedule(
+                record, now, min(record.timings.power, duration), self.sm.power_off_step
+            )
+        self._finish(record, now, duration, scripts, kind)
 
     @staticmethod
     def _scripts_duration(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from teuthology_maas.models import NodeStatus
 from teuthology_maas.simulator._machine_ops import MachineOps
 from teuthology_maas.simulator._misc_api import DEFAULT_CONFIG
+from teuthology_maas.simulator._records import MachineRecord
 from teuthology_maas.simulator._routes import build_resources
 from teuthology_maas.simulator.app import MaasApp, RequestRecord
 from teuthology_maas.simulator.auth import OAuthVerifier
@@ -23,6 +25,13 @@ from teuthology_maas.simulator.inventory import (
 from teuthology_maas.simulator.server import ServerHandle
 from teuthology_maas.simulator.ssh_backing import SshBacking
 from teuthology_maas.simulator.state import StateMachine
+
+# The behaviour faults that can strike a transition a machine starts in.
+_RESUMED_FAULTS: dict[NodeStatus, frozenset[str]] = {
+    NodeStatus.DEPLOYING: frozenset({"deploy_fail", "deploy_stuck", "deploy_revert"}),
+    NodeStatus.RELEASING: frozenset({"release_stuck", "release_fail"}),
+    NodeStatus.DISK_ERASING: frozenset({"release_stuck", "release_fail", "erase_fail"}),
+}
 
 
 class Simulator:
@@ -58,6 +67,8 @@ class Simulator:
         for spec in self.inventory.machines:
             self.state.add(spec)
         self.ops = MachineOps(self.state, self.faults, self.users)
+        for record in list(self.state.machines.values()):
+            self._resume(record)
         self.request_log: list[RequestRecord] = []
         self.app = MaasApp(self, build_resources(self))
         if isinstance(self.clock, ManualClock):
@@ -106,7 +117,16 @@ class Simulator:
             raise InventoryError(f"owner {spec.owner!r} is not a known user: {sorted(self.users)}")
         with self.state.lock:
             record = self.state.add(spec)
+            self._resume(record)
             return self.state.render(record)
+
+    def _resume(self, record: MachineRecord) -> None:
+        """A machine that starts mid-transition carries on from now, faults included."""
+        kinds = _RESUMED_FAULTS.get(record.status)
+        if kinds is None:
+            return
+        fault = self.faults.behaviour(kinds, machine_names=record.names(), user=record.owner)
+        self.state.resume(record, fault)
 
     def machine(self, ident: str) -> dict[str, Any]:
         """The machine's JSON as an admin sees it (by hostname, FQDN or system_id)."""

@@ -26,6 +26,7 @@ from teuthology_maas.simulator._release_flow import ReleaseFlow
 from teuthology_maas.simulator._render import Catalog, machine_json
 from teuthology_maas.simulator._userdata import served_user_data
 from teuthology_maas.simulator.clock import Clock
+from teuthology_maas.simulator.faults import Fault
 from teuthology_maas.simulator.inventory import (
     WIPE_DISKS_SCRIPT,
     ImageSpec,
@@ -97,6 +98,24 @@ class StateMachine:
                         at=self.clock.now(),
                     )
             return record
+
+    def resume(self, record: MachineRecord, fault: Fault | None = None) -> None:
+        """Start, on the clock, the transition a machine added in Deploying, Releasing or
+        Disk erasing was in the middle of (otherwise it would stay there forever)."""
+        with self.lock:
+            if record.status == NodeStatus.DEPLOYING:
+                self.deploys.resume(record, self._image_for(record), fault)
+            elif record.status in (NodeStatus.RELEASING, NodeStatus.DISK_ERASING):
+                self.releases.resume(record, fault)
+
+    def _image_for(self, record: MachineRecord) -> ImageSpec | None:
+        if record.osystem:
+            return self.images.find(record.osystem, record.distro_series, record.architecture)
+        return self.images.find(
+            str(self.config["default_osystem"]),
+            str(self.config["default_distro_series"]),
+            record.architecture,
+        )
 
     def find(self, ident: str) -> MachineRecord:
         """By system_id, hostname or FQDN; 404 text like MAAS when unknown."""
