@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import platform
 import textwrap
+from collections.abc import Callable
 
 import pytest
 import yaml
@@ -32,20 +33,22 @@ def host_key_of(lab, hostname: str) -> str:
     return " ".join(path.read_text().split()[:2])
 
 
-def record_release_erase_flags(lab, monkeypatch) -> list[tuple[str, set[str]]]:
-    """The erase flags (form fields set true) of every release request the simulator got."""
+def release_erase_flags(lab) -> Callable[[], list[tuple[str, set[str]]]]:
+    """A function giving the erase flags (form fields set true) of every single-machine release
+    request the simulator got from now on, read from its request log."""
     hostnames = {lab.sim.system_id(h): h for h in lab.hostnames}
-    seen: list[tuple[str, set[str]]] = []
-    original = lab.sim.ops.release
+    start = len(lab.sim.request_log)
 
-    def recording(user, ident, body):
-        flags = {name for name in ("erase", "quick_erase", "secure_erase")
-                 if str(body.form.get(name, "")).lower() in ("true", "1", "on", "yes")}
-        seen.append((hostnames.get(ident, ident), flags))
-        return original(user, ident, body)
+    def flags() -> list[tuple[str, set[str]]]:
+        return [
+            (hostnames.get(r.system_id, r.system_id),
+             {name for name in ("erase", "quick_erase", "secure_erase")
+              if (r.param(name) or "").lower() in ("true", "1", "on", "yes")})
+            for r in lab.sim.request_log[start:]
+            if r.op == "release" and r.method == "POST" and r.system_id is not None
+        ]  # fmt: skip
 
-    monkeypatch.setattr(lab.sim.ops, "release", recording)
-    return seen
+    return flags
 
 
 def test_each_mode_wires_teuthology_to_the_library(mode, e2e_lab):
@@ -124,9 +127,7 @@ def test_lock_named_node_with_a_chosen_os(mode, e2e_lab):
     assert lab.status("smithi001") == "Ready"
 
 
-def test_unlock_releases_ours_with_configured_erase_and_refuses_someone_elses(
-    mode, e2e_lab, monkeypatch
-):
+def test_unlock_releases_ours_with_configured_erase_and_refuses_someone_elses(mode, e2e_lab):
     # A superuser key sees every machine, so MAAS can tell us smithi002 is alice's (a
     # non-admin key would not see it at all and the release would fail with "not found").
     deployed = {"status": "deployed", "osystem": "ubuntu", "distro_series": "jammy"}
@@ -136,12 +137,12 @@ def test_unlock_releases_ours_with_configured_erase_and_refuses_someone_elses(
     })
     for hostname in lab.hostnames:
         lab.lock_in_paddles(hostname)
-    erase_flags = record_release_erase_flags(lab, monkeypatch)
+    erase_flags = release_erase_flags(lab)
     done = lab.run("teuthology-lock", "--unlock", "--owner", OWNER,
                    lab.fqdn("smithi001"), lab.fqdn("smithi002"))
     assert done.returncode == 0, done
     assert lab.status("smithi001") == "Ready"
-    assert erase_flags == [("smithi001", {"erase", "secure_erase"})]
+    assert erase_flags() == [("smithi001", {"erase", "secure_erase"})]
     # MAAS says smithi002 is alice's: untouched, and the log says so plainly
     alice = lab.machine("smithi002")
     assert (alice["status_name"], alice["owner"]) == ("Deployed", "alice")
@@ -150,31 +151,29 @@ def test_unlock_releases_ours_with_configured_erase_and_refuses_someone_elses(
     assert not any(n["locked"] for n in lab.paddles.nodes())
 
 
-def test_unlock_by_someone_who_does_not_hold_the_lock_leaves_maas_alone(
-    mode, e2e_lab, monkeypatch
-):
+def test_unlock_by_someone_who_does_not_hold_the_lock_leaves_maas_alone(mode, e2e_lab):
     lab = e2e_lab(mode, machines=1, machine_fields={"smithi001": {
         "status": "deployed", "owner": "teuthology", "osystem": "ubuntu",
         "distro_series": "jammy"}})
     lab.lock_in_paddles("smithi001", description="/archive/someone-run/1")
-    erase_flags = record_release_erase_flags(lab, monkeypatch)
+    erase_flags = release_erase_flags(lab)
     done = lab.run("teuthology-lock", "--unlock", "--owner", "eve@elsewhere",
                    lab.fqdn("smithi001"))
     assert done.returncode == 1, done  # paddles refuses eve's unlock...
     # ...and teuthology's release-before-owner-check no longer wipes OWNER's node
-    assert erase_flags == []
+    assert erase_flags() == []
     assert (lab.status("smithi001"), lab.machine("smithi001")["owner"]) == (
         "Deployed", "teuthology")
     assert lab.paddles.node(lab.fqdn("smithi001"))["locked_by"] == OWNER
     assert f"NOT releasing {lab.fqdn('smithi001')} in MAAS: paddles shows" in done.stderr, done
 
 
-def test_reimage_of_a_held_deployed_node_with_another_os(mode, e2e_lab, monkeypatch):
+def test_reimage_of_a_held_deployed_node_with_another_os(mode, e2e_lab):
     lab = e2e_lab(mode, machines=1, machine_fields={"smithi001": {
         "status": "deployed", "owner": "teuthology", "osystem": "ubuntu",
         "distro_series": "jammy"}})
     lab.lock_in_paddles("smithi001")
-    erase_flags = record_release_erase_flags(lab, monkeypatch)
+    erase_flags = release_erase_flags(lab)
     done = lab.run("teuthology-reimage", "--os-type", "rocky", "--os-version", "9",
                    "--owner", OWNER, "smithi001")
     assert done.returncode == 0, done
@@ -182,7 +181,7 @@ def test_reimage_of_a_held_deployed_node_with_another_os(mode, e2e_lab, monkeypa
     assert (machine["status_name"], machine["osystem"], machine["distro_series"]) == (
         "Deployed", "rocky", "9")
     # the old deployment was released first, erased as configured (quick)
-    assert erase_flags == [("smithi001", {"erase", "quick_erase"})]
+    assert erase_flags() == [("smithi001", {"erase", "quick_erase"})]
     node = lab.paddles.node(lab.fqdn("smithi001"))
     assert (node["locked_by"], node["os_type"]) == (OWNER, "rocky")
     assert node["os_version"].startswith("9.")  # from the node's /etc/os-release, over SSH

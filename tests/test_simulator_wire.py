@@ -6,6 +6,7 @@ import json
 import socket
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 from teuthology_maas.simulator.describe import API_HASH
@@ -270,6 +271,63 @@ def test_request_log_records_each_call(maas_sim):
     ]
     assert all(r.time > 0 and r.duration >= 0 and r.fault is None for r in records)
     assert [r.op for r in maas_sim.sim.requests(method="POST")] == ["deploy"]
+
+
+def test_request_log_records_parameters_but_never_credentials_or_user_data(maas_sim):
+    import base64
+    import hashlib
+    import time
+    import uuid
+
+    sim = maas_sim.sim
+    http = maas_sim.http()
+    system_id = sim.system_id("smithi001")
+    secret_script = b"#cloud-config\npassword: hunter2-very-secret\n"
+    user_data = base64.b64encode(secret_script).decode()
+    fields = [("distro_series", "jammy"), ("user_data", user_data), ("comment", "job 7")]
+    http.post(f"machines/{system_id}/", "deploy", fields)
+    http.get("machines/", params=[("hostname", "smithi001"), ("hostname", "smithi002")])
+    ck, tk, ts = maas_sim.api_key.split(":")
+    signed_in_query = {
+        "op": "whoami", "oauth_consumer_key": ck, "oauth_token": tk,
+        "oauth_signature": "&" + ts, "oauth_signature_method": "PLAINTEXT",
+        "oauth_timestamp": str(int(time.time())), "oauth_nonce": uuid.uuid4().hex,
+    }  # fmt: skip
+    requests.get(maas_sim.api_url + "users/", params=signed_in_query, timeout=5)
+    requests.post(maas_sim.api_url + f"machines/{sim.system_id('smithi002')}/?op=deploy",
+                  json={"user_data": user_data, "distro_series": "noble"},
+                  headers={"Authorization": http.auth_header()}, timeout=5)  # fmt: skip
+    deploy, listing, whoami, json_deploy = sim.request_log[-4:]
+
+    summary = f"<{len(user_data)} bytes, sha256 {hashlib.sha256(user_data.encode()).hexdigest()}>"
+    assert deploy.params == (
+        ("op", "deploy"),
+        ("distro_series", "jammy"),
+        ("user_data", summary),
+        ("comment", "job 7"),
+    )
+    assert deploy.param("comment") == "job 7" and deploy.param("erase") is None
+    assert listing.param_list("hostname") == ["smithi001", "smithi002"]
+    assert whoami.status == 200 and whoami.params == (("op", "whoami"),)
+    assert dict(json_deploy.params) == {"op": "deploy", "user_data": summary,
+                                        "distro_series": "noble"}  # fmt: skip
+    logged = repr(sim.request_log)
+    for secret in (user_data, "hunter2", ts, tk):
+        assert secret not in logged
+
+
+def test_request_log_records_release_flags_and_dropped_connections(maas_sim):
+    sim = maas_sim.sim
+    http = maas_sim.http()
+    system_id = sim.system_id("smithi001")
+    http.post(f"machines/{system_id}/", "deploy")
+    sim.faults.add("drop", when="after", op="release", times=1)
+    flags = [("erase", "true"), ("quick_erase", "true"), ("secure_erase", "false")]
+    with pytest.raises(requests.ConnectionError):
+        http.post(f"machines/{system_id}/", "release", flags)
+    dropped = sim.requests(op="release")[-1]
+    assert (dropped.status, dropped.fault, dropped.system_id) == (None, "drop", system_id)
+    assert dropped.param("erase") == "true" and dropped.param("secure_erase") == "false"
 
 
 def test_delete_with_a_multipart_body_keeps_the_connection_usable(maas_sim):

@@ -9,6 +9,7 @@ from the query, the form body or an `/op-<name>` path suffix, anonymous handlers
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -104,6 +105,36 @@ class RequestRecord:
     system_id: str | None = None
     duration: float = 0.0
     fault: str | None = None
+    # The query then the form (or top-level JSON) parameters as (name, value), in the order
+    # sent. oauth_* parameters are left out; user_data is kept as its length and SHA-256 only.
+    params: tuple[tuple[str, str], ...] = ()
+
+    def param(self, name: str) -> str | None:
+        """The last value sent for `name` (Django's QueryDict.get), None if never sent."""
+        values = self.param_list(name)
+        return values[-1] if values else None
+
+    def param_list(self, name: str) -> list[str]:
+        return [value for key, value in self.params if key == name]
+
+
+def logged_params(query: Params, body: Body) -> tuple[tuple[str, str], ...]:
+    """What the request log keeps of a request's parameters (never credentials or user_data)."""
+    items = [*query.items(), *body.form.items()]
+    if body.is_json and isinstance(body.json_data, dict):
+        items += [
+            (str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in body.json_data.items()
+        ]
+    return tuple(
+        (name, summarised_user_data(value) if name == "user_data" else value)
+        for name, value in items
+        if not name.startswith("oauth_")
+    )
+
+
+def summarised_user_data(value: str) -> str:
+    data = value.encode("utf-8", errors="surrogateescape")
+    return f"<{len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}>"
 
 
 class MaasApp:
@@ -152,7 +183,9 @@ class MaasApp:
                 else Body(Params())
             )
         except FormError as exc:
+            record.params = logged_params(query, Body(Params()))
             return text_reply(str(exc), 400)
+        record.params = logged_params(query, body)
         op = query.get("op") or body.form.get("op") or path_op
         record.op = op
         try:
@@ -295,5 +328,6 @@ __all__ = [
     "Reply",
     "RequestRecord",
     "json_reply",
+    "logged_params",
     "text_reply",
 ]
