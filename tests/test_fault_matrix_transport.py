@@ -215,6 +215,36 @@ def test_maas_down_mid_deployment_past_the_budget_is_reported_then_recoverable(f
     result.assert_clean()
 
 
+def test_an_outage_that_cut_off_the_deploy_answer_is_reported_without_a_stale_status(
+    fault_lab, matrix
+):
+    """The deploy reached MAAS (Deploying) but its answer was lost, and MAAS stayed away past
+    the retry budget: the error must not report the Allocated we saw before the deploy."""
+    lab = fault_lab
+    before = lab.snapshot()
+    system_id = lab.sim.system_id(NODE)
+    lab.proxy.add("reset_after", method="POST", op="deploy")
+    # Every re-read of the machine fails from then on: MAAS is gone for us.
+    lab.proxy.add("reset_before", method="GET", path=f"machines/{system_id}/", times=None)
+
+    error = attempt(lab.provisioner(NODE, max_attempts=3).create)
+
+    assert error is not None
+    message = str(error)
+    assert lab.status(NODE) == "Deploying"
+    assert "status unknown (could not re-read it; last seen Allocated)" in message, message
+    assert ": Allocated;" not in message and ": Allocated." not in message, message
+    assert "needs an operator" in message
+    assert error.status is None
+    lab.proxy.clear()
+    lab.provisioner(NODE).release()
+    assert lab.status(NODE) == "Ready"
+    assert applied(lab, "deploy") == 1
+    result = lab.audit(before)
+    matrix.note(result, "error names: deploy outcome unknown, status unknown (not stale)")
+    result.assert_clean()
+
+
 def test_a_hanging_maas_times_out_within_bounds(fault_lab, matrix):
     lab = fault_lab
     before = lab.snapshot()

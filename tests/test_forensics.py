@@ -124,3 +124,46 @@ def test_collect_over_http_tells_the_failed_deployment_story(lab_factory):
     summary = found.summary()
     assert summary.startswith(f"smithi001 ({system_id}): Failed deployment")
     assert "installation output:" in summary
+
+
+def test_a_status_that_cannot_be_re_read_is_reported_as_unknown_not_as_current(fault_lab):
+    """The deploy went through but its answer was lost, and MAAS is down when the failure is
+    explained: the status we last saw (Allocated) must not be reported as MAAS's."""
+    lab = fault_lab
+    direct = lab.client(lab.config(direct=True))
+    system_id = lab.sim.system_id("smithi001")
+    seen = direct.allocate(system_id=system_id)
+    direct.deploy(system_id, distro_series="ubuntu/jammy")
+    lab.proxy.refuse_connections()
+    client = lab.client(max_attempts=2)
+
+    found = collect(client, seen)
+    lab.proxy.accept_connections()
+
+    assert lab.status("smithi001") == "Deploying"
+    assert found.current_status is None
+    summary = found.summary()
+    assert summary.startswith(
+        f"smithi001 ({system_id}): status unknown (could not re-read it; last seen Allocated)"
+    ), summary
+    assert "the machine, events, installation output: MAAS unreachable" in summary, summary
+    # One retry budget spent on the outage, not one per fetch.
+    assert len(lab.vtime.waits) == 1, lab.vtime.waits
+    assert "last seen" in found.report()
+
+
+def test_fetch_problems_on_another_users_machine_are_one_short_clause(fault_lab):
+    lab = fault_lab
+    client = lab.client()
+    (seen,) = client.list_machines(hostname=["smithi002"])
+    lab.sim.update_machine("smithi002", status="deployed", owner="alice")
+
+    found = collect(client, seen)
+
+    summary = found.summary()
+    assert summary == (
+        f"smithi002 ({seen.system_id}): status unknown (could not re-read it; last seen Ready); "
+        "forensics incomplete: the machine, installation output: HTTP 403 Forbidden"
+    ), summary
+    # The detail is kept for the full report.
+    assert "nodes/" in found.report() and "403" in found.report()

@@ -2,17 +2,22 @@
 installation output, condensed into one line for exception text and a full report for logs.
 
 Collecting is best effort by design: it runs while another error is already being raised, so
-every problem met while collecting is recorded in `problems` and never raised.
+every problem met while collecting is recorded in `problems` and never raised. The status it
+reports is re-read from MAAS; when that fails, the summary says the status is unknown and shows
+the last one seen as such, never as current. Once MAAS is unreachable, the remaining fetches are
+skipped (each would spend the client's whole retry budget on the same outage).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from http import HTTPStatus
+from typing import TYPE_CHECKING, TypeVar
 
+from teuthology_maas.errors import MaasHTTPError, MaasUnavailable
 from teuthology_maas.models import Event, Machine
 
 if TYPE_CHECKING:
@@ -27,6 +32,8 @@ _LINE_MAX_CHARS = 200
 _INFO_AND_ABOVE = frozenset({"INFO", "WARNING", "ERROR", "CRITICAL"})
 # Lines of a curtin/cloud-init log that usually name the root cause of a failed install.
 _TROUBLE = re.compile(r"error|fail|traceback|exception|fatal|denied|no such", re.IGNORECASE)
+_CAUSE_MAX_CHARS = 80
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,19 @@ class Forensics:
     events: tuple[Event, ...] = ()  # newest first, as MAAS returns them
     installation_output: str | None = None
     problems: tuple[str, ...] = field(default=())
+    # False when MAAS could not be asked again: status_name/status_message are the last seen.
+    status_current: bool = True
+    # (what could not be fetched, short cause) for the one-clause summary; `problems` has detail.
+    problem_causes: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def machine(self) -> str:
         return f"{self.hostname} ({self.system_id})"
+
+    @property
+    def current_status(self) -> str | None:
+        """The status MAAS showed when collected; None when it could not be re-read."""
+        return self.status_name if self.status_current else None
 
     def notable_events(self, count: int = SUMMARY_EVENTS) -> list[Event]:
         """The newest `count` events at INFO or above, oldest first (DEBUG ones are our own
@@ -65,12 +81,15 @@ class Forensics:
 
     def summary(self) -> str:
         """One line: machine, status, MAAS's message, last events, install log excerpt."""
-        parts = [f"{self.machine}: {self.status_name}"]
+        status = self.status_name
         message = self.status_message or ""
         if message:
-            parts[0] += f": {message}"
+            status += f": {message}"
         if self.error_description and self.error_description not in message:
-            parts[0] += f" ({self.error_description})"
+            status += f" ({self.error_description})"
+        if not self.status_current:
+            status = f"status unknown (could not re-read it; last seen {status})"
+        parts = [f"{self.machine}: {status}"]
         events = self.notable_events()
         if events:
             parts.append("last events: " + ", ".join(_event_text(e) for e in events))
@@ -78,14 +97,25 @@ class Forensics:
         if install:
             parts.append(f"installation output: {install}")
         if self.problems and not events and not install:
-            parts.append("forensics incomplete: " + "; ".join(self.problems))
+            parts.append("forensics incomplete: " + self._problems_clause())
         return _clip("; ".join(parts), SUMMARY_MAX_CHARS)
+
+    def _problems_clause(self) -> str:
+        """What could not be fetched, grouped by cause: "events, installation output: HTTP 403
+        Forbidden" rather than one long error text per fetch."""
+        if not self.problem_causes:
+            return "; ".join(self.problems)
+        grouped: dict[str, list[str]] = {}
+        for what, cause in self.problem_causes:
+            grouped.setdefault(cause, []).append(what)
+        return "; ".join(f"{', '.join(whats)}: {cause}" for cause, whats in grouped.items())
 
     def report(self) -> str:
         """Everything collected, for a log file or an operator's terminal."""
+        seen = "" if self.status_current else " (last seen; MAAS could not be asked again)"
         lines = [
             f"Machine: {self.machine}",
-            f"Status: {self.status_name}",
+            f"Status: {self.status_name}{seen}",
             f"Status message: {self.status_message or '-'}",
         ]
         if self.error_description:
@@ -119,44 +149,68 @@ def collect(
     MAAS problem: what could not be collected is listed in `problems`.
     """
     problems: list[str] = []
-    current = machine
-    try:
-        current = client.get_machine(machine.system_id)
-    except Exception as exc:  # forensics must never mask the original failure
-        problems.append(f"re-reading the machine: {_describe_error(exc)}")
+    causes: list[tuple[str, str]] = []
+    unreachable = False
 
-    events: Sequence[Event] = ()
-    try:
-        events = client.events(id=[machine.system_id], level="DEBUG", limit=event_limit)
-    except Exception as exc:
-        problems.append(f"events: {_describe_error(exc)}")
+    def fetch(what: str, call: Callable[[], _T], default: _T) -> _T:
+        nonlocal unreachable
+        if unreachable:
+            problems.append(f"{what}: skipped, MAAS unreachable")
+            causes.append((what, "MAAS unreachable"))
+            return default
+        try:
+            return call()
+        except Exception as exc:  # forensics must never mask the original failure
+            unreachable = isinstance(exc, MaasUnavailable)
+            problems.append(f"{what}: {_describe_error(exc)}")
+            causes.append((what, _short_cause(exc)))
+            return default
+
+    current = fetch("the machine", lambda: client.get_machine(machine.system_id), None)
+    events: Sequence[Event] = fetch(
+        "events",
+        lambda: client.events(id=[machine.system_id], level="DEBUG", limit=event_limit),
+        (),
+    )
     if since_event_id is not None:
         events = [e for e in events if e.id > since_event_id]
     events = sorted(events, key=lambda e: e.id, reverse=True)
+    output = fetch(
+        "installation output", lambda: client.installation_output(machine.system_id), None
+    )
 
-    output: str | None = None
-    try:
-        output = client.installation_output(machine.system_id)
-    except Exception as exc:
-        problems.append(f"installation output: {_describe_error(exc)}")
-
+    shown = current or machine
     if problems:
-        log.debug("forensics for %s incomplete: %s", current.describe(), "; ".join(problems))
+        log.debug("forensics for %s incomplete: %s", shown.describe(), "; ".join(problems))
     return Forensics(
-        hostname=current.hostname,
-        system_id=current.system_id,
-        status_name=current.status_name,
-        status_message=current.status_message,
-        error_description=current.error_description,
+        hostname=shown.hostname,
+        system_id=shown.system_id,
+        status_name=shown.status_name,
+        status_message=shown.status_message,
+        error_description=shown.error_description,
         events=tuple(events),
         installation_output=output,
         problems=tuple(problems),
+        status_current=current is not None,
+        problem_causes=tuple(causes),
     )
 
 
 def _event_text(event: Event) -> str:
     text = f"{event.type} - {event.description}" if event.description else event.type
     return _clip(text, _LINE_MAX_CHARS)
+
+
+def _short_cause(exc: BaseException) -> str:
+    """A few words for the summary: the HTTP status, "MAAS unreachable", or the error type."""
+    if isinstance(exc, MaasUnavailable):
+        return "MAAS unreachable"
+    if isinstance(exc, MaasHTTPError) and exc.http_status is not None:
+        try:
+            return f"HTTP {exc.http_status} {HTTPStatus(exc.http_status).phrase}"
+        except ValueError:
+            return f"HTTP {exc.http_status}"
+    return _clip(f"{type(exc).__name__}: {exc}", _CAUSE_MAX_CHARS)
 
 
 def _describe_error(exc: BaseException) -> str:

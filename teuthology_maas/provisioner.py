@@ -268,7 +268,7 @@ class MaasProvisioner:
             message,
             machine=node.last.hostname,
             system_id=node.system_id,
-            status=forensics.status_name,
+            status=forensics.current_status,
             maas_message=forensics.status_message,
         )
 
@@ -295,7 +295,7 @@ class MaasProvisioner:
                 f"MAAS: {forensics.summary()}",
                 machine=node.last.hostname,
                 system_id=node.system_id,
-                status=forensics.status_name,
+                status=forensics.current_status,
                 maas_message=forensics.status_message,
             ) from exc
 
