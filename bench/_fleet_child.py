@@ -21,8 +21,9 @@ import types
 from typing import Any
 
 JOB: dict[str, Any] = json.loads(sys.stdin.read())
-if JOB["mode"] == "gevent":
-    # What teuthology does on import; done first, before anything imports threading.
+if JOB["mode"] == "gevent" or JOB["impl"] == "upstream":
+    # What teuthology does on import (gevent's monkey-patching), done first, before anything
+    # imports threading. Upstream's code cannot run without it; `--mode threads` is ours only.
     import teuthology  # noqa: F401
 
 FACTOR: float = float(JOB["factor"])

@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="simulated seconds per real second (default 20; --quick 60)")
     parser.add_argument("--impl", default="ours,upstream", help="ours, upstream or both")
     parser.add_argument("--mode", choices=("gevent", "threads"), default="gevent",
-                        help="gevent: import teuthology first, as in production (default)")
+                        help="gevent: import teuthology first, as in production (default); "
+                        "threads: our side on native threads (upstream always needs gevent)")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args(argv)  # fmt: skip
