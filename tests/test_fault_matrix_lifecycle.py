@@ -212,6 +212,81 @@ def test_failed_disk_erasing_is_explained_and_a_second_release_recovers(lab, mat
     result.assert_clean()
 
 
+@pytest.mark.parametrize("erase", ["quick", "ceph"])
+def test_create_on_our_node_left_in_a_failed_release_releases_it_and_deploys(lab, matrix, erase):
+    """A release that failed (Failed disk erasing; Releasing failed for the ceph script) left
+    the node ours. teuthology's next job asks for it again: create() releases it with the
+    configured erase, then deploys, instead of refusing it."""
+    before = lab.snapshot()
+    provisioner = _deployed(lab, erase=erase)
+    lab.sim.faults.add("erase_fail", machine=NODE, times=1)
+    assert isinstance(attempt(provisioner.release), ReleaseFailed)
+    failed = lab.status(NODE)
+    assert failed in ("Failed disk erasing", "Releasing failed")
+    system_id = lab.sim.system_id(NODE)
+    releases_before = len(posts(lab.sim, "release", system_id=system_id))
+
+    provisioner.create()
+
+    assert lab.status(NODE) == "Deployed"
+    sent = posts(lab.sim, "release", system_id=system_id)[releases_before:]
+    assert len(sent) == 1, "create() must release the node exactly once before deploying"
+    assert sent[0].param("erase") == "true" and sent[0].param("quick_erase") == "true"
+    provisioner.release()
+    assert lab.status(NODE) == "Ready"
+    result = lab.audit(before)
+    matrix.note(result, f"recovered: create() released our {failed} node ({erase} erase)")
+    result.assert_clean()
+
+
+def test_create_on_a_free_node_in_failed_disk_erasing_releases_it_and_deploys(lab, matrix):
+    lab.sim.update_machine("smithi002", status="failed_disk_erasing")
+    before = lab.snapshot()
+    provisioner = lab.provisioner("smithi002")
+    provisioner.create()
+    assert lab.status("smithi002") == "Deployed"
+    assert len(posts(lab.sim, "release", system_id=lab.sim.system_id("smithi002"))) == 1
+    provisioner.release()
+    result = lab.audit(before)
+    matrix.note(result, "recovered: create() released a free Failed disk erasing node")
+    result.assert_clean()
+
+
+def test_create_whose_release_of_a_failed_erase_fails_again_reports_it(lab, matrix):
+    before = lab.snapshot()
+    provisioner = _deployed(lab, erase="quick")
+    lab.sim.faults.add("erase_fail", machine=NODE, times=2)
+    assert isinstance(attempt(provisioner.release), ReleaseFailed)
+
+    error = attempt(provisioner.create)
+
+    assert isinstance(error, DeploymentFailed), f"{type(error).__name__}: {error}"
+    message = str(error)
+    assert "Failed disk erasing" in message and NODE in message
+    assert "Failed to erase disks" in message, message  # MAAS's own words
+    assert message.count("MAAS: ") == 1, message  # its account once, not twice
+    assert "needs an operator" in message
+    assert not posts(lab.sim, "deploy", system_id=lab.sim.system_id(NODE))[1:]
+    provisioner.release()  # teuthology's unlock, once the disk is fine again
+    assert lab.status(NODE) == "Ready"
+    result = lab.audit(before)
+    matrix.note(result, "error names: the release before the redeploy ended in Failed disk erasing")
+    result.assert_clean()
+
+
+def test_create_refuses_another_users_node_in_failed_disk_erasing(lab, matrix):
+    lab.sim.update_machine("smithi002", status="failed_disk_erasing", owner="alice")
+    before = lab.snapshot()
+    error = attempt(lab.provisioner("smithi002", config=lab.config(user="admin")).create)
+    assert isinstance(error, OwnershipError), f"{type(error).__name__}: {error}"
+    assert "alice" in str(error) and "Nothing was touched" in str(error)
+    assert state_changing(lab.sim, user="admin") == []
+    assert lab.status("smithi002") == "Failed disk erasing"
+    result = lab.audit(before, user="admin")
+    matrix.note(result, "error names: owned by MAAS user alice")
+    result.assert_clean()
+
+
 # -- machines that are not ours ------------------------------------------------------------------
 
 

@@ -43,6 +43,11 @@ def machine(status: NodeStatus, owner: str | None = None, locked: bool = False) 
         (NodeStatus.RELEASING, US, CreateStep.WAIT_RELEASE),
         (NodeStatus.DISK_ERASING, US, CreateStep.WAIT_RELEASE),
         (NodeStatus.RELEASING, None, CreateStep.WAIT_RELEASE),
+        # A failed release or erase of ours (or of nobody's) is released again first.
+        (NodeStatus.FAILED_DISK_ERASING, US, CreateStep.RELEASE),
+        (NodeStatus.FAILED_RELEASING, US, CreateStep.RELEASE),
+        (NodeStatus.FAILED_DISK_ERASING, None, CreateStep.RELEASE),
+        (NodeStatus.FAILED_RELEASING, None, CreateStep.RELEASE),
     ],
 )
 def test_create_steps_for_states_we_may_act_on(status, owner, step):
@@ -60,8 +65,6 @@ def test_create_steps_for_states_we_may_act_on(status, owner, step):
         NodeStatus.FAILED_COMMISSIONING,
         NodeStatus.RETIRED,
         NodeStatus.MISSING,
-        NodeStatus.FAILED_RELEASING,
-        NodeStatus.FAILED_DISK_ERASING,
     ],
 )
 def test_create_refuses_states_it_must_not_touch_and_names_them(status):
@@ -75,13 +78,26 @@ def test_create_refuses_states_it_must_not_touch_and_names_them(status):
 
 @pytest.mark.parametrize(
     "status",
-    [NodeStatus.ALLOCATED, NodeStatus.DEPLOYED, NodeStatus.DEPLOYING, NodeStatus.RELEASING],
+    [
+        NodeStatus.ALLOCATED,
+        NodeStatus.DEPLOYED,
+        NodeStatus.DEPLOYING,
+        NodeStatus.RELEASING,
+        NodeStatus.FAILED_DISK_ERASING,
+        NodeStatus.FAILED_RELEASING,
+    ],
 )
 def test_machines_of_another_user_are_refused_for_create_and_release(status):
     for decide in (next_create_step, next_release_step):
         with pytest.raises(OwnershipError) as info:
             decide(machine(status, "alice"), US)
         assert "'alice'" in str(info.value) and "Nothing was touched" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [NodeStatus.FAILED_DISK_ERASING, NodeStatus.FAILED_RELEASING])
+def test_a_failed_release_locked_by_someone_else_is_refused_for_create(status):
+    with pytest.raises(OwnershipError, match="locked"):
+        next_create_step(machine(status, None, locked=True), US)
 
 
 def test_a_machine_locked_by_someone_else_is_refused():

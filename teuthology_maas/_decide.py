@@ -15,7 +15,9 @@ from teuthology_maas.models import Machine, NodeStatus
 class CreateStep(Enum):
     ALLOCATE = "allocate"  # Ready: allocate by system_id, then deploy
     DEPLOY = "deploy"  # Allocated to us
-    RELEASE = "release"  # Deployed / Failed deployment of ours: release first (fresh reimage)
+    # Deployed / Failed deployment of ours, or a failed release or erase of ours (or nobody's):
+    # release first (fresh reimage; erase as configured)
+    RELEASE = "release"
     ABORT = "abort"  # Deploying, ours: abort, then deploy
     WAIT_RELEASE = "wait for release"  # Releasing / Disk erasing: wait for Ready
 
@@ -39,6 +41,10 @@ _RELEASABLE = frozenset(
 )
 _RELEASE_IN_PROGRESS = frozenset({NodeStatus.RELEASING, NodeStatus.DISK_ERASING})
 _FREE = frozenset({NodeStatus.READY, NodeStatus.NEW})
+# A release that failed (a BMC hiccup, an erase that failed once) is often fine the second
+# time; release() would retry it anyway, so create() does the same instead of refusing a node
+# that teuthology's next job will simply ask for again.
+_RELEASE_FAILED = frozenset({NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING})
 
 
 def check_ownership(machine: Machine, username: str, action: str) -> None:
@@ -77,6 +83,8 @@ def next_create_step(machine: Machine, username: str) -> CreateStep:
         return CreateStep.RELEASE
     if ours and status is NodeStatus.DEPLOYING:
         return CreateStep.ABORT
+    if status in _RELEASE_FAILED and (ours or not machine.owner):
+        return CreateStep.RELEASE
     raise _refusal(machine, "deploy", _advice(machine))
 
 

@@ -56,6 +56,7 @@ _CLEANABLE = frozenset(
         NodeStatus.FAILED_DEPLOYMENT,
     }
 )
+_RELEASE_FAILED = frozenset({NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING})
 _RELEASE_STARTED = frozenset(
     {NodeStatus.RELEASING, NodeStatus.DISK_ERASING, NodeStatus.READY, NodeStatus.NEW}
 )
@@ -235,6 +236,8 @@ class NodeActions:
             if machine.status in _CLEANABLE:
                 self.unlock_if_locked()
                 self.release()
+            elif machine.status in _RELEASE_FAILED:
+                return f"needs an operator: the release ended in {status_text(machine)}"
             elif machine.status not in (NodeStatus.RELEASING, NodeStatus.DISK_ERASING):
                 return f"nothing to undo ({machine.status_name})"
             if not wait:

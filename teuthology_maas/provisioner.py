@@ -221,6 +221,8 @@ class MaasProvisioner:
                 node.abort(comment=node.comment("abort before redeploy"))
                 node.wait_aborted()
             elif step is CreateStep.RELEASE:
+                # A failed release or erase is retried here too; if it fails again,
+                # finish_release raises ReleaseFailed with MAAS's explanation.
                 log.info("%s: releasing %s before the redeploy", node.name, node.last.status_name)
                 node.unlock_if_locked()
                 node.release()
@@ -258,10 +260,11 @@ class MaasProvisioner:
             outcome = node.clean_up(wait=not interrupted)
         else:
             outcome = "nothing was changed in MAAS"
-        message = (
-            f"deploying {self.os_type} {self.os_version} on {node.name} failed: "
-            f"{sentence(cause)} MAAS: {sentence(forensics.summary())} Clean-up: {outcome}"
-        )
+        what = f"deploying {self.os_type} {self.os_version} on {node.name}"
+        message = f"{what} failed: {sentence(cause)}"
+        if not isinstance(exc, ReleaseFailed):  # a ReleaseFailed already carries MAAS's account
+            message += f" MAAS: {sentence(forensics.summary())}"
+        message += f" Clean-up: {outcome}"
         log.error("%s", message)
         log.debug("forensics for %s:\n%s", node.name, forensics.report())
         return DeploymentFailed(
