@@ -165,7 +165,9 @@ class StatusPoller:
                 self._last_kick is not None and now - self._last_kick <= self.policy.fast
             )
             self._waiters.append(waiter)
-            self._reschedule(now)
+            # Only the newcomer's wish can move the next poll earlier: no need to ask everyone
+            # (a 200-node start would cost 200 x 200 evaluations).
+            self._reschedule(now, among=[waiter])
             self._ensure_thread()
             self._cond.notify_all()
         try:
@@ -212,14 +214,18 @@ class StatusPoller:
             )
             self._thread.start()
 
-    def _reschedule(self, now: float, *, since: float | None = None) -> None:
-        """Recompute when the next poll is due (caller holds the lock). The delay counts from
-        `since` (the start of the poll just made) so that slow answers of a loaded MAAS do not
-        stretch the tick: a 1 s answer with a 1.5 s tick still polls every 1.5 s."""
+    def _reschedule(
+        self, now: float, *, since: float | None = None, among: list[Waiter] | None = None
+    ) -> None:
+        """Recompute when the next poll is due (caller holds the lock), from the wishes of
+        `among` (default: every waiter). The delay counts from `since` (the start of the poll
+        just made) so that slow answers of a loaded MAAS do not stretch the tick: a 1 s answer
+        with a 1.5 s tick still polls every 1.5 s."""
         if not self._waiters:
             self._due = None
             return
-        delay = self.policy.next_interval((w.timing() for w in self._waiters), now, self.history)
+        waiters = self._waiters if among is None else among
+        delay = self.policy.next_interval((w.timing() for w in waiters), now, self.history)
         due = (now if since is None else since) + delay
         if self._last_poll is not None:
             due = max(due, self._last_poll + self.policy.fast)
