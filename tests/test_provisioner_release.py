@@ -223,3 +223,19 @@ def test_provisioners_without_a_client_share_one_and_ask_whoami_once(lab_factory
     whoami = [r for r in lab.sim.request_log if r.op == "whoami"]
     assert len(whoami) == 1
     assert lab.state("smithi002")["status_name"] == "Ready"
+
+
+@pytest.mark.parametrize("status", ["Deployed", "Deploying"])
+def test_release_without_waiting_only_requests_it(lab_factory, status):
+    """What the adapter's exit hook uses: the release is sent (a Deploying node is released
+    directly, without an abort to wait for) and MAAS finishes it by itself."""
+    import time
+
+    lab = lab_factory([{**OURS_DEPLOYED, "status": status, "locked": True}], ssh=False)
+    since = lab.mark()
+    lab.provisioner().release(wait=False)
+    assert lab.posts("smithi001", since) == ["unlock", "release"]
+    deadline = time.monotonic() + 20
+    while lab.state("smithi001")["status_name"] != "Ready" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert_free(lab)

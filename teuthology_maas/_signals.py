@@ -19,7 +19,9 @@ Two worlds:
 
 A gevent process that exits (SystemExit from SIGTERM or from anywhere else) would drop the
 greenlets still in create(); an exit hook first raises GreenletExit in all of them at once and
-waits for their clean-up.
+waits for their clean-up. Exit hooks run when Python 3.12 no longer lets any native thread
+start, and gevent's default resolver runs getaddrinfo in a native thread pool: the hook first
+switches gevent to resolving in the calling greenlet (`resolve_without_threads`).
 """
 
 from __future__ import annotations
@@ -171,6 +173,25 @@ def stopped_at_exit(timeout: float) -> Iterator[None]:
             _in_flight.pop(id(greenlet), None)
 
 
+def resolve_without_threads() -> None:
+    """Make gevent resolve host names in the calling greenlet instead of its native thread
+    pool, which cannot start threads once the interpreter is shutting down ("can't create new
+    thread at interpreter shutdown"). For exit hooks only: it blocks the hub while resolving
+    (for a loopback or numeric MAAS address, nothing to wait for)."""
+    gevent = sys.modules.get("gevent")
+    monkey = sys.modules.get("gevent.monkey")
+    if gevent is None or monkey is None or not monkey.is_module_patched("socket"):
+        return
+    try:
+        from gevent.resolver.blocking import Resolver
+
+        hub = gevent.get_hub()
+        # Set, never read: reading creates the default resolver, and with it the thread pool.
+        hub.resolver = Resolver(hub)
+    except Exception:
+        log.debug("could not switch gevent to a blocking resolver", exc_info=True)
+
+
 def _stop_in_flight() -> None:
     """Raise GreenletExit in every create() still running, all at once, and wait for their
     clean-up (each bounded by its own timeout)."""
@@ -178,6 +199,7 @@ def _stop_in_flight() -> None:
         running = list(_in_flight.values())
     if not running:
         return
+    resolve_without_threads()
     for greenlet, _ in running:
         try:
             greenlet.kill(block=False)

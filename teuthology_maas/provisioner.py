@@ -277,10 +277,12 @@ class MaasProvisioner:
 
     # -- release / abort -----------------------------------------------------------------
 
-    def release(self, erase: str | None = None) -> None:
+    def release(self, erase: str | None = None, *, wait: bool = True) -> None:
         """Give the machine back to MAAS (Ready); a no-op when it is already free.
 
-        `erase` overrides the configured erase mode for this release only."""
+        `erase` overrides the configured erase mode for this release only. With `wait=False`
+        the release is only requested (MAAS finishes it by itself): no wait, so no poller
+        thread, which is what a process that is exiting can still do."""
         username = self.username
         machine = self.machine()
         if _decide.next_release_step(machine, username) is ReleaseStep.NOTHING:
@@ -288,7 +290,7 @@ class MaasProvisioner:
             return
         node = self._actions(username, machine)
         try:
-            self._release(node, erase)
+            self._release(node, erase, wait=wait)
         except (MachineStateError, ReleaseFailed):
             raise
         except Exception as exc:
@@ -306,20 +308,28 @@ class MaasProvisioner:
         """Upstream teuthology's name for release()."""
         self.release()
 
-    def _release(self, node: NodeActions, erase: str | None) -> None:
+    def _release(self, node: NodeActions, erase: str | None, *, wait: bool = True) -> None:
         for _ in range(_MAX_STEPS):
             step = _decide.next_release_step(node.last, node.username)
             if step is ReleaseStep.NOTHING:
                 log.info("%s: released (%s)", node.name, node.last.status_name)
                 return
             node.unlock_if_locked()
-            if step is ReleaseStep.ABORT:
+            if step is ReleaseStep.ABORT and wait:
                 node.abort(comment=node.comment("abort before release"))
                 node.wait_aborted()
             elif step is ReleaseStep.WAIT:
+                if not wait:
+                    log.info("%s: release under way (%s)", node.name, node.last.status_name)
+                    return
                 node.finish_release()
             else:
+                # Without waiting, a Deploying machine is released directly: MAAS accepts
+                # that (it stops the deployment), and there is no abort to wait for.
                 node.release(erase=erase)
+                if not wait:
+                    log.info("%s: release requested (%s)", node.name, node.last.status_name)
+                    return
                 node.finish_release()
         raise MachineStateError(
             f"{node.name} did not reach Ready after {_MAX_STEPS} steps "

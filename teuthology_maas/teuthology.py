@@ -35,6 +35,7 @@ from teuthology import misc
 from teuthology.config import config as teuthology_config
 
 from teuthology_maas._lifecycle import sentence
+from teuthology_maas._signals import resolve_without_threads
 from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
@@ -156,7 +157,7 @@ class MAAS:
     def release(self) -> None:
         """Give the node back to MAAS. Refuses (OwnershipError, nothing touched) a node MAAS
         says another MAAS user holds, and, when teuthology is unlocking it for a user, a node
-        paddles shows locked by someone else."""
+        paddles shows locked by someone else (or whose lock paddles cannot show)."""
         provisioner = self.provisioner()
         started = time.monotonic()
         try:
@@ -237,6 +238,7 @@ class _ReimageTracker:
 
     def clean_up_at_exit(self) -> None:
         try:
+            resolve_without_threads()
             with self._lock:
                 running = dict(self._running)
                 deployed = set(self._deployed)
@@ -296,31 +298,54 @@ def _unlocked_in_paddles(fqdn: str) -> bool:
     return node is not None and not node.get("locked")
 
 
-def _unlocking_user() -> str | None:
-    """The `user` of teuthology.lock.ops.unlock_one() when it is what called release().
+_UNLOCK_ONE = ("teuthology.lock.ops", "unlock_one")
 
-    unlock_one() calls stop_node() (our release()) before paddles checks who holds the lock,
-    and passes no user down; its frame is the only place the unlocking user is known.
+
+def _unlocking_user() -> str | None:
+    """The `user` argument of teuthology.lock.ops.unlock_one() when that is what called
+    release(); None otherwise, or when it cannot be read.
+
+    Why read a caller's frame: unlock_one(name, user) calls stop_node() (our release())
+    *before* paddles checks who holds the lock, and passes no user down, so a wrong-owner
+    `teuthology-lock --unlock` would release a node another user's job runs on. The frame is
+    the only place the unlocking user is known. Anything unexpected (no frame support, a
+    teuthology whose unlock_one has no `user`) returns None: release() then relies on MAAS's
+    ownership check alone, as for every other caller, and the gap is logged.
     """
-    frame = sys._getframe(1)
-    while frame is not None:
-        if (frame.f_code.co_name == "unlock_one"
-                and frame.f_globals.get("__name__") == "teuthology.lock.ops"):
-            user = frame.f_locals.get("user")
-            return str(user) if user else None
-        frame = frame.f_back  # type: ignore[assignment]
+    try:
+        frame = sys._getframe(1)
+        while frame is not None:
+            module = frame.f_globals.get("__name__")
+            if (module, frame.f_code.co_name) == _UNLOCK_ONE:
+                user = frame.f_locals.get("user")
+                if user:
+                    return str(user)
+                log.warning("teuthology's unlock_one() has no 'user' argument here; cannot "
+                            "check paddles' lock holder, relying on MAAS's ownership check")
+                return None
+            frame = frame.f_back  # type: ignore[assignment]
+    except Exception as exc:
+        log.warning("cannot tell which user is unlocking (%s: %s); relying on MAAS's ownership "
+                    "check", type(exc).__name__, exc)
     return None
 
 
 def _check_paddles_holder(fqdn: str) -> None:
     """Refuse (OwnershipError) to release a node paddles shows locked by someone other than
     the user teuthology is unlocking it for: paddles will refuse that unlock, and the node may
-    be running someone else's job."""
+    be running someone else's job. When paddles cannot be read, refuse too: whose node it is
+    is then unknown, and unlock_one cannot unlock it in paddles either."""
     user = _unlocking_user()
-    if user is None:
+    if user is None or not _top("lock_server"):
         return
     node = _paddles_node(fqdn)
-    if node and node.get("locked") and node.get("locked_by") not in (None, user):
+    if node is None:
+        raise OwnershipError(
+            f"cannot read {fqdn}'s lock from paddles to check that {user!r} holds it; not "
+            f"releasing it (teuthology's unlock needs paddles too)",
+            machine=fqdn,
+        )
+    if node.get("locked") and node.get("locked_by") not in (None, user):
         raise OwnershipError(
             f"paddles shows {fqdn} locked by {node['locked_by']!r}, not by {user!r} who is "
             f"unlocking it (teuthology releases before paddles checks the owner; paddles will "
@@ -330,27 +355,58 @@ def _check_paddles_holder(fqdn: str) -> None:
 
 
 def _release_all(reasons: dict[str, str]) -> None:
-    """Release each node (in parallel, bounded by EXIT_RELEASE_TIMEOUT), logging why."""
+    """Release each node at exit, logging why. Runs in the exiting thread and starts no
+    thread of its own: from an exit hook, Python 3.12 refuses to start native threads. Every
+    release is requested first (MAAS then runs them side by side), then, when this process can
+    still start its poller, each is waited for within EXIT_RELEASE_TIMEOUT in all."""
+    resolve_without_threads()
     try:
         base = load_config()
     except MaasError as exc:
         log.error("cannot release %s in MAAS: %s", ", ".join(reasons), exc)
         return
-    cfg = dataclasses.replace(base, release_timeout=min(base.release_timeout,
-                                                        EXIT_RELEASE_TIMEOUT))
-
-    def release(fqdn: str) -> None:
+    deadline = time.monotonic() + EXIT_RELEASE_TIMEOUT
+    requested: list[MaasProvisioner] = []
+    for fqdn in sorted(reasons):
         log.warning("%s: %s; releasing it in MAAS", fqdn, reasons[fqdn])
+        provisioner = MAAS(fqdn).provisioner(base)
         try:
-            MAAS(fqdn).provisioner(cfg).release()
+            provisioner.release(wait=False)
         except Exception as exc:
             log.error("%s: release at exit failed: %s", fqdn, exc)
+        else:
+            requested.append(provisioner)
+    if requested and not _threads_can_start():
+        log.warning("%s: release requested; not waiting for it to finish (the interpreter is "
+                    "shutting down and cannot start the status poller)",
+                    ", ".join(p.name for p in requested))
+        return
+    for provisioner in requested:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            log.warning("%s: release requested; not waited for (%.0f s spent at exit)",
+                        provisioner.name, EXIT_RELEASE_TIMEOUT)
+            continue
+        provisioner.config = dataclasses.replace(
+            base, release_timeout=min(base.release_timeout, remaining)
+        )
+        try:
+            provisioner.release()
+        except Exception as exc:
+            log.error("%s: release at exit failed: %s", provisioner.name, exc)
 
-    threads = [threading.Thread(target=release, args=(fqdn,)) for fqdn in reasons]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(EXIT_RELEASE_TIMEOUT + 30)
+
+def _threads_can_start() -> bool:
+    """False once the interpreter refuses new threads (Python 3.12, during shutdown, unless
+    gevent made threads greenlets)."""
+    try:
+        probe = threading.Thread(target=lambda: None, name="teuthology-maas exit probe",
+                                 daemon=True)
+        probe.start()
+        probe.join()
+    except RuntimeError:
+        return False
+    return True
 
 
 _tracker = _ReimageTracker()
