@@ -28,7 +28,7 @@ from teuthology_maas import fleet
 from teuthology_maas._retry import RetryPolicy
 from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.errors import SSHNotReady
+from teuthology_maas.errors import MaasError, SSHNotReady
 from teuthology_maas.provisioner import MaasProvisioner
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
 from teuthology_maas.testing.faultproxy import FaultProxy
@@ -169,6 +169,24 @@ def posts(
         and (system_id is None or field_of(r, "system_id") == system_id)
         and (status is None or field_of(r, "status") == status)
     ]
+
+
+def applied(lab: Lab, op: str, hostname: str) -> int:
+    """How many `op` requests MAAS accepted (2xx) for `hostname`."""
+    # allocate is addressed to machines/, not to the machine: every allocate counts.
+    system_id = None if op == "allocate" else lab.sim.system_id(hostname)
+    # A dropped answer (status None) is not counted here: the caller decides what it means.
+    statuses = [field_of(r, "status") for r in posts(lab.sim, op, system_id=system_id)]
+    return sum(1 for status in statuses if status is not None and status < 300)
+
+
+def attempt(action: Callable[[], None]) -> MaasError | None:
+    """The MaasError `action` raised, or None when it succeeded."""
+    try:
+        action()
+    except MaasError as exc:
+        return exc
+    return None
 
 
 # -- auditing a scenario ---------------------------------------------------------------------

@@ -10,31 +10,12 @@ no operation took effect twice (counted in the simulator's request log).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import pytest
 
-from tests.fixtures_reliability import field_of, posts
-from teuthology_maas.errors import MaasError
+from tests.fixtures_reliability import applied, attempt, posts
 
 NODE = "smithi001"
-
-
-def attempt(action: Callable[[], None]) -> MaasError | None:
-    try:
-        action()
-    except MaasError as exc:
-        return exc
-    return None
-
-
-def applied(lab, op: str) -> int:
-    """How many `op` requests MAAS accepted (2xx) for NODE."""
-    # allocate is addressed to machines/, not to the machine: every allocate counts.
-    system_id = None if op == "allocate" else lab.sim.system_id(NODE)
-    # A dropped answer (status None) is not counted here: the caller decides what it means.
-    statuses = [field_of(r, "status") for r in posts(lab.sim, op, system_id=system_id)]
-    return sum(1 for status in statuses if status is not None and status < 300)
 
 
 def put_in_deploying(lab, hostname: str = NODE) -> None:
@@ -73,7 +54,7 @@ def test_503_burst_with_retry_after_is_waited_out(fault_lab, matrix, method, op,
     assert lab.status(NODE) == "Ready"
     assert lab.vtime.waits.count(10) >= 3, "MAAS's Retry-After: 10 was not honoured"
     for each in ("allocate", "deploy", "release"):
-        assert applied(lab, each) == 1, f"{each} took effect {applied(lab, each)} times"
+        assert applied(lab, each, NODE) == 1, f"{each} took effect {applied(lab, each, NODE)} times"
     result = lab.audit(before)
     matrix.note(result, "recovered: waited out 3 x 503 Retry-After: 10")
     result.assert_clean()
@@ -87,7 +68,7 @@ def test_503_without_retry_after_backs_off_and_recovers(fault_lab, matrix):
     provisioner.create()
     provisioner.release()
     assert lab.vtime.waits[:2] == [1.0, 2.0], lab.vtime.waits
-    assert applied(lab, "deploy") == 1
+    assert applied(lab, "deploy", NODE) == 1
     result = lab.audit(before)
     matrix.note(result, "recovered: exponential back-off")
     result.assert_clean()
@@ -103,7 +84,7 @@ def test_503_for_longer_than_the_retry_budget_fails_without_leaking(fault_lab, m
 
     assert error is not None
     assert "503" in str(error) and "deploy" in str(error)
-    assert applied(lab, "deploy") == 0
+    assert applied(lab, "deploy", NODE) == 0
     assert sum(lab.vtime.waits) <= 60.0 + 10, "the retry budget was not respected"
     assert lab.status(NODE) == "Ready"
     result = lab.audit(before)
@@ -129,7 +110,7 @@ def test_409_with_retry_after_is_retried(fault_lab, matrix, op):
 
     assert lab.status(NODE) == "Ready"
     assert lab.vtime.waits.count(5) >= 2
-    assert applied(lab, op) == 1
+    assert applied(lab, op, NODE) == 1
     assert len(posts(lab.sim, op, status=409)) == 2
     result = lab.audit(before)
     matrix.note(result, f"recovered: {op} retried after 2 x 409 Retry-After: 5")
@@ -223,7 +204,7 @@ def test_504_on_deploy_that_maas_did_not_apply_is_sent_again_once(fault_lab, mat
 
     assert lab.status(NODE) == "Deployed"
     assert len(posts(lab.sim, "deploy")) == 2  # the 504, then the one that took effect
-    assert applied(lab, "deploy") == 1
+    assert applied(lab, "deploy", NODE) == 1
     provisioner.release()
     result = lab.audit(before)
     matrix.note(result, "recovered: re-read showed Allocated, deploy sent again")
@@ -241,7 +222,7 @@ def test_504_from_a_gateway_after_maas_applied_it_is_not_repeated(fault_lab, mat
     provisioner.release()
 
     assert lab.status(NODE) == "Ready"
-    assert applied(lab, op) == 1, f"{op} applied {applied(lab, op)} times"
+    assert applied(lab, op, NODE) == 1, f"{op} applied {applied(lab, op, NODE)} times"
     assert [r.status for r in lab.proxy.records(op=op)] == [504]
     result = lab.audit(before)
     matrix.note(result, f"recovered: re-read showed the {op} had taken effect")
@@ -279,7 +260,7 @@ def test_a_post_slower_than_the_request_timeout_takes_effect_once(fault_lab, mat
     provisioner.release()
 
     assert lab.status(NODE) == "Ready"
-    assert applied(lab, op) == 1, f"{op} applied {applied(lab, op)} times"
+    assert applied(lab, op, NODE) == 1, f"{op} applied {applied(lab, op, NODE)} times"
     result = lab.audit(before)
     matrix.note(result, f"recovered: {op} answer lost to a read timeout; re-read showed it applied")
     result.assert_clean()

@@ -9,14 +9,11 @@ next to ours, so "other users' nodes touched" is measured on every scenario.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from tests.fixtures_reliability import FAST_TIMINGS, posts, state_changing
+from tests.fixtures_reliability import FAST_TIMINGS, attempt, posts, state_changing
 from teuthology_maas.errors import (
     DeploymentFailed,
-    MaasError,
     MachineStateError,
     OwnershipError,
     ReleaseFailed,
@@ -58,14 +55,6 @@ def inventory(*extra: dict) -> dict:
 @pytest.fixture
 def lab(fault_lab_factory):
     return fault_lab_factory(inventory())
-
-
-def attempt(action: Callable[[], None]) -> MaasError | None:
-    try:
-        action()
-    except MaasError as exc:
-        return exc
-    return None
 
 
 # -- deployments that do not end well ------------------------------------------------------------

@@ -11,30 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
-from tests.fixtures_reliability import field_of, posts
-from teuthology_maas.errors import MaasError
+from tests.fixtures_reliability import applied, attempt, posts
 
 NODE = "smithi001"
 LIFECYCLE_POSTS = ["allocate", "set_owner_data", "deploy", "lock", "unlock", "release"]
-
-
-def attempt(action: Callable[[], None]) -> MaasError | None:
-    try:
-        action()
-    except MaasError as exc:
-        return exc
-    return None
-
-
-def applied(lab, op: str) -> int:
-    system_id = None if op == "allocate" else lab.sim.system_id(NODE)
-    # A dropped answer (status None) is not counted here: the caller decides what it means.
-    statuses = [field_of(r, "status") for r in posts(lab.sim, op, system_id=system_id)]
-    return sum(1 for status in statuses if status is not None and status < 300)
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
@@ -53,9 +36,11 @@ def test_connection_reset_around_a_post_never_doubles_it(fault_lab, matrix, op, 
     assert lab.proxy.records(op=op)[0].action == f"reset_{when}"
     forwarded = lab.proxy.records(op=op)[0].forwarded
     assert forwarded is (when == "after")
-    assert applied(lab, op) == 1, f"{op} took effect {applied(lab, op)} times"
+    assert applied(lab, op, NODE) == 1, f"{op} took effect {applied(lab, op, NODE)} times"
     for other in ("allocate", "deploy", "release"):
-        assert applied(lab, other) == 1, f"{other} took effect {applied(lab, other)} times"
+        assert applied(lab, other, NODE) == 1, (
+            f"{other} took effect {applied(lab, other, NODE)} times"
+        )
     result = lab.audit(before)
     matrix.note(
         result, f"recovered: re-read showed the {op} {'had' if forwarded else 'had not'} applied"
@@ -82,7 +67,9 @@ def test_uncertain_outcomes_in_a_row_are_each_resolved_by_rereading(fault_lab, m
     actions = [r.action for r in lab.proxy.records(op=op)]
     assert actions == ["reset_before", "reset_before", "gateway_after"], actions
     for other in ("allocate", "deploy", "release"):
-        assert applied(lab, other) == 1, f"{other} took effect {applied(lab, other)} times"
+        assert applied(lab, other, NODE) == 1, (
+            f"{other} took effect {applied(lab, other, NODE)} times"
+        )
     result = lab.audit(before)
     matrix.note(result, f"recovered: 3 uncertain {op} outcomes in a row, applied once")
     result.assert_clean()
@@ -101,7 +88,7 @@ def test_a_post_that_never_gets_through_stops_at_the_retry_budget(fault_lab, mat
     assert "outcome unknown" in str(error), str(error)
     assert "released" in str(error), str(error)
     assert len(lab.proxy.records(op="deploy")) == 4, "the re-sends must stop at max_attempts"
-    assert applied(lab, "deploy") == 0
+    assert applied(lab, "deploy", NODE) == 0
     assert lab.status(NODE) == "Ready"
     result = lab.audit(before)
     matrix.note(result, "error names: deploy outcome unknown 4 times; node released")
@@ -117,7 +104,7 @@ def test_server_side_drop_after_applying_is_resolved_by_rereading(fault_lab, mat
     provisioner.create()
     provisioner.release()
     assert lab.status(NODE) == "Ready"
-    assert applied(lab, op) + len([r for r in posts(lab.sim, op) if r.status is None]) == 1
+    assert applied(lab, op, NODE) + len([r for r in posts(lab.sim, op) if r.status is None]) == 1
     result = lab.audit(before)
     matrix.note(result, f"recovered: MAAS applied the {op} and dropped the answer")
     result.assert_clean()
@@ -130,7 +117,7 @@ def test_reset_on_the_abort_of_an_in_flight_deployment(fault_lab, matrix):
     lab.proxy.add("reset_after", method="POST", op="abort")
     lab.provisioner(NODE).release()
     assert lab.status(NODE) == "Ready"
-    assert applied(lab, "abort") == 1
+    assert applied(lab, "abort", NODE) == 1
     result = lab.audit(before)
     matrix.note(result, "recovered: abort applied, answer lost")
     result.assert_clean()
@@ -239,7 +226,7 @@ def test_an_outage_that_cut_off_the_deploy_answer_is_reported_without_a_stale_st
     lab.proxy.clear()
     lab.provisioner(NODE).release()
     assert lab.status(NODE) == "Ready"
-    assert applied(lab, "deploy") == 1
+    assert applied(lab, "deploy", NODE) == 1
     result = lab.audit(before)
     matrix.note(result, "error names: deploy outcome unknown, status unknown (not stale)")
     result.assert_clean()
