@@ -18,6 +18,7 @@ from teuthology_maas.simulator._collection_ops import (
 )
 from teuthology_maas.simulator._errors import ApiError, bad_request, conflict, forbidden
 from teuthology_maas.simulator._images import hwe_kernel_for
+from teuthology_maas.simulator._records import MachineRecord
 from teuthology_maas.simulator.forms import Body, Params
 from teuthology_maas.simulator.inventory import WIPE_DISKS_SCRIPT, UserSpec
 
@@ -162,29 +163,26 @@ class MachineOps(CollectionOps):
             raise conflict("Machine is already locked")
         if machine.status not in (NodeStatus.DEPLOYED, NodeStatus.DEPLOYING):
             raise conflict("Can't lock, node is not deployed or deploying")
-        machine.locked = True
-        self.state.event(
-            machine,
-            ev.USER_LOCK,
-            self.state.clock.now(),
-            body.form.get("comment") or "",
-            username=user.username,
-            action="lock",
-        )
-        return self._render(machine)
+        return self._set_locked(machine, user, body, locked=True)
 
     def unlock(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
         machine = self.for_view(user, ident)
         if not machine.locked:
             raise conflict("Machine is not locked")
-        machine.locked = False
+        return self._set_locked(machine, user, body, locked=False)
+
+    def _set_locked(
+        self, machine: MachineRecord, user: UserSpec, body: Body, *, locked: bool
+    ) -> dict[str, Any]:
+        """Lock or unlock, recording the user's event with the request's comment."""
+        machine.locked = locked
         self.state.event(
             machine,
-            ev.USER_UNLOCK,
+            ev.USER_LOCK if locked else ev.USER_UNLOCK,
             self.state.clock.now(),
             body.form.get("comment") or "",
             username=user.username,
-            action="unlock",
+            action="lock" if locked else "unlock",
         )
         return self._render(machine)
 
