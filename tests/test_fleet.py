@@ -481,3 +481,29 @@ def test_a_forked_child_gets_its_own_poller():
         assert fleet.poller_for(client) is parent_poller
     finally:
         fleet.forget_pollers()
+
+
+def test_a_poller_thread_that_cannot_start_leaves_no_waiter_behind(monkeypatch):
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYED)
+    poller = make_poller(client)
+
+    def refuse(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(fleet.PollerStartError) as caught:
+            poller.wait("m1", targets=DEPLOY_TARGET, timeout=5.0)
+    text = str(caught.value)
+    assert "cannot wait for m1" in text
+    assert "could not be started (RuntimeError: can't create new thread at interpreter shutdown)"\
+        in text
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    # No registration left behind: nobody waits, no thread is believed to run, nothing polled.
+    assert poller.waiting == 0
+    assert not poller.running
+    assert client.calls == []
+    # Once threads can start again, the next wait starts one and is served.
+    assert poller.wait("m1", targets=DEPLOY_TARGET, timeout=5.0).status is NodeStatus.DEPLOYED
+    eventually(lambda: not poller.running, "the poller thread ended with its last waiter")

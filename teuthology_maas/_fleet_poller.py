@@ -40,6 +40,10 @@ _PERMANENT_ERRORS: tuple[type[MaasError], ...] = (
 OnChange = Callable[[Machine], None]
 
 
+class PollerStartError(RuntimeError):
+    """The poller's thread could not be started, so a wait() could not begin."""
+
+
 class PollingClient(Protocol):
     """The part of `MaasClient` the poller uses."""
 
@@ -168,7 +172,14 @@ class StatusPoller:
             # Only the newcomer's wish can move the next poll earlier: no need to ask everyone
             # (a 200-node start would cost 200 x 200 evaluations).
             self._reschedule(now, among=[waiter])
-            self._ensure_thread()
+            try:
+                self._ensure_thread(system_id)
+            except BaseException:
+                # Nobody would ever poll for this waiter: leave no trace of it.
+                self._remove(waiter)
+                self._due = None
+                self._reschedule(now)
+                raise
             self._cond.notify_all()
         try:
             return self._wait_for(waiter, timeout, on_change)
@@ -207,12 +218,25 @@ class StatusPoller:
         if waiter in self._waiters:
             self._waiters.remove(waiter)
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"maas-poller {self.client.base_url}", daemon=True
-            )
-            self._thread.start()
+    def _ensure_thread(self, system_id: str) -> None:
+        """Start the polling thread unless it runs (caller holds the lock, so the new thread
+        cannot look at the waiters before `_thread` says it exists)."""
+        if self._thread is not None:
+            return
+        thread = threading.Thread(
+            target=self._run, name=f"maas-poller {self.client.base_url}", daemon=True
+        )
+        try:
+            thread.start()
+        except Exception as exc:  # RuntimeError at interpreter shutdown or out of threads
+            # `_thread` stays None: the next wait() tries again instead of trusting a thread
+            # that never ran.
+            raise PollerStartError(
+                f"cannot wait for {system_id}: the status poller thread for MAAS at "
+                f"{self.client.base_url} could not be started ({type(exc).__name__}: {exc}); "
+                f"expected a new thread to be possible (is the interpreter shutting down?)"
+            ) from exc
+        self._thread = thread
 
     def _reschedule(
         self, now: float, *, since: float | None = None, among: list[Waiter] | None = None

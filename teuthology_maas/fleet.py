@@ -21,6 +21,7 @@ from teuthology_maas._fleet_poller import (
     DEFAULT_MAX_INTERVAL,
     DEFAULT_MIN_INTERVAL,
     OnChange,
+    PollerStartError,
     PollingClient,
     StatusPoller,
 )
@@ -28,6 +29,7 @@ from teuthology_maas._fleet_waiter import PollerStats
 
 __all__ = [
     "OnChange",
+    "PollerStartError",
     "PollerStats",
     "PollingClient",
     "StatusPoller",
