@@ -45,20 +45,10 @@ from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, SSHNotReady
 from teuthology_maas.provisioner import MaasProvisioner
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
+from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.faultproxy import FaultProxy, ProxyFault
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNvYWtzb2Frc29ha3NvYWtzb2Frc29ha3NvYWtz soak"
-TIMINGS = {
-    "deploying": 30.0,
-    "releasing": 6.0,
-    "disk_erasing": 12.0,
-    "disk_erasing_quick": 8.0,
-    "disk_erasing_secure": 10.0,
-    "aborting": 4.0,
-    "power": 1.0,
-    "bmc_failure": 6.0,
-}
-SCALE = 200.0  # simulated seconds per real second: a deployment takes ~0.15 s
 
 
 def simulator_faults(scale: float) -> list[dict[str, Any]]:
@@ -167,12 +157,12 @@ class Soak:
         inventory = Inventory.from_mapping(
             {
                 "machines": machines,
-                "timings": TIMINGS,
+                "timings": dict(FAST_TIMINGS),
                 "seed": args.seed,
                 "faults": simulator_faults(args.fault_scale),
             }
         )
-        self.sim = Simulator(inventory, clock=ScaledClock(SCALE), ssh_root=self.ssh_root)
+        self.sim = Simulator(inventory, clock=ScaledClock(FAST_SCALE), ssh_root=self.ssh_root)
         self.server = self.sim.serve()
         self.proxy = FaultProxy.for_url(self.server.url, seed=args.seed).start()
         self.proxy_rules = proxy_faults(self.proxy, args.fault_scale)

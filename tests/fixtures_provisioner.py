@@ -17,20 +17,8 @@ from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.provisioner import MaasProvisioner
 from teuthology_maas.simulator import ScaledClock
+from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.sshd import KeyPair, SSHDFleet
-
-# Simulated seconds per step; with SCALE the whole deploy takes a fraction of a real second.
-FAST_TIMINGS = {
-    "deploying": 30.0,
-    "releasing": 6.0,
-    "disk_erasing": 12.0,
-    "disk_erasing_quick": 8.0,
-    "disk_erasing_secure": 10.0,
-    "aborting": 4.0,
-    "power": 1.0,
-    "bmc_failure": 6.0,
-}
-SCALE = 200.0
 
 
 @dataclass
@@ -138,7 +126,9 @@ def lab_factory(
         }
         if images is not None:
             inventory["images"] = list(images)
-        handle = maas_sim_factory(inventory, clock=clock or ScaledClock(SCALE), ssh_root=ssh_root)
+        handle = maas_sim_factory(
+            inventory, clock=clock or ScaledClock(FAST_SCALE), ssh_root=ssh_root
+        )
         lab = Lab(handle=handle, config=None, client=None, ssh=fleet_)  # type: ignore[arg-type]
         defaults = {
             "deploy_timeout": 20.0,

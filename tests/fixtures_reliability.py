@@ -31,6 +31,7 @@ from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, SSHNotReady
 from teuthology_maas.provisioner import MaasProvisioner
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
+from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.faultproxy import FaultProxy
 
 OUR_USER = "teuthology"
@@ -291,18 +292,6 @@ def make_simulated_ssh(sim: Any, ssh_root: Path) -> Callable[..., dict[str, str]
 
 # -- the lab -----------------------------------------------------------------------------------
 
-# Simulated seconds per asynchronous step; at SCALE a deployment takes ~0.15 s of real time.
-FAST_TIMINGS = {
-    "deploying": 30.0,
-    "releasing": 6.0,
-    "disk_erasing": 12.0,
-    "disk_erasing_quick": 8.0,
-    "disk_erasing_secure": 10.0,
-    "aborting": 4.0,
-    "power": 1.0,
-    "bmc_failure": 6.0,
-}
-SCALE = 200.0
 # Real seconds: short enough that "stuck past the timeout" scenarios end quickly, long enough
 # for a simulated deployment (0.15 s) on a loaded 2-core machine.
 FAST_CONFIG: dict[str, Any] = {
@@ -427,7 +416,7 @@ def fault_lab_factory(
         ssh_root.mkdir()
         sim = Simulator(
             Inventory.from_mapping(inventory if inventory is not None else smithi_inventory()),
-            clock=clock or ScaledClock(SCALE),
+            clock=clock or ScaledClock(FAST_SCALE),
             ssh_root=ssh_root,
         )
         server = sim.serve()

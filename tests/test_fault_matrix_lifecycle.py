@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures_reliability import FAST_TIMINGS, attempt, posts, state_changing
+from tests.fixtures_reliability import attempt, posts, state_changing
 from teuthology_maas.errors import (
     DeploymentFailed,
     MachineStateError,
     OwnershipError,
     ReleaseFailed,
 )
+from teuthology_maas.testing.fast_timings import FAST_TIMINGS
 
 NODE = "smithi001"
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_reliability import FAST_TIMINGS, TEST_PUBLIC_KEY, field_of, posts
+from tests.fixtures_reliability import TEST_PUBLIC_KEY, field_of, posts
 from teuthology_maas.errors import MaasError
 from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.testing.fast_timings import FAST_TIMINGS
 
 NODE = "smithi001"
 REPO = Path(__file__).resolve().parent.parent
