@@ -4,7 +4,6 @@ cue (drops the connection after reading a request, answers too late, counts conc
 from __future__ import annotations
 
 import base64
-import socket
 import threading
 
 import pytest
@@ -13,6 +12,7 @@ from _maas_wire import API_KEY, SECRET, FakeMaas, form_parts, oauth_fields
 from teuthology_maas import _limits
 from teuthology_maas.client import MaasClient, RetryPolicy
 from teuthology_maas.errors import MaasOutcomeUnknown, MaasUnavailable
+from teuthology_maas.testing.sshd import free_port
 
 FAST = RetryPolicy(max_attempts=3, max_total=5.0, backoff_initial=0.01, backoff_max=0.02)
 
@@ -52,10 +52,7 @@ def test_connections_are_reused(fake):
 
 
 def test_connection_refused_is_retried_then_unavailable():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    # Nothing listens on `port` any more.
+    port = free_port()
     sleeps: list[float] = []
     with MaasClient(
         f"http://127.0.0.1:{port}/MAAS/", API_KEY, retry=FAST, sleep=sleeps.append
