@@ -9,6 +9,7 @@ Logs name the method, path, op, status and elapsed time, never a header.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -229,13 +230,24 @@ class Transport:
         signed: bool,
     ) -> requests.Response:
         began = time.monotonic()
-        args = (method, url, query, body, headers, timeout, signed)
+        # State-changing requests share the per-MAAS cap on concurrent actions; reads do not.
+        gate = self._actions if method in _STATE_CHANGING else contextlib.nullcontext()
         try:
-            if method in _STATE_CHANGING:
-                with self._actions:
-                    response = self._request(*args)
-            else:
-                response = self._request(*args)
+            with gate:
+                response = self.session.request(
+                    method,
+                    url,
+                    params=query or None,
+                    data=body,
+                    headers=headers or None,
+                    timeout=timeout if timeout is not None else self.timeout,
+                    allow_redirects=False,
+                    auth=None if signed else _anonymous,
+                    # Explicitly: with trust_env, requests replaces a session-level CA bundle by
+                    # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring maas:
+                    # verify/ca_bundle.
+                    verify=self.session.verify,
+                )
         except requests.exceptions.RequestException as exc:
             log.debug(
                 "MAAS %s -> %s after %.3fs",
@@ -251,30 +263,6 @@ class Transport:
             time.monotonic() - began,
         )
         return response
-
-    def _request(
-        self,
-        method: str,
-        url: str,
-        query: list[tuple[str, str]],
-        body: bytes | None,
-        headers: dict[str, str],
-        timeout: float | None,
-        signed: bool,
-    ) -> requests.Response:
-        return self.session.request(
-            method,
-            url,
-            params=query or None,
-            data=body,
-            headers=headers or None,
-            timeout=timeout if timeout is not None else self.timeout,
-            allow_redirects=False,
-            auth=None if signed else _anonymous,
-            # Explicitly: with trust_env, requests replaces a session-level CA bundle by
-            # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring maas: verify/ca_bundle.
-            verify=self.session.verify,
-        )
 
     # ---- deciding -----------------------------------------------------------------------
 
