@@ -1,5 +1,6 @@
 """Helpers for the `teuthology-maas` command's tests: write a teuthology config file for a
-simulator, and run the command in-process with captured output."""
+simulator, and run the command in-process with captured output, or in a subprocess on a
+pseudo-terminal."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -55,31 +56,42 @@ def run_cli(*argv: str, config: Path | None = None) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+class PtyRun(NamedTuple):
+    code: int
+    screen: str  # what the terminal got
+    stderr: str
+
+
 def run_on_pty(argv: list[str], *, timeout: float = 60.0,
-               env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run the command with a pseudo-terminal as stdout; (exit status, what the terminal got)."""
+               env: dict[str, str] | None = None) -> PtyRun:
+    """Run the command with a pseudo-terminal as stdout (stderr captured apart)."""
     import os
     import pty
     import select
     import subprocess
     import sys
+    import tempfile
 
     master, slave = pty.openpty()
     environment = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     environment.update(env or {})
-    proc = subprocess.Popen([sys.executable, "-m", "teuthology_maas.cli", *argv],
-                            stdout=slave, stderr=subprocess.DEVNULL, env=environment)
-    os.close(slave)
-    chunks = []
-    try:
-        while select.select([master], [], [], timeout)[0]:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-    return proc.wait(timeout=timeout), b"".join(chunks).decode()
+    # A file, not a pipe: nobody reads stderr until the command has ended.
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen([sys.executable, "-m", "teuthology_maas.cli", *argv],
+                                stdout=slave, stderr=errors, env=environment)
+        os.close(slave)
+        chunks = []
+        try:
+            while select.select([master], [], [], timeout)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            os.close(master)
+        code = proc.wait(timeout=timeout)
+        errors.seek(0)
+        return PtyRun(code, b"".join(chunks).decode(), errors.read().decode())

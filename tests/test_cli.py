@@ -322,12 +322,12 @@ def test_events_until_needs_follow(maas_sim: Any, config_for: Any) -> None:
 def test_machines_on_a_terminal_is_coloured(maas_sim: Any, config_for: Any) -> None:
     maas_sim.sim.update_machine("smithi002", status="failed_deployment", owner="teuthology")
     config = str(config_for(maas_sim))
-    code, screen = run_on_pty(["--config", config, "machines"])
+    code, screen, _ = run_on_pty(["--config", config, "machines"])
     assert code == 0
     assert "\x1b[32mReady" in screen  # green
     assert "\x1b[31mFailed deployment" in screen  # red
     assert "\x1b[32m5 Ready\x1b[0m" in screen  # the summary too
-    code, screen = run_on_pty(["--config", config, "machines"], env={"NO_COLOR": "1"})
+    code, screen, _ = run_on_pty(["--config", config, "machines"], env={"NO_COLOR": "1"})
     assert code == 0
     assert "\x1b[" not in screen
     assert "5 Ready, 1 Failed deployment" in screen

@@ -7,7 +7,6 @@ import io
 import os
 import pty
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -15,12 +14,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests._cli_support import write_config
+from tests._cli_support import CONTROL_CHARS, run_on_pty, write_config
 from teuthology_maas.cli._progress import MachineWatcher, Progress, format_elapsed
 from teuthology_maas.errors import MaasUnavailable
 from teuthology_maas.models import Machine
-
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class FakeClock:
@@ -66,7 +63,7 @@ def test_piped_progress_is_one_plain_line_per_change() -> None:
         progress.finish("smithi001: deployed")
         progress.update("Ready")  # nothing is drawn after the outcome
     text = out.getvalue()
-    assert not CONTROL.search(text)
+    assert not CONTROL_CHARS.search(text)
     assert text.splitlines() == [
         "[   0:00] smithi001: Ready",
         "[   0:02] smithi001: Deploying",
@@ -157,9 +154,13 @@ def test_watcher_reports_changes_and_survives_read_errors() -> None:
 # ---- the real command, in a subprocess, on a pseudo-terminal and on a pipe ----------------
 
 
+def _deploy_args(config: Path) -> list[str]:
+    return ["--config", str(config), "deploy", "smithi001", "--os-type", "ubuntu",
+            "--os-version", "22.04"]
+
+
 def _deploy_command(config: Path) -> list[str]:
-    return [sys.executable, "-m", "teuthology_maas.cli", "--config", str(config),
-            "deploy", "smithi001", "--os-type", "ubuntu", "--os-version", "22.04"]
+    return [sys.executable, "-m", "teuthology_maas.cli", *_deploy_args(config)]
 
 
 def _lab_config(lab: Any, directory: Path) -> Path:
@@ -177,28 +178,8 @@ def test_deploy_on_a_terminal_updates_the_status_line_in_place(
     # a slower deployment (60 simulated seconds at 200x: ~0.3 s) so the clock ticks visibly
     lab = lab_factory([{"hostname": "smithi001", "tags": ["smithi"]}],
                       timings={"deploying": 60.0})
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    proc = subprocess.Popen(_deploy_command(_lab_config(lab, tmp_path)), stdout=slave,
-                            stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 30)
-        if not ready:
-            break
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    assert proc.wait(timeout=30) == 0, proc.stderr.read().decode() if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
-    screen = b"".join(chunks).decode()
+    code, screen, stderr = run_on_pty(_deploy_args(_lab_config(lab, tmp_path)), timeout=30)
+    assert code == 0, stderr
     assert lab.state("smithi001")["status_name"] == "Deployed"
     lines = screen.split("\r\n")
     deploying = [line for line in lines if "Deploying" in line]
@@ -216,7 +197,7 @@ def test_deploy_on_a_pipe_prints_plain_lines(lab_factory: Any, tmp_path: Path) -
     proc = subprocess.run(_deploy_command(_lab_config(lab, tmp_path)), capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert not CONTROL.search(proc.stdout)
+    assert not CONTROL_CHARS.search(proc.stdout)
     lines = proc.stdout.splitlines()
     assert re.fullmatch(r"\[ +\d+:\d\d\] smithi001: Ready", lines[0])
     assert any(re.fullmatch(r"\[ +\d+:\d\d\] smithi001: Deployed", line) for line in lines)
@@ -241,4 +222,4 @@ def test_ctrl_c_during_deploy_exits_130_and_leaves_nothing_deploying(
     # the provisioner cleaned up (and said so, as a note in the progress output)
     assert lab.state("smithi001")["status_name"] != "Deploying"
     assert "interrupted" in out
-    assert not CONTROL.search(out)
+    assert not CONTROL_CHARS.search(out)
