@@ -7,4 +7,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures_simulator",
     "tests.fixtures_reliability",
     "tests.fixtures_e2e",
+    "tests.fixtures_cli",
 ]

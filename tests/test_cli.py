@@ -16,15 +16,6 @@ SUBCOMMANDS = ["doctor", "machines", "deploy", "release", "abort", "events", "re
 OTHER_AREAS = ["simulator", "demo"]
 
 
-@pytest.fixture
-def config_for(tmp_path: Path, ssh_keypair: Any):
-    def make(handle: Any, **maas: Any) -> Path:
-        maas.setdefault("ssh_keys", [ssh_keypair.public_key])
-        return write_config(tmp_path, handle, **maas)
-
-    return make
-
-
 # ---- help and usage -----------------------------------------------------------------------
 
 

@@ -7,17 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests._cli_support import CONTROL_CHARS, run_cli, write_config
+from tests._cli_support import CONTROL_CHARS, run_cli
 from teuthology_maas.cli._common import ExitCode
-
-
-@pytest.fixture
-def config_for(tmp_path: Path, ssh_keypair: Any):
-    def make(handle: Any, **maas: Any) -> Path:
-        maas.setdefault("ssh_keys", [ssh_keypair.public_key])
-        return write_config(tmp_path, handle, **maas)
-
-    return make
 
 
 def doctor(config: Path, *extra: str) -> tuple[int, dict[str, dict[str, str]]]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests._cli_support import CONTROL_CHARS, run_cli, write_config
+from tests._cli_support import CONTROL_CHARS, run_cli
 from teuthology_maas import fleet
 from teuthology_maas.cli._common import ExitCode
 from teuthology_maas.simulator import ManualClock
@@ -37,16 +36,6 @@ def paddles() -> Iterator[tuple[LockServer, str]]:
 def lock(server: LockServer, hostname: str, owner: str = "scheduled_alice@teuthology") -> None:
     server.add_node(f"{hostname}.{DOMAIN}", "smithi", locked=True, locked_by=owner,
                     description="/archive/run/123")
-
-
-@pytest.fixture
-def config_for(tmp_path: Path, ssh_keypair: Any):
-    def make(handle: Any, lock_server: str | None = None, **maas: Any) -> Path:
-        maas.setdefault("ssh_keys", [ssh_keypair.public_key])
-        top = {"lock_server": lock_server} if lock_server else None
-        return write_config(tmp_path, handle, top=top, **maas)
-
-    return make
 
 
 def test_clean_lab_reports_nothing(maas_sim: Any, paddles: Any, config_for: Any) -> None:
