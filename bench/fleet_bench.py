@@ -69,6 +69,9 @@ def _request_kind(record: Any) -> str:
     op = getattr(record, "op", None)
     system_id = getattr(record, "system_id", None)
     if "machines/" in path and not system_id and not op and method == "GET":
+        param_list = getattr(record, "param_list", None)
+        if callable(param_list) and param_list("hostname"):
+            return "GET machines/?hostname= (lookup)"
         return "GET machines/ (list)"
     if system_id and not op and method == "GET":
         return "GET machines/<id>/"

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 
-from teuthology_maas import _decide, images, userdata
+from teuthology_maas import _decide, fleet, images, userdata
 from teuthology_maas._decide import CreateStep, ReleaseStep
 from teuthology_maas._lifecycle import NodeActions, describe_error, ended_in, sentence
 from teuthology_maas._shared import CachedBootResources, shared_client, username_of
@@ -112,7 +112,8 @@ class MaasProvisioner:
         attempts = self.config.lookup_retries + 1
         found: list[Machine] = []
         for attempt in range(attempts):
-            found = self.client.list_machines(hostname=[self.shortname])
+            # Coalesced with the lookups of the other nodes starting now (lock-many).
+            found = fleet.lookup_hostname(self.client, self.shortname)
             if len(found) == 1:
                 return found[0]
             if len(found) > 1:
