@@ -6,6 +6,7 @@ with a tag or a resource pool of the same name, or (Sepia style) names its nodes
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Sequence
 
@@ -38,3 +39,13 @@ def machines_by_type(
         if kind is not None:
             grouped[kind].append(machine)
     return grouped
+
+
+def add_machine_type_option(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """`-m/--machine-type`, repeatable or comma-separated; read it with `requested_types`."""
+    parser.add_argument("-m", "--machine-type", action="append", metavar="TYPE", help=help)
+
+
+def requested_types(values: list[str] | None) -> list[str]:
+    """The machine types named by `--machine-type` options, in order."""
+    return [t.strip() for value in values or () for t in value.split(",") if t.strip()]

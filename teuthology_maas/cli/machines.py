@@ -7,7 +7,11 @@ from collections import Counter
 from typing import Any
 
 from teuthology_maas.cli._common import Context, ExitCode, add_common_options
-from teuthology_maas.cli._inventory import machine_type_of
+from teuthology_maas.cli._inventory import (
+    add_machine_type_option,
+    machine_type_of,
+    requested_types,
+)
 from teuthology_maas.cli._paddles import PaddlesNode, PaddlesReader, lock_server_from_config
 from teuthology_maas.cli._table import paint, render_table, status_colour
 from teuthology_maas.models import Machine, NodeStatus
@@ -25,13 +29,7 @@ def register(subparsers: Any) -> None:
         "each in paddles. A non-admin API key only sees free machines and its own.",
     )
     add_common_options(parser, top_level=False)
-    parser.add_argument(
-        "-m",
-        "--machine-type",
-        action="append",
-        metavar="TYPE",
-        help="only this machine type (repeatable, or comma-separated)",
-    )
+    add_machine_type_option(parser, help="only this machine type (repeatable, or comma-separated)")
     parser.add_argument(
         "--all",
         action="store_true",
@@ -52,10 +50,6 @@ def os_of(machine: Machine) -> str:
     if machine.osystem and machine.distro_series:
         return f"{machine.osystem}/{machine.distro_series}"
     return machine.distro_series or machine.osystem
-
-
-def requested_types(values: list[str] | None) -> list[str]:
-    return [t.strip() for value in values or () for t in value.split(",") if t.strip()]
 
 
 def describe(machine: Machine, kind: str | None) -> dict[str, Any]:

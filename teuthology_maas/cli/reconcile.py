@@ -7,7 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from teuthology_maas.cli._common import Context, ExitCode, add_common_options
-from teuthology_maas.cli._inventory import machines_by_type
+from teuthology_maas.cli._inventory import (
+    add_machine_type_option,
+    machines_by_type,
+    requested_types,
+)
 from teuthology_maas.cli._paddles import PaddlesReader, lock_server_from_config
 from teuthology_maas.cli._reconcile import (
     DEFAULT_NODE_TIMEOUT_MINUTES,
@@ -41,12 +45,8 @@ def register(subparsers: Any) -> None:
         metavar="URL",
         help="paddles URL (default: lock_server from the teuthology config file)",
     )
-    parser.add_argument(
-        "-m",
-        "--machine-type",
-        action="append",
-        metavar="TYPE",
-        help="only these configured machine types (repeatable, or comma-separated)",
+    add_machine_type_option(
+        parser, help="only these configured machine types (repeatable, or comma-separated)"
     )
     parser.add_argument(
         "--apply", action="store_true", help="release the leaks (default: only report)"
@@ -63,8 +63,6 @@ def _node_timeout_minutes(client: Any) -> float:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from teuthology_maas.cli.machines import requested_types
-
     cfg = ctx.config()
     url = args.lock_server or lock_server_from_config(ctx.config_file())
     wanted = requested_types(args.machine_type) or list(cfg.machine_types)
