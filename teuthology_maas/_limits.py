@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class ActionSemaphore(threading.BoundedSemaphore):
@@ -48,10 +46,3 @@ def limit_of(api_root: str) -> int | None:
     with _registry_lock:
         semaphore = _semaphores.get(api_root)
     return semaphore.size if semaphore is not None else None
-
-
-@contextmanager
-def action_slot(api_root: str, size: int) -> Iterator[None]:
-    """Hold one of `api_root`'s action slots for the duration of the block."""
-    with action_semaphore(api_root, size):
-        yield

@@ -104,12 +104,6 @@ class DeployFlow:
         if record.timings.node_timeout is not None:
             self.sm.schedule(record, now, record.timings.node_timeout, self._deploy_timed_out)
 
-    def _power_on(self, record: MachineRecord, at: float) -> None:
-        self.sm.set_power(record, "on", at)
-
-    def _power_off(self, record: MachineRecord, at: float) -> None:
-        self.sm.set_power(record, "off", at)
-
     def _progress(self, kind: tuple[str, str]) -> Step:
         def step(record: MachineRecord, at: float) -> None:
             self.sm.event(record, kind, at)

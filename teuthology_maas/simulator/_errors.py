@@ -47,7 +47,3 @@ def not_found(message: str = "No Machine matches the given query.") -> ApiError:
 
 def conflict(message: str) -> ApiError:
     return ApiError(409, message)
-
-
-def unrecognised(method: str, op: str | None) -> ApiError:
-    return ApiError(400, f"Unrecognised signature: method={method} op={op}")

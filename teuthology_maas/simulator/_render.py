@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,9 +255,3 @@ def machine_json(
         data[f"{name}_status"] = 2
         data[f"{name}_status_name"] = "Passed"
     return data
-
-
-def machines_json(
-    machines: Iterable[MachineRecord], catalog: Catalog, events: EventLog
-) -> list[dict[str, Any]]:
-    return [machine_json(m, catalog, events, loopback_ip=m.ssh_port is not None) for m in machines]

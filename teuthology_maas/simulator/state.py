@@ -153,17 +153,6 @@ class StateMachine:
             _Scheduled(start + delay, next(self._seq), record.system_id, record.generation, step),
         )
 
-    def pending_steps(self) -> int:
-        with self.lock:
-            return sum(
-                1
-                for item in self._queue
-                if (m := self.machines.get(item.system_id)) is not None
-                and m.generation == item.generation
-            )
-
-    # -- building blocks ------------------------------------------------------------------
-
     def event(
         self,
         record: MachineRecord,
