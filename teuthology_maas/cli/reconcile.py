@@ -102,8 +102,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 "maas_user": maas_user,
                 "lock_server": paddles.url,
                 "findings": [f.as_json() for f in findings],
-                "counts": {k: sum(1 for f in findings if f.kind == k)
-                           for k in ("leak", "drift", "stuck")},
+                "counts": count_by_kind(findings),
             }
         )
     else:
@@ -152,12 +151,15 @@ def render(ctx: Context, findings: list[Finding], *, dry_run: bool, checked: int
             ctx.out(f"       -> {finding.action}")
         elif finding.kind == "leak" and dry_run:
             ctx.out("       -> would release (run with --apply)")
-    counts = {k: sum(1 for f in findings if f.kind == k) for k in ("leak", "drift", "stuck")}
-    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
-    suffix = " (dry run: nothing changed)" if dry_run else ""
     if not findings:
         ctx.out(f"{checked} machine(s) checked: MAAS and paddles agree, nothing stuck")
-    else:
-        if findings:
-            ctx.out()
-        ctx.out(f"{checked} machine(s) checked: {summary}{suffix}")
+        return
+    summary = ", ".join(f"{n} {k}" for k, n in count_by_kind(findings).items())
+    suffix = " (dry run: nothing changed)" if dry_run else ""
+    ctx.out()
+    ctx.out(f"{checked} machine(s) checked: {summary}{suffix}")
+
+
+def count_by_kind(findings: list[Finding]) -> dict[str, int]:
+    """How many findings of each kind, every kind present (the JSON counts, the summary)."""
+    return {k: sum(1 for f in findings if f.kind == k) for k in ("leak", "drift", "stuck")}
