@@ -108,10 +108,7 @@ class Progress:
     def finish(self, text: str) -> None:
         """The outcome: the status line is finalised and nothing is drawn after this."""
         with self._lock:
-            if self._live and self._line_open:
-                self._redraw()
-                self._write("\n")
-                self._line_open = False
+            self._end_status_line()
             self._finished = True
             self._write(text + "\n")
 
@@ -121,10 +118,14 @@ class Progress:
             self._ticker.join()
             self._ticker = None
         with self._lock:
-            if self._live and self._line_open:
-                self._redraw()
-                self._write("\n")
-                self._line_open = False
+            self._end_status_line()
+
+    def _end_status_line(self) -> None:
+        """Leave the live status line drawn as it stands and move below it (lock held)."""
+        if self._live and self._line_open:
+            self._redraw()
+            self._write("\n")
+            self._line_open = False
 
     def _text(self) -> str:
         assert self._current is not None
