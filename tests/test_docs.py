@@ -1,12 +1,15 @@
 """Keep the documentation honest where a machine can check it: the configuration keys and their
 defaults, the CLI's subcommands, options and exit codes, the simulator's inventory keys, the
-commands the docs show, and every relative link. Fast: no server, no subprocess."""
+commands the docs show, the fault matrix suites and scenario count, and every relative link.
+Fast: no server; one `pytest --collect-only` subprocess (about 2 s)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import re
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -337,3 +340,33 @@ def test_every_page_is_in_the_mkdocs_nav_and_every_nav_entry_exists():
     pages = {p.name for p in DOCS.glob("*.md")}
     assert pages - nav == set(), "pages missing from mkdocs.yml nav"
     assert nav - pages == set(), "nav entries without a page"
+
+
+# -- reliability.md ----------------------------------------------------------------------------
+
+RELIABILITY = text_of(DOCS / "reliability.md")
+
+
+def test_reliability_describes_every_fault_matrix_suite():
+    suites = sorted(p.name for p in (ROOT / "tests").glob("test_fault_matrix_*.py"))
+    assert suites, "no fault matrix suites found"
+    described = {
+        name
+        for row in table_rows(section(RELIABILITY, "## How it is measured"))
+        for name in re.findall(r"`tests/(test_fault_matrix_\w+\.py)`", row[0])
+    }
+    assert described == set(suites)
+
+
+def test_reliability_quotes_the_current_number_of_matrix_scenarios():
+    """The doc quotes the matrix's closing line; a scenario added or removed must be run and
+    the figure refreshed."""
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         *sorted(str(p) for p in (ROOT / "tests").glob("test_fault_matrix_*.py"))],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    count = int(re.search(r"^(\d+) tests? collected", collected, re.MULTILINE).group(1))
+    quoted = re.search(r"`(\d+)/(\d+) scenarios passed; nodes leaked: 0;", RELIABILITY)
+    assert quoted is not None, "reliability.md no longer quotes the matrix's summary line"
+    assert (int(quoted.group(1)), int(quoted.group(2))) == (count, count)
