@@ -150,9 +150,7 @@ class CollectionOps:
         if not candidates:
             raise conflict(no_match_message(form))
         chosen = candidates[0]
-        if dry_run:
-            result = self._render(chosen)
-        else:
+        if not dry_run:
             self.state.allocate(
                 chosen,
                 user.username,
@@ -160,7 +158,7 @@ class CollectionOps:
                 comment=form.get("comment") or "",
                 at=self.state.clock.now(),
             )
-            result = self._render(chosen)
+        result = self._render(chosen)
         result["constraints_by_type"] = {}
         return result
 
