@@ -42,11 +42,13 @@ from teuthology_maas import provisioner as provisioner_module
 from teuthology_maas._retry import RetryPolicy
 from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.errors import MaasError, SSHNotReady
+from teuthology_maas.errors import MaasError
 from teuthology_maas.provisioner import MaasProvisioner
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
 from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.faultproxy import FaultProxy, ProxyFault
+from teuthology_maas.testing.simulated_ssh import verify_ssh_from_files
+from teuthology_maas.testing.virtual_time import VirtualTime
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNvYWtzb2Frc29ha3NvYWtzb2Frc29ha3NvYWtz soak"
 
@@ -79,42 +81,6 @@ def proxy_faults(proxy: FaultProxy, scale: float) -> list[ProxyFault]:
         proxy.add(action, method="POST", times=None, probability=min(1.0, 0.01 * scale))
         for action in ("reset_before", "reset_after", "gateway_after")
     ]
-
-
-class VirtualSleep:
-    """Retry waits: slept at 1/1000 (capped), counted in full on the retry budget's clock."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.lock = threading.Lock()
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.total += max(0.0, seconds)
-        time.sleep(min(max(0.0, seconds) / 1000, 0.05))
-
-    def now(self) -> float:
-        with self.lock:
-            return time.monotonic() + self.total
-
-
-def simulated_ssh(ssh_root: Path) -> Any:
-    """What an SSH login would find on a node the simulator deployed (its per-node files)."""
-
-    def verify(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -> dict[str, str]:
-        node = ssh_root / fqdn.split(".", 1)[0]
-        try:
-            keys = (node / "authorized_keys").read_text()
-            (node / "boot-finished").read_text()
-            text = (node / "os-release").read_text()
-        except OSError as exc:
-            raise SSHNotReady(f"SSH to {fqdn} failed: {exc}", machine=fqdn) from None
-        if PUBLIC_KEY.split()[1] not in keys:
-            raise SSHNotReady(f"SSH to {fqdn} failed: key not authorized", machine=fqdn)
-        pairs = (line.partition("=") for line in text.splitlines())
-        return {k.strip(): v.strip().strip('"') for k, _, v in pairs if k}
-
-    return verify
 
 
 @dataclass
@@ -183,7 +149,7 @@ class Soak:
                 "lookup_retries": 2,
             }
         )
-        self.sleep = VirtualSleep()
+        self.sleep = VirtualTime()
         self.client = MaasClient(
             self.config.api_url,
             self.config.api_key,
@@ -348,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     # The soak measures the MAAS side; SSH readiness is read from the simulator's files.
     with tempfile.TemporaryDirectory(prefix="teuthology-maas-soak-") as workdir:
         soak = Soak(args, Path(workdir))
-        provisioner_module.verify_ssh = simulated_ssh(soak.ssh_root)  # type: ignore[assignment]
+        provisioner_module.verify_ssh = verify_ssh_from_files(soak.ssh_root)  # type: ignore[assignment]
         try:
             result = soak.run()
         finally:

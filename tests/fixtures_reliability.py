@@ -9,13 +9,12 @@ make). The `matrix` fixture records one row per scenario; the table is printed a
 the pytest run.
 
 SSH readiness: the matrix is about the MAAS API, so create()'s SSH check is replaced by
-`simulated_ssh`, which checks what a login would find: the simulator's per-node files
+`verify_ssh_from_files`, which checks what a login would find: the simulator's per-node files
 (authorized_keys holding our key, boot-finished, os-release) for a Deployed node.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,42 +27,19 @@ from teuthology_maas import fleet
 from teuthology_maas._retry import RetryPolicy
 from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.errors import MaasError, SSHNotReady
+from teuthology_maas.errors import MaasError
 from teuthology_maas.provisioner import MaasProvisioner
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
 from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.faultproxy import FaultProxy
+from teuthology_maas.testing.simulated_ssh import verify_ssh_from_files
+from teuthology_maas.testing.virtual_time import VirtualTime
 
 OUR_USER = "teuthology"
 TEST_PUBLIC_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB8ZbJnXcFCUXzM3Vq1rMZ8pQmRkCUnGmQ0dWq6bPc1H "
     "reliability@test"
 )
-
-
-# -- virtual time for retry waits ------------------------------------------------------------
-
-
-class VirtualTime:
-    """`sleep` records the wait and sleeps `scale` of it; `now` includes every wait in full,
-    so the client's retry budget is spent as if the waits were real."""
-
-    def __init__(self, scale: float = 0.001, real_cap: float = 0.05) -> None:
-        self.scale = scale
-        self.real_cap = real_cap
-        self.waits: list[float] = []
-        self._offset = 0.0
-        self._lock = threading.Lock()
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.waits.append(seconds)
-            self._offset += max(0.0, seconds)
-        time.sleep(min(max(0.0, seconds) * self.scale, self.real_cap))
-
-    def now(self) -> float:
-        with self._lock:
-            return time.monotonic() + self._offset
 
 
 # -- the matrix table ------------------------------------------------------------------------
@@ -265,31 +241,6 @@ def audit(
     return result
 
 
-# -- simulated SSH readiness -----------------------------------------------------------------
-
-
-def make_simulated_ssh(sim: Any, ssh_root: Path) -> Callable[..., dict[str, str]]:
-    """A stand-in for `_verify.verify_ssh` that checks the files the simulator writes for a
-    deployed node instead of logging in (the matrix runs hundreds of nodes, not sshds)."""
-
-    def simulated_ssh(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -> dict:
-        hostname = fqdn.split(".", 1)[0]
-        node = ssh_root / hostname
-        keys = (node / "authorized_keys").read_text() if (node / "authorized_keys").exists() else ""
-        if not any(key.split()[1] in keys for key in config.ssh_keys):
-            raise SSHNotReady(f"SSH to {fqdn} failed: our key is not authorized", machine=fqdn)
-        if config.sentinel_file and not (node / "boot-finished").exists():
-            raise SSHNotReady(f"{fqdn}: {config.sentinel_file} never appeared", machine=fqdn)
-        release: dict[str, str] = {}
-        for line in (node / "os-release").read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key:
-                release[key.strip()] = value.strip().strip('"')
-        return release
-
-    return simulated_ssh
-
-
 # -- the lab -----------------------------------------------------------------------------------
 
 # Real seconds: short enough that "stuck past the timeout" scenarios end quickly, long enough
@@ -424,7 +375,7 @@ def fault_lab_factory(
         labs.append(lab)
         if simulated_ssh:
             monkeypatch.setattr(
-                "teuthology_maas.provisioner.verify_ssh", make_simulated_ssh(sim, ssh_root)
+                "teuthology_maas.provisioner.verify_ssh", verify_ssh_from_files(ssh_root)
             )
         return lab
 

@@ -129,9 +129,9 @@ import teuthology_maas.provisioner as provisioner_module
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
 from teuthology_maas.provisioner import MaasProvisioner
-from tests.fixtures_reliability import make_simulated_ssh
+from teuthology_maas.testing.simulated_ssh import verify_ssh_from_files
 
-provisioner_module.verify_ssh = make_simulated_ssh(None, Path(sys.argv[3]))
+provisioner_module.verify_ssh = verify_ssh_from_files(Path(sys.argv[3]))
 config = MaasConfig.from_mapping(json.loads(sys.argv[1]))
 provisioner = MaasProvisioner(sys.argv[2], "ubuntu", "22.04", config=config)
 go = Path(sys.argv[4])

@@ -1,0 +1,46 @@
+"""A stand-in for SSH readiness that reads the simulator's per-node files instead of logging in.
+
+With `ssh_root`, the simulator writes what a login would find on each deployed node:
+authorized_keys, boot-finished (the cloud-init sentinel) and os-release.
+`verify_ssh_from_files` checks those as `_verify.verify_ssh` checks a real node, for runs of
+hundreds of nodes where an sshd per node would cost more than the run (the fault matrix, the
+soak).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from teuthology_maas.config import MaasConfig
+from teuthology_maas.errors import SSHNotReady
+
+VerifySSH = Callable[..., dict[str, str]]
+
+
+def verify_ssh_from_files(ssh_root: Path) -> VerifySSH:
+    """verify_ssh(fqdn, config, *, timeout=None) over the files under `ssh_root`/<hostname>:
+    SSHNotReady until our key is authorized and (when the config names a sentinel file) boot
+    has finished; then the node's os-release as a dict."""
+
+    def verify(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -> dict[str, str]:
+        node = ssh_root / fqdn.split(".", 1)[0]
+        keys = _read(node / "authorized_keys") or ""
+        if not any(key.split()[1] in keys for key in config.ssh_keys):
+            raise SSHNotReady(f"SSH to {fqdn} failed: our key is not authorized", machine=fqdn)
+        if config.sentinel_file and _read(node / "boot-finished") is None:
+            raise SSHNotReady(f"{fqdn}: {config.sentinel_file} never appeared", machine=fqdn)
+        text = _read(node / "os-release")
+        if text is None:
+            raise SSHNotReady(f"{fqdn}: /etc/os-release is missing", machine=fqdn)
+        pairs = (line.partition("=") for line in text.splitlines())
+        return {k.strip(): v.strip().strip('"') for k, _, v in pairs if k}
+
+    return verify
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
