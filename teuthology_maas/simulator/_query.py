@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from teuthology_maas.models import NodeStatus
+from teuthology_maas.models import FAILURE_STATUSES, NodeStatus
 from teuthology_maas.simulator._errors import bad_request, form_errors
 from teuthology_maas.simulator._records import MachineRecord
 from teuthology_maas.simulator.forms import Params
@@ -16,17 +16,7 @@ SIMPLE_STATUS: dict[str, frozenset[NodeStatus]] = {
     "commissioning": frozenset({NodeStatus.COMMISSIONING}),
     "deployed": frozenset({NodeStatus.DEPLOYED}),
     "deploying": frozenset({NodeStatus.DEPLOYING}),
-    "failed": frozenset(
-        {
-            NodeStatus.FAILED_COMMISSIONING,
-            NodeStatus.FAILED_DEPLOYMENT,
-            NodeStatus.FAILED_RELEASING,
-            NodeStatus.FAILED_DISK_ERASING,
-            NodeStatus.FAILED_ENTERING_RESCUE_MODE,
-            NodeStatus.FAILED_EXITING_RESCUE_MODE,
-            NodeStatus.FAILED_TESTING,
-        }
-    ),
+    "failed": FAILURE_STATUSES,
     "new": frozenset({NodeStatus.NEW}),
     "ready": frozenset({NodeStatus.READY}),
     "releasing": frozenset({NodeStatus.RELEASING, NodeStatus.DISK_ERASING}),
