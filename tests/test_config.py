@@ -601,6 +601,14 @@ def test_unknown_keys_are_ignored_with_a_warning(caplog):
     assert any("timeuot" in r.getMessage() for r in caplog.records)
 
 
+def test_activate_is_known_for_the_activation_hook(caplog):
+    with caplog.at_level(logging.WARNING, logger="teuthology_maas.config"):
+        make(activate=False, deploy_timeuot=5)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("deploy_timeuot" in w for w in warnings)
+    assert not any("activate" in w for w in warnings)
+
+
 # ---- enabled / problem -------------------------------------------------------------------
 
 

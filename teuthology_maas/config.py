@@ -42,6 +42,8 @@ KNOWN_KEYS = frozenset(
         "verify", "ca_bundle", "erase", "agent_name", "user_data", "user_data_vars", "ssh_user",
         "ssh_keys", "ssh_private_key", "ssh_config", "image_map", "lock_after_deploy",
         "sentinel_file", "max_concurrent_actions", "lookup_retries", "lab_domain",
+        # Read by the activation hook (_activation.config_allows), not by MaasConfig.
+        "activate",
     }
 )  # fmt: skip
 
