@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO
 
-from teuthology_maas.cli._table import paint, status_colour
+from teuthology_maas.cli._table import label_colour, paint
 from teuthology_maas.errors import MaasError
-from teuthology_maas.models import Machine, NodeStatus
+from teuthology_maas.models import Machine
 
 _ERASE_LINE = "\r\x1b[2K"
 
@@ -53,7 +53,6 @@ class Progress:
         self._lock = threading.Lock()
         self._started = clock()
         self._current: tuple[str, str | None] | None = None
-        self._status: NodeStatus | None = None
         self._line_open = False
         self._finished = False
         self._done = threading.Event()
@@ -79,10 +78,6 @@ class Progress:
                 return
             previous = self._current
             self._current = (status_name, message or None)
-            try:
-                self._status = NodeStatus.from_label(status_name)
-            except ValueError:
-                self._status = None
             if not self._live:
                 self._write(self._text() + "\n")
                 return
@@ -130,9 +125,7 @@ class Progress:
     def _text(self) -> str:
         assert self._current is not None
         status_name, message = self._current
-        status = status_name
-        if self._colour and self._status is not None:
-            status = paint(status_name, status_colour(self._status), True)
+        status = paint(status_name, label_colour(status_name), self._colour)
         detail = f" ({message})" if message and message != status_name else ""
         return f"[{format_elapsed(self.elapsed):>7}] {self._label}: {status}{detail}"
 

@@ -38,6 +38,14 @@ def status_colour(status: NodeStatus) -> str | None:
     return _STATUS_COLOURS.get(status)
 
 
+def label_colour(label: str) -> str | None:
+    """`status_colour` for a status as MAAS names it ("Failed deployment"); None if unknown."""
+    try:
+        return status_colour(NodeStatus.from_label(label))
+    except ValueError:
+        return None
+
+
 def render_table(
     headers: Sequence[str],
     rows: Sequence[Sequence[str]],

@@ -13,7 +13,7 @@ from teuthology_maas.cli._inventory import (
     requested_types,
 )
 from teuthology_maas.cli._paddles import PaddlesNode, PaddlesReader, lock_server_from_config
-from teuthology_maas.cli._table import paint, render_table, status_colour
+from teuthology_maas.cli._table import label_colour, paint, render_table, status_colour
 from teuthology_maas.models import Machine, NodeStatus
 
 HEADERS = ("HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "OS", "POWER", "MESSAGE")
@@ -70,7 +70,7 @@ def summary_line(counts: Counter[str], order: list[str], *, colour: bool = False
     total = sum(counts.values())
     noun = "machine" if total == 1 else "machines"
     parts = [
-        paint(f"{counts[label]} {label}", _colour_of_label(label), colour) for label in order
+        paint(f"{counts[label]} {label}", label_colour(label), colour) for label in order
     ]
     return f"{total} {noun}" + (": " + ", ".join(parts) if parts else "")
 
@@ -165,10 +165,3 @@ def _status_rank(label: str) -> int:
         return int(NodeStatus.from_label(label))
     except ValueError:
         return 1000
-
-
-def _colour_of_label(label: str) -> str | None:
-    try:
-        return status_colour(NodeStatus.from_label(label))
-    except ValueError:
-        return None
