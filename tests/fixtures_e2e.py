@@ -9,7 +9,6 @@ Each scenario runs in two modes: "activation" (stock teuthology + our .pth hook)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests._waiting import wait_until
 from teuthology_maas.testing.lockserver import LockServer
 from teuthology_maas.testing.teuthology_lab import MODES, Finished, Support, TeuthologyLab
 
@@ -67,11 +67,12 @@ class E2ELab:
 
     def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
         """Bounded wait for the simulator to get somewhere (its clock is scaled)."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; MAAS shows {self.statuses()}")
-            time.sleep(0.05)
+        wait_until(
+            predicate,
+            timeout=timeout,
+            failure=lambda: f"timed out waiting for {what}; MAAS shows {self.statuses()}",
+            interval=0.05,
+        )
 
 
 @pytest.fixture(scope="session")

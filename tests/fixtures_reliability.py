@@ -15,7 +15,6 @@ SSH readiness: the matrix is about the MAAS API, so create()'s SSH check is repl
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests._waiting import wait_until
 from teuthology_maas import fleet
 from teuthology_maas._retry import RetryPolicy
 from teuthology_maas.client import MaasClient
@@ -336,11 +336,9 @@ class Lab:
 
     def wait_for(self, predicate: Callable[[], bool], *, timeout: float = 20.0) -> None:
         """Wait (real time) until the simulator shows what `predicate` checks."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("the simulator never reached the expected state")
-            time.sleep(0.02)
+        wait_until(
+            predicate, timeout=timeout, failure="the simulator never reached the expected state"
+        )
 
     def close(self) -> None:
         for client in self.clients:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import socket
-import time
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from tests._waiting import wait_until
 from teuthology_maas.simulator import InventoryError, ManualClock
 
 
@@ -101,9 +101,11 @@ def test_slow_answers(lab):
         http.session.get(http.api_url + "users/", params={"op": "whoami"},
                          headers={"Authorization": http.auth_header()}, timeout=0.2)  # fmt: skip
     assert http.get("users/", params={"op": "whoami"}).status_code == 200
-    deadline = time.monotonic() + 10
-    while len(lab.sim.requests(op="whoami")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(
+        lambda: len(lab.sim.requests(op="whoami")) >= 2,
+        timeout=10,
+        failure="the timed-out whoami never reached the request log",
+    )
     slow = [r for r in lab.sim.requests(op="whoami") if r.fault == "slow"]
     assert len(slow) == 1 and slow[0].status == 200
 

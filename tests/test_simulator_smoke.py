@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import time
+from tests._waiting import wait_until
 
 
 def wait_status(sim, system_id: str, name: str, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+    def reached() -> dict | None:
         machine = sim.machine(system_id)
-        if machine["status_name"] == name:
-            return machine
-        assert time.monotonic() < deadline, f"{system_id} stayed {machine['status_name']}"
-        time.sleep(0.02)
+        return machine if machine["status_name"] == name else None
+
+    return wait_until(
+        reached,
+        timeout=timeout,
+        failure=lambda: f"{system_id} stayed {sim.machine(system_id)['status_name']}",
+    )
 
 
 def test_allocate_deploy_release_cycle(maas_sim):

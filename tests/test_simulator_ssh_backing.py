@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from tests._waiting import wait_until
 from teuthology_maas.simulator import ManualClock
 
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA a@test"
@@ -117,8 +118,6 @@ def test_mark_broken_clears_the_files(lab):
 
 
 def test_scaled_clock_moves_machines_without_anyone_polling(maas_sim_factory, tmp_path):
-    import time
-
     from teuthology_maas.simulator import ScaledClock
 
     handle = maas_sim_factory(
@@ -127,8 +126,10 @@ def test_scaled_clock_moves_machines_without_anyone_polling(maas_sim_factory, tm
         ssh_root=tmp_path / "ssh",
     )
     deploy(handle, "n1")
-    deadline = time.monotonic() + 20
-    while not (tmp_path / "ssh" / "n1" / "boot-finished").exists():
-        assert time.monotonic() < deadline, "the deployment never finished on its own"
-        time.sleep(0.01)
+    wait_until(
+        (tmp_path / "ssh" / "n1" / "boot-finished").exists,
+        timeout=20,
+        failure="the deployment never finished on its own",
+        interval=0.01,
+    )
     assert [r.op for r in handle.sim.request_log] == ["deploy"]
