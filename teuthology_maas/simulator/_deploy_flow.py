@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from teuthology_maas.models import NodeStatus
 from teuthology_maas.simulator import _events as ev
-from teuthology_maas.simulator._records import MachineRecord, ScriptSet
+from teuthology_maas.simulator._records import MachineRecord, ScriptSet, ScriptStatus
 from teuthology_maas.simulator.faults import Fault
 from teuthology_maas.simulator.inventory import ImageSpec
 
@@ -114,20 +114,18 @@ class DeployFlow:
         self.sm.supersede(record)
         self.sm.set_power(record, "on", at)
         if record.installation is not None:
-            record.installation.status = 2
-            record.installation.ended = at
-            record.installation.exit_status = 0
-            record.installation.output = _install_log(record, failed=False)
+            record.installation.end(
+                ScriptStatus.PASSED, at, exit_status=0, output=_install_log(record, failed=False)
+            )
         self.sm.event(record, ev.DEPLOYED, at)
         self.sm.set_status(record, NodeStatus.DEPLOYED, at)
 
     def _install_failed(self, reason: str) -> Step:
         def step(record: MachineRecord, at: float) -> None:
             if record.installation is not None:
-                record.installation.status = 3
-                record.installation.ended = at
-                record.installation.exit_status = 3
-                record.installation.output = _install_log(record, failed=True)
+                record.installation.end(
+                    ScriptStatus.FAILED, at, exit_status=3, output=_install_log(record, failed=True)
+                )
             self.sm.event(
                 record,
                 ev.INSTALL_FAILED,
@@ -144,16 +142,14 @@ class DeployFlow:
         minutes = round(record.timings.node_timeout or 0) // 60
         reason = f"Node operation 'Deploying' timed out after {minutes} minutes."
         if record.installation is not None:
-            record.installation.status = 4
-            record.installation.ended = at
+            record.installation.end(ScriptStatus.TIMED_OUT, at)
         self.sm.fail(record, NodeStatus.FAILED_DEPLOYMENT, reason, at)
 
     def _revert_to_allocated(self, record: MachineRecord, at: float) -> None:
         self.sm.supersede(record)
         record.power_state = "error"
         if record.installation is not None:
-            record.installation.status = 5
-            record.installation.ended = at
+            record.installation.end(ScriptStatus.ABORTED, at)
         self.sm.event(record, ev.BMC_QUERY_FAILED, at, BMC_FAILURE_TEXT)
         self.sm.set_status(record, NodeStatus.ALLOCATED, at)
 
@@ -182,9 +178,8 @@ class DeployFlow:
         def aborted(rec: MachineRecord, at: float) -> None:
             self.sm.set_power(rec, "off", at)
             if status == NodeStatus.DEPLOYING:
-                if rec.installation is not None and rec.installation.status == 1:
-                    rec.installation.status = 5
-                    rec.installation.ended = at
+                if rec.installation is not None and rec.installation.status == ScriptStatus.RUNNING:
+                    rec.installation.end(ScriptStatus.ABORTED, at)
                 self.sm.event(rec, ev.ABORTED_DEPLOYMENT, at)
             self.sm.set_status(rec, target, at)
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from teuthology_maas.simulator._errors import bad_request, form_errors, not_found
 from teuthology_maas.simulator._events import CREATED_FORMAT
-from teuthology_maas.simulator._records import MachineRecord, ScriptSet
+from teuthology_maas.simulator._records import MachineRecord, ScriptSet, ScriptStatus
 from teuthology_maas.simulator.forms import Params
 from teuthology_maas.simulator.inventory import UserSpec
 from teuthology_maas.simulator.state import StateMachine
@@ -46,12 +46,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "boot_images_auto_import": True,
 }
 _SCRIPT_STATUS = {
-    0: "Pending",
-    1: "Running",
-    2: "Passed",
-    3: "Failed",
-    4: "Timed out",
-    5: "Aborted",
+    ScriptStatus.PENDING: "Pending",
+    ScriptStatus.RUNNING: "Running",
+    ScriptStatus.PASSED: "Passed",
+    ScriptStatus.FAILED: "Failed",
+    ScriptStatus.TIMED_OUT: "Timed out",
+    ScriptStatus.ABORTED: "Aborted",
 }
 _RESULT_TYPES = {"installation": 1, "install": 1, "1": 1}
 

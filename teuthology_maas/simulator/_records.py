@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from teuthology_maas.models import NodeStatus
@@ -24,6 +25,17 @@ def system_id_for(hostname: str, taken: set[str]) -> str:
         salt += 1
 
 
+class ScriptStatus(IntEnum):
+    """MAAS's SCRIPT_STATUS values, as a result set reports them."""
+
+    PENDING = 0
+    RUNNING = 1
+    PASSED = 2
+    FAILED = 3
+    TIMED_OUT = 4
+    ABORTED = 5
+
+
 @dataclass
 class ScriptSet:
     """One installation result set (what /nodes/<id>/results/current-installation/ shows)."""
@@ -31,10 +43,25 @@ class ScriptSet:
     id: int
     system_id: str
     started: float
-    status: int = 1  # Running
+    status: ScriptStatus = ScriptStatus.RUNNING
     ended: float | None = None
     output: bytes = b""
     exit_status: int | None = None
+
+    def end(
+        self,
+        status: ScriptStatus,
+        at: float,
+        *,
+        exit_status: int | None = None,
+        output: bytes | None = None,
+    ) -> None:
+        self.status = status
+        self.ended = at
+        if exit_status is not None:
+            self.exit_status = exit_status
+        if output is not None:
+            self.output = output
 
 
 @dataclass
