@@ -459,26 +459,30 @@ def test_reconfiguring_with_a_slowest_tick_below_the_fastest_keeps_polling_at_th
     assert (poller.policy.fast, poller.policy.slow) == (2.0, 2.0)
 
 
-def test_a_forked_child_gets_its_own_poller():
+def test_a_forked_child_gets_its_own_poller_and_lookup_batcher():
     import os
 
     fleet.forget_pollers()
     try:
         client = FakeMaas()
         parent_poller = fleet.poller_for(client)
+        parent_lookups = fleet.hostname_lookups_for(client)
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: the inherited poller's thread does not exist here
             os.close(read_end)
             same = fleet.poller_for(client) is parent_poller
-            os.write(write_end, b"same" if same else b"new")
+            same_lookups = fleet.hostname_lookups_for(client) is parent_lookups
+            answer = (b"same" if same else b"new") + (b",same" if same_lookups else b",new")
+            os.write(write_end, answer)
             os._exit(0)
         os.close(write_end)
         answer = os.read(read_end, 16)
         os.close(read_end)
         os.waitpid(pid, 0)
-        assert answer == b"new"
+        assert answer == b"new,new"
         assert fleet.poller_for(client) is parent_poller
+        assert fleet.hostname_lookups_for(client) is parent_lookups
     finally:
         fleet.forget_pollers()
 
