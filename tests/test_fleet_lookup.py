@@ -226,6 +226,28 @@ def test_a_failed_batch_request_fails_each_of_its_callers(lab):
     client.close()
 
 
+def test_a_batch_refused_with_400_is_asked_name_by_name(lab):
+    client = GatedClient.from_config(lab.config(), retry=NO_RETRY)
+    lookups = fleet.hostname_lookups_for(client)
+    lab.sim.faults.add("error", method="GET", path="machines/", status=400, times=1, skip=1)
+    others = ("node001", "node002", "node003")
+    results = held_first(
+        client,
+        lookups,
+        lambda: fleet.lookup_hostname(client, "node000"),
+        {h: (lambda h=h: fleet.lookup_hostname(client, h)) for h in others},
+        queued=3,
+    )
+    for name in others:
+        assert [m.system_id for m in results[name]] == [lab.sim.system_id(name)]
+    asked = lookup_requests(lab.sim)
+    assert asked[0] == ["node000"]
+    assert sorted(asked[1]) == sorted(others)  # the refused batch
+    assert sorted(names[0] for names in asked[2:]) == sorted(others)
+    assert all(len(names) == 1 for names in asked[2:])
+    client.close()
+
+
 def test_one_key_s_lookups_are_never_batched_with_another_user_s():
     class Named:
         def __init__(self, base_url, key):
