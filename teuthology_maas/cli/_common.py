@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -161,18 +159,6 @@ def report_error(ctx: Context, exc: MaasError) -> int:
     return int(code)
 
 
-@contextmanager
-def closing(ctx: Context) -> Iterator[Context]:
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
 def short_hostname(name: str) -> str:
     """`ubuntu@smithi001.front.sepia.ceph.com` -> `smithi001`: MAAS hostnames are short names."""
     return name.rsplit("@", 1)[-1].split(".", 1)[0]
-
-
-def default_streams() -> tuple[IO[str], IO[str]]:
-    return sys.stdout, sys.stderr
