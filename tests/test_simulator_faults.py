@@ -13,8 +13,8 @@ from teuthology_maas.simulator import InventoryError, ManualClock
 
 
 @pytest.fixture
-def lab(maas_sim_factory):
-    return maas_sim_factory(clock=ManualClock())
+def lab(manual_sim):
+    return manual_sim
 
 
 def op(handle, host, name, fields=(), user="teuthology"):

@@ -7,12 +7,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from teuthology_maas.simulator import ManualClock
-
 
 @pytest.fixture
-def lab(maas_sim_factory):
-    handle = maas_sim_factory(clock=ManualClock())
+def lab(manual_sim):
+    handle = manual_sim
     http = handle.http()
     for host in ("smithi001", "smithi002"):
         system_id = handle.sim.system_id(host)
