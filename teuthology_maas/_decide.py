@@ -54,17 +54,13 @@ def check_ownership(machine: Machine, username: str, action: str) -> None:
             f"{machine.describe()} is {machine.status_name} and owned by MAAS user "
             f"{machine.owner!r}, not by {username!r} (the configured API key's user); "
             f"refusing to {action} it. Nothing was touched.",
-            machine=machine.hostname,
-            system_id=machine.system_id,
-            status=machine.status_name,
+            **machine.error_fields(),
         )
     if machine.locked and machine.owner != username:
         raise OwnershipError(
             f"{machine.describe()} is locked in MAAS by someone other than {username!r}; "
             f"refusing to {action} it. Nothing was touched.",
-            machine=machine.hostname,
-            system_id=machine.system_id,
-            status=machine.status_name,
+            **machine.error_fields(),
         )
 
 
@@ -129,7 +125,5 @@ def _refusal(machine: Machine, action: str, advice: str) -> MachineStateError:
     return MachineStateError(
         f"{machine.describe()} is {machine.status_name}{detail}; refusing to {action} it "
         f"({advice}). Nothing was touched.",
-        machine=machine.hostname,
-        system_id=machine.system_id,
-        status=machine.status_name,
+        **machine.error_fields(),
     )

@@ -194,9 +194,7 @@ class NodeActions:
         raise ReleaseFailed(
             f"releasing {self.name} failed: {sentence(ended_in(machine, 'the release'))} "
             f"MAAS: {found.summary()}",
-            machine=machine.hostname,
-            system_id=machine.system_id,
-            status=machine.status_name,
+            **machine.error_fields(),
             maas_message=machine.status_message,
         )
 

@@ -271,7 +271,5 @@ def ensure_available(client: BootResourceSource, spec: ImageSpec, machine: Machi
     raise ImageNotAvailable(
         message,
         available=available,
-        machine=machine.hostname,
-        system_id=machine.system_id,
-        status=machine.status_name,
+        **machine.error_fields(),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypedDict
 
 
 class NodeStatus(IntEnum):
@@ -128,6 +128,14 @@ ABORT_TARGET: frozenset[NodeStatus] = frozenset(
 )
 
 
+class ErrorFields(TypedDict):
+    """What every MaasError about one machine carries (see Machine.error_fields)."""
+
+    machine: str
+    system_id: str
+    status: str
+
+
 def _name_of(value: Any) -> str | None:
     """`zone`, `pool` and `domain` are nested objects in MAAS JSON; tolerate plain strings."""
     if isinstance(value, Mapping):
@@ -210,6 +218,10 @@ class Machine:
     def describe(self) -> str:
         """`hostname (system_id)`: how every message names a machine."""
         return f"{self.hostname} ({self.system_id})"
+
+    def error_fields(self) -> ErrorFields:
+        """The `machine`, `system_id` and `status` every MaasError about this machine carries."""
+        return ErrorFields(machine=self.hostname, system_id=self.system_id, status=self.status_name)
 
 
 @dataclass(frozen=True)

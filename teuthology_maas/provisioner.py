@@ -188,9 +188,7 @@ class MaasProvisioner:
             if deployed.status not in DEPLOY_TARGET:
                 raise DeploymentFailed(
                     ended_in(deployed, "the deployment"),
-                    machine=deployed.hostname,
-                    system_id=deployed.system_id,
-                    status=deployed.status_name,
+                    **deployed.error_fields(),
                 )
             if self.config.lock_after_deploy:
                 node.lock()
@@ -234,9 +232,7 @@ class MaasProvisioner:
         raise MachineStateError(
             f"{node.name} did not settle into a deployable state after {_MAX_STEPS} steps "
             f"(last {node.last.status_name}); is someone else acting on it?",
-            machine=node.last.hostname,
-            system_id=node.system_id,
-            status=node.last.status_name,
+            **node.last.error_fields(),
         )
 
     def _stamp(self, node: NodeActions) -> None:
@@ -335,9 +331,7 @@ class MaasProvisioner:
         raise MachineStateError(
             f"{node.name} did not reach Ready after {_MAX_STEPS} steps "
             f"(last {node.last.status_name}); is someone else acting on it?",
-            machine=node.last.hostname,
-            system_id=node.system_id,
-            status=node.last.status_name,
+            **node.last.error_fields(),
         )
 
     def abort(self) -> None:
