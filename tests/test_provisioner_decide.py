@@ -74,6 +74,7 @@ def test_create_refuses_states_it_must_not_touch_and_names_them(status):
     assert "smithi001 (abc123)" in str(info.value)
     assert "Nothing was touched" in str(info.value)
     assert info.value.status == status.label
+    assert (info.value.machine, info.value.system_id) == ("smithi001", "abc123")
 
 
 @pytest.mark.parametrize(
