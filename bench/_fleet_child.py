@@ -88,9 +88,10 @@ def run_upstream(hostnames: list[str]) -> dict[str, Any]:
 
 
 def run_ours(hostnames: list[str]) -> dict[str, Any]:
-    from teuthology_maas import fleet, provisioner
-    from teuthology_maas.client import MaasClient
+    from teuthology_maas import fleet
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.maas.client import MaasClient
+    from teuthology_maas.node import provisioner
 
     cfg = MaasConfig.from_mapping(
         {

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from teuthology_maas import fleet
-from teuthology_maas import provisioner as provisioner_module
-from teuthology_maas._retry import RetryPolicy
-from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.maas.client import MaasClient
+from teuthology_maas.maas.retry import RetryPolicy
+from teuthology_maas.node import provisioner as provisioner_module
+from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
 from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.faultproxy import FaultProxy, ProxyFault

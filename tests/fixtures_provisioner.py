@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from teuthology_maas import fleet
-from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.maas.client import MaasClient
+from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.simulator import ScaledClock
 from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.sshd import KeyPair, SSHDFleet

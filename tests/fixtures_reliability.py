@@ -24,11 +24,11 @@ import pytest
 
 from tests._waiting import wait_until
 from teuthology_maas import fleet
-from teuthology_maas._retry import RetryPolicy
-from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.maas.client import MaasClient
+from teuthology_maas.maas.retry import RetryPolicy
+from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
 from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.faultproxy import FaultProxy
@@ -373,7 +373,7 @@ def fault_lab_factory(
         labs.append(lab)
         if simulated_ssh:
             monkeypatch.setattr(
-                "teuthology_maas.provisioner.verify_ssh", verify_ssh_from_files(ssh_root)
+                "teuthology_maas.node.provisioner.verify_ssh", verify_ssh_from_files(ssh_root)
             )
         return lab
 

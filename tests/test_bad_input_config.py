@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from teuthology_maas.errors import ConfigError
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.node.provisioner import MaasProvisioner
 
 SECRET = "S3cretTokenSecretValue0123456789"
 MISSING = object()

@@ -18,7 +18,7 @@ from teuthology_maas.errors import (
     MachineNotFound,
     UserDataError,
 )
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.node.provisioner import MaasProvisioner
 
 GOOD_HEADER = "#cloud-config\n"
 

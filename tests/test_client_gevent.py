@@ -21,7 +21,7 @@ import json, sys, threading
 import gevent
 sys.path.insert(0, {tests!r})
 from _maas_wire import API_KEY, FakeMaas
-from teuthology_maas.client import MaasClient, RetryPolicy
+from teuthology_maas.maas.client import MaasClient, RetryPolicy
 
 fake = FakeMaas()
 fake.hold = 0.05

@@ -9,9 +9,9 @@ import threading
 import pytest
 from _maas_wire import API_KEY, SECRET, FakeMaas, form_parts, oauth_fields
 
-from teuthology_maas import _limits
-from teuthology_maas.client import MaasClient, RetryPolicy
 from teuthology_maas.errors import MaasOutcomeUnknown, MaasUnavailable
+from teuthology_maas.maas import limits as _limits
+from teuthology_maas.maas.client import MaasClient, RetryPolicy
 from teuthology_maas.testing.sshd import free_port
 
 FAST = RetryPolicy(max_attempts=3, max_total=5.0, backoff_initial=0.01, backoff_max=0.02)

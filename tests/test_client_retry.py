@@ -12,7 +12,6 @@ import responses
 from _maas_wire import API_KEY, ROOT, SECRET, oauth_fields
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from teuthology_maas.client import MaasClient, RetryPolicy
 from teuthology_maas.errors import (
     MaasAuthError,
     MaasBadRequest,
@@ -26,6 +25,7 @@ from teuthology_maas.errors import (
     MaasUnavailable,
     NoMachineAvailable,
 )
+from teuthology_maas.maas.client import MaasClient, RetryPolicy
 
 MACHINE = {"system_id": "abc123", "hostname": "smithi001", "status": 9}
 MACHINE_URL = ROOT + "machines/abc123/"
@@ -373,7 +373,7 @@ def test_a_request_error_that_cannot_pass_is_final_not_uncertain(maas, client, c
 
 def test_retries_are_logged_with_the_reason(maas, client, caplog):
     answers(maas, "GET", MACHINE_URL, (503, "No rack controllers", {"Retry-After": "2"}), ok())
-    with caplog.at_level(logging.INFO, logger="teuthology_maas.client"):
+    with caplog.at_level(logging.INFO, logger="teuthology_maas.maas.client"):
         client.get_machine("abc123")
     (record,) = [r for r in caplog.records if r.levelno == logging.INFO]
     assert record.getMessage() == (
@@ -404,14 +404,14 @@ def test_redirect_message_points_at_api_url(maas, client):
 def test_parse_retry_after(header, expected):
     from datetime import UTC, datetime
 
-    from teuthology_maas._retry import parse_retry_after
+    from teuthology_maas.maas.retry import parse_retry_after
 
     now = datetime(2026, 11, 21, 5, 0, 0, tzinfo=UTC).timestamp()
     assert parse_retry_after(header, now=lambda: now) == expected
 
 
 def test_action_cap_is_shared_per_api_root_and_fixed_by_the_first_client():
-    from teuthology_maas import _limits
+    from teuthology_maas.maas import limits as _limits
 
     root = "http://cap-test.invalid/MAAS/api/2.0/"
     first = _limits.action_semaphore(root, 3)

@@ -10,10 +10,10 @@ from urllib.parse import quote
 import pytest
 from _maas_wire import FakeMaas
 
-from teuthology_maas import _redact
-from teuthology_maas.client import MaasClient, RetryPolicy
+from teuthology_maas import redact as _redact
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasAuthError, MaasError, MaasOutcomeUnknown
+from teuthology_maas.maas.client import MaasClient, RetryPolicy
 
 # A secret no other test uses, so nothing registered it before this module's client did.
 LOG_SECRET = "L0gS3cretNeverPrintedAnywhere0042"
@@ -78,7 +78,7 @@ def test_secret_absent_from_debug_logs_of_a_full_call_flow(debug_log):
     # The capture really saw the libraries that handle the signed request ...
     assert "requests_oauthlib.oauth1_auth DEBUG Updated headers" in output
     assert "urllib3.connectionpool DEBUG" in output
-    assert "teuthology_maas.client DEBUG MAAS POST machines/abc123/?op=deploy -> 200" in output
+    assert "teuthology_maas.maas.client DEBUG MAAS POST machines/abc123/?op=deploy -> 200" in output
     # ... and the Authorization header it logged carries the redacted signature.
     assert 'oauth_signature="%26<redacted>"' in output
     assert_secret_absent(output)

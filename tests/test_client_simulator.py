@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from teuthology_maas.client import MaasClient, RetryPolicy
 from teuthology_maas.errors import (
     MaasAuthError,
     MaasConflict,
@@ -18,6 +17,7 @@ from teuthology_maas.errors import (
     MaasUnavailable,
     NoMachineAvailable,
 )
+from teuthology_maas.maas.client import MaasClient, RetryPolicy
 from teuthology_maas.models import NodeStatus
 
 FAST = RetryPolicy(max_attempts=3, max_total=10.0, backoff_initial=0.01, backoff_max=0.05)

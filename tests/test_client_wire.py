@@ -12,7 +12,7 @@ import pytest
 import responses
 from _maas_wire import API_KEY, ROOT, SECRET, form, oauth_fields, path, query
 
-from teuthology_maas.client import MaasClient
+from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.models import NodeStatus
 
 MACHINE = {"system_id": "abc123", "hostname": "smithi001", "status": 9, "status_name": "Deploying"}

@@ -24,7 +24,7 @@ def _isolated_home(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("TEUTHOLOGY_CONFIG", raising=False)
-    monkeypatch.setattr("teuthology_maas._config_values._warned", set())
+    monkeypatch.setattr("teuthology_maas.config_values._warned", set())
     return home
 
 

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md")])
 
-# Keys of the `maas:` section read by the activation hook (teuthology_maas._activation), not by
-# MaasConfig; configuration.md documents them under "### Activation".
+# Keys of the `maas:` section read by the activation hook (teuthology_maas.teuthology.activation),
+# not by MaasConfig; configuration.md documents them under "### Activation".
 ACTIVATION_KEYS = frozenset({"activate"})
 # MaasConfig fields that are bookkeeping, not keys a user writes.
 INTERNAL_FIELDS = frozenset({"user_data_base", "source"})

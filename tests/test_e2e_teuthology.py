@@ -56,7 +56,7 @@ def test_each_mode_wires_teuthology_to_the_library(mode, e2e_lab):
     done = lab.lab.python(textwrap.dedent("""
         import json
         import teuthology.provision.maas as maas
-        from teuthology_maas import teuthology as adapter
+        from teuthology_maas.teuthology import adapter
         print(json.dumps({"file": maas.__file__, "hooked": hasattr(maas, "__teuthology_maas__"),
                           "types": maas.get_types(),
                           "class": type(maas.MAAS("smithi001")) is adapter.MAAS}))

@@ -20,7 +20,7 @@ import pytest
 
 from tests.fixtures_reliability import TEST_PUBLIC_KEY, field_of, posts
 from teuthology_maas.errors import MaasError
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.testing.fast_timings import FAST_TIMINGS
 
 NODE = "smithi001"
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, sys
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.node.provisioner import MaasProvisioner
 
 config = MaasConfig.from_mapping(json.loads(sys.argv[1]))
 provisioner = MaasProvisioner(sys.argv[2], "ubuntu", "22.04", config=config)
@@ -125,10 +125,10 @@ def _create(provisioner) -> str:
 RACER = """
 import json, sys, time
 from pathlib import Path
-import teuthology_maas.provisioner as provisioner_module
+import teuthology_maas.node.provisioner as provisioner_module
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.testing.simulated_ssh import verify_ssh_from_files
 
 provisioner_module.verify_ssh = verify_ssh_from_files(Path(sys.argv[3]))

@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from teuthology_maas import fleet
-from teuthology_maas._fleet_policy import TickPolicy
 from teuthology_maas.errors import (
     MaasAuthError,
     MaasNotFound,
@@ -21,6 +20,7 @@ from teuthology_maas.errors import (
     MaasUnavailable,
     MachineNotFound,
 )
+from teuthology_maas.fleet.policy import TickPolicy
 from teuthology_maas.models import DEPLOY_FAILURE, DEPLOY_TARGET, Machine, NodeStatus
 
 FAST = 0.01

@@ -16,11 +16,11 @@ import time
 import pytest
 
 from teuthology_maas import fleet
-from teuthology_maas._fleet_lookup import HostnameLookups
-from teuthology_maas._retry import NO_RETRY
-from teuthology_maas.client import MaasClient
 from teuthology_maas.errors import MaasServerError, MachineNotFound
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.fleet.lookup import HostnameLookups
+from teuthology_maas.maas.client import MaasClient
+from teuthology_maas.maas.retry import NO_RETRY
+from teuthology_maas.node.provisioner import MaasProvisioner
 
 HOSTS = [f"node{i:03d}" for i in range(20)]
 
@@ -313,7 +313,7 @@ def test_lookups_coalesce_under_gevent(lab):
         monkey.patch_all()
         import json, gevent
         from teuthology_maas import fleet
-        from teuthology_maas.client import MaasClient
+        from teuthology_maas.maas.client import MaasClient
         client = MaasClient({lab.api_url!r}, {lab.api_key!r})
         hosts = {HOSTS!r}
         jobs = [gevent.spawn(fleet.lookup_hostname, client, h) for h in hosts]

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from teuthology_maas._fleet_estimate import Bracket, FinishEstimator
-from teuthology_maas._fleet_policy import TickPolicy, WaitTiming
+from teuthology_maas.fleet.estimate import Bracket, FinishEstimator
+from teuthology_maas.fleet.policy import TickPolicy, WaitTiming
 
 DEPLOY = "deploy"
 RELEASE = "release"
@@ -133,7 +133,7 @@ def test_messages_never_seen_by_a_finished_node_predict_nothing():
 
 
 def test_learning_stops_at_a_bounded_number_of_distinct_messages(monkeypatch):
-    from teuthology_maas import _fleet_estimate
+    from teuthology_maas.fleet import estimate as _fleet_estimate
 
     monkeypatch.setattr(_fleet_estimate, "MAX_MESSAGES", 2)
     history = FinishEstimator()

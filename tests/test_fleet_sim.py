@@ -11,9 +11,9 @@ import threading
 import pytest
 
 from teuthology_maas import fleet
-from teuthology_maas._retry import NO_RETRY
-from teuthology_maas.client import MaasClient
 from teuthology_maas.errors import MaasTimeout
+from teuthology_maas.maas.client import MaasClient
+from teuthology_maas.maas.retry import NO_RETRY
 from teuthology_maas.models import DEPLOY_FAILURE, DEPLOY_TARGET, Machine, NodeStatus
 from teuthology_maas.simulator import ManualClock, ScaledClock
 
@@ -151,7 +151,7 @@ def test_the_real_client_and_poller_under_gevent(maas_sim_factory):
         monkey.patch_all()
         import json, gevent
         from teuthology_maas import fleet
-        from teuthology_maas.client import MaasClient
+        from teuthology_maas.maas.client import MaasClient
         from teuthology_maas.models import DEPLOY_FAILURE, DEPLOY_TARGET
         client = MaasClient({handle.api_url!r}, {handle.api_key!r})
         poller = fleet.poller_for(client, min_interval=0.02, max_interval=0.1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from teuthology_maas.errors import MaasUnavailable
-from teuthology_maas.forensics import Forensics, collect
 from teuthology_maas.models import Event, Machine, NodeStatus
+from teuthology_maas.node.forensics import Forensics, collect
 
 
 def event(id_: int, type_: str, description: str = "", level: str = "INFO") -> Event:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from teuthology_maas import images
 from teuthology_maas.errors import ConfigError, ImageNotAvailable
-from teuthology_maas.images import ImageSpec, ensure_available, resolve
 from teuthology_maas.models import BootResource, Machine
+from teuthology_maas.node import images
+from teuthology_maas.node.images import ImageSpec, ensure_available, resolve
 
 # Written out independently of the module's table, so a typo on either side fails.
 UBUNTU = [

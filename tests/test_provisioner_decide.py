@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from teuthology_maas._decide import (
+from teuthology_maas.errors import MachineStateError, OwnershipError
+from teuthology_maas.models import Machine, NodeStatus
+from teuthology_maas.node.decide import (
     CreateStep,
     ReleaseStep,
     check_ownership,
     next_create_step,
     next_release_step,
 )
-from teuthology_maas._erase import release_params
-from teuthology_maas.errors import MachineStateError, OwnershipError
-from teuthology_maas.models import Machine, NodeStatus
+from teuthology_maas.node.erase import release_params
 
 US = "teuthology"
 

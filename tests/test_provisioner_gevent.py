@@ -25,7 +25,7 @@ import json, sys
 import gevent
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.node.provisioner import MaasProvisioner
 
 config = MaasConfig.from_mapping(json.loads(sys.argv[1]))
 outcomes = {}

@@ -7,7 +7,7 @@ import pytest
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MachineNotFound
 from teuthology_maas.models import Machine
-from teuthology_maas.provisioner import MaasProvisioner, split_name
+from teuthology_maas.node.provisioner import MaasProvisioner, split_name
 
 CONFIG = MaasConfig.from_mapping(
     {

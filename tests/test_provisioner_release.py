@@ -206,7 +206,7 @@ def test_lost_release_answer_is_not_followed_by_a_second_release(lab_factory):
 
 
 def test_provisioners_without_a_client_share_one_and_ask_whoami_once(lab_factory):
-    from teuthology_maas.provisioner import MaasProvisioner
+    from teuthology_maas.node.provisioner import MaasProvisioner
 
     lab = lab_factory(
         [

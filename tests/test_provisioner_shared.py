@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from teuthology_maas._shared import username_of
+from teuthology_maas.endpoint import username_of
 from teuthology_maas.errors import MaasError, MaasUnavailable
 
 

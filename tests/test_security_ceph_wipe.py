@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from teuthology_maas import _erase
 from teuthology_maas.config import MaasConfig
+from teuthology_maas.node import erase as _erase
 
-SCRIPT = Path(_erase.__file__).parent / "release_scripts" / _erase.CEPH_WIPE_SCRIPT
+SCRIPT = Path(_erase.__file__).parents[1] / "release_scripts" / _erase.CEPH_WIPE_SCRIPT
 MAGIC = b"bluestore block device\n"
 GPT = b"EFI PART"
 GIB = 1 << 30

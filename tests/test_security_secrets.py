@@ -24,9 +24,9 @@ import yaml
 
 from tests.fixtures_reliability import TEST_PUBLIC_KEY
 from teuthology_maas import cli
-from teuthology_maas.client import MaasClient
 from teuthology_maas.config import ApiKey, MaasConfig
 from teuthology_maas.errors import ConfigError, MaasError
+from teuthology_maas.maas.client import MaasClient
 
 
 class _Everything(logging.Handler):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from teuthology_maas.errors import DeploymentFailed
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.node.provisioner import MaasProvisioner
 
 
 def test_a_deployment_is_stamped_with_agent_and_teuthology_owner(fault_lab):

@@ -10,10 +10,10 @@ import logging
 import pytest
 from urllib3.exceptions import InsecureRequestWarning
 
-from teuthology_maas import _config_values
-from teuthology_maas.client import MaasClient
+from teuthology_maas import config_values as _config_values
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
+from teuthology_maas.maas.client import MaasClient
 
 
 def test_verification_is_on_by_default():

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from teuthology_maas import _erase
-from teuthology_maas.client import MaasClient
 from teuthology_maas.errors import MaasBadRequest
+from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.models import NodeStatus
+from teuthology_maas.node import erase as _erase
 from teuthology_maas.simulator import Inventory, InventoryError, ManualClock
 
 CEPH = _erase.CEPH_WIPE_SCRIPT

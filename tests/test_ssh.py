@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from teuthology_maas import ssh
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import ConfigError, SSHNotReady
-from teuthology_maas.ssh import SSHTarget, os_matches, parse_os_release
+from teuthology_maas.node import ssh
+from teuthology_maas.node.ssh import SSHTarget, os_matches, parse_os_release
 from teuthology_maas.testing.sshd import KeyPair, free_port
 
 SENTINEL = "/var/lib/cloud/instance/boot-finished"
@@ -99,7 +99,7 @@ def test_authentication_failures_are_retried_until_the_key_arrives(
             fleet.install_key("smithi001")
 
     attempts = connect_hook(monkeypatch, key_arrives)
-    caplog.set_level(logging.INFO, logger="teuthology_maas.ssh")
+    caplog.set_level(logging.INFO, logger="teuthology_maas.node.ssh")
     ssh.wait_for_ssh(SSHTarget.resolve("smithi001", cfg), timeout=30, initial_delay=0.05)
     assert len(attempts) == 3
     assert "after 3 attempt(s)" in caplog.text

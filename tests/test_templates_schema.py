@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from teuthology_maas.userdata import render_template, shipped_template_dir, validate_cloud_config
+from teuthology_maas.node.userdata import (
+    render_template,
+    shipped_template_dir,
+    validate_cloud_config,
+)
 
 SHIPPED = sorted(shipped_template_dir().glob("*.yaml"))
 KEYS = [

@@ -63,7 +63,9 @@ def test_startup_installs_only_the_finder(tmp_path):
     """)
     assert result["finders"][0] == "MaasActivationFinder"
     # nothing heavy at start-up: not teuthology, not gevent, not the adapter
-    assert result["imported"] == ["teuthology_maas", "teuthology_maas._activation"]
+    assert result["imported"] == [
+        "teuthology_maas", "teuthology_maas.teuthology", "teuthology_maas.teuthology.activation"
+    ]
 
 
 def test_installed_pth_is_the_shipped_one():
@@ -112,8 +114,8 @@ def test_stock_teuthology_module_is_patched_and_reads_config_at_call_time(tmp_pa
     assert result["bad_key"] == [] and result["bad_key_enabled"] == [False, True]
     assert result["no_types"] == [[], False]
     assert result["garbage"] == [] and result["bad_values"] == [] and result["absent"] == []
-    assert result["node"] == ["teuthology_maas.teuthology", "smithi001.lab.test", "smithi001",
-                              "centos", "9.stream", "smithi002.lab.test", "smithi002"]
+    assert result["node"] == ["teuthology_maas.teuthology.adapter", "smithi001.lab.test",
+                              "smithi001", "centos", "9.stream", "smithi002.lab.test", "smithi002"]
     assert result["connects"] == []
 
 
@@ -125,7 +127,7 @@ def test_env_switch_leaves_stock_teuthology_alone(tmp_path):
             "finders": [type(f).__name__ for f in sys.meta_path],
             "hooked": hasattr(maas, "__teuthology_maas__"),
             "maas_class": maas.MAAS.__module__,
-            "adapter_imported": "teuthology_maas.teuthology" in sys.modules,
+            "adapter_imported": "teuthology_maas.teuthology.adapter" in sys.modules,
         }))
     """, config={"maas": GOOD}, TEUTHOLOGY_MAAS_ACTIVATE="0")
     assert "MaasActivationFinder" not in result["finders"]
@@ -142,7 +144,7 @@ def test_config_switch_hands_calls_to_upstream_at_call_time(tmp_path):
         two_part_key = dict(GOOD, api_key="ck:tk")
         config.load({"maas": dict(two_part_key, activate=False)})
         out["off"] = maas.get_types()
-        out["adapter_imported_while_off"] = "teuthology_maas.teuthology" in sys.modules
+        out["adapter_imported_while_off"] = "teuthology_maas.teuthology.adapter" in sys.modules
         config.load({"maas": dict(two_part_key, activate="no")})
         out["off_string"] = maas.get_types()
         config.load({"maas": dict(two_part_key, activate=True)})
@@ -164,20 +166,20 @@ def test_config_switch_hands_calls_to_upstream_at_call_time(tmp_path):
 def test_an_adapter_that_cannot_be_imported_falls_back_to_upstream_loudly(tmp_path):
     done_json = run_python(tmp_path, """
         import json, sys
-        sys.modules["teuthology_maas.teuthology"] = None  # makes its import fail
+        sys.modules["teuthology_maas.teuthology.adapter"] = None  # makes its import fail
         from teuthology.config import config
         import teuthology.provision.maas as maas
         config.load({"maas": dict(GOOD, api_key="ck:tk")})
         print(json.dumps({"types": [maas.get_types(), maas.get_types()]}))
     """.replace("GOOD", repr(GOOD)), capture_stderr=True)
     assert done_json["types"] == [["smithi", " mira "]] * 2  # upstream's answer, no crash
-    assert done_json["stderr"].count("teuthology_maas.teuthology cannot be imported") == 1
+    assert done_json["stderr"].count("teuthology_maas.teuthology.adapter cannot be imported") == 1
 
 
 def test_reload_and_double_install_keep_exactly_one_patch(tmp_path):
     result = run_python(tmp_path, """
         import importlib, json, sys
-        import teuthology_maas._activation as activation
+        import teuthology_maas.teuthology.activation as activation
         import teuthology.provision.maas as maas
         activation.install()
         first = maas.get_types
@@ -206,7 +208,7 @@ def test_a_broken_install_never_breaks_interpreter_startup(tmp_path):
 
 @pytest.mark.parametrize("value", ["0", "false", "OFF", "no"])
 def test_env_switch_spellings(value, monkeypatch):
-    from teuthology_maas import _activation
+    from teuthology_maas.teuthology import activation as _activation
 
     monkeypatch.setenv(_activation.ENV_SWITCH, value)
     assert _activation.env_allows() is False

@@ -16,7 +16,7 @@ def test_config_mapping_and_fail_fast_without_network(tmp_path):
     result = run_python(tmp_path, """
         import json, os
         from teuthology.config import config
-        from teuthology_maas import teuthology as adapter
+        from teuthology_maas.teuthology import adapter
         out = {}
         base = {"lab_domain": "lab.test", "ssh_key": ["~/keys/id_a", "~/keys/id_b"],
                 "ssh_config_path": "~/ssh/config"}
@@ -66,7 +66,7 @@ _EXIT_CHILD = """
     MODE_SETUP
     from teuthology.config import config
     config.load(CONFIG)
-    from teuthology_maas import teuthology as adapter
+    from teuthology_maas.teuthology import adapter
     fqdn = "smithi001.lab.test"
     # What a finished reimage leaves behind: a node this process deployed for teuthology.
     adapter._tracker.started(fqdn)
@@ -122,7 +122,7 @@ def test_the_unlocking_user_is_read_from_unlock_one_and_degrades_safely(tmp_path
     result = run_python(tmp_path, """
         import json, sys
         from teuthology.config import config
-        from teuthology_maas import teuthology as adapter
+        from teuthology_maas.teuthology import adapter
         from teuthology_maas.errors import OwnershipError
 
         def in_unlock_one(params, body):

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from teuthology_maas import userdata
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import ConfigError, UserDataError
-from teuthology_maas.userdata import (
+from teuthology_maas.node import userdata
+from teuthology_maas.node.userdata import (
     encode_user_data,
     find_template,
     render_user_data,

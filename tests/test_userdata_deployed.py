@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from teuthology_maas import images, ssh, userdata
-from teuthology_maas.client import MaasClient
 from teuthology_maas.errors import ImageNotAvailable, SSHNotReady
+from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.models import NodeStatus
+from teuthology_maas.node import images, ssh, userdata
 from teuthology_maas.testing.sshd import KeyPair
 
 SENTINEL = "/var/lib/cloud/instance/boot-finished"

@@ -15,9 +15,9 @@ TYPE_CHECKING = False
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "MaasProvisioner": "teuthology_maas.provisioner",
+    "MaasProvisioner": "teuthology_maas.node.provisioner",
     "MaasConfig": "teuthology_maas.config",
-    "MaasClient": "teuthology_maas.client",
+    "MaasClient": "teuthology_maas.maas.client",
     "Machine": "teuthology_maas.models",
     "NodeStatus": "teuthology_maas.models",
 }
@@ -27,10 +27,10 @@ __all__ = ["MaasClient", "MaasConfig", "MaasProvisioner", "Machine", "NodeStatus
 if TYPE_CHECKING:
     from typing import Any
 
-    from teuthology_maas.client import MaasClient
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.maas.client import MaasClient
     from teuthology_maas.models import Machine, NodeStatus
-    from teuthology_maas.provisioner import MaasProvisioner
+    from teuthology_maas.node.provisioner import MaasProvisioner
 
 
 def __getattr__(name: str) -> Any:

@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from teuthology_maas import _config_values as values
-from teuthology_maas._config_values import ERASE_MODES, EraseMode, normalize_api_url
-from teuthology_maas._redact import REDACTED, register_secret
+from teuthology_maas import config_values as values
+from teuthology_maas.config_values import ERASE_MODES, EraseMode, normalize_api_url
 from teuthology_maas.errors import ConfigError
+from teuthology_maas.redact import REDACTED, register_secret
 
 __all__ = [
     "DEFAULT_SENTINEL_FILE",

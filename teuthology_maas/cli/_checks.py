@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from teuthology_maas.models import Machine
 
 if TYPE_CHECKING:
-    from teuthology_maas.client import MaasClient
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.maas.client import MaasClient
 
 Verdict = Literal["OK", "WARN", "FAIL", "SKIP"]
 

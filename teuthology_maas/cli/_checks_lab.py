@@ -78,7 +78,7 @@ class _CachedResources:
 
 
 def check_images(state: DoctorState) -> list[CheckResult]:
-    from teuthology_maas import images
+    from teuthology_maas.node import images
 
     cfg = state.cfg
     if cfg is None or not state.authenticated or state.client is None:
@@ -131,7 +131,7 @@ def check_images(state: DoctorState) -> list[CheckResult]:
 
 
 def check_templates(state: DoctorState) -> list[CheckResult]:
-    from teuthology_maas import userdata
+    from teuthology_maas.node import userdata
 
     cfg = state.cfg
     if cfg is None:

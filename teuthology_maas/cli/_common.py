@@ -20,8 +20,8 @@ from teuthology_maas.errors import (
 )
 
 if TYPE_CHECKING:
-    from teuthology_maas.client import MaasClient
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.maas.client import MaasClient
 
 
 class ExitCode(IntEnum):
@@ -100,8 +100,8 @@ class Context:
 
         `interactive` (read-only listings an operator waits for): give up on an unreachable
         MAAS after a couple of seconds instead of the library's full retry budget."""
-        from teuthology_maas._retry import RetryPolicy
-        from teuthology_maas.client import MaasClient
+        from teuthology_maas.maas.client import MaasClient
+        from teuthology_maas.maas.retry import RetryPolicy
 
         overrides: dict[str, Any] = {}
         if interactive:

@@ -148,7 +148,7 @@ class Progress:
 
 # Decisions ("aborting the deployment in progress") and SSH readiness; the lifecycle's own
 # status-change messages are left out: the status line already shows them.
-_NOTE_LOGGERS = frozenset({"teuthology_maas.provisioner", "teuthology_maas.ssh"})
+_NOTE_LOGGERS = frozenset({"teuthology_maas.node.provisioner", "teuthology_maas.node.ssh"})
 
 
 class _ToProgress(logging.Handler):

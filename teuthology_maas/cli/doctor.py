@@ -49,8 +49,8 @@ def _os_pair(text: str) -> tuple[str, str]:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from teuthology_maas._retry import RetryPolicy
-    from teuthology_maas.client import MaasClient
+    from teuthology_maas.maas.client import MaasClient
+    from teuthology_maas.maas.retry import RetryPolicy
 
     def make_client(cfg: Any) -> MaasClient:
         # a preflight reports what it sees now: one attempt per call, no retry budget

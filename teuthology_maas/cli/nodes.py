@@ -28,9 +28,9 @@ from teuthology_maas.errors import MaasError, MachineNotFound
 from teuthology_maas.models import Machine
 
 if TYPE_CHECKING:
-    from teuthology_maas.client import MaasClient
     from teuthology_maas.config import MaasConfig
-    from teuthology_maas.provisioner import MaasProvisioner
+    from teuthology_maas.maas.client import MaasClient
+    from teuthology_maas.node.provisioner import MaasProvisioner
 
 ERASE_CHOICES = ("none", "quick", "full", "secure", "ceph")
 
@@ -92,7 +92,7 @@ def find_machine(client: MaasClient, name: str) -> Machine:
 def _make_provisioner(
     ctx: Context, cfg: MaasConfig, name: str, os_type: str, os_version: str
 ) -> MaasProvisioner:
-    from teuthology_maas.provisioner import MaasProvisioner
+    from teuthology_maas.node.provisioner import MaasProvisioner
 
     return MaasProvisioner(
         name, os_type=os_type, os_version=os_version, config=cfg, client=ctx.client()

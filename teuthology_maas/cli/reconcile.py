@@ -117,7 +117,7 @@ def apply_leaks(
 ) -> bool:
     """Release every leak through the provisioner (which enforces ownership). Returns True when
     any release failed."""
-    from teuthology_maas.provisioner import MaasProvisioner
+    from teuthology_maas.node.provisioner import MaasProvisioner
 
     failed = False
     for finding in findings:

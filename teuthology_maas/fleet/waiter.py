@@ -6,9 +6,9 @@ import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from teuthology_maas._fleet_estimate import Bracket
-from teuthology_maas._fleet_policy import WaitTiming
 from teuthology_maas.errors import MaasTimeout
+from teuthology_maas.fleet.estimate import Bracket
+from teuthology_maas.fleet.policy import WaitTiming
 from teuthology_maas.models import Machine, NodeStatus
 
 

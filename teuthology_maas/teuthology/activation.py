@@ -126,12 +126,12 @@ def _adapter() -> ModuleType | None:
     broken install must not take teuthology's lock paths down with it."""
     global _broken_adapter_reported
     try:
-        from teuthology_maas import teuthology as adapter
+        from teuthology_maas.teuthology import adapter
     except Exception:
         if not _broken_adapter_reported:
             _broken_adapter_reported = True
             _log().error(
-                "teuthology_maas is installed but teuthology_maas.teuthology cannot be "
+                "teuthology_maas is installed but teuthology_maas.teuthology.adapter cannot be "
                 "imported; teuthology's own MAAS code answers instead", exc_info=True,
             )  # fmt: skip
         return None

@@ -36,7 +36,7 @@ _WATCHED_LOGGERS = (
     "urllib3.connection",
     "urllib3.util.retry",
     "requests",
-    "teuthology_maas.client",
+    "teuthology_maas.maas.client",
 )
 
 

@@ -13,9 +13,9 @@ import threading
 import time
 import weakref
 
-from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
+from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.models import BootResource
 
 # How long a boot-resource list is reused. A miss is always re-checked against MAAS, so a

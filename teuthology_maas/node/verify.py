@@ -7,9 +7,9 @@ requested OS.
 
 from __future__ import annotations
 
-from teuthology_maas import ssh
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import SSHNotReady
+from teuthology_maas.node import ssh
 
 
 def verify_ssh(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -> dict[str, str]:

@@ -14,9 +14,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
-from teuthology_maas import fleet, forensics
-from teuthology_maas._erase import release_params
-from teuthology_maas._recovery import recover_stuck_release
+from teuthology_maas import fleet
 from teuthology_maas.errors import (
     MaasConflict,
     MaasError,
@@ -33,12 +31,15 @@ from teuthology_maas.models import (
     Machine,
     NodeStatus,
 )
+from teuthology_maas.node import forensics
+from teuthology_maas.node.erase import release_params
+from teuthology_maas.node.recovery import recover_stuck_release
 
 if TYPE_CHECKING:
-    from teuthology_maas.client import MaasClient
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.maas.client import MaasClient
 
-log = logging.getLogger("teuthology_maas.provisioner")
+log = logging.getLogger("teuthology_maas.node.provisioner")
 
 # Where an abort can end: Deploying -> Allocated (or Failed deployment when MAAS had already
 # failed it), Disk erasing -> Failed disk erasing.

@@ -24,9 +24,9 @@ from teuthology_maas.errors import MaasError, MaasTimeout
 from teuthology_maas.models import RELEASE_FAILURE, RELEASE_TARGET, Machine, NodeStatus
 
 if TYPE_CHECKING:
-    from teuthology_maas._lifecycle import NodeActions
+    from teuthology_maas.node.actions import NodeActions
 
-log = logging.getLogger("teuthology_maas.provisioner")
+log = logging.getLogger("teuthology_maas.node.provisioner")
 
 _IN_FLIGHT = frozenset({NodeStatus.RELEASING, NodeStatus.DISK_ERASING})
 

@@ -28,7 +28,7 @@ import jinja2.meta
 import yaml
 
 from teuthology_maas.errors import ConfigError, UserDataError
-from teuthology_maas.images import canonical_version
+from teuthology_maas.node.images import canonical_version
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def shipped_template_dir() -> Path:
     packaged = Path(str(importlib.resources.files("teuthology_maas") / "user_data"))
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "user_data"
+    return Path(__file__).resolve().parents[2] / "user_data"
 
 
 def _candidate_versions(os_type: str, os_version: str) -> list[str]:

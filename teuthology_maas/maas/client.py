@@ -17,11 +17,11 @@ from typing import Any
 from oauthlib.oauth1 import SIGNATURE_PLAINTEXT, SIGNATURE_TYPE_AUTH_HEADER
 from requests_oauthlib import OAuth1
 
-from teuthology_maas._retry import RetryPolicy
-from teuthology_maas._transport import Transport, build_session
-from teuthology_maas._wire import csv, encode_user_data, path_segment
 from teuthology_maas.config import ApiKey, MaasConfig, normalize_api_url
 from teuthology_maas.errors import MaasError, MaasNotFound
+from teuthology_maas.maas.retry import RetryPolicy
+from teuthology_maas.maas.transport import Transport, build_session
+from teuthology_maas.maas.wire import csv, encode_user_data, path_segment
 from teuthology_maas.models import BootResource, Event, Machine, NodeStatus
 
 __all__ = ["DEFAULT_POOL_SIZE", "MaasClient", "RetryPolicy"]

@@ -21,14 +21,6 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 
-from teuthology_maas import _limits, _wire
-from teuthology_maas._redact import install_log_filter, redact
-from teuthology_maas._retry import (
-    UNCERTAIN_STATUSES,
-    RetryPolicy,
-    failed_before_sending,
-    parse_retry_after,
-)
 from teuthology_maas.errors import (
     MaasAuthError,
     MaasBadRequest,
@@ -42,8 +34,17 @@ from teuthology_maas.errors import (
     MaasUnavailable,
     NoMachineAvailable,
 )
+from teuthology_maas.maas import limits as _limits
+from teuthology_maas.maas import wire as _wire
+from teuthology_maas.maas.retry import (
+    UNCERTAIN_STATUSES,
+    RetryPolicy,
+    failed_before_sending,
+    parse_retry_after,
+)
+from teuthology_maas.redact import install_log_filter, redact
 
-log = logging.getLogger("teuthology_maas.client")
+log = logging.getLogger("teuthology_maas.maas.client")
 
 _BODY_LIMIT = 2000
 _STATE_CHANGING = frozenset({"POST", "PUT", "DELETE"})

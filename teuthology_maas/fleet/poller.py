@@ -10,9 +10,6 @@ from typing import Protocol
 
 import requests
 
-from teuthology_maas._fleet_estimate import FinishEstimator
-from teuthology_maas._fleet_policy import TickPolicy
-from teuthology_maas._fleet_waiter import PollerStats, Waiter
 from teuthology_maas.errors import (
     MaasAuthError,
     MaasBadRequest,
@@ -21,6 +18,9 @@ from teuthology_maas.errors import (
     MaasPermissionDenied,
     MachineNotFound,
 )
+from teuthology_maas.fleet.estimate import FinishEstimator
+from teuthology_maas.fleet.policy import TickPolicy
+from teuthology_maas.fleet.waiter import PollerStats, Waiter
 from teuthology_maas.models import Machine, NodeStatus
 
 log = logging.getLogger("teuthology_maas.fleet")

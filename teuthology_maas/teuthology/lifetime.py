@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-log = logging.getLogger("teuthology_maas.provisioner")
+log = logging.getLogger("teuthology_maas.node.provisioner")
 
 EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 

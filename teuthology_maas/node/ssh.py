@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import paramiko
 
 from teuthology_maas.errors import ConfigError, SSHNotReady
-from teuthology_maas.images import UBUNTU_RELEASES, canonical_version
+from teuthology_maas.node.images import UBUNTU_RELEASES, canonical_version
 
 log = logging.getLogger(__name__)
 

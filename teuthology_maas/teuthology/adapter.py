@@ -34,16 +34,16 @@ import requests
 from teuthology import misc
 from teuthology.config import config as teuthology_config
 
-from teuthology_maas._lifecycle import sentence
-from teuthology_maas._signals import resolve_without_threads
-from teuthology_maas.client import MaasClient
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
-from teuthology_maas.provisioner import MaasProvisioner
+from teuthology_maas.maas.client import MaasClient
+from teuthology_maas.node.actions import sentence
+from teuthology_maas.node.provisioner import MaasProvisioner
+from teuthology_maas.teuthology.lifetime import resolve_without_threads
 
 __all__ = ["MAAS", "enabled", "get_types", "load_config"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("teuthology_maas.teuthology")
 
 # Bounds for the clean-up this module does when the process exits (see _clean_up_at_exit):
 # a leaving CLI must not hang for MAAS's full erase time.

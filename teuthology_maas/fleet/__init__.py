@@ -21,8 +21,8 @@ import os
 import threading
 from typing import Any
 
-from teuthology_maas._fleet_lookup import HostnameLookups, LookupClient, LookupStats
-from teuthology_maas._fleet_poller import (
+from teuthology_maas.fleet.lookup import HostnameLookups, LookupClient, LookupStats
+from teuthology_maas.fleet.poller import (
     DEFAULT_MAX_INTERVAL,
     DEFAULT_MIN_INTERVAL,
     OnChange,
@@ -30,7 +30,7 @@ from teuthology_maas._fleet_poller import (
     PollingClient,
     StatusPoller,
 )
-from teuthology_maas._fleet_waiter import PollerStats
+from teuthology_maas.fleet.waiter import PollerStats
 from teuthology_maas.models import Machine
 
 __all__ = [

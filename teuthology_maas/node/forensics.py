@@ -21,7 +21,7 @@ from teuthology_maas.errors import MaasHTTPError, MaasUnavailable
 from teuthology_maas.models import Event, Machine
 
 if TYPE_CHECKING:
-    from teuthology_maas.client import MaasClient
+    from teuthology_maas.maas.client import MaasClient
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import random
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from teuthology_maas._fleet_estimate import Bracket, FinishEstimator
+from teuthology_maas.fleet.estimate import Bracket, FinishEstimator
 
 # The interval grows to this fraction of the time since the last action: a node that has been
 # busy for 40 s is rarely done within the next 10 s, one busy for 2 s often is.

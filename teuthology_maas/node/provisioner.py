@@ -15,14 +15,9 @@ import os
 import socket
 import time
 
-from teuthology_maas import _decide, fleet, images, userdata
-from teuthology_maas._decide import CreateStep, ReleaseStep
-from teuthology_maas._lifecycle import NodeActions, describe_error, ended_in, sentence
-from teuthology_maas._shared import CachedBootResources, shared_client, username_of
-from teuthology_maas._signals import sigterm_exits, stopped_at_exit, wait_for_siblings
-from teuthology_maas._verify import os_mismatch, verify_ssh
-from teuthology_maas.client import MaasClient
+from teuthology_maas import fleet
 from teuthology_maas.config import MaasConfig
+from teuthology_maas.endpoint import CachedBootResources, shared_client, username_of
 from teuthology_maas.errors import (
     DeploymentFailed,
     ImageNotAvailable,
@@ -31,12 +26,19 @@ from teuthology_maas.errors import (
     MachineStateError,
     ReleaseFailed,
 )
-from teuthology_maas.forensics import collect
+from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.models import (
     DEPLOY_TARGET,
     Machine,
     NodeStatus,
 )
+from teuthology_maas.node import decide as _decide
+from teuthology_maas.node import images, userdata
+from teuthology_maas.node.actions import NodeActions, describe_error, ended_in, sentence
+from teuthology_maas.node.decide import CreateStep, ReleaseStep
+from teuthology_maas.node.forensics import collect
+from teuthology_maas.node.verify import os_mismatch, verify_ssh
+from teuthology_maas.teuthology.lifetime import sigterm_exits, stopped_at_exit, wait_for_siblings
 
 __all__ = ["MaasProvisioner", "shared_client", "split_name"]
 

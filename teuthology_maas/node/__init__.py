@@ -1,0 +1,1 @@
+"""One node's lifecycle: decide, act, wait, verify, explain. `MaasProvisioner` is its face."""
