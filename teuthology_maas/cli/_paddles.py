@@ -1,46 +1,15 @@
-"""Read-only access to teuthology's lock server (paddles) for `reconcile`.
-
-Only GETs: reconcile compares paddles with MAAS but never changes a paddles lock."""
+"""Where the CLI finds teuthology's lock server; `teuthology.paddles` reads it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import requests
 import yaml
 
-from teuthology_maas.cli._common import short_hostname
-from teuthology_maas.errors import ConfigError, MaasUnavailable
+from teuthology_maas.errors import ConfigError
 
-
-class LockServerUnavailable(MaasUnavailable):
-    """The lock server could not be reached or did not answer as paddles does."""
-
-
-@dataclass(frozen=True)
-class PaddlesNode:
-    name: str  # the FQDN, as paddles stores it
-    machine_type: str | None
-    locked: bool
-    locked_by: str | None
-    description: str | None
-
-    @property
-    def hostname(self) -> str:
-        return short_hostname(self.name)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PaddlesNode:
-        return cls(
-            name=str(data.get("name", "")),
-            machine_type=data.get("machine_type"),
-            locked=bool(data.get("locked")),
-            locked_by=data.get("locked_by"),
-            description=data.get("description"),
-        )
+__all__ = ["lock_server_from_config"]
 
 
 def lock_server_from_config(config_file: Path | None) -> str:
@@ -63,45 +32,3 @@ def lock_server_from_config(config_file: Path | None) -> str:
             key="lock_server",
         )
     return url.strip()
-
-
-class PaddlesReader:
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/") + "/"
-        self._timeout = timeout
-        self._session = requests.Session()
-
-    def close(self) -> None:
-        self._session.close()
-
-    def _get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        url = self.url + path
-        try:
-            response = self._session.get(url, params=params, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise LockServerUnavailable(f"lock server {self.url} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise LockServerUnavailable(
-                f"lock server {self.url}: GET {path} answered {response.status_code}: "
-                f"{response.text[:200]}",
-                http_status=response.status_code,
-            )
-        try:
-            return response.json()
-        except ValueError:
-            raise LockServerUnavailable(
-                f"lock server {self.url}: GET {path} did not answer JSON; is this paddles?"
-            ) from None
-
-    def nodes(self, machine_types: Sequence[str]) -> list[PaddlesNode]:
-        params = {"machine_type": "|".join(machine_types)} if machine_types else None
-        data = self._get("nodes/", params)
-        if not isinstance(data, list):
-            raise LockServerUnavailable(f"lock server {self.url}: nodes/ is not a list")
-        return [PaddlesNode.from_json(item) for item in data if isinstance(item, Mapping)]
-
-    def node(self, name: str) -> PaddlesNode:
-        data = self._get(f"nodes/{name}/")
-        if not isinstance(data, Mapping):
-            raise LockServerUnavailable(f"lock server {self.url}: nodes/{name}/ is not a node")
-        return PaddlesNode.from_json(data)

@@ -12,9 +12,10 @@ from teuthology_maas.cli._inventory import (
     machine_type_of,
     requested_types,
 )
-from teuthology_maas.cli._paddles import PaddlesNode, PaddlesReader, lock_server_from_config
+from teuthology_maas.cli._paddles import lock_server_from_config
 from teuthology_maas.cli._table import label_colour, paint, render_table, status_colour
 from teuthology_maas.models import Machine, NodeStatus
+from teuthology_maas.teuthology.paddles import PaddlesNode, PaddlesReader
 
 HEADERS = ("HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "OS", "POWER", "MESSAGE")
 
