@@ -108,6 +108,15 @@ class MaasClient:
     def retry_policy(self) -> RetryPolicy:
         return self._transport.policy
 
+    def retry_clock(self) -> float:
+        """The clock the retry budget is measured on (monotonic seconds)."""
+        return self._transport._clock()
+
+    def retry_sleep(self, seconds: float) -> None:
+        """Wait between attempts, as the client itself does (callers that re-send a POST
+        after re-reading the machine wait the same way, on the same budget)."""
+        self._transport._sleep(seconds)
+
     # ---- account and region --------------------------------------------------------------
 
     def whoami(self) -> dict[str, Any]:

@@ -288,9 +288,17 @@ class Transport:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         retryable = status == 503 or (status == 409 and retry_after is not None)
         if status in UNCERTAIN_STATUSES:
-            if target.method in _STATE_CHANGING:
-                raise self._outcome_unknown(target, f"HTTP {status} {_body_text(response)}")
             retryable = True
+        if retryable and target.method in _STATE_CHANGING:
+            # MAAS, or a proxy in front of it, may have applied the POST before this answer:
+            # the caller re-reads the machine before anything is sent again.
+            raise self._outcome_unknown(
+                target,
+                f"HTTP {status} {_body_text(response)}",
+                http_status=status,
+                retry_after=retry_after,
+                maas_message=_maas_words(response),
+            )
         if not retryable:
             raise http_error(response, target)
         wanted = retry_after if retry_after is not None else self.policy.backoff(attempt)
@@ -353,13 +361,24 @@ class Transport:
             wait,
         )
 
-    def _outcome_unknown(self, target: Target, reason: str) -> MaasOutcomeUnknown:
+    def _outcome_unknown(
+        self,
+        target: Target,
+        reason: str,
+        *,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        maas_message: str | None = None,
+    ) -> MaasOutcomeUnknown:
         subject = f" on machine {target.system_id}" if target.system_id else ""
         return MaasOutcomeUnknown(
             f"MAAS {target.describe()}{subject}: outcome unknown ({reason}); the request may "
             "or may not have been applied, re-read the machine before acting again",
             op=target.op or target.method.lower(),
             system_id=target.system_id,
+            http_status=http_status,
+            retry_after=retry_after,
+            maas_message=maas_message,
         )
 
 
