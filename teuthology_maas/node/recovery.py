@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from teuthology_maas.errors import MaasError, MaasTimeout
+from teuthology_maas.errors import MaasError, MaasTimeout, OwnershipError
 from teuthology_maas.models import RELEASE_FAILURE, RELEASE_TARGET, Machine, NodeStatus
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ def recover_stuck_release(node: NodeActions) -> Recovery:
     def attempt(step: str, call: Callable[[], object]) -> bool:
         try:
             call()
+        except OwnershipError:
+            raise  # not our deployment any more: stop climbing, say who has it
         except MaasError as exc:
             recovery.tried.append(f"{step} (refused: {_short(exc)})")
             log.warning("%s: %s refused: %s", node.name, step, exc)
@@ -75,17 +77,13 @@ def recover_stuck_release(node: NodeActions) -> Recovery:
         log.warning("%s: stuck release: %s", node.name, step)
         return True
 
-    client, system_id = node.client, node.system_id
     if recovery.machine.status in _IN_FLIGHT and attempt(
-        "power_off",
-        lambda: client.power_off(system_id, comment=node.comment("power off a stuck release")),
+        "power_off", lambda: node.power_off(comment=node.comment("power off a stuck release"))
     ):
         recovery.machine = settle(RELEASE_TARGET, RELEASE_FAILURE)
     aborted = False
     if recovery.machine.status is NodeStatus.DISK_ERASING:
-        aborted = attempt(
-            "abort", lambda: client.abort(system_id, comment=node.comment("abort a stuck erase"))
-        )
+        aborted = attempt("abort", lambda: node.abort(comment=node.comment("abort a stuck erase")))
         if aborted:
             recovery.machine = settle(
                 {NodeStatus.FAILED_DISK_ERASING, *RELEASE_TARGET}, {NodeStatus.BROKEN}
@@ -95,14 +93,13 @@ def recover_stuck_release(node: NodeActions) -> Recovery:
     )
     if stuck and attempt(
         "mark_broken",
-        lambda: client.mark_broken(
-            system_id, comment=node.comment(f"release stuck in {recovery.machine.status_name}")
+        lambda: node.mark_broken(
+            comment=node.comment(f"release stuck in {recovery.machine.status_name}")
         ),
     ):
         recovery.machine = node.refresh()
         if attempt(
-            "mark_fixed",
-            lambda: client.mark_fixed(system_id, comment=node.comment("recovered a stuck release")),
+            "mark_fixed", lambda: node.mark_fixed(comment=node.comment("recovered a stuck release"))
         ):
             recovery.machine = settle(RELEASE_TARGET, {NodeStatus.BROKEN})
     node.last = recovery.machine

@@ -213,14 +213,18 @@ def _retry(
     check: Callable[[paramiko.SSHClient, float], str | None],
     initial_delay: float,
     max_delay: float,
+    watch: Callable[[], None] | None = None,
 ) -> None:
-    """Connect and run `check` until it reports success (None) or the deadline passes."""
+    """Connect and run `check` until it reports success (None) or the deadline passes.
+    `watch` is called before every attempt; whatever it raises ends the wait."""
     start = time.monotonic()
     deadline = start + timeout
     delay = initial_delay
     attempts = 0
     last_error = "no attempt made"
     while True:
+        if watch is not None:
+            watch()
         attempts += 1
         remaining = deadline - time.monotonic()
         per_try = max(min(target.connect_timeout, remaining), 1.0)
@@ -262,9 +266,11 @@ def wait_for_ssh(
     sentinel_file: str | None = None,
     initial_delay: float = _INITIAL_DELAY,
     max_delay: float = _MAX_DELAY,
+    watch: Callable[[], None] | None = None,
 ) -> None:
     """Until `timeout` seconds pass: log in and run a command (and, with `sentinel_file`, find
-    that file). Raises SSHNotReady naming the host, port, user and the last error."""
+    that file). Raises SSHNotReady naming the host, port, user and the last error. `watch`
+    is called before every attempt; whatever it raises ends the wait."""
     if sentinel_file:
         wait_for_file(
             target,
@@ -272,6 +278,7 @@ def wait_for_ssh(
             timeout=timeout,
             initial_delay=initial_delay,
             max_delay=max_delay,
+            watch=watch,
         )
         return
 
@@ -286,6 +293,7 @@ def wait_for_ssh(
         check=logged_in,
         initial_delay=initial_delay,
         max_delay=max_delay,
+        watch=watch,
     )
 
 
@@ -296,6 +304,7 @@ def wait_for_file(
     timeout: float,
     initial_delay: float = _INITIAL_DELAY,
     max_delay: float = _MAX_DELAY,
+    watch: Callable[[], None] | None = None,
 ) -> None:
     """Until `timeout` seconds pass: log in and find `path` on the node (cloud-init's
     boot-finished, say). Connection and authentication failures are retried too."""
@@ -311,6 +320,7 @@ def wait_for_file(
         check=present,
         initial_delay=initial_delay,
         max_delay=max_delay,
+        watch=watch,
     )
 
 

@@ -7,19 +7,29 @@ requested OS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.errors import SSHNotReady
+from teuthology_maas.errors import MaasError, SSHNotReady
 from teuthology_maas.node import ssh
 
 
-def verify_ssh(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -> dict[str, str]:
-    """Wait for SSH (and the sentinel file), then return the node's /etc/os-release."""
+def verify_ssh(
+    fqdn: str,
+    config: MaasConfig,
+    *,
+    timeout: float | None = None,
+    watch: Callable[[], None] | None = None,
+) -> dict[str, str]:
+    """Wait for SSH (and the sentinel file), then return the node's /etc/os-release.
+    `watch` is called before every SSH attempt; whatever it raises ends the wait (create()
+    stops at once when the node changes hands meanwhile)."""
     limit = config.ssh_timeout if timeout is None else timeout
     target = ssh.SSHTarget.resolve(fqdn, config)
     try:
-        ssh.wait_for_ssh(target, timeout=limit, sentinel_file=config.sentinel_file)
+        ssh.wait_for_ssh(target, timeout=limit, sentinel_file=config.sentinel_file, watch=watch)
         return ssh.read_os_release(target, timeout=limit)
-    except SSHNotReady:
+    except MaasError:  # SSHNotReady, or what `watch` raised (the node changed hands)
         raise
     except Exception as exc:
         raise SSHNotReady(
