@@ -30,6 +30,7 @@ from teuthology_maas.models import Machine
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
     from teuthology_maas.maas.client import MaasClient
+    from teuthology_maas.node.ownership import Authority
     from teuthology_maas.node.provisioner import MaasProvisioner
 
 ERASE_CHOICES = ("none", "quick", "full", "secure", "ceph")
@@ -46,6 +47,12 @@ def register(subparsers: Any) -> None:
     deploy.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     deploy.add_argument("--os-type", default="ubuntu", help="OS type (default: ubuntu)")
     deploy.add_argument("--os-version", default="22.04", help="OS version (default: 22.04)")
+    deploy.add_argument(
+        "--take-over",
+        action="store_true",
+        help="redeploy even when NAME carries another attempt's deployment that may still be "
+        "in use (a teuthology job's node); without it such a node is refused untouched",
+    )
     deploy.set_defaults(handler=run_deploy)
 
     release = subparsers.add_parser(
@@ -53,7 +60,9 @@ def register(subparsers: Any) -> None:
         help="release one machine back to Ready",
         description="Release NAME (aborting or unlocking first when needed) and wait until "
         "MAAS shows it Ready, as teuthology's unlock does (MaasProvisioner.release). "
-        "Machines owned by another MAAS user are refused.",
+        "Machines owned by another MAAS user are refused, and so is a deployment another "
+        "attempt made that may still be in use (its process is alive or on another host), "
+        "unless --force.",
     )
     release.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     release.add_argument(
@@ -61,13 +70,21 @@ def register(subparsers: Any) -> None:
         choices=ERASE_CHOICES,
         help="disk erase mode for this release (default: the configured `erase`)",
     )
+    release.add_argument(
+        "--force",
+        action="store_true",
+        help="release whatever deployment of our MAAS user NAME carries, even one that may "
+        "still be in use by a teuthology job",
+    )
     release.set_defaults(handler=run_release)
 
     abort = subparsers.add_parser(
         "abort",
         help="abort a machine's deployment (or disk erase)",
         description="Abort the deployment (or disk erase) in progress on NAME and wait until "
-        "MAAS has stopped it (MaasProvisioner.abort).",
+        "MAAS has stopped it (MaasProvisioner.abort). An operator's explicit action: it "
+        "aborts whichever deployment of our MAAS user is in flight; the create() that made "
+        "it stops at once, says who aborted it, and releases its node.",
     )
     abort.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     abort.set_defaults(handler=run_abort)
@@ -90,13 +107,26 @@ def find_machine(client: MaasClient, name: str) -> Machine:
 
 
 def _make_provisioner(
-    ctx: Context, cfg: MaasConfig, name: str, os_type: str, os_version: str
+    ctx: Context, cfg: MaasConfig, name: str, os_type: str, os_version: str, take_over: bool
 ) -> MaasProvisioner:
     from teuthology_maas.node.provisioner import MaasProvisioner
 
     return MaasProvisioner(
-        name, os_type=os_type, os_version=os_version, config=cfg, client=ctx.client()
+        name,
+        os_type=os_type,
+        os_version=os_version,
+        config=cfg,
+        client=ctx.client(),
+        take_over=take_over,
     )
+
+
+def operator(forced: bool) -> Authority | None:
+    """An operator's explicit authority (any deployment of our MAAS user), or None for the
+    provisioner's default (never another attempt's deployment that may be in use)."""
+    from teuthology_maas.node.ownership import Authority
+
+    return Authority(operator=True) if forced else None
 
 
 def _run_action(
@@ -108,11 +138,12 @@ def _run_action(
     cfg: MaasConfig,
     os_type: str = "ubuntu",
     os_version: str = "22.04",
+    take_over: bool = False,
 ) -> int:
     """Run one provisioner action while a watcher shows the machine's status changes."""
     watch_client = ctx.client(interactive=True)
     machine = find_machine(watch_client, name)
-    provisioner = _make_provisioner(ctx, cfg, name, os_type, os_version)
+    provisioner = _make_provisioner(ctx, cfg, name, os_type, os_version, take_over)
     # JSON owns stdout, so the live display goes to stderr as plain lines.
     stream = ctx.stderr if ctx.json else ctx.stdout
     live = ctx.is_tty and not ctx.json
@@ -177,18 +208,27 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
         cfg=ctx.config(),
         os_type=args.os_type,
         os_version=args.os_version,
+        take_over=args.take_over,
     )
 
 
 def run_release(ctx: Context, args: argparse.Namespace) -> int:
-    erase = args.erase
+    erase, authority = args.erase, operator(args.force)
     return _run_action(
-        ctx, name=args.name, verb="released", action=lambda p: p.release(erase=erase),
+        ctx,
+        name=args.name,
+        verb="released",
+        action=lambda p: p.release(erase=erase, authority=authority),
         cfg=ctx.config(),
     )
 
 
 def run_abort(ctx: Context, args: argparse.Namespace) -> int:
+    authority = operator(True)
     return _run_action(
-        ctx, name=args.name, verb="aborted", action=lambda p: p.abort(), cfg=ctx.config()
+        ctx,
+        name=args.name,
+        verb="aborted",
+        action=lambda p: p.abort(authority=authority),
+        cfg=ctx.config(),
     )

@@ -12,7 +12,7 @@ from teuthology_maas.cli._inventory import (
     machines_by_type,
     requested_types,
 )
-from teuthology_maas.cli._paddles import PaddlesReader, lock_server_from_config
+from teuthology_maas.cli._paddles import lock_server_from_config
 from teuthology_maas.cli._reconcile import (
     DEFAULT_NODE_TIMEOUT_MINUTES,
     Finding,
@@ -23,6 +23,7 @@ from teuthology_maas.cli._reconcile import (
 )
 from teuthology_maas.cli._table import paint
 from teuthology_maas.errors import MaasError
+from teuthology_maas.teuthology.paddles import PaddlesReader
 
 _KIND_COLOURS = {"leak": "\x1b[31m", "drift": "\x1b[33m", "stuck": "\x1b[35m"}
 
@@ -117,6 +118,7 @@ def apply_leaks(
 ) -> bool:
     """Release every leak through the provisioner (which enforces ownership). Returns True when
     any release failed."""
+    from teuthology_maas.node.ownership import Authority
     from teuthology_maas.node.provisioner import MaasProvisioner
 
     failed = False
@@ -134,7 +136,11 @@ def apply_leaks(
             failed = True
             continue
         try:
-            MaasProvisioner(finding.hostname, config=cfg, client=client).release()
+            # Only the deployment found leaked: one that appeared since is someone's new job.
+            authority = Authority.exactly(finding.extra.get("deployment"))
+            MaasProvisioner(finding.hostname, config=cfg, client=client).release(
+                authority=authority
+            )
         except MaasError as exc:
             finding.action = f"release failed: {type(exc).__name__}: {exc}"
             failed = True
