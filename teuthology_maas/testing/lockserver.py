@@ -194,6 +194,9 @@ class LockServer:
                     f"Cannot unlock {node['name']} as {locked_by}: "
                     f"it is locked by {node['locked_by']}",
                 )
+            if description and description != node["description"]:
+                # paddles' own rule (models/nodes.py _check_for_update)
+                raise LockServerError(403, "Cannot unlock - description values must match")
             node.update(locked=False, locked_by=None, description=None, locked_since=None)
         return dict(node)
 
