@@ -24,6 +24,7 @@ from teuthology_maas.errors import (
     MaasConflict,
     MaasError,
     MaasOutcomeUnknown,
+    MaasPermissionDenied,
     MaasUnavailable,
     TakenOver,
 )
@@ -57,8 +58,9 @@ _RELEASE_STARTED = frozenset(
 )
 _IN_FLIGHT = frozenset({NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING})
 # Where an abort can end: Deploying -> Allocated (or Failed deployment when MAAS had already
-# failed it), Disk erasing -> Failed disk erasing.
-ABORT_ENDS = ABORT_TARGET | {NodeStatus.FAILED_DISK_ERASING}
+# failed it, or Deployed when the deployment finished first), Disk erasing -> Failed disk
+# erasing.
+ABORT_ENDS = ABORT_TARGET | {NodeStatus.FAILED_DISK_ERASING, NodeStatus.DEPLOYED}
 ABORT_FAILURE = frozenset({NodeStatus.BROKEN})
 
 Applied = Callable[[Machine], bool]
@@ -148,22 +150,29 @@ class NodeActions:
         through, no deployment at all: MAAS wipes the stamp when the release completes)."""
         return holder.token == self.deployment or (self._released and holder.token is None)
 
-    def taken_over(self, machine: Machine, holder: Holder, action: str) -> TakenOver:
-        """The error saying, from the owner data and MAAS's events, who has the machine."""
+    def taken_over(
+        self, machine: Machine, holder: Holder, action: str, *, what: str | None = None
+    ) -> TakenOver:
+        """The error saying, from the owner data and MAAS's events, who has the machine (or,
+        with `what`, what happened to it)."""
         try:
             others = forensics.other_actions(self.events(), self.tag)
         except MaasError as exc:
             others = [f"(events unreadable: {exc})"]
         mine = f"deployment {self.tag.short()}" if self.tag else "the deployment acted on"
-        if holder.token is None and machine.status in _FREE | {NodeStatus.RELEASING}:
+        if what is not None:
+            pass
+        elif self.carries_ours(holder) and machine.status in _RELEASE_STARTED:
             what = f"was released ({machine.status_name}) by someone other than {mine}"
+        elif self.carries_ours(holder):
+            what = f"went {machine.status_name} under {mine}, which did not ask for that"
         elif holder.token is None:
             what = f"now carries {holder.describe()} instead of {mine}"
         else:
             what = f"was taken over by another deployment: {holder.describe()}"
         seen = f"; MAAS events: {'; '.join(others)}" if others else ""
         return TakenOver(
-            f"{machine.describe()} {what}{seen}. Not {action}ing it: nothing more was done to "
+            f"{machine.describe()} {what}{seen}; stopped at {action}: nothing more was done to "
             f"it by this attempt.",
             **machine.error_fields(),
             maas_message=machine.status_message,
@@ -189,6 +198,7 @@ class NodeActions:
         )
         self._acquired = machine
         self.deployment = self.own
+        self._released = False  # a deployment of ours begins
         return machine
 
     def stamp(self, stamp: Stamp) -> Machine:
@@ -201,6 +211,7 @@ class NodeActions:
             stamp.applied_to,
         )
         self.deployment = stamp.token
+        self._released = False
         return machine
 
     def deploy(self, *, distro_series: str, user_data: str, comment: str) -> Machine:
@@ -244,7 +255,6 @@ class NodeActions:
             "lock",
             lambda: self.client.lock(self.system_id, comment=self.comment("lock")),
             applied,
-            guarded=False,  # the answer is checked instead: locking changes no deployment
         )
         holder = self.holder(machine)
         if holder.token != self.deployment:
@@ -343,12 +353,10 @@ class NodeActions:
         return self.wait(RELEASE_TARGET, RELEASE_FAILURE, self.config.release_timeout)
 
     def wait_aborted(self) -> Machine:
-        return self.wait(
-            ABORT_ENDS,
-            ABORT_FAILURE,
-            self.config.abort_timeout,
-            expected=ABORT_ENDS | ABORT_FAILURE | _IN_FLIGHT,
-        )
+        # A create() attempt aborting its own deployment stops at once when it changes hands;
+        # anyone else (an operator's abort, a release) only waits for it to leave flight.
+        expected = ABORT_ENDS | ABORT_FAILURE | _IN_FLIGHT if self.tag is not None else None
+        return self.wait(ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected)
 
     def watch(self, expected: Collection[NodeStatus]) -> Callable[[Machine], None]:
         """An on_change for waits of the deployment we act on: stop at once (TakenOver) when
@@ -416,6 +424,13 @@ class NodeActions:
                 if self._resolved(op, applied, exc):
                     return self.last
                 raise
+            except MaasPermissionDenied:
+                # 403: locked. If it is still our deployment (someone locked it under us),
+                # unlock it and send once more; otherwise it is not ours to act on.
+                if op in ("lock", "unlock") or sends > 1 or not self.refresh().locked:
+                    raise
+                self.unlock()
+                continue
             break
         self.touched = True
         self.last = machine
@@ -435,7 +450,13 @@ class NodeActions:
             holder = self.holder(machine)
             if not self.carries_ours(holder):
                 raise self.taken_over(machine, holder, op) from exc
+            if self.tag is not None and op != "release" and self._released_by_another(machine):
+                raise self.taken_over(machine, holder, op) from exc
         return False
+
+    def _released_by_another(self, machine: Machine) -> bool:
+        """Our deployment is being (or was) released, and not by us."""
+        return machine.status in _RELEASE_STARTED and not self._released
 
     def _gave_up(self, op: str, exc: MaasOutcomeUnknown, sends: int, elapsed: float) -> MaasError:
         if exc.http_status in (503, 409):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from teuthology_maas.errors import (
     DeploymentFailed,
+    MaasConflict,
     MaasError,
     MaasTimeout,
     MachineStateError,
@@ -64,20 +65,29 @@ def may_act(node: NodeActions, machine: Machine, authority: Authority, action: s
             log.info("%s: may %s %s: %s", machine.describe(), action, holder.describe(),
                      verdict.reason)  # fmt: skip
         return verdict
-    raise refusal(node, machine, holder, action, verdict.reason)
+    raise refusal(node, machine, holder, action, verdict.reason, ours=bool(authority.tokens))
 
 
 def refusal(
-    node: NodeActions, machine: Machine, holder: Holder, action: str, reason: str
+    node: NodeActions,
+    machine: Machine,
+    holder: Holder,
+    action: str,
+    reason: str,
+    *,
+    ours: bool = False,
 ) -> TakenOver:
+    """The error for a deployment the caller may not act on. `ours`: the caller had made a
+    deployment of its own on the machine, which another has replaced."""
     try:
         others = forensics.other_actions(node.events(), node.tag)
     except MaasError as exc:  # the refusal stands whatever the events say; say they failed
         others = [f"(events unreadable: {exc})"]
     seen = f" MAAS events: {'; '.join(others)}." if others else ""
+    what = "was taken over by another deployment" if ours else "carries another deployment"
     return TakenOver(
-        f"{machine.describe()} is {machine.status_name} and carries {holder.describe()}: "
-        f"{reason}; refusing to {action} it. Nothing was touched.{seen} If that deployment "
+        f"{machine.describe()} ({machine.status_name}) {what}: {holder.describe()} "
+        f"({reason}); refusing to {action} it. Nothing was touched.{seen} If that deployment "
         f"is no longer in use, release it (teuthology-maas release --force) or let "
         f"teuthology-maas reconcile find it.",
         **machine.error_fields(),
@@ -161,12 +171,27 @@ class CreateAttempt:
         verify: Callable[[], str | None],
     ) -> None:  # fmt: skip
         node = self.node
-        self.prepare()
-        node.deploy(
-            distro_series=distro_series,
-            user_data=user_data,
-            comment=node.comment(f"deploy {os_text}"),
-        )
+        for _ in range(MAX_STEPS):
+            self.prepare()
+            try:
+                node.deploy(
+                    distro_series=distro_series,
+                    user_data=user_data,
+                    comment=node.comment(f"deploy {os_text}"),
+                )
+                break
+            except MaasConflict as exc:
+                # Another attempt's deploy got in between our stamp and ours (it stood down
+                # when it saw our token): the machine is ours, its deployment is not. Prepare
+                # again (abort it) and deploy ours. Any other refusal is MAAS's final word.
+                if node.fresh().status is NodeStatus.ALLOCATED:
+                    raise
+                log.info("%s: deploy refused (%s); preparing again", node.name, exc)
+        else:
+            raise MachineStateError(
+                f"{node.name}: deploy refused {MAX_STEPS} times; is someone else acting on it?",
+                **node.last.error_fields(),
+            )
         deployed = node.wait_deployed()
         if deployed.status not in DEPLOY_TARGET:
             raise Ended(deployed)
@@ -186,10 +211,8 @@ class CreateAttempt:
         if machine.status is not NodeStatus.DEPLOYED or holder.token != self.stamp.token:
             raise node.taken_over(machine, holder, "hand over")
         if not locked:
-            raise DeploymentFailed(
-                f"{machine.describe()} was unlocked in MAAS while this attempt verified it",
-                **machine.error_fields(),
-            )
+            what = f"was unlocked in MAAS while deployment {self.stamp.tag.short()} verified it"
+            raise node.taken_over(machine, holder, "hand over", what=what)
 
     def ssh_watch(self) -> Callable[[], None]:
         """For the SSH wait: stop at once when asked to, and (at most every poll_interval)

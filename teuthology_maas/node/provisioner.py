@@ -144,6 +144,11 @@ class MaasProvisioner:
 
     # -- create --------------------------------------------------------------------------
 
+    @property
+    def tokens(self) -> frozenset[str]:
+        """The deployment tokens of every create() attempt this provisioner made."""
+        return frozenset(self._tokens)
+
     def authority(self) -> Authority:
         """What this provisioner may undo: its own deployments, and (teuthology) the one made
         under the paddles lock it acts for."""
