@@ -248,7 +248,7 @@ def sender(record: Any) -> str | None:
     """Who sent a request: the attempt token its comment (or stamp) carries, else the actor
     its comment names (`teuthology-maas release for racer1`)."""
     tag = parse_tag(record.param("comment"))
-    if tag is not None:
+    if tag is not None and tag.deployment:
         return tag.token
     if record.op == "set_owner_data":
         return record.param(TOKEN_KEY) or None

@@ -104,7 +104,8 @@ class NodeActions:
 
     @property
     def own(self) -> str | None:
-        return self.tag.token if self.tag is not None else None
+        """The deployment token of our create() attempt (None for other callers)."""
+        return self.tag.token if self.tag is not None and self.tag.deployment else None
 
     def refresh(self) -> Machine:
         self.last = self.client.get_machine(self.system_id)
@@ -133,7 +134,8 @@ class NodeActions:
         key = (machine.status, machine.owner)
         if self._events_for != key:
             found = forensics.newest_tag(self.events(), forensics.ACQUIRE)
-            self._unstamped = found[1] if found else None
+            tag = found[1] if found else None
+            self._unstamped = tag if tag is not None and tag.deployment else None
             self._events_for = key
         return Holder(acquired=self._unstamped)
 
@@ -159,7 +161,11 @@ class NodeActions:
             others = forensics.other_actions(self.events(), self.tag)
         except MaasError as exc:
             others = [f"(events unreadable: {exc})"]
-        mine = f"deployment {self.tag.short()}" if self.tag else "the deployment acted on"
+        mine = (
+            f"deployment {self.tag.short()}"
+            if self.tag is not None and self.tag.deployment
+            else "the deployment acted on"
+        )
         if what is not None:
             pass
         elif self.carries_ours(holder) and machine.status in _RELEASE_STARTED:
@@ -238,10 +244,12 @@ class NodeActions:
         return machine
 
     def abort(self, *, comment: str | None = None) -> Machine:
+        # MAAS aborts asynchronously (its answer shows the machine before): after an uncertain
+        # outcome its event log says whether our request got through.
         return self._act(
             "abort",
             lambda: self.client.abort(self.system_id, comment=comment),
-            lambda m: m.status not in _IN_FLIGHT,
+            lambda m: m.status not in _IN_FLIGHT or self._requested(forensics.ABORTS),
         )
 
     def lock(self) -> Machine:
@@ -296,7 +304,9 @@ class NodeActions:
             return answer if answer is not None else self.client.get_machine(self.system_id)
 
         return self._act(
-            "power_off", call, lambda m: m.power_state == "off" or m.status in _RELEASE_STARTED
+            "power_off",
+            call,
+            lambda m: m.power_state == "off" or self._requested({forensics.POWER_OFF}),
         )
 
     def mark_broken(self, *, comment: str) -> Machine:
@@ -355,7 +365,7 @@ class NodeActions:
     def wait_aborted(self) -> Machine:
         # A create() attempt aborting its own deployment stops at once when it changes hands;
         # anyone else (an operator's abort, a release) only waits for it to leave flight.
-        expected = ABORT_ENDS | ABORT_FAILURE | _IN_FLIGHT if self.tag is not None else None
+        expected = ABORT_ENDS | ABORT_FAILURE | _IN_FLIGHT if self.own is not None else None
         return self.wait(ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected)
 
     def watch(self, expected: Collection[NodeStatus]) -> Callable[[Machine], None]:
@@ -450,8 +460,18 @@ class NodeActions:
             holder = self.holder(machine)
             if not self.carries_ours(holder):
                 raise self.taken_over(machine, holder, op) from exc
-            if self.tag is not None and op != "release" and self._released_by_another(machine):
+            if self.own is not None and op != "release" and self._released_by_another(machine):
                 raise self.taken_over(machine, holder, op) from exc
+        return False
+
+    def _requested(self, event_types: Collection[str]) -> bool:
+        """True when MAAS's events show the newest request of those types was ours."""
+        if self.tag is None:
+            return False
+        for event_type in event_types:
+            found = forensics.newest_tag(self.events(), event_type)
+            if found is not None and found[1] == self.tag:
+                return True
         return False
 
     def _released_by_another(self, machine: Machine) -> bool:

@@ -201,8 +201,11 @@ def collect(
 # the request carried) and the verb each stands for.
 ACQUIRE = "User acquiring node"
 START_DEPLOY = "User starting deployment"
+ABORTS = frozenset({"User aborting deployment", "User aborting disk erasing"})
+POWER_OFF = "User powering down node"
 USER_VERBS: dict[str, str] = {
     "User aborting deployment": "aborted",
+    "User aborting disk erasing": "aborted",
     "User releasing node": "released",
     "User marking node broken": "marked broken",
     "User powering down node": "powered down",
@@ -252,7 +255,7 @@ def actor_text(event: Event, stamp: Stamp | None = None) -> str:
         details.append(f"teuthology-maas {parsed[0]} for {parsed[1]}")
     elif event.description:
         details.append(f"comment: {_clip(event.description, _LINE_MAX_CHARS)}")
-    if tag is not None:
+    if tag is not None and tag.deployment:
         owner = (
             f", owner {stamp.owner}" if stamp and stamp.token == tag.token and stamp.owner else ""
         )

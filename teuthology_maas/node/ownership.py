@@ -46,9 +46,16 @@ _LOCK_KEY = "teuthology_lock"  # paddles lock description
 _OS_KEY = "teuthology_os"
 _AGENT_KEY = "agent"
 
-# `[deployment <token> <pid>@<host>]` at the end of every comment an attempt sends.
-_TAG = re.compile(r"\[deployment (?P<token>[0-9a-f]{8,64})(?: (?P<pid>\d+)@(?P<host>[^\]\s]+))?\]")
-_ACTOR = re.compile(r"teuthology-maas (?P<action>[\w -]+?) for (?P<actor>.+?)(?: \[deployment |$)")
+# `[deployment <token> <pid>@<host>]` at the end of every comment a create() attempt sends;
+# `[request <id> <pid>@<host>]` for any other caller's actions (a release, an abort), so that
+# MAAS's events tell its requests apart from everyone else's too.
+_TAG = re.compile(
+    r"\[(?P<kind>deployment|request) (?P<token>[0-9a-f]{8,64})"
+    r"(?: (?P<pid>\d+)@(?P<host>[^\]\s]+))?\]"
+)
+_ACTOR = re.compile(
+    r"teuthology-maas (?P<action>[\w -]+?) for (?P<actor>.+?)(?: \[(?:deployment|request) |$)"
+)
 
 
 def new_token() -> str:
@@ -62,15 +69,26 @@ def this_host() -> str:
 
 @dataclass(frozen=True)
 class Tag:
-    """An attempt as named in a MAAS comment (and so in MAAS's events)."""
+    """An attempt (or another caller's request) as named in a MAAS comment, and so in MAAS's
+    events. Only a `deployment` tag names a deployment token."""
 
     token: str
     pid: int | None = None
     host: str | None = None
+    kind: str = "deployment"
+
+    @classmethod
+    def request(cls) -> Tag:
+        """A tag for the actions of a caller that makes no deployment (release, abort)."""
+        return cls(new_token(), os.getpid(), this_host(), kind="request")
+
+    @property
+    def deployment(self) -> bool:
+        return self.kind == "deployment"
 
     def text(self) -> str:
         where = f" {self.pid}@{self.host}" if self.pid is not None and self.host else ""
-        return f"[deployment {self.token}{where}]"
+        return f"[{self.kind} {self.token}{where}]"
 
     def short(self) -> str:
         return self.token[:12]
@@ -82,7 +100,9 @@ def parse_tag(text: str | None) -> Tag | None:
     if found is None:
         return None
     pid = found.group("pid")
-    return Tag(found.group("token"), int(pid) if pid else None, found.group("host"))
+    return Tag(
+        found.group("token"), int(pid) if pid else None, found.group("host"), found.group("kind")
+    )
 
 
 def comment_actor(text: str | None) -> tuple[str, str] | None:
