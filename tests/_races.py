@@ -351,7 +351,7 @@ def classify(error: str) -> str:
         ("stopped at lock", "stood down at lock"),
         ("stopped at deploy", "stood down at deploy"),
         ("stopped at set_owner_data", "stood down at stamp"),
-        ("was aborted by", "aborted by an operator"),
+        ("was aborted by", "aborted by another actor"),
         ("was released by", "released under it"),
         ("was released (", "released under it"),
         ("was unlocked in MAAS", "unlocked under it"),

@@ -102,6 +102,17 @@ def note(matrix, problems: list[str], causes: Counter[str], extra: str = "") -> 
     foreign = [p for p in problems if p not in leaked]
     summary = ", ".join(f"{n} {c}" for c, n in causes.most_common())
     matrix.note(Audit(leaked=leaked, foreign_touched=foreign), f"{extra}{summary}")
+    print(f"\n{matrix.scenario}: {extra}{summary}")  # the whole tally, with pytest -s
+
+
+def lost_allocates(lab: RaceLab, results: list[Result]) -> int:
+    """Attempts that raced another for the allocate itself and were answered 409."""
+    losers = {r.token for r in results if r.kind == "create" and not r.ok}
+    return sum(
+        1
+        for r in lab.sim.requests(op="allocate")
+        if r.status == 409 and sender(r) in losers
+    )
 
 
 def stagger(rng: random.Random) -> float:
@@ -140,7 +151,9 @@ def test_the_same_node_created_by_several_processes(race_lab, matrix, processes)
             )
         else:
             problems += check_winner(lab, hostname, winners[0], allowed=set())
-    note(matrix, problems, causes, f"{SEEDS} seeds x {processes} processes; losers: ")
+    raced = lost_allocates(lab, results)
+    note(matrix, problems, causes, f"{SEEDS} seeds x {processes} processes, {raced} lost the "
+         "allocate itself; losers: ")  # fmt: skip
     assert not problems, "\n".join(problems)
 
 

@@ -23,6 +23,7 @@ from teuthology_maas.errors import (
     MachineStateError,
     NoMachineAvailable,
     ReleaseFailed,
+    SSHNotReady,
     TakenOver,
 )
 from teuthology_maas.models import DEPLOY_TARGET, Machine, NodeStatus
@@ -197,7 +198,13 @@ class CreateAttempt:
             raise Ended(deployed)
         if node.config.lock_after_deploy:
             node.lock()
-        problem = verify()
+        try:
+            problem = verify()
+        except SSHNotReady:
+            # A node released or taken over while we waited for SSH stops answering: say so,
+            # rather than blame SSH.
+            self.confirm()
+            raise
         if problem:
             raise DeploymentFailed(problem, **deployed.error_fields())
         self.confirm()
