@@ -11,6 +11,7 @@ from teuthology_maas.errors import MaasTimeout, ReleaseFailed, TakenOver
 from teuthology_maas.models import RELEASE_FAILURE, RELEASE_TARGET, Machine, NodeStatus
 from teuthology_maas.node import forensics
 from teuthology_maas.node.actions import NodeActions, describe_error, sentence, status_text
+from teuthology_maas.node.custody import FREE
 from teuthology_maas.node.recovery import recover_stuck_release
 
 # What a failed create() must not leave behind.
@@ -24,7 +25,6 @@ _CLEANABLE = frozenset(
 )
 _RELEASE_FAILED = frozenset({NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING})
 _RELEASE_UNDER_WAY = frozenset({NodeStatus.RELEASING, NodeStatus.DISK_ERASING})
-_FREE = frozenset({NodeStatus.READY, NodeStatus.NEW})
 
 
 def ended_in(machine: Machine, what: str) -> str:
@@ -75,7 +75,7 @@ def clean_up(node: NodeActions, *, wait: bool) -> str:
             return f"left alone: MAAS user {machine.owner!r} holds it now"
         holder = node.holder(machine)
         if holder.token != node.deployment:
-            if holder.token is None and machine.status in _FREE:
+            if holder.token is None and machine.status in FREE:
                 return f"nothing to undo ({machine.status_name})"
             return f"left alone: {node.taken_over(machine, holder, 'clean up').message}"
         if machine.status is NodeStatus.DEPLOYING:

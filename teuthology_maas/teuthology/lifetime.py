@@ -160,26 +160,33 @@ def _insist(signum: int) -> None:
     os.kill(os.getpid(), signum)
 
 
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """A plain signal handler (main thread, no gevent)."""
+def _first(signum: int) -> bool:
+    """Record a signal; False when one came before (the sender insists: default action)."""
     with _lock:
         again = bool(_signalled)
         _signalled.add(signum)
     if again:
         _insist(signum)
-        return
-    name = signal.Signals(signum).name
+        return False
     running = running_attempts()
-    here = threading.get_ident()
     if running:
-        log.warning("%s: cleaning up %d deployment(s) in flight, then exiting", name,
-                    len(running))  # fmt: skip
-    if any(a.thread == here for a in running):
+        log.warning("%s: cleaning up %d deployment(s) in flight, then exiting",
+                    signal.Signals(signum).name, len(running))  # fmt: skip
+    return True
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """A plain signal handler (main thread, no gevent)."""
+    if not _first(signum):
+        return
+    why = f"{signal.Signals(signum).name}:"
+    here = threading.get_ident()
+    if any(a.thread == here for a in running_attempts()):
         # create() runs in this very thread: the exception starts its clean-up; the others
         # are stopped now and waited for at exit.
-        stop(signum=signum, timeout=0.0, why=f"{name}:")
+        stop(signum=signum, timeout=0.0, why=why)
     else:
-        stop(signum=signum, why=f"{name}:")
+        stop(signum=signum, why=why)
     raise _exit_for(signum)
 
 
@@ -188,18 +195,9 @@ def _on_gevent_signal(signum: int) -> None:
     clean-up starts at once); the SystemExit raised here reaches the main greenlet, and the
     exit hook waits for every clean-up before the process ends. (Waiting here instead would
     race the main greenlet, which resumes as soon as the killed greenlets end.)"""
-    with _lock:
-        again = bool(_signalled)
-        _signalled.add(signum)
-    if again:
-        _insist(signum)
+    if not _first(signum):
         return
-    name = signal.Signals(signum).name
-    running = running_attempts()
-    if running:
-        log.warning("%s: cleaning up %d deployment(s) in flight, then exiting", name,
-                    len(running))  # fmt: skip
-    stop(signum=signum, timeout=0.0, why=f"{name}:")
+    stop(signum=signum, timeout=0.0, why=f"{signal.Signals(signum).name}:")
     raise _exit_for(signum)
 
 
