@@ -34,7 +34,8 @@ class Attempt:
     done: threading.Event = field(default_factory=threading.Event)
     _stop: BaseException | None = None
     _cleaning: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Re-entrant: a signal handler may ask the thread it interrupts, while that thread holds it.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def interrupt(self, exc: BaseException) -> bool:
         """Ask the attempt to raise `exc` at its next check point. False when it is already
@@ -68,7 +69,7 @@ class Attempt:
             self._cleaning = True
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant for the same reason
 _running: dict[str, Attempt] = {}
 
 

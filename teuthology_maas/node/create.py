@@ -116,7 +116,7 @@ class CreateAttempt:
         time."""
         node = self.node
         for _ in range(MAX_STEPS):
-            step = _decide.next_create_step(node.fresh(), node.username)
+            step = _decide.next_create_step(node.last, node.username)  # each action re-reads first
             if step is CreateStep.ALLOCATE:
                 try:
                     node.allocate(comment=node.comment("allocate"))

@@ -274,7 +274,7 @@ class MaasProvisioner:
 
     def _release(self, node: NodeActions, erase: str | None, *, wait: bool = True) -> None:
         for _ in range(MAX_STEPS):
-            step = _decide.next_release_step(node.fresh(), node.username)
+            step = _decide.next_release_step(node.last, node.username)  # each action re-reads first
             if step is ReleaseStep.NOTHING:
                 log.info("%s: released (%s)", node.name, node.last.status_name)
                 return
