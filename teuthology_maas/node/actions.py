@@ -132,8 +132,10 @@ class NodeActions(Custody):
         )
 
     def lock(self) -> Machine:
-        """Lock our deployment; "already locked" is success when MAAS shows it locked with our
-        token on it."""
+        """Lock our deployment and return MAAS's answer; "already locked" is success when MAAS
+        shows it locked with our token on it. Locking undoes nothing, so MAAS's answer is
+        checked instead of a read before it: another token there means the machine changed
+        hands (TakenOver; the one who took it unlocks it as part of taking it over)."""
 
         def applied(m: Machine) -> bool:
             return m.locked and self.holder(m).token == self.deployment
@@ -142,6 +144,7 @@ class NodeActions(Custody):
             "lock",
             lambda: self.client.lock(self.system_id, comment=self.comment("lock")),
             applied,
+            guarded=False,
         )
         holder = self.holder(machine)
         if holder.token != self.deployment:

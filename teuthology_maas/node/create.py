@@ -196,30 +196,27 @@ class CreateAttempt:
         deployed = node.wait_deployed()
         if deployed.status not in DEPLOY_TARGET:
             raise Ended(deployed)
-        if node.config.lock_after_deploy:
-            node.lock()
         try:
             problem = verify()
         except SSHNotReady:
             # A node released or taken over while we waited for SSH stops answering: say so,
             # rather than blame SSH.
-            self.confirm()
+            self.confirm(node.refresh())
             raise
         if problem:
             raise DeploymentFailed(problem, **deployed.error_fields())
-        self.confirm()
+        # The hand-over: the lock's answer is MAAS's last word on the machine (with
+        # lock_after_deploy off, a read): Deployed, with our token, or not ours to hand over.
+        if node.config.lock_after_deploy:
+            self.confirm(node.lock())
+        else:
+            self.confirm(node.refresh())
 
-    def confirm(self) -> None:
-        """A last fresh look before reporting success: Deployed, (locked), our token."""
-        node = self.node
-        machine = node.refresh()
-        holder = node.holder(machine)
-        locked = machine.locked or not node.config.lock_after_deploy
+    def confirm(self, machine: Machine) -> None:
+        """`machine`, read from MAAS just now, is Deployed with our token (else TakenOver)."""
+        holder = self.node.holder(machine)
         if machine.status is not NodeStatus.DEPLOYED or holder.token != self.stamp.token:
-            raise node.taken_over(machine, holder, "hand over")
-        if not locked:
-            what = f"was unlocked in MAAS while deployment {self.stamp.tag.short()} verified it"
-            raise node.taken_over(machine, holder, "hand over", what=what)
+            raise self.node.taken_over(machine, holder, "hand over")
 
     def ssh_watch(self) -> Callable[[], None]:
         """For the SSH wait: stop at once when asked to, and (at most every poll_interval)
