@@ -95,6 +95,7 @@ class RaceLab:
         )
         self.paddles_handle = self.paddles.serve()
         self.racers: list[Racer] = []
+        self._logs: list[Any] = []
         self._ids = 0
 
     def fqdn(self, hostname: str) -> str:
@@ -128,13 +129,16 @@ class RaceLab:
         setup = json.dumps(
             {"maas": self.section(), "ssh_root": str(self.tmp / "ssh"), "boot_time": BOOT_TIME}
         )
-        for index in range(count):
-            env = {**os.environ, "PYTHONPATH": str(REPO), "TEUTHOLOGY_OWNER": f"racer{index}"}
+        for _ in range(count):
+            name = f"racer{len(self.racers)}"
+            env = {**os.environ, "PYTHONPATH": str(REPO), "TEUTHOLOGY_OWNER": name}
+            log = (self.tmp / f"racer{len(self.racers)}.log").open("w")
+            self._logs.append(log)
             proc = subprocess.Popen(
                 [sys.executable, str(REPO / "tests" / "_racer.py"), setup],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=open(self.tmp / f"racer{index}.log", "w"),  # noqa: SIM115
+                stderr=log,
                 text=True,
                 cwd=REPO,
                 env=env,
@@ -230,6 +234,8 @@ class RaceLab:
             except subprocess.TimeoutExpired:
                 racer.proc.kill()
                 racer.proc.wait()
+        for log in self._logs:
+            log.close()
         self.paddles_handle.stop()
         self.server.stop()
 

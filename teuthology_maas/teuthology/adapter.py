@@ -160,7 +160,7 @@ class MAAS:
         try:
             with lifetime.hosting():
                 provisioner.create()
-        except Exception as exc:
+        except MaasError as exc:  # create() says every failure this way; anything else is a bug
             self.log.error("Reimaging %s through MAAS failed after %.0f s: %s", self.name,
                            time.monotonic() - started, exc)
             raise
