@@ -21,6 +21,7 @@ from teuthology_maas import config_values as values
 from teuthology_maas.config_values import ERASE_MODES, EraseMode, normalize_api_url
 from teuthology_maas.errors import ConfigError
 from teuthology_maas.redact import REDACTED, register_secret
+from teuthology_maas.suggest import did_you_mean
 
 __all__ = [
     "DEFAULT_SENTINEL_FILE",
@@ -42,6 +43,7 @@ KNOWN_KEYS = frozenset(
         "verify", "ca_bundle", "erase", "agent_name", "user_data", "user_data_vars", "ssh_user",
         "ssh_keys", "ssh_private_key", "ssh_config", "image_map", "lock_after_deploy",
         "sentinel_file", "max_concurrent_actions", "lookup_retries", "lab_domain",
+        "ssh_resolve_grace", "keep_on_failure",
         # Read by the activation hook (_activation.config_allows), not by MaasConfig.
         "activate",
     }
@@ -137,6 +139,8 @@ class MaasConfig:
     max_concurrent_actions: int = 16
     lookup_retries: int = 3
     lab_domain: str | None = None
+    ssh_resolve_grace: float = 60.0
+    keep_on_failure: bool = False
     source: str = field(default="<mapping>", compare=False)
 
     # ---- construction -------------------------------------------------------------------
@@ -156,9 +160,9 @@ class MaasConfig:
             raise values.fail("maas", section, "a mapping of maas settings")
         base = Path(base_dir).expanduser() if base_dir is not None else Path.cwd()
         base = base.absolute()
-        unknown = sorted(str(k) for k in section if k not in KNOWN_KEYS)
+        unknown = unknown_keys(section)
         if unknown:
-            values.warn_once(f"{source}: ignoring unknown maas key(s): {', '.join(unknown)}")
+            values.warn_once(f"{source}: ignoring unknown maas key(s): {'; '.join(unknown)}")
         s = dict(section)
         for required in ("api_url", "api_key"):
             if s.get(required) in (None, ""):
@@ -221,6 +225,10 @@ class MaasConfig:
             ),
             lookup_retries=values.integer("lookup_retries", s.get("lookup_retries", 3), minimum=0),
             lab_domain=values.optional_text("lab_domain", lab_domain),
+            ssh_resolve_grace=values.number(
+                "ssh_resolve_grace", s.get("ssh_resolve_grace", 60), allow_zero=True
+            ),
+            keep_on_failure=values.boolean("keep_on_failure", s.get("keep_on_failure", False)),
             source=source,
         )
 
@@ -346,6 +354,16 @@ class MaasConfig:
         if "." in hostname or not self.lab_domain:
             return hostname
         return f"{hostname}.{self.lab_domain}"
+
+
+def unknown_keys(section: Mapping[str, Any]) -> list[str]:
+    """The keys of a `maas:` section nobody reads, each with the nearest known key when one is
+    close: `"'timeuot' (did you mean 'timeout'?)"`."""
+    found = []
+    for key in sorted(str(k) for k in section if k not in KNOWN_KEYS):
+        hint = did_you_mean(key, KNOWN_KEYS)
+        found.append(f"{key!r} ({hint})" if hint else repr(key))
+    return found
 
 
 def _get(obj: Any, name: str) -> Any:
