@@ -231,18 +231,21 @@ def test_deploy_json_keeps_stdout_for_the_result(lab_factory: Any, lab_config: A
     assert result.code == 0, result.err
     data = result.json()
     assert data["ok"] is True
-    assert data["action"] == "deployed"
+    assert data["action"] == "deploy"
+    assert data["outcome"].startswith("deployed ubuntu 22.04 in ")
     assert data["status"] == "Deployed"
     assert data["hostname"] == "smithi001"
     assert "smithi001: Deployed" in result.err  # progress went to stderr
 
 
-def test_deploy_of_an_unknown_os_fails_with_exit_1(lab_factory: Any, lab_config: Any) -> None:
+def test_deploy_of_an_unknown_os_is_a_usage_error(lab_factory: Any, lab_config: Any) -> None:
     lab = lab_factory([{"hostname": "smithi001"}], ssh=False)
+    before = lab.mark()
     result = run_cli("deploy", "smithi001", "--os-version", "99.04", config=lab_config(lab))
-    assert result.code == ExitCode.FAILURE
+    assert result.code == ExitCode.USAGE  # nothing was attempted
     assert "99.04" in result.err
     assert lab.state("smithi001")["status_name"] == "Ready"
+    assert lab.posts("smithi001", since=before) == []
 
 
 def test_deploy_of_a_missing_machine_fails(lab_factory: Any, lab_config: Any) -> None:

@@ -37,6 +37,11 @@ class ExitCode(IntEnum):
     PIPE_CLOSED = 141  # the reader of stdout went away (128 + SIGPIPE, as a shell reports it)
 
 
+class UsageError(Exception):
+    """The command line asks for something that does not exist (a typo): nothing was
+    attempted. Exit status 2, like argparse's own usage errors."""
+
+
 # Registered by each subcommand module: how to run it once arguments are parsed.
 Handler = Callable[["Context", argparse.Namespace], int]
 

@@ -21,6 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 
+from teuthology_maas import waits
 from teuthology_maas.errors import (
     MaasAuthError,
     MaasBadRequest,
@@ -41,8 +42,10 @@ from teuthology_maas.maas.retry import (
     RetryPolicy,
     failed_before_sending,
     parse_retry_after,
+    trouble,
 )
 from teuthology_maas.redact import install_log_filter, redact
+from teuthology_maas.waits import Reason, State, WaitReport
 
 log = logging.getLogger("teuthology_maas.maas.client")
 
@@ -212,6 +215,8 @@ class Transport:
             else:
                 retry_in = self._after_response(response, target, attempt, started)
                 if retry_in is None:
+                    if attempt > 1:
+                        self._report(target, "answering again", "", attempt, state="done")
                     return _decode(response, target, expect_json)
                 wait = retry_in
             self._sleep(wait)
@@ -297,7 +302,7 @@ class Transport:
         wait = self._retry_wait(wanted, attempt, started)
         if wait is not None:
             after = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
-            self._log_retry(target, f"HTTP {status}{after}", attempt, wait)
+            self._log_retry(target, f"HTTP {status}{after}", attempt, wait, Reason.BUSY)
         else:
             error = http_error(response, target)
             hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
@@ -334,7 +339,7 @@ class Transport:
             raise self._outcome_unknown(target, reason)
         wait = self._retry_wait(self.policy.backoff(attempt), attempt, started)
         if wait is not None:
-            self._log_retry(target, reason, attempt, wait)
+            self._log_retry(target, reason, attempt, wait, trouble(exc))
         else:
             raise MaasUnavailable(
                 f"MAAS at {self.base_url} unreachable: {target.describe()} failed "
@@ -343,7 +348,9 @@ class Transport:
             ) from None
         return wait
 
-    def _log_retry(self, target: Target, reason: str, attempt: int, wait: float) -> None:
+    def _log_retry(
+        self, target: Target, reason: str, attempt: int, wait: float, short: str
+    ) -> None:
         log.info(
             "MAAS %s: %s; attempt %d of %d, retrying in %.1fs",
             target.describe(),
@@ -352,6 +359,25 @@ class Transport:
             self.policy.max_attempts,
             wait,
         )
+        # the same, for whoever shows waits as they happen (the command's progress line)
+        self._report(target, short, reason, attempt, retry_in=wait)
+
+    def _report(
+        self,
+        target: Target,
+        reason: str,
+        detail: str,
+        attempt: int,
+        *,
+        state: State = "waiting",
+        retry_in: float | None = None,
+    ) -> None:
+        waits.report(
+            WaitReport(
+                "maas", self.base_url, reason, detail=detail, attempt=attempt, state=state,
+                target=target.describe(), retry_in=retry_in,
+            )
+        )  # fmt: skip
 
     def _outcome_unknown(self, target: Target, reason: str) -> MaasOutcomeUnknown:
         subject = f" on machine {target.system_id}" if target.system_id else ""

@@ -21,8 +21,11 @@ from typing import Any, Protocol
 
 import paramiko
 
+from teuthology_maas import waits
 from teuthology_maas.errors import ConfigError, SSHNotReady
 from teuthology_maas.node.images import UBUNTU_RELEASES, canonical_version
+from teuthology_maas.node.ssh_reasons import reason_for, unresolvable
+from teuthology_maas.waits import Reason, State, WaitReport
 
 log = logging.getLogger(__name__)
 
@@ -211,15 +214,23 @@ def _retry(
     timeout: float,
     what: str,
     check: Callable[[paramiko.SSHClient, float], str | None],
+    not_yet: str,
     initial_delay: float,
     max_delay: float,
+    resolve_grace: float | None = None,
 ) -> None:
-    """Connect and run `check` until it reports success (None) or the deadline passes."""
+    """Connect and run `check` until it reports success (None) or the deadline passes.
+
+    Each attempt is reported (`waits.report`) with the reason it failed; `not_yet` is the
+    reason when the node answers but `check` is not satisfied yet. A name that keeps not
+    resolving for longer than `resolve_grace` seconds ends the wait early."""
     start = time.monotonic()
     deadline = start + timeout
     delay = initial_delay
     attempts = 0
     last_error = "no attempt made"
+    unresolved_since: float | None = None
+    _report(target, Reason.CONNECTING, "", 0)
     while True:
         attempts += 1
         remaining = deadline - time.monotonic()
@@ -230,29 +241,66 @@ def _retry(
                 problem = check(client, per_try)
             finally:
                 client.close()
+            unresolved_since = None
             if problem is None:
+                elapsed = time.monotonic() - start
                 log.info(
-                    "%s: %s after %d attempt(s), %.1fs",
-                    target.describe(),
-                    what,
-                    attempts,
-                    time.monotonic() - start,
+                    "%s: %s after %d attempt(s), %.1fs", target.describe(), what, attempts, elapsed
                 )
+                _report(target, what, "", attempts, state="done")
                 return
             last_error = problem
+            reason = not_yet
         except _NOT_YET as exc:
             last_error = _explain(exc, target)
+            reason = reason_for(exc)
+            if not unresolvable(exc):
+                unresolved_since = None
+            elif unresolved_since is None:
+                unresolved_since = time.monotonic()
         log.debug("%s: not yet %s (attempt %d): %s", target.describe(), what, attempts, last_error)
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        if (
+            unresolved_since is not None
+            and resolve_grace is not None
+            and now - unresolved_since >= resolve_grace
+        ):
+            _report(target, reason, last_error, attempts, state="failed")
+            raise SSHNotReady(
+                f"SSH to {target.describe()}: the name {target.hostname!r} does not resolve "
+                f"(for {now - unresolved_since:.0f}s and {attempts} attempt(s); "
+                f"ssh_resolve_grace is {resolve_grace:g}s): check lab_domain and the lab's "
+                "DNS, or map the name with HostName in maas.ssh_config; last error: "
+                f"{last_error}",
+                machine=target.name,
+            )
+        remaining = deadline - now
         if remaining <= 0:
+            _report(target, reason, last_error, attempts, state="failed")
             raise SSHNotReady(
                 f"SSH to {target.user}@{target.name} ({target.hostname} port {target.port}) "
                 f"not {what} after {timeout:.0f}s and {attempts} attempt(s); last error: "
                 f"{last_error}",
                 machine=target.name,
             )
-        time.sleep(min(delay, remaining))
+        _report(target, reason, last_error, attempts)
+        pause = min(delay, remaining)
+        if unresolved_since is not None and resolve_grace is not None:
+            # look again when the grace ends, not a whole backoff later
+            pause = min(pause, max(unresolved_since + resolve_grace - now, 0.0) + 0.05)
+        time.sleep(pause)
         delay = min(delay * 2, max_delay)
+
+
+def _report(
+    target: SSHTarget, reason: str, detail: str, attempt: int, *, state: State = "waiting"
+) -> None:
+    waits.report(
+        WaitReport(
+            "ssh", target.name, reason, detail=detail, attempt=attempt, state=state,
+            target=target.describe(),
+        )
+    )  # fmt: skip
 
 
 def wait_for_ssh(
@@ -262,9 +310,11 @@ def wait_for_ssh(
     sentinel_file: str | None = None,
     initial_delay: float = _INITIAL_DELAY,
     max_delay: float = _MAX_DELAY,
+    resolve_grace: float | None = None,
 ) -> None:
     """Until `timeout` seconds pass: log in and run a command (and, with `sentinel_file`, find
-    that file). Raises SSHNotReady naming the host, port, user and the last error."""
+    that file). Raises SSHNotReady naming the host, port, user and the last error, early when
+    the name has not resolved for `resolve_grace` seconds."""
     if sentinel_file:
         wait_for_file(
             target,
@@ -272,6 +322,7 @@ def wait_for_ssh(
             timeout=timeout,
             initial_delay=initial_delay,
             max_delay=max_delay,
+            resolve_grace=resolve_grace,
         )
         return
 
@@ -284,8 +335,10 @@ def wait_for_ssh(
         timeout=timeout,
         what="reachable",
         check=logged_in,
+        not_yet="logged in, but a command failed",
         initial_delay=initial_delay,
         max_delay=max_delay,
+        resolve_grace=resolve_grace,
     )
 
 
@@ -296,6 +349,7 @@ def wait_for_file(
     timeout: float,
     initial_delay: float = _INITIAL_DELAY,
     max_delay: float = _MAX_DELAY,
+    resolve_grace: float | None = None,
 ) -> None:
     """Until `timeout` seconds pass: log in and find `path` on the node (cloud-init's
     boot-finished, say). Connection and authentication failures are retried too."""
@@ -309,8 +363,10 @@ def wait_for_file(
         timeout=timeout,
         what=f"showing {path}",
         check=present,
+        not_yet=f"{Reason.SENTINEL} ({path} not there yet)",
         initial_delay=initial_delay,
         max_delay=max_delay,
+        resolve_grace=resolve_grace,
     )
 
 

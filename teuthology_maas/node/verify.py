@@ -17,7 +17,12 @@ def verify_ssh(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -
     limit = config.ssh_timeout if timeout is None else timeout
     target = ssh.SSHTarget.resolve(fqdn, config)
     try:
-        ssh.wait_for_ssh(target, timeout=limit, sentinel_file=config.sentinel_file)
+        ssh.wait_for_ssh(
+            target,
+            timeout=limit,
+            sentinel_file=config.sentinel_file,
+            resolve_grace=config.ssh_resolve_grace,
+        )
         return ssh.read_os_release(target, timeout=limit)
     except SSHNotReady:
         raise
