@@ -174,7 +174,7 @@ def run_release(ctx: Context, args: argparse.Namespace) -> int:
         provisioner=_provisioner(ctx, cfg, args.name, "ubuntu", "22.04"),
         cfg=cfg,
         verb=Verb("release", "releasing", "released", nothing_to_release),
-        action=lambda p: p.release(erase=erase),
+        action=lambda p: p.release(erase=erase, release_kept=True),
     )
 
 

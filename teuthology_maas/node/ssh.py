@@ -268,7 +268,8 @@ def _retry(
             _report(target, reason, last_error, attempts, state="failed")
             raise SSHNotReady(
                 f"SSH to {target.describe()}: the name {target.hostname!r} does not resolve "
-                f"(for {now - unresolved_since:.0f}s and {attempts} attempt(s); "
+                f"(for {now - unresolved_since:.{0 if now - unresolved_since >= 10 else 1}f}s "
+                f"and {attempts} attempt(s); "
                 f"ssh_resolve_grace is {resolve_grace:g}s): check lab_domain and the lab's "
                 "DNS, or map the name with HostName in maas.ssh_config; last error: "
                 f"{last_error}",
