@@ -112,12 +112,14 @@ def test_machines_table_and_summary(maas_sim: Any, config_for: Any) -> None:
     result = run_cli("machines", config=config_for(maas_sim))
     assert result.code == 0
     lines = result.out.splitlines()
-    assert lines[0].split() == ["HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "OS", "POWER",
-                                "MESSAGE"]
+    assert lines[0].split() == ["HOSTNAME", "TYPE", "STATUS", "SINCE", "OWNER", "LOCKED", "OS",
+                                "IP", "POWER", "MESSAGE"]
     rows = {line.split()[0]: line for line in lines[1:7]}
     assert sorted(rows) == [f"smithi00{i}" for i in range(1, 7)]
-    assert rows["smithi002"].split()[:7] == ["smithi002", "smithi", "Deployed", "teuthology",
-                                             "yes", "ubuntu/jammy", "on"]
+    cells = rows["smithi002"].split()
+    assert cells[:3] == ["smithi002", "smithi", "Deployed"]
+    assert cells[4:9] == ["teuthology", "yes", "ubuntu/jammy",
+                          ",".join(sim.machine("smithi002")["ip_addresses"]), "on"]
     assert "Failed deployment" in rows["smithi003"]
     assert "mira001" not in result.out  # not a configured machine type
     assert lines[-1] == "6 machines: 4 Ready, 1 Deployed, 1 Failed deployment"
@@ -151,8 +153,12 @@ def test_machines_json(maas_sim: Any, config_for: Any) -> None:
     assert first["status"] == "Allocated"
     assert first["owner"] == "teuthology"
     assert first["type"] == "smithi"
-    assert set(first) == {"hostname", "system_id", "type", "status", "owner", "locked", "os",
-                          "power", "status_message"}
+    assert set(first) == {"hostname", "system_id", "type", "status", "seconds_in_status",
+                          "owner", "teuthology_owner", "locked", "os", "ip_addresses",
+                          "architecture", "pool", "zone", "tags", "power", "status_message",
+                          "kept"}
+    assert first["architecture"] == "amd64/generic" and first["pool"] == "smithi"
+    assert first["tags"] == ["smithi"] and first["ip_addresses"]
 
 
 def test_machines_hides_other_users_machines_from_a_non_admin_key(
@@ -344,10 +350,12 @@ def test_machines_with_paddles_locks(maas_sim: Any, config_for: Any) -> None:
         handle.stop()
     assert result.code == 0
     lines = result.out.splitlines()
-    assert lines[0].split()[:6] == ["HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "PADDLES"]
-    cells = {line.split()[0]: line.split()[5] for line in lines[1:7]}
+    assert lines[0].split()[:7] == ["HOSTNAME", "TYPE", "STATUS", "SINCE", "OWNER", "LOCKED",
+                                    "PADDLES"]
+    cells = {line.split()[0]: line.split()[6] for line in lines[1:7]}
     assert cells == {"smithi001": "-", "smithi002": "scheduled_bob@teuthology",
                      "smithi003": "-", "smithi004": "-", "smithi005": "-", "smithi006": "?"}
     paddles = {m["hostname"]: m["paddles"] for m in as_json.json()["machines"]}
-    assert paddles["smithi002"] == {"locked": True, "locked_by": "scheduled_bob@teuthology"}
+    assert paddles["smithi002"] == {"locked": True, "locked_by": "scheduled_bob@teuthology",
+                                    "description": None}
     assert paddles["smithi006"] is None
