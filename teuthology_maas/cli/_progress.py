@@ -119,10 +119,11 @@ class Progress:
             shown = f" ({message})" if message and message != status_name else ""
             self._main(f"status {status_name}", f"{self._label}: {painted}{shown}")
 
-    def waiting(self, phase: str, text: str, *, detail: str = "") -> None:
+    def waiting(self, phase: str, text: str, *, detail: str = "", ended: bool = False) -> None:
         """A phase the library waits through (`phase` "ssh"): `text` says what it waits for
         and why it is still waiting. A new `text` is a new line on a pipe and rewrites the
-        line on a terminal; `detail` (attempt counts) is shown on a terminal only."""
+        line on a terminal; `detail` (attempt counts) is shown on a terminal only. `ended`:
+        the wait is over and `text` says how; the line stays as it is."""
         with self._lock:
             if self._finished:
                 return
@@ -130,8 +131,14 @@ class Progress:
             if line is not None and line.key == f"wait {phase}" and line.text == text:
                 self._line = replace(line, detail=detail)
                 self._refresh_bottom()
-                return
-            self._main(f"wait {phase}", text, detail)
+            else:
+                self._main(f"wait {phase}", text, detail)
+            if ended and self._line is not None:
+                done, self._line = replace(self._line, detail=""), None
+                if self._live:
+                    self._erase_bottom()
+                    self._write(self._text(done) + "\n")
+                    self._refresh_bottom()  # the trouble line, if MAAS is in trouble
 
     def trouble(self, text: str, *, detail: str = "") -> None:
         """MAAS is not answering as it should: one line, updated while it lasts, whatever

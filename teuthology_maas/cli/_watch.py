@@ -87,7 +87,7 @@ class WaitsToProgress:
         else:
             text = f"{self._hostname}: waiting for SSH to {target}: {report.reason}"
         detail = f"attempt {report.attempt}" if report.attempt and report.state == "waiting" else ""
-        self._progress.waiting("ssh", text, detail=detail)
+        self._progress.waiting("ssh", text, detail=detail, ended=report.state != "waiting")
 
     def _maas_trouble(self, report: WaitReport) -> None:
         if report.state == "done":
