@@ -33,7 +33,7 @@ unit: $(STAMP) system-packages
 test: lint typecheck docs unit
 
 demo: $(STAMP)
-	$(BIN)/teuthology-maas demo
+	$(BIN)/teuthology-maas demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/fleet_bench.py $(BENCH_ARGS)

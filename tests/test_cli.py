@@ -359,3 +359,16 @@ def test_machines_with_paddles_locks(maas_sim: Any, config_for: Any) -> None:
     assert paddles["smithi002"] == {"locked": True, "locked_by": "scheduled_bob@teuthology",
                                     "description": None}
     assert paddles["smithi006"] is None
+
+
+def test_events_until_a_status_never_reached_exits_1(lab_factory: Any, lab_config: Any) -> None:
+    lab = lab_factory([{"hostname": "smithi001"}], ssh=False, timings={"deploying": 1e6})
+    lab.client.deploy(lab.state("smithi001")["system_id"], distro_series="ubuntu/jammy")
+    result = run_cli("events", "smithi001", "--follow", "--until", "deployed", "--timeout",
+                     "0.5", "--interval", "0.05", config=lab_config(lab))
+    assert result.code == ExitCode.FAILURE
+    assert "smithi001 did not reach Deployed within 0.5 s (MAAS shows Deploying)" in result.err
+    # a timeout without --until is just how long to follow: not a failure
+    plain = run_cli("events", "smithi001", "--follow", "--timeout", "0.3", "--interval", "0.05",
+                    config=lab_config(lab))
+    assert plain.code == ExitCode.OK

@@ -107,3 +107,19 @@ def test_doctor_warns_about_an_admin_key(maas_sim: Any, config_for: Any) -> None
     plain = run_cli("doctor", "--json", config=config_for(maas_sim))
     key = next(c for c in plain.json()["checks"] if c["check"] == "api key")
     assert key["status"] == "OK" and "(non-admin)" in key["detail"]
+
+
+def test_a_url_without_maas_gets_a_hint_outside_doctor(maas_sim: Any, config_for: Any) -> None:
+    wrong = maas_sim.url.replace("/MAAS/", "/")
+    result = run_cli("machines", config=config_for(maas_sim, api_url=wrong))
+    assert result.code != ExitCode.OK
+    assert "hint: maas.api_url" in result.err and "has no /MAAS/ in its path" in result.err
+    as_json = run_cli("machines", "--json", config=config_for(maas_sim, api_url=wrong)).json()
+    assert "/MAAS/" in as_json["hint"]
+
+
+def test_https_to_an_http_port_gets_a_hint_outside_doctor(maas_sim: Any, config_for: Any) -> None:
+    result = run_cli("deploy", "smithi001",
+                     config=config_for(maas_sim, api_url=maas_sim.url.replace("http:", "https:")))
+    assert result.code == ExitCode.UNREACHABLE
+    assert "hint: https:// to a port that speaks plain HTTP" in result.err

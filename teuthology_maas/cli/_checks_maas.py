@@ -19,6 +19,7 @@ from teuthology_maas.cli._checks import (
     CheckResult,
     DoctorState,
 )
+from teuthology_maas.cli._hints import is_tls_problem, tls_hint
 from teuthology_maas.errors import (
     ConfigError,
     MaasAuthError,
@@ -120,16 +121,6 @@ def os_list_from_image_map(image_map: Mapping[str, Any]) -> list[tuple[str, str]
 # ---- MAAS API ---------------------------------------------------------------------------
 
 
-def _is_tls_problem(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        text = f"{type(seen).__name__} {seen}"
-        if re.search(r"SSL|TLS|certificate", text, re.IGNORECASE):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -159,16 +150,10 @@ def check_api(state: DoctorState) -> list[CheckResult]:
             )
         ]
     except MaasError as exc:
-        if _is_tls_problem(exc):
+        if is_tls_problem(exc):
             return [
-                CheckResult(
-                    "api",
-                    "FAIL",
-                    f"TLS handshake with {where} failed: {exc}",
-                    "set maas.verify (or ca_bundle) to the CA bundle that signed MAAS's "
-                    "certificate, or check that the port speaks HTTPS (MAAS: 5443) and the "
-                    "scheme of api_url matches",
-                )
+                CheckResult("api", "FAIL", f"TLS handshake with {where} failed: {exc}",
+                            tls_hint(exc))
             ]
         return [
             CheckResult(
