@@ -4,10 +4,7 @@ errors that name the nearest known name."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests._cli_support import run_cli
 from teuthology_maas.cli._common import ExitCode
@@ -26,16 +23,6 @@ def rows(result: Any) -> dict[str, list[str]]:
     lines = result.out.splitlines()
     return {line.split()[0]: line.split() for line in lines[1:] if line and line[0] != " "
             and not line[0].isdigit()}
-
-
-@pytest.fixture
-def paddles() -> Iterator[tuple[LockServer, str]]:
-    server = LockServer(
-        [{"name": f"smithi00{i}.{DOMAIN}", "machine_type": "smithi"} for i in range(1, 7)]
-    )
-    handle = server.serve()
-    yield server, handle.url
-    handle.stop()
 
 
 # ---- columns --------------------------------------------------------------------------------

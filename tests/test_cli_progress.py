@@ -224,7 +224,9 @@ def test_ctrl_c_during_deploy_exits_130_and_leaves_nothing_deploying(
     assert "interrupted" in err
     # the provisioner cleaned up (and said so, as a note in the progress output)
     assert lab.state("smithi001")["status_name"] != "Deploying"
-    assert "interrupted" in out
+    assert "failed: interrupted (Ctrl-C)." in out  # the provisioner's account, in words
+    assert "KeyboardInterrupt" not in out + err
+    assert out.splitlines()[-1].startswith("smithi001: deploying ubuntu 22.04 interrupted after ")
     assert not CONTROL_CHARS.search(out)
 
 

@@ -23,16 +23,6 @@ def _forget_pollers() -> Iterator[None]:
     fleet.forget_pollers()
 
 
-@pytest.fixture
-def paddles() -> Iterator[tuple[LockServer, str]]:
-    server = LockServer(
-        [{"name": f"smithi00{i}.{DOMAIN}", "machine_type": "smithi"} for i in range(1, 7)]
-    )
-    handle = server.serve()
-    yield server, handle.url
-    handle.stop()
-
-
 def lock(server: LockServer, hostname: str, owner: str = "scheduled_alice@teuthology") -> None:
     server.add_node(f"{hostname}.{DOMAIN}", "smithi", locked=True, locked_by=owner,
                     description="/archive/run/123")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from teuthology_maas.cli._action import Verb, nothing_to_abort, nothing_to_release, run_action
@@ -156,36 +157,34 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
     )
 
 
-def _one_machine(ctx: Context, args: argparse.Namespace) -> tuple[MaasConfig, Any, Machine]:
+def _on_one_machine(
+    ctx: Context, args: argparse.Namespace, verb: Verb, action: Callable[[Any], object]
+) -> int:
+    """`release` and `abort`: the named machine (of a configured type, or --force)."""
     cfg = ctx.config()
     watch_client = ctx.client(interactive=True)
     machine = find_machine(watch_client, args.name)
     check_machine_type(cfg, machine, force=args.force)
-    return cfg, watch_client, machine
-
-
-def run_release(ctx: Context, args: argparse.Namespace) -> int:
-    cfg, watch_client, machine = _one_machine(ctx, args)
-    erase = args.erase
     return run_action(
         ctx,
         machine=machine,
         watch_client=watch_client,
         provisioner=_provisioner(ctx, cfg, args.name, "ubuntu", "22.04"),
         cfg=cfg,
-        verb=Verb("release", "releasing", "released", nothing_to_release),
-        action=lambda p: p.release(erase=erase, release_kept=True),
+        verb=verb,
+        action=action,
     )
 
 
+def run_release(ctx: Context, args: argparse.Namespace) -> int:
+    erase = args.erase
+    return _on_one_machine(
+        ctx, args, Verb("release", "releasing", "released", nothing_to_release),
+        lambda p: p.release(erase=erase, release_kept=True),
+    )  # fmt: skip
+
+
 def run_abort(ctx: Context, args: argparse.Namespace) -> int:
-    cfg, watch_client, machine = _one_machine(ctx, args)
-    return run_action(
-        ctx,
-        machine=machine,
-        watch_client=watch_client,
-        provisioner=_provisioner(ctx, cfg, args.name, "ubuntu", "22.04"),
-        cfg=cfg,
-        verb=Verb("abort", "aborting", "aborted", nothing_to_abort),
-        action=lambda p: p.abort(),
+    return _on_one_machine(
+        ctx, args, Verb("abort", "aborting", "aborted", nothing_to_abort), lambda p: p.abort()
     )
