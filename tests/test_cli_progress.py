@@ -284,3 +284,26 @@ def test_terminal_trouble_line_sits_below_and_ends_saying_how_long() -> None:
         "smithi001: deployed",
     ]
     assert "\r\x1b[2K[   0:05] MAAS at m busy: HTTP 503 - retrying in 10s" in out.getvalue()
+
+
+def test_a_status_change_during_a_wait_is_said_above_the_waits_line() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    progress = Progress(out, label="smithi001", live=True, clock=clock)
+    progress.update("Deploying")
+    progress.waiting("ssh", "smithi001: waiting for SSH to n: connecting")
+    clock.now += 2
+    progress.update("Deployed")  # the watcher catching up with what the waiter already saw
+    clock.now += 3
+    progress.waiting("ssh", "smithi001: waiting for SSH to n: connection refused",
+                     detail="attempt 2")
+    progress.waiting("ssh", "smithi001: SSH to n: ready after 3 attempt(s)", ended=True)
+    progress.finish("smithi001: deployed")
+    lines = [line.rsplit("\r\x1b[2K", 1)[-1] for line in out.getvalue().split("\n") if line]
+    assert lines == [
+        "[   0:00] smithi001: Deploying",
+        "[   0:02] smithi001: Deployed",
+        # one line for the whole wait, stamped when it began
+        "[   0:00] smithi001: SSH to n: ready after 3 attempt(s)",
+        "smithi001: deployed",
+    ]

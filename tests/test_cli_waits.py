@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tests._cli_support import CONTROL_CHARS, run_on_pty, write_config
-from teuthology_maas.testing.sshd import KeyPair, free_port
+from tests.test_ssh_wait_reasons import refusing_port
+from teuthology_maas.testing.sshd import KeyPair
 
 SENTINEL = "/var/lib/cloud/instance/boot-finished"
 
@@ -24,8 +25,10 @@ def screen_lines(screen: str) -> list[str]:
 
 
 def redraws(screen: str, needle: str) -> list[str]:
-    """The terminal lines (with their redraws) that show `needle`."""
-    return [line for line in screen.split("\r\n") if needle in line]
+    """The terminal lines (each with all its redraws) that end up showing `needle`: a line
+    whose drawing was erased to write something else in its place does not count."""
+    return [line for line in screen.split("\r\n")
+            if needle in line.rsplit("\r\x1b[2K", 1)[-1]]
 
 
 def deploy_on_pty(config: Path, *extra: str, timeout: float = 60) -> Any:
@@ -72,7 +75,7 @@ def test_a_name_that_does_not_resolve_fails_after_the_grace(
     code, screen, stderr = deploy_on_pty(config)
     assert time.monotonic() - started < 60
     assert code == 1
-    waiting = redraws(screen, "waiting for SSH to ubuntu@smithi001.front.example.com")
+    waiting = redraws(screen, "smithi001: SSH to ubuntu@smithi001.front.example.com")
     # one terminal line, redrawn in place, that says why it is still waiting
     assert len(waiting) == 1, screen.split("\r\n")
     assert "name does not resolve" in waiting[0]
@@ -87,12 +90,14 @@ def test_a_name_that_does_not_resolve_fails_after_the_grace(
 def test_connection_refused_is_shown_with_the_attempts(lab_factory: Any, tmp_path: Path) -> None:
     lab = lab_factory([{"hostname": "smithi001", "tags": ["smithi"]}], ssh=False)
     ssh_config = tmp_path / "ssh_config"
-    ssh_config.write_text(f"Host smithi001*\n    HostName 127.0.0.1\n    Port {free_port()}\n")
-    config = lab_config(lab, tmp_path, ssh_config=str(ssh_config), ssh_timeout=3, erase="none")
-    code, screen, stderr = deploy_on_pty(config)
+    with refusing_port() as port:
+        ssh_config.write_text(f"Host smithi001*\n    HostName 127.0.0.1\n    Port {port}\n")
+        config = lab_config(lab, tmp_path, ssh_config=str(ssh_config), ssh_timeout=3,
+                            erase="none")
+        code, screen, stderr = deploy_on_pty(config)
     assert code == 1
-    waiting = redraws(screen, "waiting for SSH to ubuntu@smithi001.front.example.com")
-    assert len(waiting) == 1
+    waiting = redraws(screen, "smithi001: SSH to ubuntu@smithi001.front.example.com")
+    assert len(waiting) == 1, "\n".join(repr(w) for w in waiting)
     assert "connection refused - attempt 2" in waiting[0]  # the attempt count ticks on a tty
     assert "connection refused or unreachable" in stderr  # the error's own words
 
@@ -106,7 +111,9 @@ def test_a_key_the_node_does_not_have_is_shown_as_authentication_refused(
                         erase="none")
     code, screen, _stderr = deploy_on_pty(config)
     assert code == 1
-    assert any("authentication refused" in line for line in redraws(screen, "waiting for SSH"))
+    (waiting,) = redraws(screen, "smithi001: SSH to ")
+    assert "waiting for SSH to" in waiting
+    assert "authentication refused (our key is not on the node yet?) - attempt" in waiting
 
 
 def test_a_node_still_booting_is_shown_waiting_for_cloud_init(
@@ -117,7 +124,7 @@ def test_a_node_still_booting_is_shown_waiting_for_cloud_init(
     config = lab_config(lab, tmp_path, sentinel_file=never, ssh_timeout=3, erase="none")
     code, screen, _stderr = deploy_on_pty(config)
     assert code == 1
-    waiting = redraws(screen, "waiting for SSH")
+    waiting = redraws(screen, "smithi001: SSH to ")
     assert len(waiting) == 1
     assert f"waiting for cloud-init to finish ({never} not there yet)" in waiting[0]
 

@@ -4,11 +4,13 @@ with its reason, against a real loopback sshd; a name that does not resolve ends
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,6 @@ from teuthology_maas.node import ssh
 from teuthology_maas.node.ssh import SSHTarget
 from teuthology_maas.node.ssh_reasons import reason_for, unresolvable
 from teuthology_maas.node.verify import verify_ssh
-from teuthology_maas.testing.sshd import free_port
 from teuthology_maas.waits import Reason, WaitReport
 
 SENTINEL = "/var/lib/cloud/instance/boot-finished"
@@ -46,6 +47,15 @@ def recorder() -> Any:
     seen = Recorder()
     with waits.watching(seen):
         yield seen
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as the block runs: bound (so no
+    other process on the shared loopback can take it) but never listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 def target_for(fleet: Any, **changes: Any) -> SSHTarget:
@@ -88,10 +98,9 @@ def test_a_name_that_does_not_resolve_fails_after_the_grace_not_the_timeout(
 def test_connection_refused_is_reported_as_such(recorder: Recorder, sshd_fleet: Any,
                                                 tmp_path: Path) -> None:
     fleet = sshd_fleet(["smithi001"], tmp_path / "root")
-    target = target_for(fleet, port=free_port())  # nothing listens there
-    with pytest.raises(SSHNotReady):
-        ssh.wait_for_ssh(target, timeout=1.0, initial_delay=0.05, max_delay=0.1,
-                         resolve_grace=0.0)
+    with refusing_port() as port, pytest.raises(SSHNotReady):
+        ssh.wait_for_ssh(target_for(fleet, port=port), timeout=1.0, initial_delay=0.05,
+                         max_delay=0.1, resolve_grace=0.0)
     waiting = [r for r in recorder.reports if r.state != "waiting" or r.attempt]
     assert {r.reason for r in waiting} == {Reason.REFUSED}
     assert waiting[0].target.startswith(f"{fleet.user}@smithi001.front.example.com (127.0.0.1")

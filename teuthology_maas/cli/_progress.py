@@ -117,7 +117,16 @@ class Progress:
                 return  # a new message of the same status does not interrupt a wait's line
             painted = paint(status_name, label_colour(status_name), self._colour)
             shown = f" ({message})" if message and message != status_name else ""
-            self._main(f"status {status_name}", f"{self._label}: {painted}{shown}")
+            text = f"{self._label}: {painted}{shown}"
+            if waiting:
+                # The wait goes on (the watcher may also just have caught up with what the
+                # waiter saw first): the status is said above the wait's line.
+                if self._live:
+                    self._erase_bottom()
+                self._write(f"{stamp(self.elapsed)} {text}\n")
+                self._refresh_bottom()
+                return
+            self._main(f"status {status_name}", text)
 
     def waiting(self, phase: str, text: str, *, detail: str = "", ended: bool = False) -> None:
         """A phase the library waits through (`phase` "ssh"): `text` says what it waits for

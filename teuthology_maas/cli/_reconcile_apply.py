@@ -20,6 +20,7 @@ from teuthology_maas.errors import MaasError
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.endpoint import Endpoint
     from teuthology_maas.maas.client import MaasClient
 
 # Releases in flight at once: enough to overlap erases, few enough not to load MAAS (the
@@ -86,7 +87,7 @@ class _StatusWatcher:
 
 def apply_leaks(
     cfg: MaasConfig,
-    client: MaasClient,
+    endpoint: Endpoint,
     watch_client: MaasClient,
     paddles: PaddlesReader,
     findings: list[Finding],
@@ -101,7 +102,7 @@ def apply_leaks(
     failures: list[bool] = []
 
     def release(finding: Finding) -> None:
-        failures.append(_release_one(cfg, client, paddles, finding, lines))
+        failures.append(_release_one(cfg, endpoint, paddles, finding, lines))
 
     with (
         _StatusWatcher(watch_client, [f.system_id for f in leaks], lines),
@@ -112,7 +113,7 @@ def apply_leaks(
 
 
 def _release_one(
-    cfg: MaasConfig, client: MaasClient, paddles: PaddlesReader, finding: Finding,
+    cfg: MaasConfig, endpoint: Endpoint, paddles: PaddlesReader, finding: Finding,
     lines: NodeLines,
 ) -> bool:
     """Release one leak; True when it failed."""
@@ -133,7 +134,7 @@ def _release_one(
     lines.say(name, f"releasing ({finding.status}, unlocked in paddles)")
     started = time.monotonic()
     try:
-        MaasProvisioner(name, config=cfg, client=client).release()
+        MaasProvisioner(name, config=cfg, endpoint=endpoint).release()
     except MaasError as exc:
         finding.action = f"release failed: {type(exc).__name__}: {exc}"
         lines.say(name, f"release FAILED after {format_elapsed(time.monotonic() - started)}: "

@@ -119,7 +119,7 @@ def _provisioner(ctx: Context, cfg: MaasConfig, name: str, os_type: str, os_vers
     from teuthology_maas.node.provisioner import MaasProvisioner
 
     return MaasProvisioner(
-        name, os_type=os_type, os_version=os_version, config=cfg, client=ctx.client()
+        name, os_type=os_type, os_version=os_version, config=cfg, endpoint=ctx.endpoint()
     )
 
 

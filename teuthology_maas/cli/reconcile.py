@@ -100,7 +100,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         if args.apply:
             # releases get the library's full retry budget, like any teuthology unlock
             stream = ctx.stderr if ctx.json else ctx.stdout
-            failed = apply_leaks(cfg, ctx.client(), client, paddles, findings, stream)
+            failed = apply_leaks(cfg, ctx.endpoint(), client, paddles, findings, stream)
             if not ctx.json and any(f.kind == "leak" for f in findings):
                 ctx.out()
     finally:
