@@ -196,12 +196,13 @@ class MaasProvisioner:
         started = time.monotonic()
         try:
             self._prepare(node, plan)
+            options = plan.before_deploy(node)  # may release and allocate again: stamp after
             self._stamp(node)
             node.deploy(
                 distro_series=spec.distro_series,
                 user_data=user_data,
                 comment=node.comment(f"deploy {self.os_type} {self.os_version}"),
-                options=plan.before_deploy(node),
+                options=options,
             )
             deployed = node.wait_deployed()
             if deployed.status not in DEPLOY_TARGET:
