@@ -163,7 +163,7 @@ def raise_problems(problems: Sequence[Problem]) -> None:
     if not problems:
         return
     first = problems[0]
-    text = "; ".join(f"maas: {p.key}: {p.text}" for p in problems)
+    text = "; ".join(f"maas: {p.key}: {p.text.rstrip('.')}" for p in problems)
     raise DeploySettingError(
         f"{text}. Nothing was changed in MAAS.", key=first.key, available=first.available
     )
