@@ -176,6 +176,32 @@ def test_documented_erase_modes_are_the_real_ones():
     assert tuple(modes) == ERASE_MODES
 
 
+def deploy_rows(heading: str, *, top_only: bool = False) -> dict[str, list[str]]:
+    text = section(CONFIGURATION, heading)
+    if top_only:
+        text = text.split("\n### ", 1)[0]
+    return {
+        name: row for row in table_rows(text) if (name := first_code_name(row[0])) is not None
+    }
+
+
+def test_deploy_settings_document_exactly_the_keys_deploy_config_reads():
+    from teuthology_maas import deploy_config
+
+    assert set(deploy_rows("## Deploy settings", top_only=True)) == set(deploy_config.SECTION_KEYS)
+    assert set(deploy_rows("### `storage`")) == set(deploy_config.STORAGE_KEYS)
+    bonds = deploy_rows("### `bonds`")
+    assert set(bonds) == set(deploy_config.BOND_KEYS)
+    options = bonds["options"][3]
+    for option in [*deploy_config.BOND_CHOICE_OPTIONS, *deploy_config.BOND_NUMBER_OPTIONS]:
+        assert f"`{option}`" in options, option
+    for choices in deploy_config.BOND_CHOICE_OPTIONS.values():
+        assert all(f"`{c}`" in options for c in choices)
+    assert [f"`{m}`" in bonds["mode"][3] for m in deploy_config.BOND_MODES] == [True] * 7
+    layouts = re.findall(r"`([a-z]+)`", deploy_rows("### `storage`")["layout"][1])
+    assert tuple(layouts) == deploy_config.LAYOUTS
+
+
 # -- cli.md -----------------------------------------------------------------------------------
 
 CLI = text_of(DOCS / "cli.md")

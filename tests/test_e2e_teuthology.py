@@ -282,7 +282,9 @@ print(json.dumps({"reimage_finished": reimage.dead}))
 def test_stop_node_during_a_reimage_in_the_same_process_stops_it_first(mode, e2e_lab):
     """teuthology's own provision.reimage() and lock.ops.stop_node(), called the way the
     supervisor does when a sibling failed: release() must not race the running create()."""
-    lab = e2e_lab(mode, machines=1)
+    # stuck for longer than the run: MAAS's own 30-minute timeout is 0.6 s at this clock
+    lab = e2e_lab(mode, machines=1,
+                  machine_fields={"smithi001": {"timings": {"node_timeout": 10**6}}})
     lab.sim.faults.add("deploy_stuck", machine="smithi001")
     done = lab.lab.run("python", "-c", STOP_NODE_DURING_REIMAGE, lab.fqdn("smithi001"))
     assert done.returncode == 0, done

@@ -19,6 +19,7 @@ import yaml
 
 from teuthology_maas import config_values as values
 from teuthology_maas.config_values import ERASE_MODES, EraseMode, normalize_api_url
+from teuthology_maas.deploy_config import DeployConfig
 from teuthology_maas.errors import ConfigError
 from teuthology_maas.redact import REDACTED, register_secret
 
@@ -41,7 +42,7 @@ KNOWN_KEYS = frozenset(
         "abort_timeout", "ssh_timeout", "poll_interval", "poll_min_interval", "http_timeout",
         "verify", "ca_bundle", "erase", "agent_name", "user_data", "user_data_vars", "ssh_user",
         "ssh_keys", "ssh_private_key", "ssh_config", "image_map", "lock_after_deploy",
-        "sentinel_file", "max_concurrent_actions", "lookup_retries", "lab_domain",
+        "sentinel_file", "max_concurrent_actions", "lookup_retries", "lab_domain", "deploy",
         # Read by the activation hook (_activation.config_allows), not by MaasConfig.
         "activate",
     }
@@ -137,6 +138,8 @@ class MaasConfig:
     max_concurrent_actions: int = 16
     lookup_retries: int = 3
     lab_domain: str | None = None
+    # Deploy settings per machine type and OS (kernel, memory, storage, bonds): deploy_config.
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     source: str = field(default="<mapping>", compare=False)
 
     # ---- construction -------------------------------------------------------------------
@@ -191,10 +194,11 @@ class MaasConfig:
         ssh_config = s.get("ssh_config")
         if values.optional_text("ssh_config", ssh_config) is not None:
             ssh_config = str(values.readable_file("ssh_config", ssh_config, base))
+        machine_types = values.string_list("machine_types", s.get("machine_types"))
         return cls(
             api_url=api_url,
             api_key=api_key,
-            machine_types=values.string_list("machine_types", s.get("machine_types")),
+            machine_types=machine_types,
             timeout=timeout,
             deploy_timeout=deploy_timeout,
             release_timeout=values.number("release_timeout", s.get("release_timeout", 1800)),
@@ -221,6 +225,7 @@ class MaasConfig:
             ),
             lookup_retries=values.integer("lookup_retries", s.get("lookup_retries", 3), minimum=0),
             lab_domain=values.optional_text("lab_domain", lab_domain),
+            deploy=DeployConfig.parse(s.get("deploy"), machine_types=machine_types),
             source=source,
         )
 

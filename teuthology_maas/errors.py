@@ -52,6 +52,17 @@ class ConfigError(MaasError):
         self.key = key
 
 
+class DeploySettingError(ConfigError):
+    """A deploy setting (kernel, deploy to memory, storage layout, bond) MAAS would refuse for
+    this machine; checked before anything changes in MAAS. `key` is the setting's path in
+    the configuration (`deploy.machine_types.smithi.hwe_kernel`), `available` what MAAS
+    offers instead when that is a list (kernels, disks)."""
+
+    def __init__(self, message: str, *, key: str, available: Sequence[str] = ()) -> None:
+        super().__init__(message, key=key)
+        self.available = list(available)
+
+
 class UserDataError(MaasError):
     """A user_data template cannot be found, read, rendered, or is not valid cloud-config."""
 

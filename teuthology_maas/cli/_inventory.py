@@ -7,26 +7,12 @@ with a tag or a resource pool of the same name, or (Sepia style) names its nodes
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
 
 from teuthology_maas.models import Machine
+from teuthology_maas.node.deploy_options import machine_type_of
 
-_TRAILING_DIGITS = re.compile(r"\d+$")
-
-
-def machine_type_of(machine: Machine, machine_types: Sequence[str]) -> str | None:
-    for wanted in machine_types:
-        if wanted in machine.tag_names:
-            return wanted
-    for wanted in machine_types:
-        if machine.pool == wanted:
-            return wanted
-    prefix = _TRAILING_DIGITS.sub("", machine.hostname).rstrip("-_")
-    for wanted in machine_types:
-        if prefix == wanted:
-            return wanted
-    return None
+__all__ = ["add_machine_type_option", "machine_type_of", "machines_by_type", "requested_types"]
 
 
 def machines_by_type(

@@ -19,6 +19,7 @@ from requests_oauthlib import OAuth1
 
 from teuthology_maas.config import ApiKey, MaasConfig, normalize_api_url
 from teuthology_maas.errors import MaasError, MaasNotFound
+from teuthology_maas.maas.machine_setup import MachineSetupCalls
 from teuthology_maas.maas.retry import RetryPolicy
 from teuthology_maas.maas.transport import ActionCap, Transport, build_session
 from teuthology_maas.maas.wire import csv, encode_user_data, path_segment
@@ -41,7 +42,7 @@ def _as_list(value: Any) -> list[Any] | None:
     return list(value)
 
 
-class MaasClient:
+class MaasClient(MachineSetupCalls):
     """A MAAS region's API, for one API key. Thread- and greenlet-safe."""
 
     def __init__(
@@ -211,10 +212,12 @@ class MaasClient:
         user_data: str | bytes | None = None,
         agent_name: str | None = None,
         comment: str | None = None,
+        ephemeral_deploy: bool | None = None,
     ) -> Machine:
         """POST machines/<id>/?op=deploy. `user_data` is the raw cloud-init content; it is
         base64-encoded here. MAAS derives the OS from `distro_series` (`ubuntu/jammy`);
-        `osystem` is sent for older regions and readability of the request log."""
+        `osystem` is sent for older regions and readability of the request log.
+        `ephemeral_deploy=True` deploys to memory (MAAS 3.5+); None leaves the field out."""
         params = [
             ("distro_series", distro_series),
             ("osystem", osystem),
@@ -222,6 +225,7 @@ class MaasClient:
             ("user_data", encode_user_data(user_data) if user_data is not None else None),
             ("agent_name", agent_name),
             ("comment", comment),
+            ("ephemeral_deploy", ephemeral_deploy),
         ]
         return self._machine_call("POST", system_id, op="deploy", params=params)
 

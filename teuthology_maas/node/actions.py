@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from teuthology_maas.errors import (
     MaasConflict,
@@ -114,7 +114,15 @@ class NodeActions:
             "set_owner_data", lambda: self.client.set_owner_data(self.system_id, data), applied
         )
 
-    def deploy(self, *, distro_series: str, user_data: str, comment: str) -> Machine:
+    def deploy(
+        self,
+        *,
+        distro_series: str,
+        user_data: str,
+        comment: str,
+        options: Mapping[str, Any] | None = None,
+    ) -> Machine:
+        """`options`: further deploy fields (hwe_kernel, ephemeral_deploy; see deploy_plan)."""
         machine = self._act(
             "deploy",
             lambda: self.client.deploy(
@@ -123,6 +131,7 @@ class NodeActions:
                 user_data=user_data,
                 agent_name=self.config.agent_name,
                 comment=comment,
+                **(options or {}),
             ),
             lambda m: m.status in _DEPLOY_STARTED,
         )

@@ -14,6 +14,8 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.endpoint import Endpoint, endpoint_for
@@ -35,6 +37,8 @@ from teuthology_maas.node import decide as _decide
 from teuthology_maas.node import images, userdata
 from teuthology_maas.node.actions import NodeActions, describe_error, ended_in, sentence
 from teuthology_maas.node.decide import CreateStep, ReleaseStep
+from teuthology_maas.node.deploy_options import parse_overrides
+from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
 from teuthology_maas.node.forensics import collect
 from teuthology_maas.node.verify import os_mismatch, verify_ssh
 from teuthology_maas.teuthology.lifetime import sigterm_exits, stopped_at_exit, wait_for_siblings
@@ -84,6 +88,8 @@ class MaasProvisioner:
         owner: str | None = None,
         run_name: str | None = None,
         job_id: str | None = None,
+        machine_type: str | None = None,
+        deploy_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.shortname, given_fqdn = split_name(name)
@@ -101,6 +107,10 @@ class MaasProvisioner:
         self.owner = owner or default_owner()
         self.run_name = run_name
         self.job_id = job_id
+        # Deploy options: the type's and OS's from maas.deploy, then these per-job ones
+        # (same keys as one level of deploy:; teuthology itself passes none).
+        self.machine_type = machine_type
+        self.deploy_overrides = parse_overrides(deploy_options)
 
     def __repr__(self) -> str:
         return (
@@ -176,6 +186,12 @@ class MaasProvisioner:
             os_type=self.os_type,
             os_version=self.os_version,
         )
+        # Kernel, memory, storage and bond settings: checked before anything changes in MAAS.
+        plan = DeployPlan.checked(
+            self.client, self.config, machine, spec, os_type=self.os_type,
+            os_version=self.os_version, machine_type=self.machine_type,
+            overrides=self.deploy_overrides, resources=self.endpoint.images,
+        )  # fmt: skip
         node = self._actions(username, machine)
         # A machine that was already ours is ours to clean up if this attempt fails.
         node.touched = machine.owner == username
@@ -186,12 +202,14 @@ class MaasProvisioner:
         )  # fmt: skip
         started = time.monotonic()
         try:
-            self._prepare(node)
+            self._prepare(node, plan)
+            options = plan.before_deploy(node)  # may release and allocate again: stamp after
             self._stamp(node)
             node.deploy(
                 distro_series=spec.distro_series,
                 user_data=user_data,
                 comment=node.comment(f"deploy {self.os_type} {self.os_version}"),
+                options=options,
             )
             deployed = node.wait_deployed()
             if deployed.status not in DEPLOY_TARGET:
@@ -215,13 +233,15 @@ class MaasProvisioner:
             machine.describe(), self.os_type, self.os_version, time.monotonic() - started,
         )  # fmt: skip
 
-    def _prepare(self, node: NodeActions) -> None:
+    def _prepare(self, node: NodeActions, plan: DeployPlan | None = None) -> None:
         """Bring the machine to Allocated-to-us, one decided step at a time."""
         for _ in range(_MAX_STEPS):
             step = _decide.next_create_step(node.last, node.username)
             if step is CreateStep.DEPLOY:
                 return
             if step is CreateStep.ALLOCATE:
+                if plan is not None:
+                    plan.before_allocate(node)  # MAAS sets storage layouts on Ready machines
                 node.allocate(comment=node.comment("allocate"))
             elif step is CreateStep.ABORT:
                 log.info("%s: aborting the deployment in progress", node.name)
@@ -264,6 +284,8 @@ class MaasProvisioner:
         forensics = collect(self.client, node.last)
         if node.touched:
             outcome = node.clean_up(wait=not interrupted)
+            if not interrupted:
+                outcome += restore_network(node)
         else:
             outcome = "nothing was changed in MAAS"
         what = f"deploying {self.os_type} {self.os_version} on {node.name}"
@@ -297,6 +319,8 @@ class MaasProvisioner:
         node = self._actions(username, machine)
         try:
             self._release(node, erase, wait=wait)
+            if wait and (undone := restore_network(node)):
+                log.info("%s:%s", node.name, undone)
         except (MachineStateError, ReleaseFailed):
             raise
         except Exception as exc:
