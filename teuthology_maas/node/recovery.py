@@ -21,14 +21,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from teuthology_maas.errors import MaasError, MaasTimeout
-from teuthology_maas.models import RELEASE_FAILURE, RELEASE_TARGET, Machine, NodeStatus
+from teuthology_maas.models import (
+    RELEASE_FAILURE,
+    RELEASE_IN_PROGRESS,
+    RELEASE_TARGET,
+    Machine,
+    NodeStatus,
+)
 
 if TYPE_CHECKING:
     from teuthology_maas.node.actions import NodeActions
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
-
-_IN_FLIGHT = frozenset({NodeStatus.RELEASING, NodeStatus.DISK_ERASING})
 
 
 @dataclass
@@ -76,7 +80,7 @@ def recover_stuck_release(node: NodeActions) -> Recovery:
         return True
 
     client, system_id = node.client, node.system_id
-    if recovery.machine.status in _IN_FLIGHT and attempt(
+    if recovery.machine.status in RELEASE_IN_PROGRESS and attempt(
         "power_off",
         lambda: client.power_off(system_id, comment=node.comment("power off a stuck release")),
     ):
@@ -90,7 +94,7 @@ def recover_stuck_release(node: NodeActions) -> Recovery:
             recovery.machine = settle(
                 {NodeStatus.FAILED_DISK_ERASING, *RELEASE_TARGET}, {NodeStatus.BROKEN}
             )
-    stuck = recovery.machine.status in _IN_FLIGHT or (
+    stuck = recovery.machine.status in RELEASE_IN_PROGRESS or (
         aborted and recovery.machine.status is NodeStatus.FAILED_DISK_ERASING
     )
     if stuck and attempt(
