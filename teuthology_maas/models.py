@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TypedDict
@@ -326,7 +326,3 @@ class Event:
     def line(self) -> str:
         text = f"{self.type} - {self.description}" if self.description else self.type
         return f"{self.created} {self.level}: {text}"
-
-
-def machines_from_json(items: Iterable[Mapping[str, Any]]) -> list[Machine]:
-    return [Machine.from_json(item) for item in items]

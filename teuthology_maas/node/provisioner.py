@@ -3,8 +3,8 @@
 create() brings a node from whatever state it is found in to a fresh deployment of the requested
 OS that answers over SSH, or fails with MAAS's own explanation after putting the node back where
 nobody is left holding it. release() gives a node back to MAAS's pool; it never touches another
-user's node. Every step is decided from the machine's current status (see `_decide`) and every
-MAAS action is safe against an uncertain outcome (see `_lifecycle`).
+user's node. Every step is decided from the machine's current status (see `node.decide`) and every
+MAAS action is safe against an uncertain outcome (see `node.actions`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from teuthology_maas.node import images, userdata
 from teuthology_maas.node.actions import NodeActions, describe_error, ended_in
 from teuthology_maas.node.decide import CreateStep, ReleaseStep
 from teuthology_maas.node.forensics import collect, failure
-from teuthology_maas.node.verify import os_mismatch, verify_ssh
+from teuthology_maas.node.ssh import verify_ssh
 from teuthology_maas.teuthology.lifetime import sigterm_exits, stopped_at_exit, wait_for_siblings
 
 __all__ = ["MaasProvisioner", "split_name"]
@@ -203,7 +203,7 @@ class MaasProvisioner:
             if self.config.lock_after_deploy:
                 node.lock()
             os_release = verify_ssh(self.fqdn, self.config)
-            mismatch = os_mismatch(os_release, self.os_type, self.os_version)
+            mismatch = images.os_mismatch(os_release, self.os_type, self.os_version)
             if mismatch:
                 raise DeploymentFailed(f"{self.fqdn} {mismatch}", machine=machine.hostname)
         except BaseException as exc:
@@ -364,7 +364,7 @@ class MaasProvisioner:
         except Exception as exc:
             log.debug("%s: not ready over SSH: %s", machine.describe(), exc)
             return False
-        return os_mismatch(os_release, self.os_type, self.os_version) is None
+        return images.os_mismatch(os_release, self.os_type, self.os_version) is None
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -194,9 +194,4 @@ def install() -> None:
         pass
 
 
-def uninstall() -> None:
-    """Remove the finder (tests; an already patched module stays patched)."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, MaasActivationFinder)]
-
-
 install()
