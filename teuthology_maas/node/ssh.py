@@ -173,7 +173,7 @@ def _connect(target: SSHTarget, *, timeout: float) -> paramiko.SSHClient:
             look_for_keys=not target.key_filenames,
             sock=sock,
         )
-    except BaseException:
+    except BaseException:  # any way out of connect(): close what it opened, then re-raise
         client.close()
         if sock is not None:
             sock.close()
