@@ -127,31 +127,18 @@ RELEASE_FAILED: frozenset[NodeStatus] = frozenset(
     {NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING}
 )
 # What release() sends a release for (Deploying is aborted first; Broken is left to an operator).
-RELEASABLE: frozenset[NodeStatus] = frozenset(
-    {
-        NodeStatus.ALLOCATED,
-        NodeStatus.RESERVED,
-        NodeStatus.DEPLOYED,
-        NodeStatus.FAILED_DEPLOYMENT,
-        *RELEASE_FAILED,
-    }
-)
+RELEASABLE: frozenset[NodeStatus] = RELEASE_FAILED | {
+    NodeStatus.ALLOCATED, NodeStatus.RESERVED, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT
+}
 # What abort stops: a deployment or a disk erase in flight.
 ABORTABLE: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING})
-# What a failed create() must not leave behind: it releases a machine of ours in these.
-CLEANABLE: frozenset[NodeStatus] = frozenset(
-    {
-        NodeStatus.ALLOCATED,
-        NodeStatus.DEPLOYING,
-        NodeStatus.DEPLOYED,
-        NodeStatus.FAILED_DEPLOYMENT,
-    }
-)
 # A deploy / release request took effect once MAAS shows one of these.
 DEPLOY_STARTED: frozenset[NodeStatus] = frozenset(
     {NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT}
 )
 RELEASE_STARTED: frozenset[NodeStatus] = RELEASE_IN_PROGRESS | FREE
+# What a failed create() must not leave behind: it releases a machine of ours in these.
+CLEANABLE: frozenset[NodeStatus] = DEPLOY_STARTED | {NodeStatus.ALLOCATED}
 
 # Where a wait for a deployment stops: the target, or anything MAAS can end a deployment in.
 DEPLOY_TARGET: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYED})
