@@ -15,7 +15,8 @@ import pytest
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import ConfigError, SSHNotReady
 from teuthology_maas.node import ssh
-from teuthology_maas.node.ssh import SSHTarget, os_matches, parse_os_release
+from teuthology_maas.node.images import os_matches
+from teuthology_maas.node.ssh import SSHTarget, parse_os_release
 from teuthology_maas.testing.sshd import KeyPair, free_port
 
 SENTINEL = "/var/lib/cloud/instance/boot-finished"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +36,13 @@ __all__ = [
 DEFAULT_SENTINEL_FILE = "/var/lib/cloud/instance/boot-finished"
 MAAS_DEPLOY_TIMEOUT = 1800.0  # MAAS's own node_timeout (30 minutes): never give up earlier
 
-KNOWN_KEYS = frozenset(
-    {
-        "api_url", "api_key", "machine_types", "timeout", "deploy_timeout", "release_timeout",
-        "abort_timeout", "ssh_timeout", "poll_interval", "poll_min_interval", "http_timeout",
-        "verify", "ca_bundle", "erase", "agent_name", "user_data", "user_data_vars", "ssh_user",
-        "ssh_keys", "ssh_private_key", "ssh_config", "image_map", "lock_after_deploy",
-        "sentinel_file", "max_concurrent_actions", "lookup_retries", "lab_domain", "deploy",
-        # Read by the activation hook (_activation.config_allows), not by MaasConfig.
-        "activate",
-    }
-)  # fmt: skip
+# Keys of the section that are not MaasConfig fields of the same name: `ca_bundle` is folded
+# into `verify`; `activate` is read by the activation hook (teuthology/activation.py, which
+# must stay too light to import this module). Every other key is a MaasConfig field.
+ACTIVATION_KEYS = frozenset({"activate"})
+_NOT_FIELDS = frozenset({"ca_bundle"}) | ACTIVATION_KEYS
+# Field metadata of a MaasConfig field that is bookkeeping, not a key a user writes.
+_BOOKKEEPING = {"key": False}
 
 _CONFIG_SEARCH = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
 
@@ -126,7 +122,7 @@ class MaasConfig:
     erase: EraseMode = "quick"
     agent_name: str = "teuthology-maas"
     user_data: str | None = None
-    user_data_base: Path = field(default_factory=Path.cwd)
+    user_data_base: Path = field(default_factory=Path.cwd, metadata=_BOOKKEEPING)
     user_data_vars: Mapping[str, Any] = field(default_factory=dict)
     ssh_user: str = "ubuntu"
     ssh_keys: tuple[str, ...] = ()
@@ -140,7 +136,7 @@ class MaasConfig:
     lab_domain: str | None = None
     # Deploy settings per machine type and OS (kernel, memory, storage, bonds): deploy_config.
     deploy: DeployConfig = field(default_factory=DeployConfig)
-    source: str = field(default="<mapping>", compare=False)
+    source: str = field(default="<mapping>", compare=False, metadata=_BOOKKEEPING)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -162,7 +158,7 @@ class MaasConfig:
         unknown = sorted(str(k) for k in section if k not in KNOWN_KEYS)
         if unknown:
             values.warn_once(f"{source}: ignoring unknown maas key(s): {', '.join(unknown)}")
-        s = dict(section)
+        s = _WithDefaults(section)
         for required in ("api_url", "api_key"):
             if s.get(required) in (None, ""):
                 raise ConfigError(
@@ -176,54 +172,55 @@ class MaasConfig:
                 )
         api_url = normalize_api_url(s["api_url"])
         api_key = ApiKey.parse(s["api_key"])
-        timeout = values.number("timeout", s.get("timeout", 900))
-        deploy_default = max(timeout, MAAS_DEPLOY_TIMEOUT)
+        timeout = values.number("timeout", s["timeout"])
+        # Never give up on a deployment before MAAS does, whatever `timeout` says.
+        deploy_default = max(timeout, _default("deploy_timeout"))
         deploy_timeout = values.number("deploy_timeout", s.get("deploy_timeout", deploy_default))
-        poll_min = values.number("poll_min_interval", s.get("poll_min_interval", 0.5))
-        poll = values.number("poll_interval", s.get("poll_interval", 10), minimum=poll_min)
+        poll_min = values.number("poll_min_interval", s["poll_min_interval"])
+        poll = values.number("poll_interval", s["poll_interval"], minimum=poll_min)
         lab_domain = s.get("lab_domain")
         if lab_domain is None and top is not None:
             lab_domain = top.get("lab_domain")
-        sentinel = s.get("sentinel_file", DEFAULT_SENTINEL_FILE)
-        sentinel = values.optional_text("sentinel_file", sentinel)
+        sentinel = values.optional_text("sentinel_file", s["sentinel_file"])
         if sentinel is not None and not sentinel.startswith("/"):
             raise values.fail("sentinel_file", sentinel, "an absolute path on the node, or null")
-        ssh_private_key = s.get("ssh_private_key")
+        ssh_private_key = s["ssh_private_key"]
         if values.optional_text("ssh_private_key", ssh_private_key) is not None:
             ssh_private_key = str(values.readable_file("ssh_private_key", ssh_private_key, base))
-        ssh_config = s.get("ssh_config")
+        ssh_config = s["ssh_config"]
         if values.optional_text("ssh_config", ssh_config) is not None:
             ssh_config = str(values.readable_file("ssh_config", ssh_config, base))
-        machine_types = values.string_list("machine_types", s.get("machine_types"))
+        machine_types = values.string_list("machine_types", s["machine_types"])
         return cls(
             api_url=api_url,
             api_key=api_key,
             machine_types=machine_types,
             timeout=timeout,
             deploy_timeout=deploy_timeout,
-            release_timeout=values.number("release_timeout", s.get("release_timeout", 1800)),
-            abort_timeout=values.number("abort_timeout", s.get("abort_timeout", 300)),
-            ssh_timeout=values.number("ssh_timeout", s.get("ssh_timeout", 600)),
+            release_timeout=values.number("release_timeout", s["release_timeout"]),
+            abort_timeout=values.number("abort_timeout", s["abort_timeout"]),
+            ssh_timeout=values.number("ssh_timeout", s["ssh_timeout"]),
             poll_interval=poll,
             poll_min_interval=poll_min,
-            http_timeout=values.number("http_timeout", s.get("http_timeout", 30)),
+            http_timeout=values.number("http_timeout", s["http_timeout"]),
             verify=values.verify_setting(s, base, source),
-            erase=values.erase_mode(s.get("erase", "quick")),
-            agent_name=values.text("agent_name", s.get("agent_name", "teuthology-maas")),
-            user_data=values.user_data_pattern("user_data", s.get("user_data"), base),
+            erase=values.erase_mode(s["erase"]),
+            agent_name=values.text("agent_name", s["agent_name"]),
+            user_data=values.user_data_pattern("user_data", s["user_data"], base),
             user_data_base=base,
-            user_data_vars=values.string_mapping("user_data_vars", s.get("user_data_vars")),
-            ssh_user=values.text("ssh_user", s.get("ssh_user", "ubuntu")),
+            user_data_vars=values.string_mapping("user_data_vars", s["user_data_vars"]),
+            ssh_user=values.text("ssh_user", s["ssh_user"]),
+            # absent: the control node's own ~/.ssh keys (not the field's empty default)
             ssh_keys=values.ssh_public_keys("ssh_keys", s.get("ssh_keys"), base),
             ssh_private_key=ssh_private_key or None,
             ssh_config=ssh_config or None,
-            image_map=values.image_map("image_map", s.get("image_map")),
-            lock_after_deploy=values.boolean("lock_after_deploy", s.get("lock_after_deploy", True)),
+            image_map=values.image_map("image_map", s["image_map"]),
+            lock_after_deploy=values.boolean("lock_after_deploy", s["lock_after_deploy"]),
             sentinel_file=sentinel,
             max_concurrent_actions=values.integer(
-                "max_concurrent_actions", s.get("max_concurrent_actions", 16), minimum=1
+                "max_concurrent_actions", s["max_concurrent_actions"], minimum=1
             ),
-            lookup_retries=values.integer("lookup_retries", s.get("lookup_retries", 3), minimum=0),
+            lookup_retries=values.integer("lookup_retries", s["lookup_retries"], minimum=0),
             lab_domain=values.optional_text("lab_domain", lab_domain),
             deploy=DeployConfig.parse(s.get("deploy"), machine_types=machine_types),
             source=source,
@@ -351,6 +348,28 @@ class MaasConfig:
         if "." in hostname or not self.lab_domain:
             return hostname
         return f"{hostname}.{self.lab_domain}"
+
+
+# What a user may write in the section: MaasConfig's own fields, plus _NOT_FIELDS.
+CONFIG_FIELDS = tuple(f for f in fields(MaasConfig) if f.metadata.get("key", True))
+KNOWN_KEYS = frozenset(f.name for f in CONFIG_FIELDS) | _NOT_FIELDS
+_FIELDS = {f.name: f for f in CONFIG_FIELDS}
+
+
+def _default(name: str) -> Any:
+    """The default of MaasConfig's field `name`: written once, on the field."""
+    spec = _FIELDS[name]
+    if spec.default_factory is not MISSING:
+        return spec.default_factory()
+    return spec.default
+
+
+class _WithDefaults(dict[str, Any]):
+    """A `maas:` section whose missing keys read as MaasConfig's field defaults (`[key]`;
+    `.get(key)` still tells an absent key by None)."""
+
+    def __missing__(self, key: str) -> Any:
+        return _default(key)
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -296,7 +296,7 @@ def erase_mode(value: Any) -> EraseMode:
 
 
 def verify_setting(section: Mapping[str, Any], base: Path, source: str) -> bool | str:
-    verify = section.get("verify", True)
+    verify = section["verify"]  # the field's default when absent (config._WithDefaults)
     bundle = section.get("ca_bundle")
     if isinstance(verify, str) and verify.strip().lower() in ("true", "false", "yes", "no"):
         verify = boolean("verify", verify)

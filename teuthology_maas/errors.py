@@ -44,6 +44,11 @@ class MaasError(Exception):
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+class MissingExtra(MaasError, ImportError):
+    """An optional part of teuthology-maas is not installed; the message says how to get it
+    (e.g. the simulator: pip install 'teuthology-maas[simulator]')."""
+
+
 class ConfigError(MaasError):
     """The `maas:` configuration is unusable; the message names the key, value and expectation."""
 

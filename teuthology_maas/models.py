@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TypedDict
@@ -113,19 +113,48 @@ TRANSITIONAL_STATUSES: frozenset[NodeStatus] = frozenset(
     }
 )
 
+# -- status sets the node lifecycle decides and waits with (written here only) ----------------
+
+# Nobody holds the machine: where a release ends.
+FREE: frozenset[NodeStatus] = frozenset({NodeStatus.READY, NodeStatus.NEW})
+# A release under way, with or without erasing disks.
+RELEASE_IN_PROGRESS: frozenset[NodeStatus] = frozenset(
+    {NodeStatus.RELEASING, NodeStatus.DISK_ERASING}
+)
+# A release (or its erase) MAAS gave up on. Often fine the second time (a BMC hiccup, an erase
+# that failed once), so the lifecycle releases it again rather than refusing the node.
+RELEASE_FAILED: frozenset[NodeStatus] = frozenset(
+    {NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING}
+)
+# What release() sends a release for (Deploying is aborted first; Broken is left to an operator).
+RELEASABLE: frozenset[NodeStatus] = RELEASE_FAILED | {
+    NodeStatus.ALLOCATED, NodeStatus.RESERVED, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT
+}
+# What abort stops: a deployment or a disk erase in flight.
+ABORTABLE: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING})
+# A deploy / release request took effect once MAAS shows one of these.
+DEPLOY_STARTED: frozenset[NodeStatus] = frozenset(
+    {NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT}
+)
+RELEASE_STARTED: frozenset[NodeStatus] = RELEASE_IN_PROGRESS | FREE
+# What a failed create() must not leave behind: it releases a machine of ours in these.
+CLEANABLE: frozenset[NodeStatus] = DEPLOY_STARTED | {NodeStatus.ALLOCATED}
+
 # Where a wait for a deployment stops: the target, or anything MAAS can end a deployment in.
 DEPLOY_TARGET: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYED})
 DEPLOY_FAILURE: frozenset[NodeStatus] = frozenset(
     # A deployment whose BMC cannot be driven reverts to Allocated (MAAS aborts it).
     {NodeStatus.FAILED_DEPLOYMENT, NodeStatus.BROKEN, NodeStatus.ALLOCATED}
 )
-RELEASE_TARGET: frozenset[NodeStatus] = frozenset({NodeStatus.READY, NodeStatus.NEW})
-RELEASE_FAILURE: frozenset[NodeStatus] = frozenset(
-    {NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING, NodeStatus.BROKEN}
-)
+RELEASE_TARGET: frozenset[NodeStatus] = FREE
+RELEASE_FAILURE: frozenset[NodeStatus] = RELEASE_FAILED | {NodeStatus.BROKEN}
 ABORT_TARGET: frozenset[NodeStatus] = frozenset(
     {NodeStatus.ALLOCATED, NodeStatus.FAILED_DEPLOYMENT, NodeStatus.READY}
 )
+# Where an abort can end: Deploying -> Allocated (or Failed deployment when MAAS had already
+# failed it), Disk erasing -> Failed disk erasing.
+ABORT_ENDS: frozenset[NodeStatus] = ABORT_TARGET | {NodeStatus.FAILED_DISK_ERASING}
+ABORT_FAILURE: frozenset[NodeStatus] = frozenset({NodeStatus.BROKEN})
 
 
 class ErrorFields(TypedDict):
@@ -284,7 +313,3 @@ class Event:
     def line(self) -> str:
         text = f"{self.type} - {self.description}" if self.description else self.type
         return f"{self.created} {self.level}: {text}"
-
-
-def machines_from_json(items: Iterable[Mapping[str, Any]]) -> list[Machine]:
-    return [Machine.from_json(item) for item in items]

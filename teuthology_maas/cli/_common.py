@@ -17,6 +17,7 @@ from teuthology_maas.errors import (
     MaasAuthError,
     MaasError,
     MaasUnavailable,
+    MissingExtra,
 )
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ class Context:
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError | MissingExtra):
         return ExitCode.USAGE
     if isinstance(exc, MaasUnavailable | MaasAuthError):
         return ExitCode.UNREACHABLE

@@ -12,6 +12,7 @@ for what is real in this set-up and what stands in for a lab's network.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from teuthology_maas.cli._common import Context, ExitCode
+from teuthology_maas.errors import MissingExtra
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_DOMAIN = "demo.test"
@@ -102,6 +104,18 @@ class _MaasWatcher:
                 self._seen[name] = status
 
 
+def _require_parts() -> None:
+    """MissingExtra, saying how to get it, when the simulator or teuthology is missing."""
+    import teuthology_maas.simulator  # noqa: F401 - raises MissingExtra without Werkzeug
+
+    lock = Path(sys.executable).parent / "teuthology-lock"
+    if importlib.util.find_spec("teuthology") is None or not lock.exists():
+        raise MissingExtra(
+            f"the demo runs the real teuthology-lock ({lock}), and teuthology is not installed "
+            "beside teuthology-maas; install: pip install 'teuthology-maas[simulator,teuthology]'"
+        )
+
+
 def _ensure_sshd(ctx: Context) -> bool:
     from teuthology_maas.testing.sshd import SSHD_PATH
 
@@ -113,8 +127,10 @@ def _ensure_sshd(ctx: Context) -> bool:
         subprocess.run([str(installer)], check=False)
     if os.access(SSHD_PATH, os.X_OK):
         return True
-    ctx.err(f"teuthology-maas demo: {SSHD_PATH} not found; install openssh-server "
-            "(as root: scripts/ensure-system-packages) and run it again")
+    how = (f"as root: {installer}" if installer.exists()
+           else "e.g. as root: apt-get install openssh-server")
+    ctx.err(f"teuthology-maas demo: {SSHD_PATH} not found; install openssh-server ({how}) "
+            "and run it again")
     return False
 
 
@@ -154,6 +170,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if args.count < 1 or args.machines < args.count:
         ctx.err("teuthology-maas demo: need 1 <= --count <= --machines")
         return int(ExitCode.USAGE)
+    _require_parts()
     if not _ensure_sshd(ctx):
         return int(ExitCode.USAGE)
     workdir = Path(tempfile.mkdtemp(prefix="teuthology-maas-demo-"))

@@ -24,6 +24,7 @@ from teuthology_maas.cli._progress import (
     format_elapsed,
     library_log_as_notes,
 )
+from teuthology_maas.config_values import ERASE_MODES
 from teuthology_maas.errors import MaasError, MachineNotFound
 from teuthology_maas.models import Machine
 
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
     from teuthology_maas.maas.client import MaasClient
     from teuthology_maas.node.provisioner import MaasProvisioner
-
-ERASE_CHOICES = ("none", "quick", "full", "secure", "ceph")
 
 
 def register(subparsers: Any) -> None:
@@ -58,7 +57,7 @@ def register(subparsers: Any) -> None:
     release.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     release.add_argument(
         "--erase",
-        choices=ERASE_CHOICES,
+        choices=ERASE_MODES,
         help="disk erase mode for this release (default: the configured `erase`)",
     )
     release.set_defaults(handler=run_release)

@@ -2,8 +2,8 @@
 
 All calls share one `requests.Session` (connection pooling sized for many concurrent nodes)
 signed with OAuth1 PLAINTEXT, as MAAS's own clients do: empty consumer secret, so the
-signature is `&` + the token secret. Encoding, retries and errors live in `_wire`, `_retry`
-and `_transport`; this module maps Python arguments onto MAAS's parameter names.
+signature is `&` + the token secret. Encoding, retries and errors live in `wire`, `retry`
+and `transport`; this module maps Python arguments onto MAAS's parameter names.
 """
 
 from __future__ import annotations

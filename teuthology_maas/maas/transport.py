@@ -3,7 +3,7 @@
 `Transport.call` is the single place where the client touches the network. It signs each
 attempt afresh (OAuth1 PLAINTEXT: new nonce and timestamp each time, since MAAS rejects a
 reused nonce), caps concurrent state-changing calls per endpoint, applies the retry policy
-of `_retry`, and turns every failure into an exception of `errors` carrying MAAS's own words.
+of `retry`, and turns every failure into an exception of `errors` carrying MAAS's own words.
 Logs name the method, path, op, status and elapsed time, never a header.
 """
 
@@ -87,7 +87,7 @@ class Target:
 def build_session(pool_size: int, verify: bool | str, auth: OAuth1) -> requests.Session:
     session = requests.Session()
     # One host, many concurrent nodes: a single pool large enough that no greenlet waits for
-    # (or throws away) a connection. urllib3 retries are off; _retry decides.
+    # (or throws away) a connection. urllib3 retries are off; `retry` decides.
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

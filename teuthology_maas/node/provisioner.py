@@ -3,8 +3,8 @@
 create() brings a node from whatever state it is found in to a fresh deployment of the requested
 OS that answers over SSH, or fails with MAAS's own explanation after putting the node back where
 nobody is left holding it. release() gives a node back to MAAS's pool; it never touches another
-user's node. Every step is decided from the machine's current status (see `_decide`) and every
-MAAS action is safe against an uncertain outcome (see `_lifecycle`).
+user's node. Every step is decided from the machine's current status (see `node.decide`) and every
+MAAS action is safe against an uncertain outcome (see `node.actions`).
 """
 
 from __future__ import annotations
@@ -29,18 +29,19 @@ from teuthology_maas.errors import (
 )
 from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.models import (
+    ABORTABLE,
     DEPLOY_TARGET,
     Machine,
     NodeStatus,
 )
 from teuthology_maas.node import decide as _decide
 from teuthology_maas.node import images, userdata
-from teuthology_maas.node.actions import NodeActions, describe_error, ended_in, sentence
+from teuthology_maas.node.actions import NodeActions, describe_error, ended_in
 from teuthology_maas.node.decide import CreateStep, ReleaseStep
 from teuthology_maas.node.deploy_options import parse_overrides
 from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
-from teuthology_maas.node.forensics import collect
-from teuthology_maas.node.verify import os_mismatch, verify_ssh
+from teuthology_maas.node.forensics import collect, failure
+from teuthology_maas.node.ssh import verify_ssh
 from teuthology_maas.teuthology.lifetime import sigterm_exits, stopped_at_exit, wait_for_siblings
 
 __all__ = ["MaasProvisioner", "split_name"]
@@ -220,7 +221,7 @@ class MaasProvisioner:
             if self.config.lock_after_deploy:
                 node.lock()
             os_release = verify_ssh(self.fqdn, self.config)
-            mismatch = os_mismatch(os_release, self.os_type, self.os_version)
+            mismatch = images.os_mismatch(os_release, self.os_type, self.os_version)
             if mismatch:
                 raise DeploymentFailed(f"{self.fqdn} {mismatch}", machine=machine.hostname)
         except BaseException as exc:
@@ -288,20 +289,14 @@ class MaasProvisioner:
                 outcome += restore_network(node)
         else:
             outcome = "nothing was changed in MAAS"
-        what = f"deploying {self.os_type} {self.os_version} on {node.name}"
-        message = f"{what} failed: {sentence(cause)}"
-        if not isinstance(exc, ReleaseFailed):  # a ReleaseFailed already carries MAAS's account
-            message += f" MAAS: {sentence(forensics.summary())}"
-        message += f" Clean-up: {outcome}"
-        log.error("%s", message)
-        log.debug("forensics for %s:\n%s", node.name, forensics.report())
-        return DeploymentFailed(
-            message,
-            machine=node.last.hostname,
-            system_id=node.system_id,
-            status=forensics.current_status,
-            maas_message=forensics.status_message,
-        )
+        error = failure(
+            DeploymentFailed, f"deploying {self.os_type} {self.os_version} on {node.name}",
+            cause, forensics, then=f"Clean-up: {outcome}",
+            # a ReleaseFailed already carries MAAS's account
+            with_summary=not isinstance(exc, ReleaseFailed),
+        )  # fmt: skip
+        log.error("%s", error)
+        return error
 
     # -- release / abort -----------------------------------------------------------------
 
@@ -324,15 +319,10 @@ class MaasProvisioner:
         except (MachineStateError, ReleaseFailed):
             raise
         except Exception as exc:
-            forensics = collect(self.client, node.last)
-            raise ReleaseFailed(
-                f"releasing {node.name} failed: {sentence(describe_error(exc))} "
-                f"MAAS: {forensics.summary()}",
-                machine=node.last.hostname,
-                system_id=node.system_id,
-                status=forensics.current_status,
-                maas_message=forensics.status_message,
-            ) from exc
+            raise failure(
+                ReleaseFailed, f"releasing {node.name}", describe_error(exc),
+                collect(self.client, node.last),
+            ) from exc  # fmt: skip
 
     def destroy(self) -> None:
         """Upstream teuthology's name for release()."""
@@ -372,7 +362,7 @@ class MaasProvisioner:
         username = self.username
         machine = self.machine()
         _decide.check_ownership(machine, username, "abort")
-        if machine.status not in (NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING):
+        if machine.status not in ABORTABLE:
             log.info("%s: %s; nothing to abort", machine.describe(), machine.status_name)
             return
         node = self._actions(username, machine)
@@ -398,7 +388,7 @@ class MaasProvisioner:
         except Exception as exc:
             log.debug("%s: not ready over SSH: %s", machine.describe(), exc)
             return False
-        return os_mismatch(os_release, self.os_type, self.os_version) is None
+        return images.os_mismatch(os_release, self.os_type, self.os_version) is None
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""Reach a freshly deployed node over SSH the way teuthology will, and check what it runs.
+"""Reach a freshly deployed node over SSH the way teuthology will, and check what it runs
+(`verify_ssh`: what create() and is_ready() ask after MAAS says Deployed; whether the
+os-release it returns is the requested OS is `images.os_mismatch`).
 
 paramiko, one connection per attempt, each with its own connect/banner/auth/channel timeouts,
 always closed. Waiting uses time.sleep, which gevent makes cooperative. Host keys are accepted
@@ -17,22 +19,24 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import paramiko
 
 from teuthology_maas.errors import ConfigError, SSHNotReady
-from teuthology_maas.node.images import UBUNTU_RELEASES, canonical_version
+
+if TYPE_CHECKING:
+    from teuthology_maas.config import MaasConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CommandResult",
     "SSHTarget",
-    "os_matches",
     "parse_os_release",
     "read_os_release",
     "run",
+    "verify_ssh",
     "wait_for_file",
     "wait_for_ssh",
 ]
@@ -169,7 +173,7 @@ def _connect(target: SSHTarget, *, timeout: float) -> paramiko.SSHClient:
             look_for_keys=not target.key_filenames,
             sock=sock,
         )
-    except BaseException:
+    except BaseException:  # any way out of connect(): close what it opened, then re-raise
         client.close()
         if sock is not None:
             sock.close()
@@ -358,25 +362,22 @@ def read_os_release(target: SSHTarget, *, timeout: float = 60.0) -> dict[str, st
     return fields
 
 
-def _version_parts(os_type: str, version: str) -> list[str]:
-    version = canonical_version(os_type, version) if os_type == "ubuntu" else version
-    version = version.strip().lower().removesuffix(".stream").removesuffix("-stream")
-    return [part for part in version.split(".") if part]
+# -- after MAAS says Deployed: is the node usable the way teuthology will use it? --------------
+# Teuthology logs in over SSH right after create() returns (ssh-keyscan, `uname -m`,
+# /etc/os-release), so create() only succeeds once the same login works and the node runs the
+# requested OS.
 
 
-def os_matches(os_release: Mapping[str, str], os_type: str, os_version: str) -> bool:
-    """Does the node run what was asked? The ID must equal os_type; the requested version may
-    be less precise than VERSION_ID ("9" matches "9.4", centos "9.stream" matches "9") and an
-    Ubuntu codename is as good as its number."""
-    wanted_type = os_type.strip().lower()
-    found_id = os_release.get("ID", "").strip().lower()
-    if found_id != wanted_type and found_id.split("-", 1)[0] != wanted_type:
-        return False
-    wanted = _version_parts(wanted_type, os_version)
-    if not wanted:
-        return True
-    codename = os_release.get("VERSION_CODENAME", "").strip().lower()
-    if wanted_type == "ubuntu" and codename and UBUNTU_RELEASES.get(".".join(wanted)) == codename:
-        return True
-    found = _version_parts(wanted_type, os_release.get("VERSION_ID", ""))
-    return found[: len(wanted)] == wanted
+def verify_ssh(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -> dict[str, str]:
+    """Wait for SSH (and the sentinel file), then return the node's /etc/os-release."""
+    limit = config.ssh_timeout if timeout is None else timeout
+    target = SSHTarget.resolve(fqdn, config)
+    try:
+        wait_for_ssh(target, timeout=limit, sentinel_file=config.sentinel_file)
+        return read_os_release(target, timeout=limit)
+    except SSHNotReady:
+        raise
+    except Exception as exc:  # anything paramiko or a socket raises: the node is not usable yet
+        raise SSHNotReady(
+            f"SSH to {fqdn} failed: {type(exc).__name__}: {exc}", machine=fqdn
+        ) from exc

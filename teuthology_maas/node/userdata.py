@@ -15,7 +15,6 @@ put strings into YAML safely (JSON is YAML).
 
 from __future__ import annotations
 
-import base64
 import importlib.resources
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +35,6 @@ __all__ = [
     "CLOUD_CONFIG_HEADER",
     "RESERVED_VARIABLES",
     "UserDataConfig",
-    "encode_user_data",
     "find_template",
     "render_template",
     "render_user_data",
@@ -312,9 +310,3 @@ def render_user_data(
     validate_cloud_config(text, template=str(path))
     log.debug("user_data for %s (%s %s) rendered from %s", fqdn, os_type, os_version, path)
     return text
-
-
-def encode_user_data(text: str | bytes) -> str:
-    """Base64 of the UTF-8 text, the form MAAS's deploy takes (MaasClient does this itself)."""
-    raw = text.encode("utf-8") if isinstance(text, str) else text
-    return base64.b64encode(raw).decode("ascii")

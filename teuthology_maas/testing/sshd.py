@@ -313,7 +313,7 @@ class SSHDFleet:
         fleet = cls(hostnames, ssh_root, workdir=workdir, keypair=keypair, user=user)
         try:
             fleet.start()
-        except BaseException:
+        except BaseException:  # any way out: stop the servers already started, then re-raise
             fleet.stop()
             raise
         return fleet

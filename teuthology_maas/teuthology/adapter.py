@@ -36,7 +36,7 @@ from teuthology.config import config as teuthology_config
 
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
-from teuthology_maas.node.actions import sentence
+from teuthology_maas.node.forensics import sentence
 from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.teuthology.lifetime import resolve_without_threads
 
