@@ -34,11 +34,14 @@ __all__ = [
 
 DEFAULT_SENTINEL_FILE = "/var/lib/cloud/instance/boot-finished"
 MAAS_DEPLOY_TIMEOUT = 1800.0  # MAAS's own node_timeout (30 minutes): never give up earlier
+HTTP_DEADLINE = 120.0  # one whole request (see maas/transport.py)
+MAX_RESPONSE_SIZE = 64 * 1024 * 1024  # one answer (see maas/answer.py for why)
 
 KNOWN_KEYS = frozenset(
     {
         "api_url", "api_key", "machine_types", "timeout", "deploy_timeout", "release_timeout",
         "abort_timeout", "ssh_timeout", "poll_interval", "poll_min_interval", "http_timeout",
+        "http_deadline", "max_response_size",
         "verify", "ca_bundle", "erase", "agent_name", "user_data", "user_data_vars", "ssh_user",
         "ssh_keys", "ssh_private_key", "ssh_config", "image_map", "lock_after_deploy",
         "sentinel_file", "max_concurrent_actions", "lookup_retries", "lab_domain",
@@ -121,6 +124,8 @@ class MaasConfig:
     poll_interval: float = 10.0
     poll_min_interval: float = 0.5
     http_timeout: float = 30.0
+    http_deadline: float = HTTP_DEADLINE
+    max_response_size: int = MAX_RESPONSE_SIZE
     verify: bool | str = True
     erase: EraseMode = "quick"
     agent_name: str = "teuthology-maas"
@@ -178,6 +183,12 @@ class MaasConfig:
         deploy_timeout = values.number("deploy_timeout", s.get("deploy_timeout", deploy_default))
         poll_min = values.number("poll_min_interval", s.get("poll_min_interval", 0.5))
         poll = values.number("poll_interval", s.get("poll_interval", 10), minimum=poll_min)
+        http_timeout = values.number("http_timeout", s.get("http_timeout", 30))
+        http_deadline = values.number(
+            "http_deadline",
+            s.get("http_deadline", max(HTTP_DEADLINE, http_timeout)),
+            minimum=http_timeout,
+        )
         lab_domain = s.get("lab_domain")
         if lab_domain is None and top is not None:
             lab_domain = top.get("lab_domain")
@@ -202,7 +213,11 @@ class MaasConfig:
             ssh_timeout=values.number("ssh_timeout", s.get("ssh_timeout", 600)),
             poll_interval=poll,
             poll_min_interval=poll_min,
-            http_timeout=values.number("http_timeout", s.get("http_timeout", 30)),
+            http_timeout=http_timeout,
+            http_deadline=http_deadline,
+            max_response_size=values.byte_size(
+                "max_response_size", s.get("max_response_size", MAX_RESPONSE_SIZE), minimum=2**20
+            ),
             verify=values.verify_setting(s, base, source),
             erase=values.erase_mode(s.get("erase", "quick")),
             agent_name=values.text("agent_name", s.get("agent_name", "teuthology-maas")),

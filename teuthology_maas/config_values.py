@@ -71,6 +71,28 @@ def integer(key: str, value: Any, *, minimum: int) -> int:
     return value
 
 
+_SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|B)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def byte_size(key: str, value: Any, *, minimum: int) -> int:
+    """A size in bytes: an integer, or a string such as `64MiB`, `512 KiB`, `1G`."""
+    expected = f"a size in bytes >= {minimum} (an integer, or e.g. 64MiB, 1GiB)"
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match is None:
+            raise fail(key, value, expected)
+        unit = (match.group(2) or "").upper()[:1]
+        size = int(match.group(1)) * _SIZE_UNITS[unit]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        raise fail(key, value, expected)
+    if size < minimum:
+        raise fail(key, value, expected)
+    return size
+
+
 def boolean(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
