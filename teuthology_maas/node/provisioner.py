@@ -15,7 +15,7 @@ import os
 import socket
 import time
 
-from teuthology_maas import fleet
+from teuthology_maas import fleet, names
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.endpoint import CachedBootResources, shared_client, username_of
 from teuthology_maas.errors import (
@@ -50,12 +50,10 @@ _MAX_STEPS = 8
 
 
 def split_name(name: str) -> tuple[str, str | None]:
-    """`user@host.domain` / `host.domain` / `host` -> (short hostname, FQDN or None)."""
-    host = name.strip().rpartition("@")[2].strip().rstrip(".")
-    if not host:
-        raise MachineNotFound(f"no hostname in {name!r}; expected host, host.domain or user@host")
-    short = host.split(".", 1)[0]
-    return short, (host if "." in host else None)
+    """`user@host.domain` / `host.domain` / `host` -> (short hostname, FQDN or None); an
+    invalid name raises InvalidNodeName."""
+    node = names.parse_node_name(name)
+    return node.short, node.fqdn
 
 
 def default_owner() -> str:
@@ -85,10 +83,10 @@ class MaasProvisioner:
         run_name: str | None = None,
         job_id: str | None = None,
     ) -> None:
-        self.name = name
+        # Checked before anything else: job input reaches MAAS, cloud-init, SSH and paths.
         self.shortname, given_fqdn = split_name(name)
-        self.os_type = os_type
-        self.os_version = str(os_version)
+        self.os_type, self.os_version = names.check_os(os_type, os_version)
+        self.name = name
         self.config = config if config is not None else MaasConfig.load()
         self.client = client if client is not None else shared_client(self.config)
         self.fqdn = given_fqdn or self.config.fqdn(self.shortname)
