@@ -93,8 +93,9 @@ def parse_node_name(name: Any) -> NodeName:
 def check_os(os_type: Any, os_version: Any) -> tuple[str, str]:
     """`(os_type, os_version)` as strings when both are plain OS names; InvalidOSName (before
     any path, template or MAAS call) otherwise."""
-    os_type = str(os_type) if isinstance(os_type, str | int | float) else os_type
-    os_version = str(os_version) if isinstance(os_version, str | int | float) else os_version
+    os_type = str(os_type).strip() if isinstance(os_type, str | int | float) else os_type
+    if isinstance(os_version, str | int | float):
+        os_version = str(os_version).strip()
     if not isinstance(os_type, str) or not _OS_TYPE.fullmatch(os_type):
         raise InvalidOSName(
             f"os_type {excerpt(os_type, 80)} is not an OS name; expected a word of letters, "
