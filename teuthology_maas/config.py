@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 
 from teuthology_maas import config_values as values
-from teuthology_maas.config_values import ERASE_MODES, EraseMode, normalize_api_url
+from teuthology_maas.api_url import normalize_api_url
+from teuthology_maas.config_values import ERASE_MODES, EraseMode
 from teuthology_maas.errors import ConfigError
-from teuthology_maas.redact import REDACTED, register_secret
+from teuthology_maas.redact import REDACTED, excerpt, register_secret
 
 __all__ = [
     "DEFAULT_SENTINEL_FILE",
@@ -51,6 +52,15 @@ KNOWN_KEYS = frozenset(
 )  # fmt: skip
 
 _CONFIG_SEARCH = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
+_MAX_SECTION_KEYS = 200  # the known keys are ~30: more is not a configuration
+
+
+def _register_key_secret(value: Any) -> None:
+    """Register the token secret of an api_key before validation echoes anything, so that it
+    is redacted wherever it was also pasted (another key, a malformed api_key)."""
+    if isinstance(value, str):
+        for part in value.strip().split(":")[2:]:
+            register_secret(part)
 
 
 @dataclass(frozen=True)
@@ -158,10 +168,16 @@ class MaasConfig:
         """Validate a `maas:` section. `top` is the whole teuthology config (for
         `lab_domain`); `base_dir` anchors relative paths (default: the current directory)."""
         if not isinstance(section, Mapping):
-            raise values.fail("maas", section, "a mapping of maas settings")
+            # Only its shape: a malformed section may hold the API key anywhere.
+            raise values.fail("maas", values.shape(section), "a mapping of maas settings")
+        _register_key_secret(section.get("api_key"))  # before any other value is echoed
+        if len(section) > _MAX_SECTION_KEYS:
+            raise values.fail("maas", values.shape(section), "a mapping of maas settings")
+        for name, value in section.items():
+            values.check_bounded(str(name)[:100], value)
         base = Path(base_dir).expanduser() if base_dir is not None else Path.cwd()
         base = base.absolute()
-        unknown = sorted(str(k) for k in section if k not in KNOWN_KEYS)
+        unknown = sorted(excerpt(k, 60) for k in section if k not in KNOWN_KEYS)
         if unknown:
             values.warn_once(f"{source}: ignoring unknown maas key(s): {', '.join(unknown)}")
         s = dict(section)
@@ -245,7 +261,7 @@ class MaasConfig:
         A file holding only the section's keys (an `api_url` at top level) works too."""
         file = Path(path).expanduser()
         try:
-            document = yaml.safe_load(file.read_text(encoding="utf-8"))
+            document = yaml.safe_load(values.utf8_text(file))
         except OSError as exc:
             raise ConfigError(
                 f"cannot read config file {file}: {exc.strerror or exc}; expected a readable "

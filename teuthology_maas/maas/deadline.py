@@ -22,7 +22,6 @@ from __future__ import annotations
 import _socket
 import contextlib
 import heapq
-import ipaddress
 import itertools
 import os
 import socket
@@ -37,6 +36,7 @@ from urllib3 import connection as _connection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
+from teuthology_maas.api_url import forbidden_address
 from teuthology_maas.errors import ConfigError
 
 _current: ContextVar[Deadline | None] = ContextVar("teuthology_maas_deadline", default=None)
@@ -182,47 +182,6 @@ def armed(seconds: float) -> Iterator[Deadline]:
         _current.reset(token)
         if watchdog is not None:
             watchdog.cancel(deadline)
-
-
-# ---- where the signed request may not go ----------------------------------------------------
-
-# Cloud instance-metadata services: the signed Authorization header must never reach them.
-METADATA_HOSTS = frozenset(
-    {
-        "metadata",
-        "metadata.google.internal",
-        "metadata.goog",
-        "metadata.azure.com",
-        "instance-data",
-        "instance-data.ec2.internal",
-    }
-)
-METADATA_ADDRESSES = frozenset(
-    {
-        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, Oracle ...
-        ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
-        ipaddress.ip_address("fd00:ec2::254"),  # AWS IMDS over IPv6
-        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-    }
-)
-
-
-def forbidden_address(host: str) -> str | None:
-    """Why `host` (an address literal or a name) must not receive the API key, or None."""
-    name = host.strip().strip("[]").rstrip(".").lower()
-    if name in METADATA_HOSTS:
-        return "a cloud metadata service name"
-    try:
-        address = ipaddress.ip_address(name.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address in METADATA_ADDRESSES:
-        return "a cloud metadata service address"
-    if address.is_link_local:
-        return "a link-local address"
-    return None
 
 
 class _DeadlineConnection:
