@@ -83,9 +83,9 @@ class TooLarge(Exception):
         self.declared = declared
 
     def describe(self) -> str:
-        how = "declared a Content-Length of" if self.declared else "sent more than"
-        amount = self.seen if self.declared else self.limit
-        return f"answer {how} {amount} bytes, above the {size_text(self.limit)} cap"
+        if self.declared:
+            return f"a Content-Length of {self.seen} bytes, above the {size_text(self.limit)} cap"
+        return f"more than the {size_text(self.limit)} cap allows"
 
 
 def size_text(size: int) -> str:

@@ -59,13 +59,13 @@ def boot_resources(data: Any) -> list[BootResource]:
 
 
 def events(data: Any) -> list[Event]:
-    items = Fields(data or {}, "an events answer").data.get("events")
+    items = Fields({} if data is None else data, "an events answer").data.get("events")
     return [Event.from_json(item) for item in expect_list(items, "events")]
 
 
 def script_outputs(data: Any) -> list[tuple[str, str]]:
     """(name, decoded output) of each result of an installation result set."""
-    results = Fields(data or {}, "an installation result").data.get("results")
+    results = Fields({} if data is None else data, "an installation result").data.get("results")
     found: list[tuple[str, str]] = []
     for item in expect_list(results, "script results"):
         result = Fields(item, "a script result")

@@ -142,7 +142,7 @@ class Transport:
         self.base_url = base_url
         self.session = session
         self.timeout = timeout
-        self.deadline = max(deadline, timeout)
+        self.deadline = deadline
         self.max_response_bytes = max_response_bytes
         self.policy = policy
         self.max_concurrent_actions = max_concurrent_actions
@@ -213,7 +213,8 @@ class Transport:
     ) -> Answer | _Failure:
         began = time.monotonic()
         read_timeout = timeout if timeout is not None else self.timeout
-        seconds = max(self.deadline, read_timeout)
+        # A call given a longer timeout of its own (a live BMC query) gets that much time.
+        seconds = self.deadline if timeout is None else max(self.deadline, timeout)
         failure: _Failure | None = None
         # State-changing requests share the per-MAAS cap on concurrent actions; reads do not.
         # The deadline covers the time a request holds its slot.
@@ -316,8 +317,8 @@ class Transport:
         state_changing = target.method in _STATE_CHANGING
         if failure.kind == "too_large":
             if state_changing:  # MAAS said 2xx: applied, but what it made of it is unknown
-                raise self.outcome_unknown(target, f"its {reason}")
-            raise _answer.protocol_error(target, f"an {reason}")  # "an answer declared ..."
+                raise self.outcome_unknown(target, f"MAAS answered with {reason}")
+            raise _answer.protocol_error(target, f"with {reason}")
         if state_changing and failure.sent:
             raise self.outcome_unknown(target, reason)
         wait = self._retry_wait(self.policy.backoff(attempt), attempt, started)
