@@ -189,7 +189,7 @@ def http_error(answer: Answer, target: Target) -> MaasHTTPError:
 
 def protocol_error(target: Target, problem: str, *, field: str | None = None) -> MaasProtocolError:
     return MaasProtocolError(
-        f"MAAS {target.endpoint()} answered {problem}; expected an answer of the MAAS 2.0 API",
+        f"MAAS {target.endpoint()} answered {problem}",
         endpoint=target.endpoint(),
         field=field,
         problem=problem,
