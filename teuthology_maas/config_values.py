@@ -133,6 +133,12 @@ def string_list(key: str, value: Any) -> tuple[str, ...]:
     return tuple(result)
 
 
+def undecodable(raw: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
+    """Where `raw` stops being UTF-8: its line, and `byte 0xe9 at offset 26 (line 2)`."""
+    line = raw[: exc.start].count(b"\n") + 1
+    return line, f"byte {raw[exc.start]:#04x} at offset {exc.start} (line {line})"
+
+
 def utf8_text(file: Path) -> str:
     """The file's text; a ConfigError naming the file, line and byte offset if it is not
     UTF-8 (OSError passes through for the caller to explain)."""
@@ -140,12 +146,11 @@ def utf8_text(file: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            f"config file {file} is not UTF-8 text: byte {raw[exc.start]:#04x} at offset "
-            f"{exc.start} (line {line}); expected a YAML file saved as UTF-8",
-            key="maas",
-        ) from None
+        where = undecodable(raw, exc)[1]
+    raise ConfigError(
+        f"config file {file} is not UTF-8 text: {where}; expected a YAML file saved as UTF-8",
+        key="maas",
+    )
 
 
 def resolve_path(value: str, base_dir: Path) -> Path:

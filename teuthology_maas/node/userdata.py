@@ -36,6 +36,7 @@ import jinja2.sandbox
 import yaml
 from jinja2.loaders import split_template_path
 
+from teuthology_maas.config_values import undecodable
 from teuthology_maas.errors import ConfigError, UserDataError
 from teuthology_maas.names import check_os
 from teuthology_maas.node.images import canonical_version
@@ -162,13 +163,13 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise UserDataError(
-            f"user_data template {path} line {line}: not UTF-8 text (byte {raw[exc.start]:#04x} "
-            f"at offset {exc.start}); save the template as UTF-8",
-            template=str(path),
-            line=line,
-        ) from None
+        line, where = undecodable(raw, exc)
+    raise UserDataError(
+        f"user_data template {path} line {line}: not UTF-8 text ({where}); save the template "
+        "as UTF-8",
+        template=str(path),
+        line=line,
+    )
 
 
 class _TemplateLoader(jinja2.BaseLoader):
