@@ -44,7 +44,6 @@ handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
 logging.getLogger().addHandler(handler)
 logging.getLogger().setLevel(logging.DEBUG)
 import requests, urllib3
-from teuthology_maas.maas import limits
 from teuthology_maas.maas.client import MaasClient, RetryPolicy
 
 client = MaasClient(
@@ -97,8 +96,7 @@ except BaseException as exc:
     result["request_objects"] = request_objects(exc)
     del exc
 result["elapsed"] = time.monotonic() - started
-slot = limits.action_semaphore(client.base_url, 1)
-result["slot_free"] = slot.acquire(blocking=False)
+result["slot_free"] = client._transport.cap.acquire(blocking=False)
 result["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 client.close()
 result["log"] = stream.getvalue()

@@ -20,7 +20,12 @@ from teuthology_maas.errors import MaasNotFound
 from teuthology_maas.maas import shapes
 from teuthology_maas.maas.answer import DEFAULT_MAX_RESPONSE, OBJECT_LIMIT
 from teuthology_maas.maas.retry import RetryPolicy
-from teuthology_maas.maas.transport import DEFAULT_DEADLINE, Transport, build_session
+from teuthology_maas.maas.transport import (
+    DEFAULT_DEADLINE,
+    ActionCap,
+    Transport,
+    build_session,
+)
 from teuthology_maas.maas.wire import csv, encode_user_data, path_segment
 from teuthology_maas.models import BootResource, Event, Machine, NodeStatus
 
@@ -56,6 +61,7 @@ class MaasClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE,
         pool_size: int = DEFAULT_POOL_SIZE,
         max_concurrent_actions: int = 16,
+        action_cap: ActionCap | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -67,6 +73,9 @@ class MaasClient:
         if deadline <= 0 or max_response_bytes <= 0:
             raise ValueError("deadline and max_response_bytes must be > 0")
         self.timeout = float(timeout)
+        self.deadline = float(deadline)
+        self.max_response_bytes = int(max_response_bytes)
+        self.max_concurrent_actions = max_concurrent_actions
         self.username: str | None = None
         auth = OAuth1(
             client_key=self.api_key.consumer_key,
@@ -81,10 +90,11 @@ class MaasClient:
             self.base_url,
             self.session,
             timeout=self.timeout,
-            deadline=float(deadline),
-            max_response_bytes=int(max_response_bytes),
+            deadline=self.deadline,
+            max_response_bytes=self.max_response_bytes,
             policy=retry or RetryPolicy(),
             max_concurrent_actions=max_concurrent_actions,
+            cap=action_cap,
             sleep=sleep,
             clock=clock,
         )
@@ -116,6 +126,12 @@ class MaasClient:
     @property
     def retry_policy(self) -> RetryPolicy:
         return self._transport.policy
+
+    @property
+    def action_cap(self) -> ActionCap:
+        """Held around every state-changing call: at most `max_concurrent_actions` at once
+        (shared by everything that uses this client; an Endpoint may pass a shared one)."""
+        return self._transport.cap
 
     # ---- account and region --------------------------------------------------------------
 

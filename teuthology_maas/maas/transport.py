@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -33,7 +34,6 @@ from teuthology_maas.errors import (
 )
 from teuthology_maas.maas import answer as _answer
 from teuthology_maas.maas import deadline as _deadline
-from teuthology_maas.maas import limits as _limits
 from teuthology_maas.maas import wire as _wire
 from teuthology_maas.maas.answer import Answer, Target, http_error
 from teuthology_maas.maas.retry import (
@@ -60,6 +60,18 @@ _TRANSIENT = (
 # query through a rack controller, ~60 s at worst) is the slowest and gets its own, longer one.
 DEFAULT_DEADLINE = 120.0
 _REASON_LIMIT = 500
+
+# The cap on concurrent state-changing calls: held around each POST/PUT/DELETE. A
+# `threading.BoundedSemaphore` by default (one per client); an Endpoint may hand its client
+# another, e.g. one shared with the other processes of the host.
+ActionCap = AbstractContextManager[object]
+
+
+def action_cap(size: int) -> ActionCap:
+    """A cap letting `size` state-changing calls through at once (gevent-cooperative)."""
+    if size < 1:
+        raise ValueError(f"max_concurrent_actions must be >= 1, got {size}")
+    return threading.BoundedSemaphore(size)
 
 
 def build_session(pool_size: int, verify: bool | str, auth: OAuth1) -> requests.Session:
@@ -132,6 +144,7 @@ class Transport:
         timeout: float,
         policy: RetryPolicy,
         max_concurrent_actions: int,
+        cap: ActionCap | None = None,
         deadline: float = DEFAULT_DEADLINE,
         max_response_bytes: int = _answer.DEFAULT_MAX_RESPONSE,
         sleep: Callable[[float], None] = time.sleep,
@@ -148,7 +161,7 @@ class Transport:
         self.max_concurrent_actions = max_concurrent_actions
         self._sleep = sleep
         self._clock = clock
-        self._actions = _limits.action_semaphore(base_url, max_concurrent_actions)
+        self.cap = cap if cap is not None else action_cap(max_concurrent_actions)
 
     def call(
         self,
@@ -218,7 +231,7 @@ class Transport:
         failure: _Failure | None = None
         # State-changing requests share the per-MAAS cap on concurrent actions; reads do not.
         # The deadline covers the time a request holds its slot.
-        gate = self._actions if method in _STATE_CHANGING else contextlib.nullcontext()
+        gate = self.cap if method in _STATE_CHANGING else contextlib.nullcontext()
         with gate, _deadline.armed(seconds) as deadline:
             try:
                 response = self.session.request(
