@@ -31,9 +31,14 @@ FLOORS: list[set[str]] = [
     {"endpoint"},
     {"maas", "fleet"},
     {"config"},  # config.py, config_values.py and deploy_config.py
-    {"models", "errors", "redact"},  # models.py and machine_parts.py are "models"
+    {"models"},  # models.py, machine_parts.py, answers.py (parsing MAAS answers), names.py
+    {"errors"},  # every message passes through redact
+    {"redact"},
 ]
-PART_OF = {"config_values": "config", "deploy_config": "config", "machine_parts": "models"}
+PART_OF = {
+    "config_values": "config", "deploy_config": "config", "api_url": "config",
+    "machine_parts": "models", "answers": "models", "names": "models",
+}
 DOUBLES = {"simulator", "testing"}
 # What the test doubles may use of the library: the ground floors only (they stand in for MAAS,
 # paddles and nodes; they must not lean on the client or the lifecycle they test).

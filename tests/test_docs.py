@@ -395,3 +395,28 @@ def test_reliability_quotes_the_current_number_of_matrix_scenarios():
     quoted = re.search(r"`(\d+)/(\d+) scenarios passed; nodes leaked: 0;", RELIABILITY)
     assert quoted is not None, "reliability.md no longer quotes the matrix's summary line"
     assert (int(quoted.group(1)), int(quoted.group(2))) == (count, count)
+
+
+def test_reliability_counts_the_hostile_suites_exactly():
+    """The hostile-server and hostile-input table quotes each suite's number of cases."""
+    rows = table_rows(section(RELIABILITY, "## Hostile servers and hostile input"))
+    quoted = {
+        re.search(r"`tests/(\w+\.py)`", row[0]).group(1): int(row[1]) for row in rows if row[1]
+    }
+    assert set(quoted) == {
+        "test_client_hostile_server.py",
+        "test_hostile_server_lifecycle.py",
+        "test_bad_input_hostile_names.py",
+        "test_bad_input_hostile_config.py",
+    }
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         *(str(ROOT / "tests" / name) for name in sorted(quoted))],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    counts: dict[str, int] = {}
+    for line in collected.splitlines():
+        match = re.match(r"tests/(\w+\.py)::", line)
+        if match:
+            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    assert counts == quoted

@@ -60,7 +60,6 @@ def render(cfg: MaasConfig, os_type: str = "ubuntu", os_version: str = "22.04") 
         ("rhel", "8", "rhel.yaml"),
         ("debian", "12", "default.yaml"),
         ("Ubuntu", " 24.04", "ubuntu-24.04.yaml"),
-        ("../../etc", "passwd", "default.yaml"),
     ],
 )
 def test_shipped_template_choice(

@@ -18,10 +18,11 @@ from typing import Any
 import yaml
 
 from teuthology_maas import config_values as values
-from teuthology_maas.config_values import ERASE_MODES, EraseMode, normalize_api_url
+from teuthology_maas.api_url import normalize_api_url
+from teuthology_maas.config_values import ERASE_MODES, EraseMode
 from teuthology_maas.deploy_config import DeployConfig
 from teuthology_maas.errors import ConfigError
-from teuthology_maas.redact import REDACTED, register_secret
+from teuthology_maas.redact import REDACTED, excerpt, register_secret
 
 __all__ = [
     "DEFAULT_SENTINEL_FILE",
@@ -35,6 +36,8 @@ __all__ = [
 
 DEFAULT_SENTINEL_FILE = "/var/lib/cloud/instance/boot-finished"
 MAAS_DEPLOY_TIMEOUT = 1800.0  # MAAS's own node_timeout (30 minutes): never give up earlier
+HTTP_DEADLINE = 120.0  # one whole request (see maas/transport.py)
+MAX_RESPONSE_SIZE = 64 * 1024 * 1024  # one answer (see maas/answer.py for why)
 
 # Keys of the section that are not MaasConfig fields of the same name: `ca_bundle` is folded
 # into `verify`; `activate` is read by the activation hook (teuthology/activation.py, which
@@ -45,6 +48,15 @@ _NOT_FIELDS = frozenset({"ca_bundle"}) | ACTIVATION_KEYS
 _BOOKKEEPING = {"key": False}
 
 _CONFIG_SEARCH = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
+_MAX_SECTION_KEYS = 200  # the known keys are ~30: more is not a configuration
+
+
+def _register_key_secret(value: Any) -> None:
+    """Register the token secret of an api_key before validation echoes anything, so that it
+    is redacted wherever it was also pasted (another key, a malformed api_key)."""
+    if isinstance(value, str):
+        for part in value.strip().split(":")[2:]:
+            register_secret(part)
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,8 @@ class MaasConfig:
     poll_interval: float = 10.0
     poll_min_interval: float = 0.5
     http_timeout: float = 30.0
+    http_deadline: float = HTTP_DEADLINE
+    max_response_size: int = MAX_RESPONSE_SIZE
     verify: bool | str = True
     erase: EraseMode = "quick"
     agent_name: str = "teuthology-maas"
@@ -152,10 +166,16 @@ class MaasConfig:
         """Validate a `maas:` section. `top` is the whole teuthology config (for
         `lab_domain`); `base_dir` anchors relative paths (default: the current directory)."""
         if not isinstance(section, Mapping):
-            raise values.fail("maas", section, "a mapping of maas settings")
+            # Only its shape: a malformed section may hold the API key anywhere.
+            raise values.fail("maas", values.shape(section), "a mapping of maas settings")
+        _register_key_secret(section.get("api_key"))  # before any other value is echoed
+        if len(section) > _MAX_SECTION_KEYS:
+            raise values.fail("maas", values.shape(section), "a mapping of maas settings")
+        for name, value in section.items():
+            values.check_bounded(str(name)[:100], value)
         base = Path(base_dir).expanduser() if base_dir is not None else Path.cwd()
         base = base.absolute()
-        unknown = sorted(str(k) for k in section if k not in KNOWN_KEYS)
+        unknown = sorted(excerpt(k, 60) for k in section if k not in KNOWN_KEYS)
         if unknown:
             values.warn_once(f"{source}: ignoring unknown maas key(s): {', '.join(unknown)}")
         s = _WithDefaults(section)
@@ -178,6 +198,13 @@ class MaasConfig:
         deploy_timeout = values.number("deploy_timeout", s.get("deploy_timeout", deploy_default))
         poll_min = values.number("poll_min_interval", s["poll_min_interval"])
         poll = values.number("poll_interval", s["poll_interval"], minimum=poll_min)
+        http_timeout = values.number("http_timeout", s["http_timeout"])
+        # absent: at least the field's default, and never shorter than one socket read
+        http_deadline = values.number(
+            "http_deadline",
+            s.get("http_deadline", max(HTTP_DEADLINE, http_timeout)),
+            minimum=http_timeout,
+        )
         lab_domain = s.get("lab_domain")
         if lab_domain is None and top is not None:
             lab_domain = top.get("lab_domain")
@@ -202,7 +229,11 @@ class MaasConfig:
             ssh_timeout=values.number("ssh_timeout", s["ssh_timeout"]),
             poll_interval=poll,
             poll_min_interval=poll_min,
-            http_timeout=values.number("http_timeout", s["http_timeout"]),
+            http_timeout=http_timeout,
+            http_deadline=http_deadline,
+            max_response_size=values.byte_size(
+                "max_response_size", s["max_response_size"], minimum=2**20
+            ),
             verify=values.verify_setting(s, base, source),
             erase=values.erase_mode(s["erase"]),
             agent_name=values.text("agent_name", s["agent_name"]),
@@ -232,7 +263,7 @@ class MaasConfig:
         A file holding only the section's keys (an `api_url` at top level) works too."""
         file = Path(path).expanduser()
         try:
-            document = yaml.safe_load(file.read_text(encoding="utf-8"))
+            document = yaml.safe_load(values.utf8_text(file))
         except OSError as exc:
             raise ConfigError(
                 f"cannot read config file {file}: {exc.strerror or exc}; expected a readable "

@@ -1,4 +1,9 @@
-"""MAAS objects as the API returns them, parsed into typed values. No I/O here."""
+"""MAAS objects as the API returns them, parsed into typed values. No I/O here.
+
+Parsing is where MAAS's answers are validated: a field of the wrong type, a required field
+missing, or a list where an object belongs is a `MaasProtocolError` naming the field and
+showing a short excerpt, never a raw KeyError/TypeError/ValueError.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TypedDict
+
+from teuthology_maas.answers import Fields
 
 
 class NodeStatus(IntEnum):
@@ -165,12 +172,14 @@ class ErrorFields(TypedDict):
     status: str
 
 
-def _name_of(value: Any) -> str | None:
-    """`zone`, `pool` and `domain` are nested objects in MAAS JSON; tolerate plain strings."""
-    if isinstance(value, Mapping):
-        name = value.get("name")
-        return str(name) if name is not None else None
-    return str(value) if value is not None else None
+def _status(f: Fields) -> NodeStatus:
+    value = f.data.get("status")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise f.bad("status", "a MAAS status number")
+    try:
+        return NodeStatus(value)
+    except ValueError:
+        raise f.bad("status", "a known MAAS status number (0 to 22)") from None
 
 
 @dataclass(frozen=True)
@@ -202,36 +211,37 @@ class Machine:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Machine:
-        try:
-            status = NodeStatus(int(data["status"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"machine object without a valid status: {data!r:.200}") from exc
-        owner_data = data.get("owner_data") or data.get("workload_annotations") or {}
+    def from_json(cls, data: Any) -> Machine:
+        """Parse and validate one machine object (MaasProtocolError when it is malformed)."""
+        f = Fields(data, "a machine object")
+        system_id = f.text("system_id", required=True)
+        if len(system_id) > 64 or not system_id.isprintable() or system_id.strip() != system_id:
+            raise f.bad("system_id", "a short printable identifier such as 'd8n3re'")
+        status = _status(f)
         return cls(
-            system_id=str(data["system_id"]),
-            hostname=str(data.get("hostname", "")),
+            system_id=system_id,
+            hostname=f.hostname("hostname"),
             status=status,
-            status_name=str(data.get("status_name") or status.label),
-            fqdn=str(data.get("fqdn") or ""),
-            status_message=data.get("status_message"),
-            error_description=str(data.get("error_description") or ""),
-            owner=data.get("owner") or None,
-            owner_data={str(k): str(v) for k, v in dict(owner_data).items()},
-            locked=bool(data.get("locked", False)),
-            architecture=str(data.get("architecture") or ""),
-            osystem=str(data.get("osystem") or ""),
-            distro_series=str(data.get("distro_series") or ""),
-            hwe_kernel=data.get("hwe_kernel"),
-            power_state=str(data.get("power_state") or "unknown"),
-            power_type=str(data.get("power_type") or ""),
-            tag_names=tuple(str(t) for t in data.get("tag_names") or ()),
-            pool=_name_of(data.get("pool")),
-            zone=_name_of(data.get("zone")),
-            cpu_count=int(data.get("cpu_count") or 0),
-            memory=int(data.get("memory") or 0),
-            ip_addresses=tuple(str(a) for a in data.get("ip_addresses") or ()),
-            raw=dict(data),
+            status_name=f.text("status_name") or status.label,
+            fqdn=f.hostname("fqdn"),
+            status_message=f.optional_text("status_message"),
+            error_description=f.text("error_description"),
+            owner=f.optional_text("owner") or None,
+            owner_data=f.text_map("owner_data", "workload_annotations"),
+            locked=f.boolean("locked"),
+            architecture=f.text("architecture"),
+            osystem=f.text("osystem"),
+            distro_series=f.text("distro_series"),
+            hwe_kernel=f.optional_text("hwe_kernel"),
+            power_state=f.text("power_state") or "unknown",
+            power_type=f.text("power_type"),
+            tag_names=f.text_list("tag_names"),
+            pool=f.name_of("pool"),
+            zone=f.name_of("zone"),
+            cpu_count=f.integer("cpu_count"),
+            memory=f.integer("memory"),
+            ip_addresses=f.text_list("ip_addresses"),
+            raw=dict(f.data),
         )
 
     @property
@@ -262,13 +272,14 @@ class BootResource:
     subarches: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BootResource:
-        subarches = str(data.get("subarches") or "")
+    def from_json(cls, data: Any) -> BootResource:
+        f = Fields(data, "a boot resource")
+        subarches = f.text("subarches")
         return cls(
-            id=int(data.get("id", 0)),
-            type=str(data.get("type", "")),
-            name=str(data["name"]),
-            architecture=str(data.get("architecture", "")),
+            id=f.integer("id"),
+            type=f.text("type"),
+            name=f.text("name", required=True),
+            architecture=f.text("architecture"),
             subarches=tuple(s for s in subarches.split(",") if s),
         )
 
@@ -298,16 +309,17 @@ class Event:
     username: str = "unknown"
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Event:
+    def from_json(cls, data: Any) -> Event:
+        f = Fields(data, "an event")
         return cls(
-            id=int(data.get("id", 0)),
-            node=data.get("node"),
-            hostname=str(data.get("hostname", "unknown")),
-            level=str(data.get("level", "INFO")),
-            created=str(data.get("created", "")),
-            type=str(data.get("type", "")),
-            description=str(data.get("description", "")),
-            username=str(data.get("username", "unknown")),
+            id=f.integer("id"),
+            node=f.optional_text("node"),
+            hostname=f.text("hostname", "unknown"),
+            level=f.text("level", "INFO"),
+            created=f.text("created"),
+            type=f.text("type"),
+            description=f.text("description"),
+            username=f.text("username", "unknown"),
         )
 
     def line(self) -> str:

@@ -14,6 +14,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from teuthology_maas.errors import (
     ConfigError,
+    InvalidNodeName,
+    InvalidOSName,
     MaasAuthError,
     MaasError,
     MaasUnavailable,
@@ -147,7 +149,7 @@ class Context:
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
-    if isinstance(exc, ConfigError | MissingExtra):
+    if isinstance(exc, ConfigError | MissingExtra | InvalidNodeName | InvalidOSName):
         return ExitCode.USAGE
     if isinstance(exc, MaasUnavailable | MaasAuthError):
         return ExitCode.UNREACHABLE

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from teuthology_maas import names
 from teuthology_maas.cli._common import (
     Context,
     ExitCode,
@@ -109,6 +110,9 @@ def _run_action(
     os_version: str = "22.04",
 ) -> int:
     """Run one provisioner action while a watcher shows the machine's status changes."""
+    # Checked before the first request: the name and OS go to MAAS, cloud-init and SSH.
+    names.parse_node_name(name)
+    names.check_os(os_type, os_version)
     watch_client = ctx.client(interactive=True)
     machine = find_machine(watch_client, name)
     provisioner = _make_provisioner(ctx, cfg, name, os_type, os_version)

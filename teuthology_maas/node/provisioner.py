@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from teuthology_maas import names
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.endpoint import Endpoint, endpoint_for
 from teuthology_maas.errors import (
@@ -54,12 +55,10 @@ _MAX_STEPS = 8
 
 
 def split_name(name: str) -> tuple[str, str | None]:
-    """`user@host.domain` / `host.domain` / `host` -> (short hostname, FQDN or None)."""
-    host = name.strip().rpartition("@")[2].strip().rstrip(".")
-    if not host:
-        raise MachineNotFound(f"no hostname in {name!r}; expected host, host.domain or user@host")
-    short = host.split(".", 1)[0]
-    return short, (host if "." in host else None)
+    """`user@host.domain` / `host.domain` / `host` -> (short hostname, FQDN or None); an
+    invalid name raises InvalidNodeName."""
+    node = names.parse_node_name(name)
+    return node.short, node.fqdn
 
 
 def default_owner() -> str:
@@ -92,10 +91,10 @@ class MaasProvisioner:
         machine_type: str | None = None,
         deploy_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.name = name
+        # Checked before anything else: job input reaches MAAS, cloud-init, SSH and paths.
         self.shortname, given_fqdn = split_name(name)
-        self.os_type = os_type
-        self.os_version = str(os_version)
+        self.os_type, self.os_version = names.check_os(os_type, os_version)
+        self.name = name
         if endpoint is not None and client is not None and client is not endpoint.client:
             raise TypeError("MaasProvisioner: give a client or an endpoint, not both")
         if config is None:

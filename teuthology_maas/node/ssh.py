@@ -9,11 +9,17 @@ after create()), so a known_hosts entry could only ever be stale.
 
 Where to connect comes from the config's `ssh_config` file (HostName, Port, User, IdentityFile,
 IdentitiesOnly, ProxyCommand, ConnectTimeout), then `ssh_user` / `ssh_private_key`.
+
+Nothing that came from a job reaches ssh or paramiko as an option: the node name is checked
+as a hostname (so `%h` in a lab's `ProxyCommand ssh -W %h:%p jump` expands to a hostname and
+nothing else), and so are the host, user and port the ssh_config maps it to.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import shlex
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import paramiko
 
-from teuthology_maas.errors import ConfigError, SSHNotReady
+from teuthology_maas import names
+from teuthology_maas.errors import ConfigError, InvalidNodeName, SSHNotReady
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
@@ -42,6 +49,7 @@ __all__ = [
 ]
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
+_LOGIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 _INITIAL_DELAY = 1.0
 _MAX_DELAY = 15.0
 
@@ -88,9 +96,10 @@ class SSHTarget:
         """Apply the config's ssh_config file (if any) to `fqdn`; its User and IdentityFile
         win over ssh_user, and ssh_private_key is tried before its IdentityFiles. A short name
         gets the config's lab_domain, as teuthology names nodes by FQDN."""
+        fqdn = names.parse_node_name(fqdn).host
         lab_domain = getattr(cfg, "lab_domain", None)
         if lab_domain and "." not in fqdn:
-            fqdn = f"{fqdn}.{lab_domain}"
+            fqdn = names.parse_node_name(f"{fqdn}.{lab_domain}").host
         options = _lookup_ssh_config(cfg.ssh_config, fqdn)
         keys: list[str] = []
         if cfg.ssh_private_key:
@@ -112,11 +121,14 @@ class SSHTarget:
                 "ConnectTimeout",
                 key="ssh_config",
             ) from None
+        hostname = str(options.get("hostname", fqdn))
+        user = str(options.get("user") or cfg.ssh_user)
+        _check_dialled(cfg.ssh_config, fqdn, hostname, user, port)
         return cls(
             name=fqdn,
-            hostname=str(options.get("hostname", fqdn)),
+            hostname=hostname,
             port=port,
-            user=str(options.get("user") or cfg.ssh_user),
+            user=user,
             key_filenames=tuple(dict.fromkeys(keys)),
             identities_only=str(options.get("identitiesonly", "no")).lower() == "yes",
             proxy_command=str(options["proxycommand"]) if options.get("proxycommand") else None,
@@ -128,6 +140,39 @@ class SSHTarget:
         if (self.hostname, self.port) != (self.name, 22):
             where += f" ({self.hostname} port {self.port})"
         return where
+
+
+def _check_dialled(source: str | None, fqdn: str, hostname: str, user: str, port: int) -> None:
+    """What is dialled must be a hostname or address, a login name and a port: never
+    something ssh (run by a ProxyCommand) could read as an option."""
+    problem = None
+    if not _is_address(hostname) and not _is_hostname(hostname):
+        problem = f"HostName {hostname[:100]!r} is not a hostname or address"
+    if not _LOGIN.fullmatch(user):
+        problem = f"user {user!r} is not a login name"
+    if not 0 < port < 65536:
+        problem = f"port {port} is not a TCP port"
+    if problem is not None:
+        where = f"ssh_config {source}" if source else "maas: ssh_user"
+        raise ConfigError(
+            f"{where} for {fqdn}: {problem}; refused, it would reach ssh as an option",
+            key="ssh_config",
+        )
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_hostname(text: str) -> bool:
+    try:
+        return "@" not in text and bool(names.parse_node_name(text).host == text.rstrip("."))
+    except InvalidNodeName:
+        return False
 
 
 def _lookup_ssh_config(path: str | None, host: str) -> Mapping[str, Any]:
