@@ -6,7 +6,9 @@ key, config and pid file, logging in the current user only. Its authorized_keys 
 user_data, so a login works exactly when the key injected through user_data is right. A
 ForceCommand wrapper serves `<ssh_root>/<hostname>/os-release` for `/etc/os-release` (and
 `/usr/lib/os-release`) and `<ssh_root>/<hostname>/boot-finished` for cloud-init's sentinel;
-everything else runs on this host as is.
+everything else runs on this host as is, or, for a fleet started with `sandbox=True`, inside
+the node's own mount namespace (teuthology_maas.testing.node_sandbox), so that a teuthology job's
+commands never change the host.
 
 The fleet writes an ssh_config that maps `<hostname>` and `<hostname>.<any domain>` to the
 right port, user and key: point the library's `maas.ssh_config` at it. Servers are stopped by
@@ -35,6 +37,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from teuthology_maas.testing.node_sandbox import check_sandbox_supported, write_sandbox
 
 __all__ = ["SSHD_PATH", "KeyPair", "MachineSSHD", "SSHDFleet", "free_port"]
 
@@ -119,31 +123,32 @@ def _quote_config(value: str | Path) -> str:
     return '"' + str(value).replace('"', '\\"') + '"'
 
 
-def _wrapper_script(machine_dir: Path) -> str:
+def _wrapper_script(machine_dir: Path, run: str = 'exec /bin/bash -c "$command"\n') -> str:
     directory = shlex.quote(str(machine_dir))
     return f"""#!/bin/bash
 # ForceCommand of a simulated machine: the files a provisioner checks on a deployed node are
 # served from this machine's directory; any other command runs unchanged.
 machine_dir={directory}
 command=${{SSH_ORIGINAL_COMMAND-}}
-if [ -z "$command" ]; then exec /bin/bash -l; fi
+if [ -z "$command" ]; then command="exec /bin/bash -l"; fi
 command=${{command//"{OS_RELEASE}"/"$machine_dir/os-release"}}
 command=${{command//"{OS_RELEASE_FALLBACK}"/"$machine_dir/os-release"}}
 command=${{command//"{BOOT_FINISHED}"/"$machine_dir/boot-finished"}}
-exec /bin/bash -c "$command"
-"""
+{run}"""
 
 
 class MachineSSHD:
     """One sshd serving one simulated machine on 127.0.0.1:`port`."""
 
     def __init__(
-        self, hostname: str, machine_dir: Path, workdir: Path, *, user: str, port: int | None = None
+        self, hostname: str, machine_dir: Path, workdir: Path, *, user: str,
+        port: int | None = None, sandbox: bool = False,
     ) -> None:
         self.hostname = hostname
         self.machine_dir = Path(machine_dir)
         self.workdir = Path(workdir)
         self.user = user
+        self.sandbox = sandbox
         self.port = port or free_port()
         self._fixed_port = port is not None
         self._process: subprocess.Popen[bytes] | None = None
@@ -167,7 +172,11 @@ class MachineSSHD:
         if not host_key.exists():
             _ssh_keygen(host_key, f"host-key-{self.hostname}")
         wrapper = self.workdir / "node-command"
-        wrapper.write_text(_wrapper_script(self.machine_dir), encoding="utf-8")
+        if self.sandbox:
+            run = write_sandbox(self.machine_dir, self.workdir)
+            wrapper.write_text(_wrapper_script(self.machine_dir, run), encoding="utf-8")
+        else:
+            wrapper.write_text(_wrapper_script(self.machine_dir), encoding="utf-8")
         wrapper.chmod(0o755)
         config = self.workdir / "sshd_config"
         lines = {
@@ -280,7 +289,11 @@ class SSHDFleet:
         workdir: Path | str | None = None,
         keypair: KeyPair | None = None,
         user: str | None = None,
+        sandbox: bool = False,
     ) -> None:
+        if sandbox:
+            check_sandbox_supported()
+        self.sandbox = sandbox
         self.ssh_root = Path(ssh_root)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="teuthology-maas-sshd-"))
@@ -294,7 +307,8 @@ class SSHDFleet:
         if hostname in self.servers:
             return self.servers[hostname]
         server = MachineSSHD(
-            hostname, self.ssh_root / hostname, self.workdir / "machines" / hostname, user=self.user
+            hostname, self.ssh_root / hostname, self.workdir / "machines" / hostname,
+            user=self.user, sandbox=self.sandbox,
         )
         self.servers[hostname] = server
         return server
@@ -308,9 +322,11 @@ class SSHDFleet:
         workdir: Path | str | None = None,
         keypair: KeyPair | None = None,
         user: str | None = None,
+        sandbox: bool = False,
     ) -> SSHDFleet:
-        """A fleet whose servers all listen already."""
-        fleet = cls(hostnames, ssh_root, workdir=workdir, keypair=keypair, user=user)
+        """A fleet whose servers all listen already (sandboxed: see testing.node_sandbox)."""
+        fleet = cls(hostnames, ssh_root, workdir=workdir, keypair=keypair, user=user,
+                    sandbox=sandbox)
         try:
             fleet.start()
         except BaseException:
