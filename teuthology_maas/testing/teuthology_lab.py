@@ -79,9 +79,16 @@ def _patch(module):
         if port and _SSHClient is None:
             import paramiko
 
+            name = user_at_host.rsplit("@", 1)[-1]
+
             class PortClient(paramiko.SSHClient):
                 def connect(self, hostname, *args, **kwargs):
                     kwargs["port"] = port
+                    # teuthology registered the job's host key under the node's name;
+                    # paramiko looks it up under "[HostName]:Port" for a non-22 port
+                    known = self.get_host_keys()
+                    for keytype, key in (known.lookup(name) or {}).items():
+                        known.add(f"[{hostname}]:{port}", keytype, key)
                     return super().connect(hostname, *args, **kwargs)
 
             _SSHClient = PortClient
@@ -240,8 +247,10 @@ class TeuthologyLab:
         home.mkdir(parents=True, exist_ok=True)
         document: dict[str, Any] = {
             "lab_domain": lab_domain,
-            "lock_server": lock_server,
-            "results_server": lock_server,
+            # no trailing slash: teuthology builds f"{results_server}/runs/...", and paddles
+            # behind gunicorn answers the resulting "//runs/" with 404
+            "lock_server": lock_server.rstrip("/"),
+            "results_server": lock_server.rstrip("/"),
             "archive_base": str(root / "archive"),
             "reserve_machines": 0,
             "verify_host_keys": False,
