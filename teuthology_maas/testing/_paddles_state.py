@@ -39,6 +39,11 @@ JOB_KEYS = (
     "verbose", "pcp_grafana_url", "priority", "user", "queue", "package_source",
 )
 JOB_TIMES = ("posted", "started", "updated")
+# Job columns that are text in paddles: a number sent for them (pid, job_id) reads back as text.
+JOB_TEXT_KEYS = frozenset(JOB_KEYS) - {
+    "duration", "kernel", "last_in_suite", "nuke_on_error", "overrides", "priority", "roles",
+    "seed", "success", "targets", "tasks", "timestamp", "verbose",
+}
 JOB_STATUSES = ("pass", "fail", "queued", "running", "dead", "unknown", "waiting")
 FINAL_STATUSES = ("pass", "fail")  # a later "status" never replaces these
 # paddles' default (config.py.in): where a job's teuthology.log is published.
@@ -243,7 +248,8 @@ def update_job(job: dict[str, Any], data: Mapping[str, Any]) -> None:
         if key == "updated":
             job["updated"] = value
         elif key in JOB_KEYS:
-            job[key] = str(value) if key == "job_id" else value
+            text = key in JOB_TEXT_KEYS and isinstance(value, int | float)
+            job[key] = str(value) if text and not isinstance(value, bool) else value
 
 
 def job_targets(job: Mapping[str, Any]) -> list[str]:

@@ -40,7 +40,7 @@ from types import TracebackType
 
 from teuthology_maas.testing.node_sandbox import check_sandbox_supported, write_sandbox
 
-__all__ = ["SSHD_PATH", "KeyPair", "MachineSSHD", "SSHDFleet", "free_port"]
+__all__ = ["SSHD_PATH", "KeyPair", "MachineSSHD", "SSHDFleet", "die_with_parent", "free_port"]
 
 SSHD_PATH = "/usr/sbin/sshd"
 LOOPBACK = "127.0.0.1"
@@ -70,7 +70,7 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A preexec hook asking Linux to SIGTERM sshd when the process that started it dies, so
     a killed test run leaves no servers behind. Only from the main thread: the signal follows
     the starting thread, and a worker thread may end long before the servers should."""
@@ -226,7 +226,7 @@ class MachineSSHD:
                     stdout=log,
                     stderr=log,
                     start_new_session=True,  # its own group: stop() also ends login sessions
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
                 )
             with _running_lock:
                 _running.add(self)
