@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ import yaml
 from teuthology_maas.testing.sshd import LOOPBACK, die_with_parent, free_port
 from teuthology_maas.testing.teuthology_lab import Finished, Support, TeuthologyLab
 
-__all__ = ["BEANSTALKD_PATH", "Beanstalkd", "DispatcherLab", "SuiteRun", "job_config"]
+__all__ = ["BEANSTALKD_PATH", "Beanstalkd", "DispatcherLab", "Reimage", "SuiteRun", "job_config",
+           "reimages"]
 
 BEANSTALKD_PATH = "/usr/bin/beanstalkd"
 FINAL = ("pass", "fail", "dead")
@@ -133,6 +135,41 @@ def job_config(os_type: str, os_version: str, nodes: int = 1,
         "tasks": [{"exec": {"all-hosts": [command]}}],
         **OFFLINE_JOB, **extra,
     }
+
+
+# The adapter's own log lines around create() (teuthology_maas.teuthology.adapter), as a
+# supervisor's log has them, behind teuthology's timestamp.
+_STAMP = r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) \w+:teuthology_maas\.teuthology\.\S+:"
+_REIMAGING = re.compile(_STAMP + r"Reimaging (\S+) with (\S+) (\S+) through MAAS$", re.M)
+_REIMAGE_END = re.compile(
+    _STAMP + r"(?:Reimaged (\S+) with \S+ \S+ in|Reimaging (\S+) through MAAS failed after "
+    r"\S+ s: (.*))", re.M)
+
+
+@dataclass(frozen=True)
+class Reimage:
+    """One node's reimage as its supervisor logged it."""
+
+    node: str  # the FQDN
+    os: str  # "ubuntu 22.04"
+    seconds: float | None  # None: not finished in this log
+    error: str | None = None
+
+
+def reimages(supervisor_log: str) -> list[Reimage]:
+    """Every reimage a supervisor's log records, with its duration from the log's timestamps."""
+
+    def stamp(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+    started = {m[2]: (stamp(m[1]), f"{m[3]} {m[4]}") for m in _REIMAGING.finditer(supervisor_log)}
+    ended = {(m[2] or m[3]): (stamp(m[1]), m[4]) for m in _REIMAGE_END.finditer(supervisor_log)}
+    found = []
+    for node, (began, os_name) in started.items():
+        end = ended.get(node)
+        found.append(Reimage(node, os_name, None if end is None else round(end[0] - began, 1),
+                             None if end is None else end[1]))
+    return found
 
 
 @dataclass(frozen=True)
