@@ -9,6 +9,7 @@ from teuthology_maas.cli._checks import CheckResult, DoctorState
 from teuthology_maas.cli._checks_lab import (
     check_images,
     check_machine_types,
+    check_results_server,
     check_ssh_keys,
     check_templates,
 )
@@ -25,8 +26,9 @@ def register(subparsers: Any) -> None:
         "TLS); it accepts the API key (whoami); its version; every configured machine type "
         "has machines and some are Ready; the OS images are synced for every architecture in "
         "use; the user_data templates render to valid cloud-config; an SSH public key is "
-        "there to inject. Each check prints OK, WARN, FAIL or SKIP (an earlier check failed) "
-        "with a fix hint. Exit status 3 when any check FAILs.",
+        "there to inject; teuthology's results_server has no trailing slash. Each check "
+        "prints OK, WARN, FAIL or SKIP (an earlier check failed) with a fix hint. Exit status "
+        "3 when any check FAILs.",
     )
     add_common_options(parser, top_level=False)
     parser.add_argument(
@@ -80,6 +82,7 @@ CHECKS = (
     check_images,
     check_templates,
     check_ssh_keys,
+    check_results_server,
 )
 
 
