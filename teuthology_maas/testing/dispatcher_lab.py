@@ -15,7 +15,8 @@ MAAS). All of it is stock teuthology 1.3.0; what it needs here, beyond a Teuthol
 - no package or ceph-cm-ansible steps: `verify_ceph_hash: false`, `ceph_cm_ansible: false`
   (job keys), `suite_verify_ceph_hash: false`, `-k none`;
 - a short `watchdog_interval` (the supervisor sleeps that long before it first checks its job);
-- sandboxed nodes (SSHDFleet(sandbox=True)): a job's commands must not change the host;
+- sandboxed nodes (SSHDFleet(sandbox=True), see teuthology_maas.testing.node_command): a
+  job's commands must not change the host;
 - the dispatcher's quirks: it refuses to start beside another one on the same tube (the tube is
   the machine type, so each lab uses its own), it watches fixed sentinel files under /tmp
   (never created here), it reserves with a 60 s timeout (so it is stopped, not waited for, once
@@ -41,7 +42,8 @@ from typing import Any
 import requests
 import yaml
 
-from teuthology_maas.testing.sshd import LOOPBACK, die_with_parent, free_port
+from teuthology_maas.testing.processes import die_with_parent
+from teuthology_maas.testing.sshd import LOOPBACK, free_port
 from teuthology_maas.testing.teuthology_lab import Finished, Support, TeuthologyLab
 
 __all__ = ["BEANSTALKD_PATH", "Beanstalkd", "DispatcherLab", "Reimage", "SuiteRun", "job_config",

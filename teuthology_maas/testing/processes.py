@@ -11,13 +11,16 @@ else's. `end_processes` then ends them one PID at a time: SIGTERM, a bounded wai
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
+import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["alive", "end_processes", "marked_processes"]
+__all__ = ["alive", "die_with_parent", "end_processes", "marked_processes"]
 
 
 def alive(pid: int) -> bool:
@@ -66,3 +69,24 @@ def end_processes(pids: Iterable[int], *, grace: float = 10.0) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return pending
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A preexec hook asking Linux to SIGTERM the child when the process that started it dies,
+    so a killed test run leaves no servers behind. Only from the main thread: the signal
+    follows the starting thread, and a worker thread may end long before the child should."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return hook

@@ -7,7 +7,7 @@ user_data, so a login works exactly when the key injected through user_data is r
 ForceCommand wrapper serves `<ssh_root>/<hostname>/os-release` for `/etc/os-release` (and
 `/usr/lib/os-release`) and `<ssh_root>/<hostname>/boot-finished` for cloud-init's sentinel;
 everything else runs on this host as is, or, for a fleet started with `sandbox=True`, inside
-the node's own mount namespace (teuthology_maas.testing.node_sandbox), so that a teuthology job's
+the node's own mount namespace (teuthology_maas.testing.node_command), so that a teuthology job's
 commands never change the host.
 
 The fleet writes an ssh_config that maps `<hostname>` and `<hostname>.<any domain>` to the
@@ -21,32 +21,27 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import getpass
 import os
-import shlex
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from teuthology_maas.testing.node_sandbox import check_sandbox_supported, write_sandbox
+from teuthology_maas.testing.node_command import check_sandbox_supported, node_command
+from teuthology_maas.testing.processes import die_with_parent
 
-__all__ = ["SSHD_PATH", "KeyPair", "MachineSSHD", "SSHDFleet", "die_with_parent", "free_port"]
+__all__ = ["SSHD_PATH", "KeyPair", "MachineSSHD", "SSHDFleet", "free_port"]
 
 SSHD_PATH = "/usr/sbin/sshd"
 LOOPBACK = "127.0.0.1"
-OS_RELEASE = "/etc/os-release"
-OS_RELEASE_FALLBACK = "/usr/lib/os-release"  # where os-release(5) says to look next
-BOOT_FINISHED = "/var/lib/cloud/instance/boot-finished"
 _PRIVSEP_DIR = Path("/run/sshd")  # compiled into Debian's sshd; needed when it runs as root
 
 _running: set[MachineSSHD] = set()
@@ -68,27 +63,6 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A preexec hook asking Linux to SIGTERM sshd when the process that started it dies, so
-    a killed test run leaves no servers behind. Only from the main thread: the signal follows
-    the starting thread, and a worker thread may end long before the servers should."""
-    if not sys.platform.startswith("linux") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-    return hook
 
 
 def _ssh_keygen(path: Path, comment: str) -> None:
@@ -121,20 +95,6 @@ class KeyPair:
 
 def _quote_config(value: str | Path) -> str:
     return '"' + str(value).replace('"', '\\"') + '"'
-
-
-def _wrapper_script(machine_dir: Path, run: str = 'exec /bin/bash -c "$command"\n') -> str:
-    directory = shlex.quote(str(machine_dir))
-    return f"""#!/bin/bash
-# ForceCommand of a simulated machine: the files a provisioner checks on a deployed node are
-# served from this machine's directory; any other command runs unchanged.
-machine_dir={directory}
-command=${{SSH_ORIGINAL_COMMAND-}}
-if [ -z "$command" ]; then command="exec /bin/bash -l"; fi
-command=${{command//"{OS_RELEASE}"/"$machine_dir/os-release"}}
-command=${{command//"{OS_RELEASE_FALLBACK}"/"$machine_dir/os-release"}}
-command=${{command//"{BOOT_FINISHED}"/"$machine_dir/boot-finished"}}
-{run}"""
 
 
 class MachineSSHD:
@@ -172,11 +132,9 @@ class MachineSSHD:
         if not host_key.exists():
             _ssh_keygen(host_key, f"host-key-{self.hostname}")
         wrapper = self.workdir / "node-command"
-        if self.sandbox:
-            run = write_sandbox(self.machine_dir, self.workdir)
-            wrapper.write_text(_wrapper_script(self.machine_dir, run), encoding="utf-8")
-        else:
-            wrapper.write_text(_wrapper_script(self.machine_dir), encoding="utf-8")
+        wrapper.write_text(
+            node_command(self.machine_dir, self.workdir, sandbox=self.sandbox), encoding="utf-8"
+        )
         wrapper.chmod(0o755)
         config = self.workdir / "sshd_config"
         lines = {
@@ -324,7 +282,7 @@ class SSHDFleet:
         user: str | None = None,
         sandbox: bool = False,
     ) -> SSHDFleet:
-        """A fleet whose servers all listen already (sandboxed: see testing.node_sandbox)."""
+        """A fleet whose servers all listen already (sandboxed: see testing.node_command)."""
         fleet = cls(hostnames, ssh_root, workdir=workdir, keypair=keypair, user=user,
                     sandbox=sandbox)
         try:

@@ -1,6 +1,12 @@
-"""Sandboxed loopback "nodes": a job's commands run as root but never change the host.
+"""What a loopback "node" runs for each SSH command: its sshd's ForceCommand.
 
-A teuthology job runs real commands on its nodes: it edits `/etc/sudoers`, creates
+The plain command serves the files a provisioner checks on a deployed node from the node's
+directory (`<machine_dir>/os-release` for /etc/os-release and /usr/lib/os-release,
+`<machine_dir>/boot-finished` for cloud-init's sentinel) and runs everything else on this host
+as is. That is enough for teuthology-lock and the provisioner's own SSH checks.
+
+Sandboxed (`sandbox=True`), a job's commands run as root but never change the host. A
+teuthology job runs real commands on its nodes: it edits `/etc/sudoers`, creates
 `/home/ubuntu/cephtest`, appends to `/etc/sysctl.conf`, sets `kernel.core_pattern`. When the
 nodes are loopback sshd processes on the test machine (teuthology_maas.testing.sshd), every
 such command would land on the host, and two nodes would share one test directory. So with
@@ -27,14 +33,18 @@ import os
 import shlex
 from pathlib import Path
 
-__all__ = ["SANDBOX_MARKER", "check_sandbox_supported", "write_sandbox"]
+__all__ = ["BOOT_FINISHED", "OS_RELEASE", "SANDBOX_MARKER", "check_sandbox_supported",
+           "node_command"]
 
+OS_RELEASE = "/etc/os-release"
+OS_RELEASE_FALLBACK = "/usr/lib/os-release"  # where os-release(5) says to look next
+BOOT_FINISHED = "/var/lib/cloud/instance/boot-finished"
 SANDBOX_MARKER = "/run/.containerenv"
 _UNSHARE = "/usr/bin/unshare"
 _FLOCK = "/usr/bin/flock"
 
 SUDO_SHIM = """#!/bin/bash
-# TEST-ONLY sudo of a sandboxed loopback node (teuthology_maas.testing.node_sandbox): the SSH
+# TEST-ONLY sudo of a sandboxed loopback node (teuthology_maas.testing.node_command): the SSH
 # session already runs as root in the node's own mount namespace. Options are dropped,
 # VAR=value arguments exported, the rest run as is.
 while [ $# -gt 0 ]; do
@@ -58,7 +68,7 @@ def _enter_script(machine_dir: Path, shim_dir: Path) -> str:
     """Runs inside the new mount namespace: prepare the node's disk, mount, run the command."""
     disk = machine_dir / "disk"
     return f"""#!/bin/bash
-# Inside a sandboxed node's mount namespace (teuthology_maas.testing.node_sandbox).
+# Inside a sandboxed node's mount namespace (teuthology_maas.testing.node_command).
 set -eu
 machine_dir={shlex.quote(str(machine_dir))}
 disk={shlex.quote(str(disk))}
@@ -94,9 +104,25 @@ def check_sandbox_supported() -> None:
             raise RuntimeError(f"sandboxed loopback nodes need {tool} (util-linux)")
 
 
-def write_sandbox(machine_dir: Path, workdir: Path) -> str:
-    """Write the node's sandbox helpers under `workdir`; return the body of the ForceCommand
-    that runs `$command` (already set by the caller) inside the sandbox."""
+def node_command(machine_dir: Path, workdir: Path, *, sandbox: bool = False) -> str:
+    """The node's ForceCommand script (sandboxed: its helpers are written under `workdir`)."""
+    directory = shlex.quote(str(machine_dir))
+    run = _write_sandbox(machine_dir, workdir) if sandbox else 'exec /bin/bash -c "$command"\n'
+    return f"""#!/bin/bash
+# ForceCommand of a simulated machine: the files a provisioner checks on a deployed node are
+# served from this machine's directory; any other command runs unchanged.
+machine_dir={directory}
+command=${{SSH_ORIGINAL_COMMAND-}}
+if [ -z "$command" ]; then command="exec /bin/bash -l"; fi
+command=${{command//"{OS_RELEASE}"/"$machine_dir/os-release"}}
+command=${{command//"{OS_RELEASE_FALLBACK}"/"$machine_dir/os-release"}}
+command=${{command//"{BOOT_FINISHED}"/"$machine_dir/boot-finished"}}
+{run}"""
+
+
+def _write_sandbox(machine_dir: Path, workdir: Path) -> str:
+    """Write the node's sandbox helpers under `workdir`; return the line of the ForceCommand
+    that runs `$command` inside the sandbox."""
     for path in (machine_dir, workdir):
         # overlayfs options are comma-separated, and its paths cannot hold ':'
         if any(c in str(path) for c in ",:"):
