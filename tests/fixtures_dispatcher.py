@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests._waiting import wait_until
+from tests._maas_view import MaasView
 from teuthology_maas.testing.dispatcher_lab import Beanstalkd, DispatcherLab
 from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.lockserver import LockServer
@@ -71,7 +71,7 @@ def host_fingerprint() -> dict[str, str]:
 
 
 @dataclass
-class DispatchLab:
+class DispatchLab(MaasView):
     """One test's world: the dispatcher lab plus the stand-ins it talks to."""
 
     mode: str
@@ -81,23 +81,8 @@ class DispatchLab:
     paddles: LockServer
     hostnames: list[str]
 
-    @property
-    def sim(self) -> Any:
-        return self.maas.sim
-
     def fqdn(self, hostname: str) -> str:
         return f"{hostname}.{LAB_DOMAIN}"
-
-    def status(self, hostname: str) -> str:
-        return str(self.sim.machine(hostname)["status_name"])
-
-    def statuses(self) -> dict[str, str]:
-        return {h: self.status(h) for h in self.hostnames}
-
-    def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-        return wait_until(predicate, timeout=timeout, interval=0.1,
-                          failure=lambda: f"timed out waiting for {what}; MAAS shows "
-                                          f"{self.statuses()}")
 
     def release_erase_flags(self) -> dict[str, set[str]]:
         """Per hostname, the erase flags (form fields set true) of its last release request."""
