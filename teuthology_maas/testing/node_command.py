@@ -72,18 +72,28 @@ def _enter_script(machine_dir: Path, shim_dir: Path) -> str:
 set -eu
 machine_dir={shlex.quote(str(machine_dir))}
 disk={shlex.quote(str(disk))}
-exec 9>"$machine_dir/.disk.lock"
-{_FLOCK} 9
-deployment=$(cat "$machine_dir/boot-finished" 2>/dev/null || echo not-deployed)
-if [ "$(cat "$disk/.deployment" 2>/dev/null || true)" != "$deployment" ]; then
-    # a new deployment: a fresh root filesystem, as a reimage gives
-    rm -rf "$disk"
-    mkdir -p "$disk/etc" "$disk/.etc-work" "$disk/home" "$disk/run"
-    [ -e /etc/sudoers ] || printf 'root ALL=(ALL:ALL) NOPASSWD: ALL\\n' > "$disk/etc/sudoers"
-    : > "$disk{SANDBOX_MARKER}"
-    printf '%s' "$deployment" > "$disk/.deployment"
+stamp() {{  # stamp VAR FILE: VAR = the file's first line (or "not-deployed"), no fork
+    local line=not-deployed
+    if [ -r "$2" ]; then IFS= read -r line < "$2" || true; fi
+    printf -v "$1" '%s' "$line"
+}}
+stamp deployment "$machine_dir/boot-finished"
+stamp prepared "$disk/.deployment"
+if [ "$prepared" != "$deployment" ]; then
+    exec 9>"$machine_dir/.disk.lock"
+    {_FLOCK} 9
+    stamp deployment "$machine_dir/boot-finished"
+    stamp prepared "$disk/.deployment"
+    if [ "$prepared" != "$deployment" ]; then
+        # a new deployment: a fresh root filesystem, as a reimage gives
+        rm -rf "$disk"
+        mkdir -p "$disk/etc" "$disk/.etc-work" "$disk/home" "$disk/run"
+        [ -e /etc/sudoers ] || printf 'root ALL=(ALL:ALL) NOPASSWD: ALL\\n' > "$disk/etc/sudoers"
+        : > "$disk{SANDBOX_MARKER}"
+        printf '%s\\n' "$deployment" > "$disk/.deployment"
+    fi
+    exec 9>&-
 fi
-exec 9>&-
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$disk/etc,workdir=$disk/.etc-work" /etc
 mount --bind "$disk/home" /home
 mount --bind "$disk/run" /run
