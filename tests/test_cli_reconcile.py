@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests._cli_support import CONTROL_CHARS, run_cli
-from teuthology_maas import fleet
 from teuthology_maas.cli._common import ExitCode
+from teuthology_maas.endpoint import forget_endpoints
 from teuthology_maas.simulator import ManualClock
 from teuthology_maas.testing.lockserver import LockServer
 
@@ -20,7 +20,7 @@ DOMAIN = "front.example.com"
 @pytest.fixture(autouse=True)
 def _forget_pollers() -> Iterator[None]:
     yield
-    fleet.forget_pollers()
+    forget_endpoints()
 
 
 @pytest.fixture

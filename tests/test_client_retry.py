@@ -410,24 +410,18 @@ def test_parse_retry_after(header, expected):
     assert parse_retry_after(header, now=lambda: now) == expected
 
 
-def test_action_cap_is_shared_per_api_root_and_fixed_by_the_first_client():
-    from teuthology_maas.maas import limits as _limits
+def test_action_cap_holds_its_size_and_each_lone_client_has_its_own():
+    from teuthology_maas.maas.transport import action_cap
 
-    root = "http://cap-test.invalid/MAAS/api/2.0/"
-    first = _limits.action_semaphore(root, 3)
-    assert _limits.action_semaphore(root, 10) is first
-    assert _limits.limit_of(root) == 3
-    assert _limits.action_semaphore(root + "other/", 1) is not first
-    held = [first.acquire(blocking=False) for _ in range(4)]
+    cap = action_cap(3)
+    held = [cap.acquire(blocking=False) for _ in range(4)]  # type: ignore[attr-defined]
     assert held == [True, True, True, False]
-    for _ in range(3):
-        first.release()
-    with pytest.raises(ValueError):
-        _limits.action_semaphore("http://x/", 0)
-    del first, held
-    import gc
-
-    gc.collect()
-    # Once nobody uses the endpoint's semaphore, a new client starts with its own size.
-    assert _limits.limit_of(root) is None
-    assert _limits.action_semaphore(root, 10).size == 10
+    with pytest.raises(ValueError, match="max_concurrent_actions must be >= 1, got 0"):
+        action_cap(0)
+    with pytest.raises(ValueError, match="max_concurrent_actions must be >= 1"):
+        MaasClient(ROOT, API_KEY, max_concurrent_actions=0)
+    # Sharing a cap is the Endpoint's business (tests/test_endpoint.py): clients made apart
+    # cap themselves apart, unless they are handed one.
+    first, second = MaasClient(ROOT, API_KEY), MaasClient(ROOT, API_KEY)
+    assert first.action_cap is not second.action_cap
+    assert MaasClient(ROOT, API_KEY, action_cap=cap).action_cap is cap

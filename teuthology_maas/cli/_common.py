@@ -21,6 +21,7 @@ from teuthology_maas.errors import (
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.endpoint import Endpoint
     from teuthology_maas.maas.client import MaasClient
 
 
@@ -72,6 +73,7 @@ class Context:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     _config: MaasConfig | None = None
     _clients: list[MaasClient] = field(default_factory=list)
+    _endpoints: list[Endpoint] = field(default_factory=list)
 
     @property
     def is_tty(self) -> bool:
@@ -108,6 +110,16 @@ class Context:
             overrides["retry"] = RetryPolicy(max_attempts=3, max_total=10.0, backoff_initial=0.5)
         return self.track(MaasClient.from_config(self.config(), **overrides))
 
+    def endpoint(self) -> Endpoint:
+        """The configured MAAS endpoint, as the library and teuthology get it (for the
+        provisioner); its client is closed when the command ends."""
+        from teuthology_maas.endpoint import endpoint_for
+
+        endpoint = endpoint_for(self.config())
+        if endpoint not in self._endpoints:
+            self._endpoints.append(endpoint)
+        return endpoint
+
     def track(self, client: MaasClient) -> MaasClient:
         """Close `client` when the command ends."""
         self._clients.append(client)
@@ -116,6 +128,8 @@ class Context:
     def close(self) -> None:
         while self._clients:
             self._clients.pop().close()
+        while self._endpoints:
+            self._endpoints.pop().close()
 
     def out(self, text: str = "") -> None:
         self.stdout.write(text + "\n")

@@ -95,7 +95,7 @@ def _make_provisioner(
     from teuthology_maas.node.provisioner import MaasProvisioner
 
     return MaasProvisioner(
-        name, os_type=os_type, os_version=os_version, config=cfg, client=ctx.client()
+        name, os_type=os_type, os_version=os_version, config=cfg, endpoint=ctx.endpoint()
     )
 
 

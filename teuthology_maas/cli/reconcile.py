@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli._inventory import (
@@ -23,6 +23,9 @@ from teuthology_maas.cli._reconcile import (
 )
 from teuthology_maas.cli._table import paint
 from teuthology_maas.errors import MaasError
+
+if TYPE_CHECKING:
+    from teuthology_maas.endpoint import Endpoint
 
 _KIND_COLOURS = {"leak": "\x1b[31m", "drift": "\x1b[33m", "stuck": "\x1b[35m"}
 
@@ -90,7 +93,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         failed = False
         if args.apply:
             # releases get the library's full retry budget, like any teuthology unlock
-            failed = apply_leaks(ctx, cfg, ctx.client(), paddles, findings)
+            failed = apply_leaks(ctx, cfg, ctx.endpoint(), paddles, findings)
     finally:
         paddles.close()
 
@@ -113,7 +116,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def apply_leaks(
-    ctx: Context, cfg: Any, client: Any, paddles: PaddlesReader, findings: list[Finding]
+    ctx: Context, cfg: Any, endpoint: Endpoint, paddles: PaddlesReader, findings: list[Finding]
 ) -> bool:
     """Release every leak through the provisioner (which enforces ownership). Returns True when
     any release failed."""
@@ -134,7 +137,7 @@ def apply_leaks(
             failed = True
             continue
         try:
-            MaasProvisioner(finding.hostname, config=cfg, client=client).release()
+            MaasProvisioner(finding.hostname, config=cfg, endpoint=endpoint).release()
         except MaasError as exc:
             finding.action = f"release failed: {type(exc).__name__}: {exc}"
             failed = True

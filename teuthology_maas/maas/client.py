@@ -20,7 +20,7 @@ from requests_oauthlib import OAuth1
 from teuthology_maas.config import ApiKey, MaasConfig, normalize_api_url
 from teuthology_maas.errors import MaasError, MaasNotFound
 from teuthology_maas.maas.retry import RetryPolicy
-from teuthology_maas.maas.transport import Transport, build_session
+from teuthology_maas.maas.transport import ActionCap, Transport, build_session
 from teuthology_maas.maas.wire import csv, encode_user_data, path_segment
 from teuthology_maas.models import BootResource, Event, Machine, NodeStatus
 
@@ -53,6 +53,7 @@ class MaasClient:
         timeout: float = 30.0,
         pool_size: int = DEFAULT_POOL_SIZE,
         max_concurrent_actions: int = 16,
+        action_cap: ActionCap | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -62,6 +63,7 @@ class MaasClient:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.timeout = float(timeout)
+        self.max_concurrent_actions = max_concurrent_actions
         self.username: str | None = None
         auth = OAuth1(
             client_key=self.api_key.consumer_key,
@@ -78,6 +80,7 @@ class MaasClient:
             timeout=self.timeout,
             policy=retry or RetryPolicy(),
             max_concurrent_actions=max_concurrent_actions,
+            cap=action_cap,
             sleep=sleep,
             clock=clock,
         )
@@ -107,6 +110,12 @@ class MaasClient:
     @property
     def retry_policy(self) -> RetryPolicy:
         return self._transport.policy
+
+    @property
+    def action_cap(self) -> ActionCap:
+        """Held around every state-changing call: at most `max_concurrent_actions` at once
+        (shared by everything that uses this client; an Endpoint may pass a shared one)."""
+        return self._transport.cap
 
     # ---- account and region --------------------------------------------------------------
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,6 @@ from teuthology_maas.errors import (
     MaasUnavailable,
     NoMachineAvailable,
 )
-from teuthology_maas.maas import limits as _limits
 from teuthology_maas.maas import wire as _wire
 from teuthology_maas.maas.retry import (
     UNCERTAIN_STATUSES,
@@ -55,6 +56,18 @@ _TRANSIENT = (
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
+
+# The cap on concurrent state-changing calls: held around each POST/PUT/DELETE. A
+# `threading.BoundedSemaphore` by default (one per client); an Endpoint may hand its client
+# another, e.g. one shared with the other processes of the host.
+ActionCap = AbstractContextManager[object]
+
+
+def action_cap(size: int) -> ActionCap:
+    """A cap letting `size` state-changing calls through at once (gevent-cooperative)."""
+    if size < 1:
+        raise ValueError(f"max_concurrent_actions must be >= 1, got {size}")
+    return threading.BoundedSemaphore(size)
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,7 @@ class Transport:
         timeout: float,
         policy: RetryPolicy,
         max_concurrent_actions: int,
+        cap: ActionCap | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -171,7 +185,7 @@ class Transport:
         self.max_concurrent_actions = max_concurrent_actions
         self._sleep = sleep
         self._clock = clock
-        self._actions = _limits.action_semaphore(base_url, max_concurrent_actions)
+        self.cap = cap if cap is not None else action_cap(max_concurrent_actions)
 
     def call(
         self,
@@ -232,7 +246,7 @@ class Transport:
     ) -> requests.Response:
         began = time.monotonic()
         # State-changing requests share the per-MAAS cap on concurrent actions; reads do not.
-        gate = self._actions if method in _STATE_CHANGING else contextlib.nullcontext()
+        gate = self.cap if method in _STATE_CHANGING else contextlib.nullcontext()
         try:
             with gate:
                 response = self.session.request(

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
-from teuthology_maas import fleet
 from teuthology_maas.errors import (
     MaasConflict,
     MaasError,
@@ -37,7 +36,7 @@ from teuthology_maas.node.recovery import recover_stuck_release
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
-    from teuthology_maas.maas.client import MaasClient
+    from teuthology_maas.endpoint import Endpoint
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
 
@@ -68,14 +67,15 @@ class NodeActions:
 
     def __init__(
         self,
-        client: MaasClient,
+        endpoint: Endpoint,
         config: MaasConfig,
         username: str,
         machine: Machine,
         *,
         actor: str | None = None,
     ) -> None:
-        self.client = client
+        self.endpoint = endpoint
+        self.client = endpoint.client
         self.config = config
         self.username = username
         # Who the actions are for (teuthology owner, run, job): goes into MAAS's event log.
@@ -266,7 +266,7 @@ class NodeActions:
         timeout: float,
     ) -> Machine:
         """Wait until MAAS shows a target or failure status (raises MaasTimeout)."""
-        poller = fleet.poller_for(self.client, config=self.config)
+        poller = self.endpoint.status_poller(self.config)
         machine = poller.wait(
             self.system_id,
             targets=frozenset(targets),
@@ -332,7 +332,7 @@ class NodeActions:
         return self.last
 
     def _kick(self) -> None:
-        fleet.poller_for(self.client, config=self.config).kick()
+        self.endpoint.status_poller(self.config).kick()
 
     def comment(self, action: str) -> str:
         return f"teuthology-maas {action} for {self.actor}"

@@ -15,9 +15,8 @@ import os
 import socket
 import time
 
-from teuthology_maas import fleet
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.endpoint import CachedBootResources, shared_client, username_of
+from teuthology_maas.endpoint import Endpoint, endpoint_for
 from teuthology_maas.errors import (
     DeploymentFailed,
     ImageNotAvailable,
@@ -40,7 +39,7 @@ from teuthology_maas.node.forensics import collect
 from teuthology_maas.node.verify import os_mismatch, verify_ssh
 from teuthology_maas.teuthology.lifetime import sigterm_exits, stopped_at_exit, wait_for_siblings
 
-__all__ = ["MaasProvisioner", "shared_client", "split_name"]
+__all__ = ["MaasProvisioner", "split_name"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +80,7 @@ class MaasProvisioner:
         config: MaasConfig | None = None,
         client: MaasClient | None = None,
         *,
+        endpoint: Endpoint | None = None,
         owner: str | None = None,
         run_name: str | None = None,
         job_id: str | None = None,
@@ -89,8 +89,14 @@ class MaasProvisioner:
         self.shortname, given_fqdn = split_name(name)
         self.os_type = os_type
         self.os_version = str(os_version)
+        if endpoint is not None and client is not None and client is not endpoint.client:
+            raise TypeError("MaasProvisioner: give a client or an endpoint, not both")
+        if config is None:
+            config = endpoint.config if endpoint is not None else None
         self.config = config if config is not None else MaasConfig.load()
-        self.client = client if client is not None else shared_client(self.config)
+        # Everything per MAAS endpoint (client, user name, poller ...) is shared in-process.
+        self.endpoint = endpoint or endpoint_for(self.config, client=client)
+        self.client = self.endpoint.client
         self.fqdn = given_fqdn or self.config.fqdn(self.shortname)
         self.owner = owner or default_owner()
         self.run_name = run_name
@@ -106,8 +112,8 @@ class MaasProvisioner:
 
     @property
     def username(self) -> str:
-        """The MAAS user our API key belongs to (asked once per client)."""
-        return username_of(self.client)
+        """The MAAS user our API key belongs to (asked once per endpoint)."""
+        return self.endpoint.username()
 
     def machine(self) -> Machine:
         """The one MAAS machine whose hostname is our short name (MachineNotFound otherwise)."""
@@ -115,7 +121,7 @@ class MaasProvisioner:
         found: list[Machine] = []
         for attempt in range(attempts):
             # Coalesced with the lookups of the other nodes starting now (lock-many).
-            found = fleet.lookup_hostname(self.client, self.shortname)
+            found = self.endpoint.lookup_hostname(self.shortname)
             if len(found) == 1:
                 return found[0]
             if len(found) > 1:
@@ -159,9 +165,10 @@ class MaasProvisioner:
         _decide.next_create_step(machine, username)
         spec = images.resolve(self.os_type, self.os_version, self.config.image_map)
         try:
-            images.ensure_available(CachedBootResources(self.client), spec, machine)
+            images.ensure_available(self.endpoint.images, spec, machine)
         except ImageNotAvailable:  # perhaps imported since the copy was taken: ask MAAS
-            images.ensure_available(CachedBootResources(self.client, fresh=True), spec, machine)
+            self.endpoint.images.forget()
+            images.ensure_available(self.endpoint.images, spec, machine)
         user_data = userdata.render_user_data(
             self.config,
             hostname=machine.hostname,
@@ -375,7 +382,7 @@ class MaasProvisioner:
         job = f" job {self.job_id}" if self.job_id else ""
         run = f" run {self.run_name}" if self.run_name else ""
         return NodeActions(
-            self.client, self.config, username, machine, actor=f"{self.owner}{run}{job}"
+            self.endpoint, self.config, username, machine, actor=f"{self.owner}{run}{job}"
         )
 
 

@@ -36,7 +36,6 @@ from teuthology.config import config as teuthology_config
 
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
-from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.node.actions import sentence
 from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.teuthology.lifetime import resolve_without_threads
@@ -130,10 +129,9 @@ class MAAS:
         return f"MAAS({self.name!r}, os_type={self.os_type!r}, os_version={self.os_version!r})"
 
     def provisioner(self, config: MaasConfig | None = None) -> MaasProvisioner:
-        cfg = config or load_config()
-        return MaasProvisioner(
-            self.name, self.os_type, self.os_version, config=cfg, client=_client_for(cfg)
-        )
+        # The process's Endpoint for cfg (endpoint_for): one client, poller ... per MAAS.
+        return MaasProvisioner(self.name, self.os_type, self.os_version,
+                               config=config or load_config())
 
     def create(self) -> None:
         """Deploy os_type/os_version and return once the node answers over SSH with it."""
@@ -176,22 +174,6 @@ class MAAS:
             raise
         _tracker.released(self.name)
         self.log.info("Released %s in MAAS in %.0f s", self.name, time.monotonic() - started)
-
-
-_clients: dict[tuple[Any, ...], MaasClient] = {}
-_clients_lock = threading.Lock()
-
-
-def _client_for(cfg: MaasConfig) -> MaasClient:
-    """One MaasClient (one HTTP session, one whoami) per MAAS endpoint and key per process,
-    shared by every node teuthology reimages in parallel; a changed config gets a new one."""
-    key = (cfg.api_url, cfg.api_key.consumer_key, cfg.api_key.token_key,
-           cfg.api_key.token_secret, cfg.verify, cfg.http_timeout, cfg.max_concurrent_actions)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = MaasClient.from_config(cfg)
-        return client
 
 
 class _ReimageTracker:
