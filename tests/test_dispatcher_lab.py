@@ -8,7 +8,12 @@ import subprocess
 import sys
 
 from teuthology_maas.testing.dispatcher_lab import Reimage, reimages
-from teuthology_maas.testing.processes import alive, end_processes, marked_processes
+from teuthology_maas.testing.processes import (
+    alive,
+    descendants,
+    end_processes,
+    marked_processes,
+)
 
 SUPERVISOR_LOG = """\
 2026-12-06T04:18:39.782 INFO:teuthology.lock.ops:Start node 'n1.lab.test' reimaging
@@ -47,3 +52,23 @@ def test_a_labs_detached_processes_are_found_by_marker_and_ended_by_pid(tmp_path
         for process in (ours, other):
             process.kill()
             process.wait(timeout=5)
+
+
+def test_descendants_include_children_in_sessions_of_their_own():
+    # a parent whose child starts its own session, as sshd's per-connection children do
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " start_new_session=True)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert descendants(parent.pid) == [child]
+        assert os.getsid(child) != os.getsid(parent.pid)  # a process-group kill misses it
+        end_processes([child], grace=5)
+        assert not alive(child)
+    finally:
+        parent.kill()
+        parent.wait(timeout=5)

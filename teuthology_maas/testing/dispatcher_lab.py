@@ -42,8 +42,8 @@ from typing import Any
 import requests
 import yaml
 
+from teuthology_maas.testing.ports import LOOPBACK, free_port
 from teuthology_maas.testing.processes import die_with_parent
-from teuthology_maas.testing.sshd import LOOPBACK, free_port
 from teuthology_maas.testing.teuthology_lab import Finished, Support, TeuthologyLab
 
 __all__ = ["BEANSTALKD_PATH", "Beanstalkd", "DispatcherLab", "Reimage", "SuiteRun", "job_config",

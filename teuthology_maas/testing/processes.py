@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["alive", "die_with_parent", "end_processes", "marked_processes"]
+__all__ = ["alive", "descendants", "die_with_parent", "end_processes", "marked_processes"]
 
 
 def alive(pid: int) -> bool:
@@ -52,6 +52,27 @@ def marked_processes(variable: str, value: str) -> list[int]:
         if needle in environment and alive(int(entry.name)):
             found.append(int(entry.name))
     return sorted(found)
+
+
+def descendants(pid: int) -> list[int]:
+    """The PIDs of `pid`'s children, theirs, and so on (Linux: from /proc/<pid>/stat), even
+    those that started sessions of their own, which a process-group signal misses."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        children = parents.get(pending.pop(), [])
+        found += children
+        pending += children
+    return found
 
 
 def end_processes(pids: Iterable[int], *, grace: float = 10.0) -> list[int]:

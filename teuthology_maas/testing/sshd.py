@@ -36,12 +36,12 @@ from pathlib import Path
 from types import TracebackType
 
 from teuthology_maas.testing.node_command import check_sandbox_supported, node_command
-from teuthology_maas.testing.processes import die_with_parent
+from teuthology_maas.testing.ports import LOOPBACK, free_port, loopback_listening
+from teuthology_maas.testing.processes import descendants, die_with_parent, end_processes
 
 __all__ = ["SSHD_PATH", "KeyPair", "MachineSSHD", "SSHDFleet", "free_port"]
 
 SSHD_PATH = "/usr/sbin/sshd"
-LOOPBACK = "127.0.0.1"
 _PRIVSEP_DIR = Path("/run/sshd")  # compiled into Debian's sshd; needed when it runs as root
 
 _running: set[MachineSSHD] = set()
@@ -56,13 +56,6 @@ def _stop_all_at_exit() -> None:
 
 
 atexit.register(_stop_all_at_exit)
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nothing listens on right now (the caller retries if it is taken meanwhile)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _ssh_keygen(path: Path, comment: str) -> None:
@@ -206,21 +199,30 @@ class MachineSSHD:
         while time.monotonic() < deadline:
             if not self.running:
                 return False
-            try:
-                with socket.create_connection((LOOPBACK, self.port), timeout=1.0):
-                    return True
-            except OSError:
-                time.sleep(0.02)
+            # read the socket table rather than connect: a probe connection would make sshd
+            # fork a session that outlives a stop() right after start()
+            state = loopback_listening(self.port)
+            if state:
+                return True
+            if state is None:
+                try:
+                    with socket.create_connection((LOOPBACK, self.port), timeout=1.0):
+                        return True
+                except OSError:
+                    pass
+            time.sleep(0.02)
         return False
 
     def stop(self, *, timeout: float = 5.0) -> None:
-        """Stop sshd and any login sessions it spawned. Idempotent."""
+        """Stop sshd and any sessions it spawned (each in a session of its own, so ended by
+        PID, not by the process group). Idempotent."""
         process = self._process
         with _running_lock:
             _running.discard(self)
         if process is None:
             return
         self._process = None
+        sessions = descendants(process.pid)
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -230,6 +232,7 @@ class MachineSSHD:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=timeout)
+        end_processes(sessions, grace=timeout)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
