@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 
 import pytest
 from _maas_wire import API_KEY, SECRET, FakeMaas, form_parts, oauth_fields
@@ -169,3 +170,14 @@ def test_reads_are_not_capped(fake):
         for thread in threads:
             thread.join()
     assert len(results) == 4
+
+
+def test_short_deadlines_leave_a_keep_alive_connection_alone(fake):
+    # Each request arms a deadline; a finished request's deadline never cuts the connection
+    # that carries the next one.
+    with MaasClient(fake.url, API_KEY, retry=FAST, deadline=0.2) as client:
+        for _ in range(5):
+            assert client.get_machine("abc123").system_id == "abc123"
+            time.sleep(0.25)  # past the previous request's deadline
+    assert len(fake.requests) == 5
+    assert len({request["peer"] for request in fake.requests}) == 1

@@ -21,9 +21,8 @@ from teuthology_maas import waits
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import SSHNotReady
 from teuthology_maas.node import ssh
-from teuthology_maas.node.ssh import SSHTarget
+from teuthology_maas.node.ssh import SSHTarget, verify_ssh
 from teuthology_maas.node.ssh_reasons import reason_for, unresolvable
-from teuthology_maas.node.verify import verify_ssh
 from teuthology_maas.waits import Reason, WaitReport
 
 SENTINEL = "/var/lib/cloud/instance/boot-finished"

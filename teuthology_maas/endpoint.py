@@ -240,7 +240,8 @@ class Endpoint:
 
     def serves(self, config: MaasConfig) -> bool:
         """Whether this endpoint's client is what `config` asks for (same key, TLS check,
-        request timeout and action cap), so that the config's users may share it."""
+        request timeout, deadline and size cap, and action cap), so that the config's users may
+        share it."""
         client = self.client
         if not isinstance(client, MaasClient):
             return False  # a stand-in a test built: only those it was given to use it
@@ -249,6 +250,8 @@ class Endpoint:
             and client.api_key == config.api_key
             and client.session.verify == config.verify
             and client.timeout == config.http_timeout
+            and client.deadline == config.http_deadline
+            and client.max_response_bytes == config.max_response_size
             and client.max_concurrent_actions == config.max_concurrent_actions
         )
 

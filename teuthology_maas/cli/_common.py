@@ -14,9 +14,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from teuthology_maas.errors import (
     ConfigError,
+    InvalidNodeName,
+    InvalidOSName,
     MaasAuthError,
     MaasError,
     MaasUnavailable,
+    MissingExtra,
 )
 
 if TYPE_CHECKING:
@@ -151,7 +154,7 @@ class Context:
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError | MissingExtra | InvalidNodeName | InvalidOSName):
         return ExitCode.USAGE
     if isinstance(exc, MaasUnavailable | MaasAuthError):
         return ExitCode.UNREACHABLE

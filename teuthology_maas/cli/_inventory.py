@@ -7,28 +7,21 @@ with a tag or a resource pool of the same name, or (Sepia style) names its nodes
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
 
 from teuthology_maas.cli._common import UsageError
 from teuthology_maas.models import Machine
+from teuthology_maas.node.deploy_options import hostname_prefix, machine_type_of
 from teuthology_maas.suggest import did_you_mean
 
-_TRAILING_DIGITS = re.compile(r"\d+$")
-
-
-def machine_type_of(machine: Machine, machine_types: Sequence[str]) -> str | None:
-    for wanted in machine_types:
-        if wanted in machine.tag_names:
-            return wanted
-    for wanted in machine_types:
-        if machine.pool == wanted:
-            return wanted
-    prefix = _TRAILING_DIGITS.sub("", machine.hostname).rstrip("-_")
-    for wanted in machine_types:
-        if prefix == wanted:
-            return wanted
-    return None
+__all__ = [
+    "add_machine_type_option",
+    "check_types",
+    "machine_type_of",
+    "machines_by_type",
+    "requested_types",
+    "type_names",
+]
 
 
 def machines_by_type(
@@ -61,7 +54,7 @@ def type_names(machines: Sequence[Machine], configured: Sequence[str]) -> list[s
         names.update(dict.fromkeys(machine.tag_names))
         if machine.pool:
             names[machine.pool] = None
-        prefix = _TRAILING_DIGITS.sub("", machine.hostname).rstrip("-_")
+        prefix = hostname_prefix(machine.hostname)
         if prefix and prefix != machine.hostname:
             names[prefix] = None
     return list(names)

@@ -59,7 +59,7 @@ def lock_server_from_config(config_file: Path | None) -> str:
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(
             f"{config_file} has no lock_server; pass --lock-server URL (e.g. "
-            "http://paddles.example.com:8080/)",
+            "http://paddles.example.com:8080)",
             key="lock_server",
         )
     return url.strip()

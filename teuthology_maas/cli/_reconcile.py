@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from teuthology_maas.cli._paddles import PaddlesNode
-from teuthology_maas.models import Event, Machine, NodeStatus
+from teuthology_maas.models import FREE, Event, Machine, NodeStatus
 from teuthology_maas.node.keep import KeptMark
 
 Kind = Literal["leak", "kept", "drift", "stuck"]
@@ -24,7 +24,7 @@ RELEASING_TIMEOUT = 300.0
 DEFAULT_NODE_TIMEOUT_MINUTES = 30.0
 
 # A machine owned by our MAAS user in any of these is held by teuthology (not Ready/New).
-HELD = frozenset(NodeStatus) - {NodeStatus.READY, NodeStatus.NEW}
+HELD = frozenset(NodeStatus) - FREE
 
 
 @dataclass

@@ -7,7 +7,8 @@ import dataclasses
 import time
 from typing import Any
 
-from teuthology_maas.cli._common import Context, ExitCode, add_common_options, short_hostname
+from teuthology_maas import names
+from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli.nodes import find_machine
 from teuthology_maas.models import Event, NodeStatus
 
@@ -78,8 +79,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if (args.until or args.timeout is not None) and not args.follow:
         ctx.err("teuthology-maas events: --until and --timeout need --follow")
         return int(ExitCode.USAGE)
+    node = names.parse_node_name(args.name)  # before anything is asked of MAAS
     client = ctx.client(interactive=True)
-    machine = find_machine(client, short_hostname(args.name))
+    machine = find_machine(client, node.short)
     events = sorted(
         client.events(id=machine.system_id, level=args.level, limit=args.limit),
         key=lambda e: e.id,  # MAAS answers newest first

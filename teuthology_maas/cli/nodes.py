@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from teuthology_maas import names
 from teuthology_maas.cli._action import Verb, nothing_to_abort, nothing_to_release, run_action
 from teuthology_maas.cli._common import Context, UsageError, add_common_options, short_hostname
 from teuthology_maas.cli._free import pick_free
@@ -20,6 +21,7 @@ from teuthology_maas.cli._inventory import (
     machine_type_of,
     requested_types,
 )
+from teuthology_maas.config_values import ERASE_MODES
 from teuthology_maas.errors import ImageNotAvailable, MachineNotFound
 from teuthology_maas.models import Machine
 from teuthology_maas.suggest import did_you_mean
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
     from teuthology_maas.maas.client import MaasClient
 
-ERASE_CHOICES = ("none", "quick", "full", "secure", "ceph")
 _FORCE_HELP = "act on a machine of none of the configured machine_types (refused otherwise)"
 
 
@@ -66,7 +67,7 @@ def register(subparsers: Any) -> None:
     release.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     release.add_argument(
         "--erase",
-        choices=ERASE_CHOICES,
+        choices=ERASE_MODES,
         help="disk erase mode for this release (default: the configured `erase`)",
     )
     release.add_argument("--force", action="store_true", help=_FORCE_HELP)
@@ -129,6 +130,10 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
     cfg = ctx.config()
     if args.keep_on_failure:
         cfg = dataclasses.replace(cfg, keep_on_failure=True)
+    # Checked before the first request: the name and OS go to MAAS, cloud-init and SSH.
+    if args.name is not None:
+        names.parse_node_name(args.name)
+    names.check_os(args.os_type, args.os_version)
     try:
         images.resolve(args.os_type, args.os_version, cfg.image_map)
     except ImageNotAvailable as exc:
@@ -162,6 +167,7 @@ def _on_one_machine(
 ) -> int:
     """`release` and `abort`: the named machine (of a configured type, or --force)."""
     cfg = ctx.config()
+    names.parse_node_name(args.name)  # checked before the first request
     watch_client = ctx.client(interactive=True)
     machine = find_machine(watch_client, args.name)
     check_machine_type(cfg, machine, force=args.force)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import threading
@@ -67,8 +68,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from teuthology_maas.cli._sim_nodes import NodesLab, NodesUnavailable, machine_types_of
     from teuthology_maas.simulator import Inventory, InventoryError, ScaledClock, Simulator
+    from teuthology_maas.testing.nodes_lab import NodesLab, NodesUnavailable, machine_types_of
 
     if args.workdir and not args.with_nodes:
         ctx.err("teuthology-maas simulator: --workdir goes with --with-nodes")
@@ -86,7 +87,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             inventory = inventory.with_machines(*generated.machines)
         ssh_root = args.ssh_root
         if args.with_nodes:
-            nodes, inventory = NodesLab.start(inventory, args.workdir)
+            nodes = NodesLab.start([m.hostname for m in inventory.machines], args.workdir)
+            # MAAS shows each machine at 127.0.0.1 with its sshd's port
+            ports = {m.hostname: nodes.port_of(m.hostname) for m in inventory.machines}
+            inventory = dataclasses.replace(inventory, machines=tuple(
+                dataclasses.replace(m, ssh_port=ports[m.hostname]) for m in inventory.machines
+            ))  # fmt: skip
             ssh_root = nodes.ssh_root
         sim = Simulator(inventory, clock=ScaledClock(args.time_factor), ssh_root=ssh_root)
         server = sim.serve(args.host, args.port)
@@ -94,8 +100,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             nodes.write_config(
                 api_url=server.url,
                 api_key=sim.api_key("teuthology"),
-                machine_types=machine_types_of(inventory),
-                lock_server=nodes.serve_paddles(inventory),
+                machine_types=machine_types_of(inventory.machines),
+                lock_server=nodes.serve_paddles(inventory.machines),
             )
     except (InventoryError, NodesUnavailable, ValueError, OSError, RuntimeError) as exc:
         if nodes is not None:

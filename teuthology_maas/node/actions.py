@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from teuthology_maas.errors import (
     MaasConflict,
@@ -22,10 +22,17 @@ from teuthology_maas.errors import (
     ReleaseFailed,
 )
 from teuthology_maas.models import (
-    ABORT_TARGET,
+    ABORT_ENDS,
+    ABORT_FAILURE,
+    ABORTABLE,
+    CLEANABLE,
     DEPLOY_FAILURE,
+    DEPLOY_STARTED,
     DEPLOY_TARGET,
+    RELEASE_FAILED,
     RELEASE_FAILURE,
+    RELEASE_IN_PROGRESS,
+    RELEASE_STARTED,
     RELEASE_TARGET,
     Machine,
     NodeStatus,
@@ -39,28 +46,6 @@ if TYPE_CHECKING:
     from teuthology_maas.endpoint import Endpoint
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
-
-# Where an abort can end: Deploying -> Allocated (or Failed deployment when MAAS had already
-# failed it), Disk erasing -> Failed disk erasing.
-ABORT_ENDS = ABORT_TARGET | {NodeStatus.FAILED_DISK_ERASING}
-ABORT_FAILURE = frozenset({NodeStatus.BROKEN})
-_DEPLOY_STARTED = frozenset(
-    {NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT}
-)
-# What a failed create() must not leave behind.
-_CLEANABLE = frozenset(
-    {
-        NodeStatus.ALLOCATED,
-        NodeStatus.DEPLOYING,
-        NodeStatus.DEPLOYED,
-        NodeStatus.FAILED_DEPLOYMENT,
-    }
-)
-_RELEASE_FAILED = frozenset({NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING})
-_RELEASE_STARTED = frozenset(
-    {NodeStatus.RELEASING, NodeStatus.DISK_ERASING, NodeStatus.READY, NodeStatus.NEW}
-)
-
 
 class NodeActions:
     """MAAS actions and waits for one machine, on behalf of one MAAS user."""
@@ -114,7 +99,15 @@ class NodeActions:
             "set_owner_data", lambda: self.client.set_owner_data(self.system_id, data), applied
         )
 
-    def deploy(self, *, distro_series: str, user_data: str, comment: str) -> Machine:
+    def deploy(
+        self,
+        *,
+        distro_series: str,
+        user_data: str,
+        comment: str,
+        options: Mapping[str, Any] | None = None,
+    ) -> Machine:
+        """`options`: further deploy fields (hwe_kernel, ephemeral_deploy; see deploy_plan)."""
         machine = self._act(
             "deploy",
             lambda: self.client.deploy(
@@ -123,14 +116,15 @@ class NodeActions:
                 user_data=user_data,
                 agent_name=self.config.agent_name,
                 comment=comment,
+                **(options or {}),
             ),
-            lambda m: m.status in _DEPLOY_STARTED,
+            lambda m: m.status in DEPLOY_STARTED,
         )
         return machine
 
     def abort(self, *, comment: str | None = None) -> Machine:
         def applied(m: Machine) -> bool:
-            return m.status not in (NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING)
+            return m.status not in ABORTABLE
 
         try:
             return self._act(
@@ -178,7 +172,7 @@ class NodeActions:
                 script_params=dict(params.script_params) or None,
                 comment=self.comment("release"),
             ),
-            lambda m: m.status in _RELEASE_STARTED,
+            lambda m: m.status in RELEASE_STARTED,
         )
 
     def unlock_if_locked(self) -> None:
@@ -191,13 +185,10 @@ class NodeActions:
         """ReleaseFailed, with MAAS's explanation, unless `machine` is back in the pool."""
         if machine.status in RELEASE_TARGET:
             return
-        found = forensics.collect(self.client, machine)
-        raise ReleaseFailed(
-            f"releasing {self.name} failed: {sentence(ended_in(machine, 'the release'))} "
-            f"MAAS: {found.summary()}",
-            **machine.error_fields(),
-            maas_message=machine.status_message,
-        )
+        raise forensics.failure(
+            ReleaseFailed, f"releasing {self.name}", ended_in(machine, "the release"),
+            forensics.collect(self.client, machine),
+        )  # fmt: skip
 
     def finish_release(self) -> Machine:
         """Wait for the release under way to reach Ready; ReleaseFailed (with MAAS's
@@ -206,15 +197,11 @@ class NodeActions:
             machine = self.wait_released()
         except MaasTimeout as exc:
             recovery = recover_stuck_release(self)
-            found = forensics.collect(self.client, recovery.machine)
-            raise ReleaseFailed(
-                f"releasing {self.name} timed out: {exc}; {sentence(recovery.describe())} "
-                f"MAAS: {found.summary()}",
-                machine=recovery.machine.hostname,
-                system_id=self.system_id,
-                status=recovery.machine.status_name,
-                maas_message=recovery.machine.status_message,
-            ) from exc
+            raise forensics.failure(
+                ReleaseFailed, f"releasing {self.name}",
+                f"timed out: {exc}; {recovery.describe()}",
+                forensics.collect(self.client, recovery.machine),
+            ) from exc  # fmt: skip
         self.check_released(machine)
         return machine
 
@@ -232,12 +219,12 @@ class NodeActions:
                     machine = self.wait_aborted()
                 except MaasTimeout:
                     machine = self.refresh()  # MAAS also releases from Deploying
-            if machine.status in _CLEANABLE:
+            if machine.status in CLEANABLE:
                 self.unlock_if_locked()
                 self.release()
-            elif machine.status in _RELEASE_FAILED:
+            elif machine.status in RELEASE_FAILED:
                 return f"needs an operator: the release ended in {status_text(machine)}"
-            elif machine.status not in (NodeStatus.RELEASING, NodeStatus.DISK_ERASING):
+            elif machine.status not in RELEASE_IN_PROGRESS:
                 return f"nothing to undo ({machine.status_name})"
             if not wait:
                 return f"release requested ({self.last.status_name})"
@@ -352,13 +339,6 @@ def ended_in(machine: Machine, what: str) -> str:
     if machine.status is NodeStatus.ALLOCATED:
         return f"MAAS reverted {what} to Allocated (usually: it could not power-control the node)"
     return f"MAAS ended {what} in {machine.status_name}"
-
-
-def sentence(text: str) -> str:
-    """`text` ending in exactly one full stop, for joining into a longer message: MAAS's own
-    messages usually end with one already ("No machine with system ID x available.")."""
-    text = text.rstrip()
-    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def describe_error(exc: BaseException) -> str:

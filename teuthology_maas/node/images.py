@@ -4,6 +4,9 @@ MAAS names images `<osystem>/<release>` (`ubuntu/jammy`, `centos/centos9-stream`
 `rhel/9`); an uploaded image named without a slash is osystem `custom`. Labs add their own
 images through the config's `image_map`, which wins over the built-in table so a lab can also
 redirect a stock name (say, ubuntu 22.04) to an image of its own.
+
+After the deployment, the same naming decides whether the node runs what was asked: its
+/etc/os-release against os_type/os_version (`os_matches`, `os_mismatch`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ __all__ = [
     "known_images",
     "known_os_types",
     "known_versions",
+    "os_matches",
+    "os_mismatch",
     "resolve",
 ]
 
@@ -320,4 +325,42 @@ def ensure_available(client: BootResourceSource, spec: ImageSpec, machine: Machi
         message,
         available=available,
         **machine.error_fields(),
+    )
+
+
+# -- what a deployed node says it runs (its /etc/os-release) ------------------------------------
+
+
+def _version_parts(os_type: str, version: str) -> list[str]:
+    version = canonical_version(os_type, version) if os_type == "ubuntu" else version
+    version = version.strip().lower().removesuffix(".stream").removesuffix("-stream")
+    return [part for part in version.split(".") if part]
+
+
+def os_matches(os_release: Mapping[str, str], os_type: str, os_version: str) -> bool:
+    """Does the node run what was asked? The ID must equal os_type; the requested version may
+    be less precise than VERSION_ID ("9" matches "9.4", centos "9.stream" matches "9") and an
+    Ubuntu codename is as good as its number."""
+    wanted_type = os_type.strip().lower()
+    found_id = os_release.get("ID", "").strip().lower()
+    if found_id != wanted_type and found_id.split("-", 1)[0] != wanted_type:
+        return False
+    wanted = _version_parts(wanted_type, os_version)
+    if not wanted:
+        return True
+    codename = os_release.get("VERSION_CODENAME", "").strip().lower()
+    if wanted_type == "ubuntu" and codename and UBUNTU_RELEASES.get(".".join(wanted)) == codename:
+        return True
+    found = _version_parts(wanted_type, os_release.get("VERSION_ID", ""))
+    return found[: len(wanted)] == wanted
+
+
+def os_mismatch(os_release: dict[str, str], os_type: str, os_version: str) -> str | None:
+    """None when the node runs the requested OS, else what it runs instead."""
+    if os_matches(os_release, os_type, os_version):
+        return None
+    found = f"{os_release.get('ID', '?')} {os_release.get('VERSION_ID', '?')}"
+    return (
+        f"runs {found} according to /etc/os-release over SSH, not the requested "
+        f"{os_type} {os_version}"
     )

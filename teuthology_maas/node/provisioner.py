@@ -3,8 +3,8 @@
 create() brings a node from whatever state it is found in to a fresh deployment of the requested
 OS that answers over SSH, or fails with MAAS's own explanation after putting the node back where
 nobody is left holding it. release() gives a node back to MAAS's pool; it never touches another
-user's node. Every step is decided from the machine's current status (see `_decide`) and every
-MAAS action is safe against an uncertain outcome (see `_lifecycle`).
+user's node. Every step is decided from the machine's current status (see `node.decide`) and every
+MAAS action is safe against an uncertain outcome (see `node.actions`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
+from typing import Any
 
+from teuthology_maas import names
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.endpoint import Endpoint, endpoint_for
 from teuthology_maas.errors import (
@@ -27,16 +30,19 @@ from teuthology_maas.errors import (
 )
 from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.models import (
+    ABORTABLE,
     DEPLOY_TARGET,
     Machine,
     NodeStatus,
 )
 from teuthology_maas.node import decide as _decide
 from teuthology_maas.node import images, keep, userdata
-from teuthology_maas.node.actions import NodeActions, describe_error, ended_in, sentence
+from teuthology_maas.node.actions import NodeActions, describe_error, ended_in
 from teuthology_maas.node.decide import CreateStep, ReleaseStep
-from teuthology_maas.node.forensics import collect
-from teuthology_maas.node.verify import os_mismatch, verify_ssh
+from teuthology_maas.node.deploy_options import parse_overrides
+from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
+from teuthology_maas.node.forensics import collect, failure
+from teuthology_maas.node.ssh import verify_ssh
 from teuthology_maas.teuthology.lifetime import sigterm_exits, stopped_at_exit, wait_for_siblings
 
 __all__ = ["MaasProvisioner", "split_name"]
@@ -49,12 +55,10 @@ _MAX_STEPS = 8
 
 
 def split_name(name: str) -> tuple[str, str | None]:
-    """`user@host.domain` / `host.domain` / `host` -> (short hostname, FQDN or None)."""
-    host = name.strip().rpartition("@")[2].strip().rstrip(".")
-    if not host:
-        raise MachineNotFound(f"no hostname in {name!r}; expected host, host.domain or user@host")
-    short = host.split(".", 1)[0]
-    return short, (host if "." in host else None)
+    """`user@host.domain` / `host.domain` / `host` -> (short hostname, FQDN or None); an
+    invalid name raises InvalidNodeName."""
+    node = names.parse_node_name(name)
+    return node.short, node.fqdn
 
 
 def default_owner() -> str:
@@ -84,11 +88,13 @@ class MaasProvisioner:
         owner: str | None = None,
         run_name: str | None = None,
         job_id: str | None = None,
+        machine_type: str | None = None,
+        deploy_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.name = name
+        # Checked before anything else: job input reaches MAAS, cloud-init, SSH and paths.
         self.shortname, given_fqdn = split_name(name)
-        self.os_type = os_type
-        self.os_version = str(os_version)
+        self.os_type, self.os_version = names.check_os(os_type, os_version)
+        self.name = name
         if endpoint is not None and client is not None and client is not endpoint.client:
             raise TypeError("MaasProvisioner: give a client or an endpoint, not both")
         if config is None:
@@ -101,6 +107,10 @@ class MaasProvisioner:
         self.owner = owner or default_owner()
         self.run_name = run_name
         self.job_id = job_id
+        # Deploy options: the type's and OS's from maas.deploy, then these per-job ones
+        # (same keys as one level of deploy:; teuthology itself passes none).
+        self.machine_type = machine_type
+        self.deploy_overrides = parse_overrides(deploy_options)
 
     def __repr__(self) -> str:
         return (
@@ -177,6 +187,12 @@ class MaasProvisioner:
             os_type=self.os_type,
             os_version=self.os_version,
         )
+        # Kernel, memory, storage and bond settings: checked before anything changes in MAAS.
+        plan = DeployPlan.checked(
+            self.client, self.config, machine, spec, os_type=self.os_type,
+            os_version=self.os_version, machine_type=self.machine_type,
+            overrides=self.deploy_overrides, resources=self.endpoint.images,
+        )  # fmt: skip
         node = self._actions(username, machine)
         # A machine that was already ours is ours to clean up if this attempt fails.
         node.touched = machine.owner == username
@@ -187,12 +203,14 @@ class MaasProvisioner:
         )  # fmt: skip
         started = time.monotonic()
         try:
-            self._prepare(node)
+            self._prepare(node, plan)
+            options = plan.before_deploy(node)  # may release and allocate again: stamp after
             self._stamp(node)
             node.deploy(
                 distro_series=spec.distro_series,
                 user_data=user_data,
                 comment=node.comment(f"deploy {self.os_type} {self.os_version}"),
+                options=options,
             )
             deployed = node.wait_deployed()
             if deployed.status not in DEPLOY_TARGET:
@@ -203,7 +221,7 @@ class MaasProvisioner:
             if self.config.lock_after_deploy:
                 node.lock()
             os_release = verify_ssh(self.fqdn, self.config)
-            mismatch = os_mismatch(os_release, self.os_type, self.os_version)
+            mismatch = images.os_mismatch(os_release, self.os_type, self.os_version)
             if mismatch:
                 raise DeploymentFailed(f"{self.fqdn} {mismatch}", machine=machine.hostname)
         except BaseException as exc:
@@ -216,13 +234,15 @@ class MaasProvisioner:
             machine.describe(), self.os_type, self.os_version, time.monotonic() - started,
         )  # fmt: skip
 
-    def _prepare(self, node: NodeActions) -> None:
+    def _prepare(self, node: NodeActions, plan: DeployPlan | None = None) -> None:
         """Bring the machine to Allocated-to-us, one decided step at a time."""
         for _ in range(_MAX_STEPS):
             step = _decide.next_create_step(node.last, node.username)
             if step is CreateStep.DEPLOY:
                 return
             if step is CreateStep.ALLOCATE:
+                if plan is not None:
+                    plan.before_allocate(node)  # MAAS sets storage layouts on Ready machines
                 node.allocate(comment=node.comment("allocate"))
             elif step is CreateStep.ABORT:
                 log.info("%s: aborting the deployment in progress", node.name)
@@ -267,22 +287,18 @@ class MaasProvisioner:
             outcome = keep.keep_failed(node, who=self.owner, reason=cause)
         elif node.touched:
             outcome = node.clean_up(wait=not interrupted)
+            if not interrupted:
+                outcome += restore_network(node)
         else:
             outcome = "nothing was changed in MAAS"
-        what = f"deploying {self.os_type} {self.os_version} on {node.name}"
-        message = f"{what} failed: {sentence(cause)}"
-        if not isinstance(exc, ReleaseFailed):  # a ReleaseFailed already carries MAAS's account
-            message += f" MAAS: {sentence(forensics.summary())}"
-        message += f" Clean-up: {outcome}"
-        log.error("%s", message)
-        log.debug("forensics for %s:\n%s", node.name, forensics.report())
-        return DeploymentFailed(
-            message,
-            machine=node.last.hostname,
-            system_id=node.system_id,
-            status=forensics.current_status,
-            maas_message=forensics.status_message,
-        )
+        error = failure(
+            DeploymentFailed, f"deploying {self.os_type} {self.os_version} on {node.name}",
+            cause, forensics, then=f"Clean-up: {outcome}",
+            # a ReleaseFailed already carries MAAS's account
+            with_summary=not isinstance(exc, ReleaseFailed),
+        )  # fmt: skip
+        log.error("%s", error)
+        return error
 
     # -- release / abort -----------------------------------------------------------------
 
@@ -310,18 +326,15 @@ class MaasProvisioner:
         node = self._actions(username, machine)
         try:
             self._release(node, erase, wait=wait)
+            if wait and (undone := restore_network(node)):
+                log.info("%s:%s", node.name, undone)
         except (MachineStateError, ReleaseFailed):
             raise
         except Exception as exc:
-            forensics = collect(self.client, node.last)
-            raise ReleaseFailed(
-                f"releasing {node.name} failed: {sentence(describe_error(exc))} "
-                f"MAAS: {forensics.summary()}",
-                machine=node.last.hostname,
-                system_id=node.system_id,
-                status=forensics.current_status,
-                maas_message=forensics.status_message,
-            ) from exc
+            raise failure(
+                ReleaseFailed, f"releasing {node.name}", describe_error(exc),
+                collect(self.client, node.last),
+            ) from exc  # fmt: skip
 
     def destroy(self) -> None:
         """Upstream teuthology's name for release()."""
@@ -361,7 +374,7 @@ class MaasProvisioner:
         username = self.username
         machine = self.machine()
         _decide.check_ownership(machine, username, "abort")
-        if machine.status not in (NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING):
+        if machine.status not in ABORTABLE:
             log.info("%s: %s; nothing to abort", machine.describe(), machine.status_name)
             return
         node = self._actions(username, machine)
@@ -387,7 +400,7 @@ class MaasProvisioner:
         except Exception as exc:
             log.debug("%s: not ready over SSH: %s", machine.describe(), exc)
             return False
-        return os_mismatch(os_release, self.os_type, self.os_version) is None
+        return images.os_mismatch(os_release, self.os_type, self.os_version) is None
 
     # -- helpers -------------------------------------------------------------------------
 

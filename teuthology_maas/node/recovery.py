@@ -18,17 +18,46 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from teuthology_maas.errors import MaasError, MaasTimeout
-from teuthology_maas.models import RELEASE_FAILURE, RELEASE_TARGET, Machine, NodeStatus
+from teuthology_maas.models import (
+    RELEASE_FAILURE,
+    RELEASE_IN_PROGRESS,
+    RELEASE_TARGET,
+    Machine,
+    NodeStatus,
+)
 
 if TYPE_CHECKING:
-    from teuthology_maas.node.actions import NodeActions
+    from teuthology_maas.config import MaasConfig
+    from teuthology_maas.maas.client import MaasClient
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
 
-_IN_FLIGHT = frozenset({NodeStatus.RELEASING, NodeStatus.DISK_ERASING})
+
+class StuckNode(Protocol):
+    """What the ladder needs of the machine whose release is stuck (node.actions.NodeActions
+    is one; recovery does not import it, so the two modules do not import each other)."""
+
+    client: MaasClient
+    config: MaasConfig
+    system_id: str
+    last: Machine
+
+    @property
+    def name(self) -> str: ...
+
+    def refresh(self) -> Machine: ...
+
+    def wait(
+        self,
+        targets: Collection[NodeStatus],
+        failures: Collection[NodeStatus],
+        timeout: float,
+    ) -> Machine: ...
+
+    def comment(self, action: str) -> str: ...
 
 
 @dataclass
@@ -52,7 +81,7 @@ class Recovery:
         return text + "; needs an operator: check its power control and release it in MAAS"
 
 
-def recover_stuck_release(node: NodeActions) -> Recovery:
+def recover_stuck_release(node: StuckNode) -> Recovery:
     """Climb the ladder for `node`, whose release outlasted release_timeout."""
     config = node.config
     grace = min(config.abort_timeout, config.release_timeout)
@@ -76,7 +105,7 @@ def recover_stuck_release(node: NodeActions) -> Recovery:
         return True
 
     client, system_id = node.client, node.system_id
-    if recovery.machine.status in _IN_FLIGHT and attempt(
+    if recovery.machine.status in RELEASE_IN_PROGRESS and attempt(
         "power_off",
         lambda: client.power_off(system_id, comment=node.comment("power off a stuck release")),
     ):
@@ -90,7 +119,7 @@ def recover_stuck_release(node: NodeActions) -> Recovery:
             recovery.machine = settle(
                 {NodeStatus.FAILED_DISK_ERASING, *RELEASE_TARGET}, {NodeStatus.BROKEN}
             )
-    stuck = recovery.machine.status in _IN_FLIGHT or (
+    stuck = recovery.machine.status in RELEASE_IN_PROGRESS or (
         aborted and recovery.machine.status is NodeStatus.FAILED_DISK_ERASING
     )
     if stuck and attempt(

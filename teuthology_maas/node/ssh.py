@@ -1,4 +1,6 @@
-"""Reach a freshly deployed node over SSH the way teuthology will, and check what it runs.
+"""Reach a freshly deployed node over SSH the way teuthology will, and check what it runs
+(`verify_ssh`: what create() and is_ready() ask after MAAS says Deployed; whether the
+os-release it returns is the requested OS is `images.os_mismatch`).
 
 paramiko, one connection per attempt, each with its own connect/banner/auth/channel timeouts,
 always closed. Waiting uses time.sleep, which gevent makes cooperative. Host keys are accepted
@@ -7,40 +9,49 @@ after create()), so a known_hosts entry could only ever be stale.
 
 Where to connect comes from the config's `ssh_config` file (HostName, Port, User, IdentityFile,
 IdentitiesOnly, ProxyCommand, ConnectTimeout), then `ssh_user` / `ssh_private_key`.
+
+Nothing that came from a job reaches ssh or paramiko as an option: the node name is checked
+as a hostname (so `%h` in a lab's `ProxyCommand ssh -W %h:%p jump` expands to a hostname and
+nothing else), and so are the host, user and port the ssh_config maps it to.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import shlex
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import paramiko
 
-from teuthology_maas import waits
-from teuthology_maas.errors import ConfigError, SSHNotReady
-from teuthology_maas.node.images import UBUNTU_RELEASES, canonical_version
+from teuthology_maas import names, waits
+from teuthology_maas.errors import ConfigError, InvalidNodeName, SSHNotReady
 from teuthology_maas.node.ssh_reasons import reason_for, unresolvable
 from teuthology_maas.waits import Reason, State, WaitReport
+
+if TYPE_CHECKING:
+    from teuthology_maas.config import MaasConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CommandResult",
     "SSHTarget",
-    "os_matches",
     "parse_os_release",
     "read_os_release",
     "run",
+    "verify_ssh",
     "wait_for_file",
     "wait_for_ssh",
 ]
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
+_LOGIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 _INITIAL_DELAY = 1.0
 _MAX_DELAY = 15.0
 
@@ -87,9 +98,10 @@ class SSHTarget:
         """Apply the config's ssh_config file (if any) to `fqdn`; its User and IdentityFile
         win over ssh_user, and ssh_private_key is tried before its IdentityFiles. A short name
         gets the config's lab_domain, as teuthology names nodes by FQDN."""
+        fqdn = names.parse_node_name(fqdn).host
         lab_domain = getattr(cfg, "lab_domain", None)
         if lab_domain and "." not in fqdn:
-            fqdn = f"{fqdn}.{lab_domain}"
+            fqdn = names.parse_node_name(f"{fqdn}.{lab_domain}").host
         options = _lookup_ssh_config(cfg.ssh_config, fqdn)
         keys: list[str] = []
         if cfg.ssh_private_key:
@@ -111,11 +123,14 @@ class SSHTarget:
                 "ConnectTimeout",
                 key="ssh_config",
             ) from None
+        hostname = str(options.get("hostname", fqdn))
+        user = str(options.get("user") or cfg.ssh_user)
+        _check_dialled(cfg.ssh_config, fqdn, hostname, user, port)
         return cls(
             name=fqdn,
-            hostname=str(options.get("hostname", fqdn)),
+            hostname=hostname,
             port=port,
-            user=str(options.get("user") or cfg.ssh_user),
+            user=user,
             key_filenames=tuple(dict.fromkeys(keys)),
             identities_only=str(options.get("identitiesonly", "no")).lower() == "yes",
             proxy_command=str(options["proxycommand"]) if options.get("proxycommand") else None,
@@ -127,6 +142,39 @@ class SSHTarget:
         if (self.hostname, self.port) != (self.name, 22):
             where += f" ({self.hostname} port {self.port})"
         return where
+
+
+def _check_dialled(source: str | None, fqdn: str, hostname: str, user: str, port: int) -> None:
+    """What is dialled must be a hostname or address, a login name and a port: never
+    something ssh (run by a ProxyCommand) could read as an option."""
+    problem = None
+    if not _is_address(hostname) and not _is_hostname(hostname):
+        problem = f"HostName {hostname[:100]!r} is not a hostname or address"
+    if not _LOGIN.fullmatch(user):
+        problem = f"user {user!r} is not a login name"
+    if not 0 < port < 65536:
+        problem = f"port {port} is not a TCP port"
+    if problem is not None:
+        where = f"ssh_config {source}" if source else "maas: ssh_user"
+        raise ConfigError(
+            f"{where} for {fqdn}: {problem}; refused, it would reach ssh as an option",
+            key="ssh_config",
+        )
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_hostname(text: str) -> bool:
+    try:
+        return "@" not in text and bool(names.parse_node_name(text).host == text.rstrip("."))
+    except InvalidNodeName:
+        return False
 
 
 def _lookup_ssh_config(path: str | None, host: str) -> Mapping[str, Any]:
@@ -172,7 +220,7 @@ def _connect(target: SSHTarget, *, timeout: float) -> paramiko.SSHClient:
             look_for_keys=not target.key_filenames,
             sock=sock,
         )
-    except BaseException:
+    except BaseException:  # any way out of connect(): close what it opened, then re-raise
         client.close()
         if sock is not None:
             sock.close()
@@ -415,25 +463,27 @@ def read_os_release(target: SSHTarget, *, timeout: float = 60.0) -> dict[str, st
     return fields
 
 
-def _version_parts(os_type: str, version: str) -> list[str]:
-    version = canonical_version(os_type, version) if os_type == "ubuntu" else version
-    version = version.strip().lower().removesuffix(".stream").removesuffix("-stream")
-    return [part for part in version.split(".") if part]
+# -- after MAAS says Deployed: is the node usable the way teuthology will use it? --------------
+# Teuthology logs in over SSH right after create() returns (ssh-keyscan, `uname -m`,
+# /etc/os-release), so create() only succeeds once the same login works and the node runs the
+# requested OS.
 
 
-def os_matches(os_release: Mapping[str, str], os_type: str, os_version: str) -> bool:
-    """Does the node run what was asked? The ID must equal os_type; the requested version may
-    be less precise than VERSION_ID ("9" matches "9.4", centos "9.stream" matches "9") and an
-    Ubuntu codename is as good as its number."""
-    wanted_type = os_type.strip().lower()
-    found_id = os_release.get("ID", "").strip().lower()
-    if found_id != wanted_type and found_id.split("-", 1)[0] != wanted_type:
-        return False
-    wanted = _version_parts(wanted_type, os_version)
-    if not wanted:
-        return True
-    codename = os_release.get("VERSION_CODENAME", "").strip().lower()
-    if wanted_type == "ubuntu" and codename and UBUNTU_RELEASES.get(".".join(wanted)) == codename:
-        return True
-    found = _version_parts(wanted_type, os_release.get("VERSION_ID", ""))
-    return found[: len(wanted)] == wanted
+def verify_ssh(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -> dict[str, str]:
+    """Wait for SSH (and the sentinel file), then return the node's /etc/os-release."""
+    limit = config.ssh_timeout if timeout is None else timeout
+    target = SSHTarget.resolve(fqdn, config)
+    try:
+        wait_for_ssh(
+            target,
+            timeout=limit,
+            sentinel_file=config.sentinel_file,
+            resolve_grace=config.ssh_resolve_grace,
+        )
+        return read_os_release(target, timeout=limit)
+    except SSHNotReady:
+        raise
+    except Exception as exc:  # anything paramiko or a socket raises: the node is not usable yet
+        raise SSHNotReady(
+            f"SSH to {fqdn} failed: {type(exc).__name__}: {exc}", machine=fqdn
+        ) from exc

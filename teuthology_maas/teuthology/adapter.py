@@ -34,9 +34,10 @@ import requests
 from teuthology import misc
 from teuthology.config import config as teuthology_config
 
+from teuthology_maas import names
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
-from teuthology_maas.node.actions import sentence
+from teuthology_maas.node.forensics import sentence
 from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.teuthology.lifetime import resolve_without_threads
 
@@ -117,12 +118,13 @@ class MAAS:
     """Reimage bare-metal machines with https://maas.io through teuthology_maas."""
 
     def __init__(self, name: str, os_type: str = "ubuntu", os_version: str = "22.04") -> None:
+        # Job input, checked whole before teuthology's helpers or MAAS see it.
+        names.parse_node_name(name)
+        self.os_type, self.os_version = names.check_os(os_type or "ubuntu", os_version or "22.04")
         # Paddles names nodes by FQDN; MAAS by short hostname. teuthology's own helpers
         # agree with the rest of teuthology on what lab_domain does to a name.
         self.name = misc.canonicalize_hostname(name, user=None)
         self.shortname = misc.decanonicalize_hostname(self.name)
-        self.os_type = os_type or "ubuntu"
-        self.os_version = str(os_version) if os_version else "22.04"
         self.log = log.getChild(self.shortname)
 
     def __repr__(self) -> str:

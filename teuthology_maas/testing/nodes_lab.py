@@ -1,4 +1,5 @@
-"""`simulator --with-nodes`: the simulator's machines as nodes that answer over SSH by name.
+"""The simulator's machines as nodes that answer over SSH by name (`teuthology-maas simulator
+--with-nodes`).
 
 One loopback sshd per machine (teuthology_maas.testing.sshd), serving the files the simulator
 writes when the machine is deployed (the keys from its user_data, its os-release, cloud-init's
@@ -13,14 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
-from teuthology_maas.simulator import Inventory
 from teuthology_maas.testing.sshd import SSHD_PATH, SSHDFleet
 
 LAB_DOMAIN = "sim.test"  # .test never resolves in real DNS: only the ssh_config reaches them
@@ -30,10 +30,21 @@ class NodesUnavailable(RuntimeError):
     """The loopback nodes cannot be started (no sshd on this machine)."""
 
 
-def machine_types_of(inventory: Inventory) -> list[str]:
+class MachineLike(Protocol):
+    """What is read of a machine of the simulator's inventory (a MachineSpec)."""
+
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def pool(self) -> str: ...
+
+
+def machine_types_of(machines: Iterable[MachineLike]) -> list[str]:
     """The machine types the written config names: each machine's first tag, or its pool."""
     kinds: dict[str, None] = {}
-    for machine in inventory.machines:
+    for machine in machines:
         if machine.tags:
             kinds[machine.tags[0]] = None
         elif machine.pool and machine.pool != "default":
@@ -54,9 +65,9 @@ class NodesLab:
     _stopped: bool = field(default=False, repr=False)
 
     @classmethod
-    def start(cls, inventory: Inventory, workdir: str | None) -> tuple[NodesLab, Inventory]:
-        """Start an sshd per machine; returns the lab and the inventory with each machine's
-        ssh_port set (so MAAS shows it at 127.0.0.1)."""
+    def start(cls, hostnames: Sequence[str], workdir: str | None) -> NodesLab:
+        """Start an sshd per machine (`port_of` tells its port, for the simulator to show the
+        machine at 127.0.0.1)."""
         if not os.access(SSHD_PATH, os.X_OK):
             raise NodesUnavailable(
                 f"{SSHD_PATH} not found: --with-nodes needs Debian's openssh-server (as root: "
@@ -67,17 +78,17 @@ class NodesLab:
             str(workdir)
         ).expanduser().absolute()
         root.mkdir(parents=True, exist_ok=True)
-        hostnames = [m.hostname for m in inventory.machines]
-        fleet = SSHDFleet(hostnames, root / "nodes", workdir=root)
+        fleet = SSHDFleet(list(hostnames), root / "nodes", workdir=root)
         lab = cls(root, owned, fleet)
         try:
             fleet.start()
         except BaseException:
             lab.stop()
             raise
-        machines = tuple(replace(m, ssh_port=fleet.port_of(m.hostname))
-                         for m in inventory.machines)
-        return lab, replace(inventory, machines=machines)
+        return lab
+
+    def port_of(self, hostname: str) -> int:
+        return self.fleet.port_of(hostname)
 
     @property
     def ssh_root(self) -> Path:
@@ -87,13 +98,13 @@ class NodesLab:
     def ssh_config_path(self) -> Path:
         return self.fleet.ssh_config_path
 
-    def serve_paddles(self, inventory: Inventory) -> str:
+    def serve_paddles(self, machines: Sequence[MachineLike]) -> str:
         """Start the paddles lock server double with every machine as an unlocked node."""
         from teuthology_maas.testing.lockserver import LockServer
 
-        kinds = machine_types_of(inventory)
+        kinds = machine_types_of(machines)
         nodes = []
-        for machine in inventory.machines:
+        for machine in machines:
             kind = next((t for t in machine.tags if t in kinds), machine.pool)
             nodes.append({"name": f"{machine.hostname}.{self.lab_domain}", "machine_type": kind})
         self.paddles = LockServer(nodes).serve()
