@@ -13,7 +13,7 @@ from teuthology_maas.cli._common import Context, ExitCode, exit_code_for
 from teuthology_maas.cli._progress import Progress, format_elapsed
 from teuthology_maas.cli._watch import MachineWatcher, library_log_as_notes, waits_shown
 from teuthology_maas.errors import MaasError
-from teuthology_maas.models import Machine, NodeStatus
+from teuthology_maas.models import ABORTABLE, FREE, Machine
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
@@ -34,13 +34,13 @@ class Verb:
 
 
 def nothing_to_abort(machine: Machine) -> str | None:
-    if machine.status in (NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING):
+    if machine.status in ABORTABLE:
         return None
     return f"nothing to abort ({machine.status_name})"
 
 
 def nothing_to_release(machine: Machine) -> str | None:
-    if machine.status in (NodeStatus.READY, NodeStatus.NEW):
+    if machine.status in FREE:
         return f"already {machine.status_name}: nothing to release"
     return None
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from teuthology_maas.errors import MachineStateError
-from teuthology_maas.models import Machine, NodeStatus
+from teuthology_maas.models import CLEANABLE, LOCKABLE, Machine
 
 if TYPE_CHECKING:
     from teuthology_maas.node.actions import NodeActions
@@ -27,8 +27,6 @@ KEPT_BY = "teuthology_kept_by"
 KEPT_AT = "teuthology_kept_at"
 KEPT_REASON = "teuthology_kept_reason"
 _REASON_LIMIT = 500  # owner data is shown in MAAS's UI: the gist, not the whole forensics
-_LOCKABLE = frozenset({NodeStatus.DEPLOYED, NodeStatus.DEPLOYING})
-_KEEPABLE = _LOCKABLE | {NodeStatus.ALLOCATED, NodeStatus.FAILED_DEPLOYMENT}
 
 
 @dataclass(frozen=True)
@@ -62,14 +60,14 @@ def keep_failed(node: NodeActions, *, who: str, reason: str) -> str:
         if machine.owner != node.username:
             holder = f"MAAS user {machine.owner!r}" if machine.owner else "nobody"
             return f"not kept: {holder} holds it now"
-        if machine.status not in _KEEPABLE:
+        if machine.status not in CLEANABLE:
             return f"nothing to keep ({machine.status_name})"
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         # MAAS refuses every change to a locked machine, owner data too: mark, then lock
         node.unlock_if_locked()
         node.stamp({KEPT_BY: who, KEPT_AT: stamp, KEPT_REASON: reason[:_REASON_LIMIT]})
         locked = ""
-        if machine.status in _LOCKABLE:
+        if machine.status in LOCKABLE:
             node.lock()
             locked = "locked in MAAS, "
         return (
