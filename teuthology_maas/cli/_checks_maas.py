@@ -97,7 +97,7 @@ def _unknown_keys(source: str) -> list[str]:
 
     try:
         document = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8 (any more)
         return []  # a mapping built in code, or a file that changed since it was read
     if not isinstance(document, Mapping):
         return []
