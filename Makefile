@@ -33,7 +33,7 @@ unit: $(STAMP) system-packages
 test: lint typecheck docs unit
 
 demo: $(STAMP)
-	$(BIN)/teuthology-maas demo
+	$(BIN)/teuthology-maas demo $(DEMO_ARGS)
 
 # teuthology-suite -> beanstalkd -> teuthology-dispatcher -> supervisors (needs root, ~1-2 min)
 demo-suite: $(STAMP) system-packages

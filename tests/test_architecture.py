@@ -1,9 +1,10 @@
 """The dependency direction of docs/architecture.md, checked on every module's imports (ast).
 
-    cli -> teuthology -> node -> endpoint -> maas | fleet -> config -> models | errors | redact
+    cli -> teuthology -> node -> endpoint -> maas | fleet -> config -> models -> errors
+        -> redact | suggest | waits
 
 A module imports only from its own part or from parts below it; parts on one floor (maas and
-fleet; models, errors and redact) do not import each other. `simulator` and `testing` (the test
+fleet; redact, suggest and waits) do not import each other. `simulator` and `testing` (the test
 doubles, an optional extra) stand beside the floors: no library module imports them, except
 the CLI's `simulator` and `demo` commands inside their functions, and they themselves use only
 the ground floors. Only `teuthology_maas.teuthology` imports teuthology (and gevent); only the
@@ -33,7 +34,8 @@ FLOORS: list[set[str]] = [
     {"config"},  # config.py, config_values.py and deploy_config.py
     {"models"},  # models.py, machine_parts.py, answers.py (parsing MAAS answers), names.py
     {"errors"},  # every message passes through redact
-    {"redact"},
+    # The ground: modules that import nothing of the package, used from every floor above.
+    {"redact", "suggest", "waits"},  # secrets out of texts; "did you mean"; reported waits
 ]
 PART_OF = {
     "config_values": "config", "deploy_config": "config", "api_url": "config",

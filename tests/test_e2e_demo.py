@@ -45,6 +45,8 @@ def test_demo_locks_reimages_unlocks_and_stops_everything(tmp_path):
     assert len(pids) == 4
     assert "STILL RUNNING" not in output
     assert not [pid for pid in pids if alive(pid)]
+    # the log path it printed is gone at the end, and it says so (and how to keep it)
+    assert "teuthology.log with it; run with --keep to keep it" in output
     lock_pids = [int(p) for p in re.findall(r"\(pid (\d+);", output)]
     assert len(lock_pids) == 2 and not [pid for pid in lock_pids if alive(pid)]
 

@@ -23,6 +23,7 @@ from teuthology_maas.config_values import ERASE_MODES, EraseMode
 from teuthology_maas.deploy_config import DeployConfig
 from teuthology_maas.errors import ConfigError
 from teuthology_maas.redact import REDACTED, excerpt, register_secret
+from teuthology_maas.suggest import did_you_mean
 
 __all__ = [
     "DEFAULT_SENTINEL_FILE",
@@ -148,6 +149,8 @@ class MaasConfig:
     max_concurrent_actions: int = 16
     lookup_retries: int = 3
     lab_domain: str | None = None
+    ssh_resolve_grace: float = 60.0
+    keep_on_failure: bool = False
     # Deploy settings per machine type and OS (kernel, memory, storage, bonds): deploy_config.
     deploy: DeployConfig = field(default_factory=DeployConfig)
     source: str = field(default="<mapping>", compare=False, metadata=_BOOKKEEPING)
@@ -175,9 +178,9 @@ class MaasConfig:
             values.check_bounded(str(name)[:100], value)
         base = Path(base_dir).expanduser() if base_dir is not None else Path.cwd()
         base = base.absolute()
-        unknown = sorted(excerpt(k, 60) for k in section if k not in KNOWN_KEYS)
+        unknown = unknown_keys(section)
         if unknown:
-            values.warn_once(f"{source}: ignoring unknown maas key(s): {', '.join(unknown)}")
+            values.warn_once(f"{source}: ignoring unknown maas key(s): {'; '.join(unknown)}")
         s = _WithDefaults(section)
         for required in ("api_url", "api_key"):
             if s.get(required) in (None, ""):
@@ -253,6 +256,10 @@ class MaasConfig:
             ),
             lookup_retries=values.integer("lookup_retries", s["lookup_retries"], minimum=0),
             lab_domain=values.optional_text("lab_domain", lab_domain),
+            ssh_resolve_grace=values.number(
+                "ssh_resolve_grace", s["ssh_resolve_grace"], allow_zero=True
+            ),
+            keep_on_failure=values.boolean("keep_on_failure", s["keep_on_failure"]),
             deploy=DeployConfig.parse(s.get("deploy"), machine_types=machine_types),
             source=source,
         )
@@ -401,6 +408,17 @@ class _WithDefaults(dict[str, Any]):
 
     def __missing__(self, key: str) -> Any:
         return _default(key)
+
+
+def unknown_keys(section: Mapping[Any, Any]) -> list[str]:
+    """The keys of a `maas:` section nobody reads, each bounded and redacted, with the nearest
+    known key when one is close: `"'timeuot' (did you mean 'timeout'?)"`."""
+    found = []
+    for key in sorted((k for k in section if k not in KNOWN_KEYS), key=str):
+        hint = did_you_mean(str(key)[:100], KNOWN_KEYS)
+        shown = excerpt(key, 60)
+        found.append(f"{shown} ({hint})" if hint else shown)
+    return found
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -144,8 +144,11 @@ DEPLOY_STARTED: frozenset[NodeStatus] = frozenset(
     {NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT}
 )
 RELEASE_STARTED: frozenset[NodeStatus] = RELEASE_IN_PROGRESS | FREE
-# What a failed create() must not leave behind: it releases a machine of ours in these.
+# What a failed create() must not leave behind: it releases a machine of ours in these (or,
+# with keep_on_failure, keeps it as it is).
 CLEANABLE: frozenset[NodeStatus] = DEPLOY_STARTED | {NodeStatus.ALLOCATED}
+# Where MAAS accepts a lock (its lock form: Deployed, or a deployment in flight).
+LOCKABLE: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYED, NodeStatus.DEPLOYING})
 
 # Where a wait for a deployment stops: the target, or anything MAAS can end a deployment in.
 DEPLOY_TARGET: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYED})

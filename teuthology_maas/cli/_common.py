@@ -41,6 +41,11 @@ class ExitCode(IntEnum):
     PIPE_CLOSED = 141  # the reader of stdout went away (128 + SIGPIPE, as a shell reports it)
 
 
+class UsageError(Exception):
+    """The command line asks for something that does not exist (a typo): nothing was
+    attempted. Exit status 2, like argparse's own usage errors."""
+
+
 # Registered by each subcommand module: how to run it once arguments are parsed.
 Handler = Callable[["Context", argparse.Namespace], int]
 
@@ -167,12 +172,18 @@ def error_payload(exc: MaasError) -> dict[str, Any]:
 
 
 def report_error(ctx: Context, exc: MaasError) -> int:
-    """Print an error the way the chosen output mode wants and return its exit code."""
+    """Print an error the way the chosen output mode wants (with a hint when the cause is a
+    likely misconfiguration of api_url) and return its exit code."""
+    from teuthology_maas.cli._hints import api_url_hint
+
     code = exit_code_for(exc)
+    hint = api_url_hint(exc, ctx._config.api_url) if ctx._config is not None else None
     if ctx.json:
-        ctx.emit_json({"ok": False, **error_payload(exc)})
+        ctx.emit_json({"ok": False, **error_payload(exc), **({"hint": hint} if hint else {})})
     else:
         ctx.err(f"teuthology-maas: {type(exc).__name__}: {exc}")
+        if hint:
+            ctx.err(f"hint: {hint}")
     return int(code)
 
 

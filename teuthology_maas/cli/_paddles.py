@@ -12,7 +12,7 @@ from typing import Any
 import requests
 import yaml
 
-from teuthology_maas.cli._common import short_hostname
+from teuthology_maas.cli._common import Context, short_hostname
 from teuthology_maas.errors import ConfigError, MaasUnavailable
 
 
@@ -105,3 +105,17 @@ class PaddlesReader:
         if not isinstance(data, Mapping):
             raise LockServerUnavailable(f"lock server {self.url}: nodes/{name}/ is not a node")
         return PaddlesNode.from_json(data)
+
+
+def paddles_nodes(
+    ctx: Context, url: str | None, machine_types: Sequence[str]
+) -> dict[str, PaddlesNode]:
+    """paddles' nodes of `machine_types` by short hostname, from `url` or the config's
+    lock_server (ConfigError when there is none)."""
+    reader = PaddlesReader(
+        url or lock_server_from_config(ctx.config_file()), timeout=ctx.config().http_timeout
+    )
+    try:
+        return {node.hostname: node for node in reader.nodes(machine_types)}
+    finally:
+        reader.close()

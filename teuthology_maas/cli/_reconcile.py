@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from teuthology_maas.cli._paddles import PaddlesNode
 from teuthology_maas.models import FREE, Event, Machine, NodeStatus
+from teuthology_maas.node.keep import KeptMark
 
-Kind = Literal["leak", "drift", "stuck"]
+Kind = Literal["leak", "kept", "drift", "stuck"]
+KINDS: tuple[Kind, ...] = ("leak", "kept", "drift", "stuck")
 
 # MAAS's own bounds. node_timeout (config, minutes; 30 by default) bounds deploying,
 # commissioning, testing and disk erasing; a release whose power-off is not seen within five
@@ -91,7 +93,21 @@ def find_leaks_and_drift(
         node = paddles.get(machine.hostname)
         if node is None:
             continue
-        if machine.owner == maas_user and machine.status in HELD and not node.locked:
+        kept = KeptMark.of(machine)
+        if machine.owner == maas_user and machine.status in HELD and not node.locked and kept:
+            findings.append(
+                Finding(
+                    "kept",
+                    machine.hostname,
+                    machine.system_id,
+                    machine.status_name,
+                    machine.owner,
+                    f"{machine.status_name}, {kept.describe()}; unlocked in paddles",
+                    extra={"paddles_name": node.name, "kept_by": kept.by,
+                           "kept_at": kept.at, "kept_reason": kept.reason},
+                )
+            )
+        elif machine.owner == maas_user and machine.status in HELD and not node.locked:
             findings.append(
                 Finding(
                     "leak",

@@ -136,9 +136,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         return _demo(ctx, args, workdir)
     finally:
         if args.keep:
-            ctx.out(f"kept {workdir}")
+            ctx.out(f"kept {workdir} (teuthology.log, the lab's config and the nodes' files)")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            ctx.out(f"removed {workdir}, teuthology.log with it; run with --keep to keep it "
+                    "(make demo DEMO_ARGS=--keep)")
 
 
 def _demo(ctx: Context, args: argparse.Namespace, workdir: Path) -> int:
@@ -214,7 +216,8 @@ def _demo(ctx: Context, args: argparse.Namespace, workdir: Path) -> int:
             say(f"teuthology-lock --unlock failed (exit {code}, locked: {still_locked}); "
                 f"see {log}")
             return int(ExitCode.FAILURE)
-        say(f"done: {args.count} nodes locked, reimaged with {args.os_type} "
+        nodes = "1 node" if args.count == 1 else f"{args.count} nodes"
+        say(f"done: {nodes} locked, reimaged with {args.os_type} "
             f"{args.os_version}, unlocked and Ready again in MAAS")
         return int(ExitCode.OK)
     finally:

@@ -112,7 +112,19 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 _show(ctx, event)
             return int(ExitCode.OK)
         if deadline is not None and time.monotonic() >= deadline:
-            return int(ExitCode.OK)
+            if not until:
+                return int(ExitCode.OK)  # following for a while was all that was asked
+            now = client.get_machine(machine.system_id)
+            if now.status in until:  # got there just as time ran out
+                for event in _newer(client, machine.system_id, args.level, last_id):
+                    _show(ctx, event)
+                return int(ExitCode.OK)
+            wanted = " or ".join(sorted(s.label for s in until))
+            ctx.err(
+                f"teuthology-maas events: {machine.hostname} did not reach {wanted} within "
+                f"{args.timeout:g} s (MAAS shows {now.status_name})"
+            )
+            return int(ExitCode.FAILURE)
         time.sleep(max(0.01, args.interval))
         for event in _newer(client, machine.system_id, args.level, last_id):
             _show(ctx, event)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import requests
 from requests_oauthlib import OAuth1
 
+from teuthology_maas import waits
 from teuthology_maas.errors import (
     MaasError,
     MaasOutcomeUnknown,
@@ -41,8 +42,10 @@ from teuthology_maas.maas.retry import (
     RetryPolicy,
     failed_before_sending,
     parse_retry_after,
+    trouble,
 )
 from teuthology_maas.redact import clip, install_log_filter
+from teuthology_maas.waits import Reason, State, WaitReport
 
 __all__ = ["DEFAULT_DEADLINE", "Target", "Transport", "build_session"]
 
@@ -98,6 +101,7 @@ class _Failure:
     kind: Literal["tls", "fatal", "transient", "deadline", "too_large"]
     reason: str
     sent: bool  # the request may have reached MAAS
+    trouble: str = Reason.OTHER  # the reason in a few words, for progress displays
 
 
 _plaintext_warned: set[str] = set()
@@ -205,6 +209,8 @@ class Transport:
             else:
                 retry_in = self._after_response(outcome, target, attempt, started)
                 if retry_in is None:
+                    if attempt > 1:
+                        self._report(target, "answering again", "", attempt, state="done")
                     return self._decode(outcome, target, expect_json, parse)
                 wait = retry_in
             self._sleep(wait)
@@ -300,7 +306,7 @@ class Transport:
         wait = self._retry_wait(wanted, attempt, started)
         if wait is not None:
             after = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
-            self._log_retry(target, f"HTTP {status}{after}", attempt, wait)
+            self._log_retry(target, f"HTTP {status}{after}", attempt, wait, Reason.BUSY)
             return wait
         error = http_error(answer, target)
         hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
@@ -336,7 +342,7 @@ class Transport:
             raise self.outcome_unknown(target, reason)
         wait = self._retry_wait(self.policy.backoff(attempt), attempt, started)
         if wait is not None:
-            self._log_retry(target, reason, attempt, wait)
+            self._log_retry(target, reason, attempt, wait, failure.trouble)
             return wait
         spent = f"{attempt} attempt(s) in {self._clock() - started:.1f}s"
         if failure.kind == "deadline":
@@ -369,7 +375,9 @@ class Transport:
             raise self.outcome_unknown(target, f"its answer was unusable: {problem}")
         raise _answer.protocol_error(target, problem, field=field)
 
-    def _log_retry(self, target: Target, reason: str, attempt: int, wait: float) -> None:
+    def _log_retry(
+        self, target: Target, reason: str, attempt: int, wait: float, short: str
+    ) -> None:
         log.info(
             "MAAS %s: %s; attempt %d of %d, retrying in %.1fs",
             target.describe(),
@@ -378,6 +386,25 @@ class Transport:
             self.policy.max_attempts,
             wait,
         )
+        # the same, for whoever shows waits as they happen (the command's progress line)
+        self._report(target, short, reason, attempt, retry_in=wait)
+
+    def _report(
+        self,
+        target: Target,
+        reason: str,
+        detail: str,
+        attempt: int,
+        *,
+        state: State = "waiting",
+        retry_in: float | None = None,
+    ) -> None:
+        waits.report(
+            WaitReport(
+                "maas", self.base_url, reason, detail=detail, attempt=attempt, state=state,
+                target=target.describe(), retry_in=retry_in,
+            )
+        )  # fmt: skip
 
     def outcome_unknown(self, target: Target, reason: str) -> MaasOutcomeUnknown:
         subject = f" on machine {target.system_id}" if target.system_id else ""
@@ -396,13 +423,16 @@ def _describe(exc: BaseException, deadline: _deadline.Deadline) -> _Failure:
             "deadline",
             f"no complete answer within the {deadline.seconds:g} s request deadline",
             sent=deadline.sending,
+            trouble=Reason.TIMED_OUT,
         )
     reason = clip(f"{type(exc).__name__}: {exc}", _REASON_LIMIT)
     if isinstance(exc, requests.exceptions.SSLError):
         return _Failure("tls", reason, sent=False)
     if not isinstance(exc, _TRANSIENT):
         return _Failure("fatal", reason, sent=False)
-    return _Failure("transient", reason, sent=not failed_before_sending(exc))
+    return _Failure(
+        "transient", reason, sent=not failed_before_sending(exc), trouble=trouble(exc)
+    )
 
 
 def _anonymous(request: requests.PreparedRequest) -> requests.PreparedRequest:

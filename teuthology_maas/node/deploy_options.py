@@ -54,8 +54,13 @@ def machine_type_of(machine: Machine, machine_types: Sequence[str]) -> str | Non
     for wanted in machine_types:
         if machine.pool == wanted:
             return wanted
-    prefix = _TRAILING_DIGITS.sub("", machine.hostname).rstrip("-_")
+    prefix = hostname_prefix(machine.hostname)
     return next((wanted for wanted in machine_types if prefix == wanted), None)
+
+
+def hostname_prefix(hostname: str) -> str:
+    """The machine type a Sepia-style hostname is made of: `smithi` for `smithi001`."""
+    return _TRAILING_DIGITS.sub("", hostname).rstrip("-_")
 
 
 def resolve(

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from teuthology_maas.errors import ConfigError, ImageNotAvailable
 from teuthology_maas.models import BootResource, Machine
+from teuthology_maas.suggest import STRICT, did_you_mean
 
 __all__ = [
     "UBUNTU_RELEASES",
@@ -25,6 +26,8 @@ __all__ = [
     "canonical_version",
     "ensure_available",
     "known_images",
+    "known_os_types",
+    "known_versions",
     "os_matches",
     "os_mismatch",
     "resolve",
@@ -233,12 +236,57 @@ def resolve(os_type: str, os_version: str, image_map: Mapping[str, Any] | None =
     if spec is not None:
         return spec
     known = known_images(image_map)
+    typo = _nearest_known(wanted_type, wanted_version, image_map)
+    advice = (
+        f"Map other images with maas.image_map, e.g. '{wanted_type} {wanted_version}': "
+        "'<os>/<release>'"
+    )
     raise ImageNotAvailable(
-        f"no MAAS image is known for os_type {os_type!r} os_version {os_version!r}; known: "
-        f"{'; '.join(known)}. Map other images with maas.image_map, e.g. "
-        f"'{wanted_type} {wanted_version}': '<os>/<release>'",
+        f"no MAAS image is known for os_type {os_type!r} os_version {os_version!r}"
+        + (f" ({typo})" if typo else "")
+        + f"; known: {'; '.join(known)}."
+        + ("" if typo.startswith("unknown os_type") else f" {advice}"),
         available=known,
     )
+
+
+def known_versions(os_type: str, image_map: Mapping[str, Any] | None = None) -> list[str]:
+    """The versions resolve() accepts for `os_type` (empty for an OS it does not know)."""
+    versions: list[str] = {
+        "ubuntu": [*UBUNTU_RELEASES, *UBUNTU_RELEASES.values()],
+        "centos": [f"{m}.stream" for m in _CENTOS_STREAMS],
+        "rocky": list(_ROCKY_MAJORS),
+        "rhel": list(_RHEL_MAJORS),
+    }.get(os_type, [])
+    for key, value in (image_map or {}).items():
+        parts = _normalise(key).split()
+        if not parts or parts[0] != os_type:
+            continue
+        if isinstance(value, Mapping):
+            versions.extend(str(version) for version in value)
+        elif len(parts) == 2:
+            versions.append(parts[1])
+    return versions
+
+
+def known_os_types(image_map: Mapping[str, Any] | None = None) -> list[str]:
+    types = ["ubuntu", "centos", "rocky", "rhel"]
+    for key in image_map or {}:
+        parts = _normalise(key).split()
+        if parts and parts[0] not in types:
+            types.append(parts[0])
+    return types
+
+
+def _nearest_known(os_type: str, os_version: str, image_map: Mapping[str, Any] | None) -> str:
+    """What is probably a typo in an OS nobody maps: the nearest os_type, or the nearest
+    versions of a known os_type; "" when nothing is close."""
+    types = known_os_types(image_map)
+    if os_type not in types:
+        hint = did_you_mean(os_type, types, cutoff=STRICT)
+        return f"unknown os_type {os_type!r}; {hint}" if hint else ""
+    hint = did_you_mean(os_version, known_versions(os_type, image_map))
+    return f"unknown {os_type} version {os_version!r}; {hint}" if hint else ""
 
 
 def _deployable(resources: Iterable[BootResource], architecture: str) -> list[BootResource]:

@@ -36,7 +36,7 @@ from teuthology_maas.models import (
     NodeStatus,
 )
 from teuthology_maas.node import decide as _decide
-from teuthology_maas.node import images, userdata
+from teuthology_maas.node import images, keep, userdata
 from teuthology_maas.node.actions import NodeActions, describe_error, ended_in
 from teuthology_maas.node.decide import CreateStep, ReleaseStep
 from teuthology_maas.node.deploy_options import parse_overrides
@@ -173,6 +173,7 @@ class MaasProvisioner:
         machine = self.machine()
         # Everything that can be checked is checked before MAAS is asked to change anything.
         _decide.next_create_step(machine, username)
+        keep.refuse_if_kept(machine, username)
         spec = images.resolve(self.os_type, self.os_version, self.config.image_map)
         try:
             images.ensure_available(self.endpoint.images, spec, machine)
@@ -282,7 +283,9 @@ class MaasProvisioner:
         cause = _cause(exc, interrupted)
         # MAAS's story of the failure first: the clean-up adds events of its own.
         forensics = collect(self.client, node.last)
-        if node.touched:
+        if node.touched and self.config.keep_on_failure and not interrupted:
+            outcome = keep.keep_failed(node, who=self.owner, reason=cause)
+        elif node.touched:
             outcome = node.clean_up(wait=not interrupted)
             if not interrupted:
                 outcome += restore_network(node)
@@ -299,14 +302,24 @@ class MaasProvisioner:
 
     # -- release / abort -----------------------------------------------------------------
 
-    def release(self, erase: str | None = None, *, wait: bool = True) -> None:
+    def release(
+        self, erase: str | None = None, *, wait: bool = True, release_kept: bool = False
+    ) -> None:
         """Give the machine back to MAAS (Ready); a no-op when it is already free.
 
         `erase` overrides the configured erase mode for this release only. With `wait=False`
         the release is only requested (MAAS finishes it by itself): no wait, so no poller
-        thread, which is what a process that is exiting can still do."""
+        thread, which is what a process that is exiting can still do. A machine kept for
+        debugging (keep_on_failure) is left alone unless `release_kept`."""
         username = self.username
         machine = self.machine()
+        kept = keep.KeptMark.of(machine)
+        if kept is not None and machine.owner == username and not release_kept:
+            log.warning(
+                "%s: %s; not released (teuthology-maas release %s releases it)",
+                machine.describe(), kept.describe(), machine.hostname,
+            )  # fmt: skip
+            return
         if _decide.next_release_step(machine, username) is ReleaseStep.NOTHING:
             log.info("%s: already %s; nothing to release", machine.describe(), machine.status_name)
             return
@@ -400,8 +413,10 @@ class MaasProvisioner:
 
 
 def _cause(exc: BaseException, interrupted: bool) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
     if interrupted:
-        return f"interrupted ({type(exc).__name__})"
+        return "stopped: the process is exiting"
     if isinstance(exc, MaasTimeout):
         return f"timed out: {exc}"
     return describe_error(exc)
