@@ -5,13 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint typecheck docs unit bench soak clean system-packages venv
+.PHONY: test demo demo-suite lint typecheck docs unit bench soak clean system-packages venv
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: no python >= 3.12 found" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[simulator,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,7 +33,11 @@ unit: $(STAMP) system-packages
 test: lint typecheck docs unit
 
 demo: $(STAMP)
-	$(BIN)/teuthology-maas demo
+	$(BIN)/teuthology-maas demo $(DEMO_ARGS)
+
+# teuthology-suite -> beanstalkd -> teuthology-dispatcher -> supervisors (needs root, ~1-2 min)
+demo-suite: $(STAMP) system-packages
+	$(BIN)/teuthology-maas demo --suite
 
 bench: $(STAMP)
 	$(BIN)/python bench/fleet_bench.py $(BENCH_ARGS)

@@ -88,8 +88,8 @@ def run_upstream(hostnames: list[str]) -> dict[str, Any]:
 
 
 def run_ours(hostnames: list[str]) -> dict[str, Any]:
-    from teuthology_maas import fleet
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.endpoint import endpoint_for
     from teuthology_maas.maas.client import MaasClient
     from teuthology_maas.node import provisioner
 
@@ -109,10 +109,10 @@ def run_ours(hostnames: list[str]) -> dict[str, Any]:
     NOTES.append(
         f"ours: poll_interval={cfg.poll_interval:.4g} s, poll_min_interval="
         f"{cfg.poll_min_interval:.4g} s (10 s and 0.5 s scaled by 1/{FACTOR:g}); one "
-        "MaasProvisioner per node sharing one MaasClient per process, as the teuthology "
-        "adapter makes them; lock_after_deploy=true; verify_ssh (SSH) stubbed out"
+        "MaasProvisioner per node sharing the process's Endpoint (one client, one poller), as "
+        "the teuthology adapter makes them; lock_after_deploy=true; verify_ssh (SSH) stubbed out"
     )
-    shared = MaasClient.from_config(cfg)
+    endpoint = endpoint_for(cfg)
     provisioner.verify_ssh = lambda fqdn, config, **kw: {"ID": "ubuntu", "VERSION_ID": "22.04"}
     original = MaasClient.list_machines
 
@@ -130,11 +130,11 @@ def run_ours(hostnames: list[str]) -> dict[str, Any]:
 
     def create(hostname: str) -> None:
         provisioner.MaasProvisioner(
-            f"{hostname}.{JOB['lab_domain']}", "ubuntu", "22.04", config=cfg, client=shared
+            f"{hostname}.{JOB['lab_domain']}", "ubuntu", "22.04", config=cfg, endpoint=endpoint
         ).create()
 
     result = drive(hostnames, create)
-    pollers = list(fleet._registry.values())
+    pollers = [endpoint.status_poller()]
     result["poller"] = {
         "ticks": sum(p.stats.ticks for p in pollers),
         "requests": sum(p.stats.requests for p in pollers),

@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from teuthology_maas import fleet
 from teuthology_maas.config import MaasConfig
+from teuthology_maas.endpoint import endpoint_for, forget_endpoints
 from teuthology_maas.errors import MaasError
 from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.maas.retry import RetryPolicy
@@ -158,6 +158,8 @@ class Soak:
             sleep=self.sleep.sleep,
             clock=self.sleep.now,
         )
+        # Its own client (virtual retry waits), shared by every node as the library shares one.
+        self.endpoint = endpoint_for(self.config, client=self.client)
         self.operations: list[Operation] = []
         self.failures: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
@@ -183,7 +185,7 @@ class Soak:
     def worker(self, node: str, cycles: int) -> None:
         for cycle in range(cycles):
             node_provisioner = MaasProvisioner(
-                node, "ubuntu", "22.04", config=self.config, client=self.client
+                node, "ubuntu", "22.04", config=self.config, endpoint=self.endpoint
             )
             self._timed("create", node, cycle, node_provisioner.create)
             for _ in range(self.args.release_attempts):
@@ -256,7 +258,7 @@ class Soak:
         self.client.close()
         self.proxy.stop()
         self.server.stop()
-        fleet.forget_pollers()
+        forget_endpoints()
 
 
 def print_report(result: dict[str, Any]) -> None:

@@ -7,5 +7,6 @@ pytest_plugins: list[str] = [
     "tests.fixtures_simulator",
     "tests.fixtures_reliability",
     "tests.fixtures_e2e",
+    "tests.fixtures_dispatcher",
     "tests.fixtures_cli",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests._waiting import wait_until
+from tests._maas_view import MaasView
 from teuthology_maas.testing.lockserver import LockServer
 from teuthology_maas.testing.teuthology_lab import MODES, Finished, Support, TeuthologyLab
 
@@ -31,7 +31,7 @@ __all__ = ["LAB_DOMAIN", "MACHINE_TYPE", "MODES", "OWNER", "E2ELab", "Finished"]
 
 
 @dataclass
-class E2ELab:
+class E2ELab(MaasView):
     """One scenario's world."""
 
     mode: str
@@ -41,21 +41,8 @@ class E2ELab:
     paddles: LockServer
     hostnames: list[str]
 
-    @property
-    def sim(self) -> Any:
-        return self.maas.sim
-
     def fqdn(self, hostname: str) -> str:
         return self.lab.fqdn(hostname)
-
-    def machine(self, hostname: str) -> dict[str, Any]:
-        return dict(self.sim.machine(hostname))
-
-    def status(self, hostname: str) -> str:
-        return str(self.machine(hostname)["status_name"])
-
-    def statuses(self) -> dict[str, str]:
-        return {h: self.status(h) for h in self.hostnames}
 
     def run(self, command: str, *args: str) -> Finished:
         return self.lab.run(command, *args)
@@ -64,15 +51,6 @@ class E2ELab:
                         description: str | None = None) -> None:
         self.paddles.add_node(self.fqdn(hostname), MACHINE_TYPE, locked=True, locked_by=owner,
                               description=description)
-
-    def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-        """Bounded wait for the simulator to get somewhere (its clock is scaled)."""
-        wait_until(
-            predicate,
-            timeout=timeout,
-            failure=lambda: f"timed out waiting for {what}; MAAS shows {self.statuses()}",
-            interval=0.05,
-        )
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from teuthology_maas import fleet
 from teuthology_maas.config import MaasConfig
+from teuthology_maas.endpoint import forget_endpoints
 from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.simulator import ScaledClock
@@ -150,7 +150,7 @@ def lab_factory(
         for client in lab.clients:
             client.close()
     # Each test has its own simulator: pollers must not outlive it.
-    fleet.forget_pollers()
+    forget_endpoints()
 
 
 @contextmanager

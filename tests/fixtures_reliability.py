@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from tests._waiting import wait_until
-from teuthology_maas import fleet
 from teuthology_maas.config import MaasConfig
+from teuthology_maas.endpoint import forget_endpoints
 from teuthology_maas.errors import MaasError
 from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.maas.retry import RetryPolicy
@@ -380,7 +380,7 @@ def fault_lab_factory(
     yield build
     for lab in labs:
         lab.close()
-    fleet.forget_pollers()
+    forget_endpoints()
 
 
 @pytest.fixture

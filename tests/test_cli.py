@@ -112,12 +112,14 @@ def test_machines_table_and_summary(maas_sim: Any, config_for: Any) -> None:
     result = run_cli("machines", config=config_for(maas_sim))
     assert result.code == 0
     lines = result.out.splitlines()
-    assert lines[0].split() == ["HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "OS", "POWER",
-                                "MESSAGE"]
+    assert lines[0].split() == ["HOSTNAME", "TYPE", "STATUS", "SINCE", "OWNER", "LOCKED", "OS",
+                                "IP", "POWER", "MESSAGE"]
     rows = {line.split()[0]: line for line in lines[1:7]}
     assert sorted(rows) == [f"smithi00{i}" for i in range(1, 7)]
-    assert rows["smithi002"].split()[:7] == ["smithi002", "smithi", "Deployed", "teuthology",
-                                             "yes", "ubuntu/jammy", "on"]
+    cells = rows["smithi002"].split()
+    assert cells[:3] == ["smithi002", "smithi", "Deployed"]
+    assert cells[4:9] == ["teuthology", "yes", "ubuntu/jammy",
+                          ",".join(sim.machine("smithi002")["ip_addresses"]), "on"]
     assert "Failed deployment" in rows["smithi003"]
     assert "mira001" not in result.out  # not a configured machine type
     assert lines[-1] == "6 machines: 4 Ready, 1 Deployed, 1 Failed deployment"
@@ -151,8 +153,12 @@ def test_machines_json(maas_sim: Any, config_for: Any) -> None:
     assert first["status"] == "Allocated"
     assert first["owner"] == "teuthology"
     assert first["type"] == "smithi"
-    assert set(first) == {"hostname", "system_id", "type", "status", "owner", "locked", "os",
-                          "power", "status_message"}
+    assert set(first) == {"hostname", "system_id", "type", "status", "seconds_in_status",
+                          "owner", "teuthology_owner", "locked", "os", "ip_addresses",
+                          "architecture", "pool", "zone", "tags", "power", "status_message",
+                          "kept"}
+    assert first["architecture"] == "amd64/generic" and first["pool"] == "smithi"
+    assert first["tags"] == ["smithi"] and first["ip_addresses"]
 
 
 def test_machines_hides_other_users_machines_from_a_non_admin_key(
@@ -231,18 +237,21 @@ def test_deploy_json_keeps_stdout_for_the_result(lab_factory: Any, lab_config: A
     assert result.code == 0, result.err
     data = result.json()
     assert data["ok"] is True
-    assert data["action"] == "deployed"
+    assert data["action"] == "deploy"
+    assert data["outcome"].startswith("deployed ubuntu 22.04 in ")
     assert data["status"] == "Deployed"
     assert data["hostname"] == "smithi001"
     assert "smithi001: Deployed" in result.err  # progress went to stderr
 
 
-def test_deploy_of_an_unknown_os_fails_with_exit_1(lab_factory: Any, lab_config: Any) -> None:
+def test_deploy_of_an_unknown_os_is_a_usage_error(lab_factory: Any, lab_config: Any) -> None:
     lab = lab_factory([{"hostname": "smithi001"}], ssh=False)
+    before = lab.mark()
     result = run_cli("deploy", "smithi001", "--os-version", "99.04", config=lab_config(lab))
-    assert result.code == ExitCode.FAILURE
+    assert result.code == ExitCode.USAGE  # nothing was attempted
     assert "99.04" in result.err
     assert lab.state("smithi001")["status_name"] == "Ready"
+    assert lab.posts("smithi001", since=before) == []
 
 
 def test_deploy_of_a_missing_machine_fails(lab_factory: Any, lab_config: Any) -> None:
@@ -341,10 +350,25 @@ def test_machines_with_paddles_locks(maas_sim: Any, config_for: Any) -> None:
         handle.stop()
     assert result.code == 0
     lines = result.out.splitlines()
-    assert lines[0].split()[:6] == ["HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "PADDLES"]
-    cells = {line.split()[0]: line.split()[5] for line in lines[1:7]}
+    assert lines[0].split()[:7] == ["HOSTNAME", "TYPE", "STATUS", "SINCE", "OWNER", "LOCKED",
+                                    "PADDLES"]
+    cells = {line.split()[0]: line.split()[6] for line in lines[1:7]}
     assert cells == {"smithi001": "-", "smithi002": "scheduled_bob@teuthology",
                      "smithi003": "-", "smithi004": "-", "smithi005": "-", "smithi006": "?"}
     paddles = {m["hostname"]: m["paddles"] for m in as_json.json()["machines"]}
-    assert paddles["smithi002"] == {"locked": True, "locked_by": "scheduled_bob@teuthology"}
+    assert paddles["smithi002"] == {"locked": True, "locked_by": "scheduled_bob@teuthology",
+                                    "description": None}
     assert paddles["smithi006"] is None
+
+
+def test_events_until_a_status_never_reached_exits_1(lab_factory: Any, lab_config: Any) -> None:
+    lab = lab_factory([{"hostname": "smithi001"}], ssh=False, timings={"deploying": 1e6})
+    lab.client.deploy(lab.state("smithi001")["system_id"], distro_series="ubuntu/jammy")
+    result = run_cli("events", "smithi001", "--follow", "--until", "deployed", "--timeout",
+                     "0.5", "--interval", "0.05", config=lab_config(lab))
+    assert result.code == ExitCode.FAILURE
+    assert "smithi001 did not reach Deployed within 0.5 s (MAAS shows Deploying)" in result.err
+    # a timeout without --until is just how long to follow: not a failure
+    plain = run_cli("events", "smithi001", "--follow", "--timeout", "0.3", "--interval", "0.05",
+                    config=lab_config(lab))
+    assert plain.code == ExitCode.OK

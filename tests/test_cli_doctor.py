@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests._cli_support import CONTROL_CHARS, run_cli
+from tests._cli_support import CONTROL_CHARS, run_cli, write_config
 from teuthology_maas.cli._common import ExitCode
 
 
@@ -91,7 +91,8 @@ def test_fail_api_tls(maas_sim: Any, config_for: Any) -> None:
     assert code == ExitCode.DOCTOR_FAIL
     assert checks["api"]["status"] == "FAIL"
     assert "TLS handshake" in checks["api"]["detail"]
-    assert "maas.verify" in checks["api"]["hint"]
+    # the handshake met plain HTTP: the hint says so rather than suggest a CA bundle
+    assert "https:// to a port that speaks plain HTTP" in checks["api"]["hint"]
 
 
 def test_fail_api_url_not_maas(maas_sim: Any, config_for: Any) -> None:
@@ -214,3 +215,22 @@ def test_warn_without_lab_domain(maas_sim: Any, config_for: Any) -> None:
     assert code == ExitCode.OK
     assert checks["lab_domain"]["status"] == "WARN"
     assert "lab_domain" in checks["lab_domain"]["hint"]
+
+
+def test_warns_about_a_results_server_with_a_trailing_slash(
+    maas_sim: Any, ssh_keypair: Any, tmp_path: Path
+) -> None:
+    url = "http://paddles.example.com:8080"
+
+    def config_with(server: str) -> Path:
+        return write_config(tmp_path, maas_sim, top={"lock_server": server,
+                                                     "results_server": server},
+                            ssh_keys=[ssh_keypair.public_key])
+
+    code, checks = doctor(config_with(url + "/"))
+    assert code == ExitCode.OK  # a warning: the run can start, clean-up will not work
+    assert checks["results_server"]["status"] == "WARN"
+    assert "'http://paddles.example.com:8080//runs/...'" in checks["results_server"]["detail"]
+    assert checks["results_server"]["hint"] == f"drop the trailing slash: results_server: {url}"
+    _, fixed = doctor(config_with(url))
+    assert (fixed["results_server"]["status"], fixed["results_server"]["detail"]) == ("OK", url)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tests._cli_support import CONTROL_CHARS, run_on_pty, write_config
-from teuthology_maas.cli._progress import MachineWatcher, Progress, format_elapsed
+from teuthology_maas.cli._progress import Progress, format_elapsed
+from teuthology_maas.cli._watch import MachineWatcher
 from teuthology_maas.errors import MaasUnavailable
 from teuthology_maas.models import Machine
 
@@ -100,10 +101,11 @@ def test_terminal_progress_updates_in_place_through_a_pty() -> None:
     stream.close()
     text = read_all(master)
     os.close(master)
-    # every redraw starts with carriage return + erase-line: the line is rewritten in place
+    # every redraw starts with carriage return + erase-line: the line is rewritten in place,
+    # stamped with the time its phase began and ticking how long it has lasted so far
     assert "\r\x1b[2K[   0:00] smithi001: Deploying" in text
-    assert "\r\x1b[2K[   0:05] smithi001: Deploying" in text
-    assert "\r\x1b[2K[   0:05] smithi001: Deploying (Installing OS)" in text
+    assert "\r\x1b[2K[   0:00] smithi001: Deploying - 0:05 so far" in text
+    assert "\r\x1b[2K[   0:00] smithi001: Deploying (Installing OS) - 0:05 so far" in text
     # the message change stayed on the same line; the status change started a new one
     lines = text.replace("\r\n", "\n").split("\n")
     deploying_lines = [line for line in lines if "Deploying" in line]
@@ -111,7 +113,8 @@ def test_terminal_progress_updates_in_place_through_a_pty() -> None:
     assert deploying_lines[0].count("\r\x1b[2K") >= 3
     final_screen_lines = [line.rsplit("\r\x1b[2K", 1)[-1] for line in lines if line]
     assert final_screen_lines == [
-        "[   0:05] smithi001: Deploying (Installing OS)",
+        # a finished line says when its phase began, as a pipe would have shown it
+        "[   0:00] smithi001: Deploying (Installing OS)",
         # the note took the status line's place and the status was drawn again below it
         "[   1:05] waiting for SSH",
         "[   1:05] smithi001: Deployed",
@@ -221,5 +224,86 @@ def test_ctrl_c_during_deploy_exits_130_and_leaves_nothing_deploying(
     assert "interrupted" in err
     # the provisioner cleaned up (and said so, as a note in the progress output)
     assert lab.state("smithi001")["status_name"] != "Deploying"
-    assert "interrupted" in out
+    assert "failed: interrupted (Ctrl-C)." in out  # the provisioner's account, in words
+    assert "KeyboardInterrupt" not in out + err
+    assert out.splitlines()[-1].startswith("smithi001: deploying ubuntu 22.04 interrupted after ")
     assert not CONTROL_CHARS.search(out)
+
+
+# ---- waits and MAAS trouble (Progress level) -------------------------------------------------
+
+
+def test_piped_waits_print_a_line_per_reason_not_per_attempt() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    with Progress(out, label="smithi001", live=False, clock=clock) as progress:
+        progress.update("Deployed")
+        clock.now += 1
+        progress.waiting("ssh", "smithi001: waiting for SSH to n: connection refused",
+                         detail="attempt 1")
+        clock.now += 2
+        progress.waiting("ssh", "smithi001: waiting for SSH to n: connection refused",
+                         detail="attempt 2")  # the same reason: nothing new to log
+        clock.now += 4
+        progress.waiting("ssh", "smithi001: waiting for SSH to n: authentication refused")
+        progress.update("Deployed", "Deployed")  # a message of the same status: no line
+        clock.now += 3
+        progress.trouble("MAAS at m not answering: connection refused", detail="attempt 1")
+        progress.trouble("MAAS at m not answering: connection refused", detail="attempt 2")
+        clock.now += 30
+        progress.answered()
+        progress.answered()  # nothing to end twice
+        progress.finish("smithi001: deployed")
+    assert out.getvalue().splitlines() == [
+        "[   0:00] smithi001: Deployed",
+        "[   0:01] smithi001: waiting for SSH to n: connection refused",
+        "[   0:07] smithi001: waiting for SSH to n: authentication refused",
+        "[   0:10] MAAS at m not answering: connection refused",
+        "[   0:40] MAAS answers again after 0:30",
+        "smithi001: deployed",
+    ]
+
+
+def test_terminal_trouble_line_sits_below_and_ends_saying_how_long() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    progress = Progress(out, label="smithi001", live=True, clock=clock)
+    progress.update("Deploying", "Installing OS")
+    clock.now += 5
+    progress.trouble("MAAS at m busy: HTTP 503", detail="retrying in 10s")
+    clock.now += 20
+    progress.update("Deployed")  # the main line changes above the trouble line
+    clock.now += 5
+    progress.answered()
+    progress.finish("smithi001: deployed")
+    lines = [line.rsplit("\r\x1b[2K", 1)[-1] for line in out.getvalue().split("\n") if line]
+    assert lines == [
+        "[   0:00] smithi001: Deploying (Installing OS)",
+        "[   0:05] MAAS at m busy: HTTP 503; MAAS answers again after 0:25",
+        "[   0:25] smithi001: Deployed",
+        "smithi001: deployed",
+    ]
+    assert "\r\x1b[2K[   0:05] MAAS at m busy: HTTP 503 - retrying in 10s" in out.getvalue()
+
+
+def test_a_status_change_during_a_wait_is_said_above_the_waits_line() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    progress = Progress(out, label="smithi001", live=True, clock=clock)
+    progress.update("Deploying")
+    progress.waiting("ssh", "smithi001: waiting for SSH to n: connecting")
+    clock.now += 2
+    progress.update("Deployed")  # the watcher catching up with what the waiter already saw
+    clock.now += 3
+    progress.waiting("ssh", "smithi001: waiting for SSH to n: connection refused",
+                     detail="attempt 2")
+    progress.waiting("ssh", "smithi001: SSH to n: ready after 3 attempt(s)", ended=True)
+    progress.finish("smithi001: deployed")
+    lines = [line.rsplit("\r\x1b[2K", 1)[-1] for line in out.getvalue().split("\n") if line]
+    assert lines == [
+        "[   0:00] smithi001: Deploying",
+        "[   0:02] smithi001: Deployed",
+        # one line for the whole wait, stamped when it began
+        "[   0:00] smithi001: SSH to n: ready after 3 attempt(s)",
+        "smithi001: deployed",
+    ]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests._cli_support import CONTROL_CHARS, run_cli
-from teuthology_maas import fleet
 from teuthology_maas.cli._common import ExitCode
+from teuthology_maas.endpoint import forget_endpoints
 from teuthology_maas.simulator import ManualClock
 from teuthology_maas.testing.lockserver import LockServer
 
@@ -20,17 +20,7 @@ DOMAIN = "front.example.com"
 @pytest.fixture(autouse=True)
 def _forget_pollers() -> Iterator[None]:
     yield
-    fleet.forget_pollers()
-
-
-@pytest.fixture
-def paddles() -> Iterator[tuple[LockServer, str]]:
-    server = LockServer(
-        [{"name": f"smithi00{i}.{DOMAIN}", "machine_type": "smithi"} for i in range(1, 7)]
-    )
-    handle = server.serve()
-    yield server, handle.url
-    handle.stop()
+    forget_endpoints()
 
 
 def lock(server: LockServer, hostname: str, owner: str = "scheduled_alice@teuthology") -> None:
@@ -71,7 +61,10 @@ def test_dry_run_lists_leaks_and_drift_and_changes_nothing(
         for line in lines
     )
     assert "smithi002" not in result.out and "smithi004" not in result.out
-    assert lines[-1] == "5 machine(s) checked: 2 leak, 1 drift, 0 stuck (dry run: nothing changed)"
+    assert lines[-1] == (
+        "5 machines checked: 2 leaks, 1 drift (dry run: nothing changed; --apply releases the "
+        "leaks)"
+    )
     assert not CONTROL_CHARS.search(result.out)
     # a dry run only reads
     assert {r.method for r in sim.request_log[before:]} == {"GET"}
@@ -113,7 +106,7 @@ def test_apply_releases_leaks_only(maas_sim: Any, paddles: Any, config_for: Any)
     # the drift remains for a human to judge
     assert result.code == ExitCode.FINDINGS
     again = run_cli("reconcile", config=config_for(maas_sim, lock_server=url))
-    assert again.out.splitlines()[-1].startswith("6 machine(s) checked: 0 leak, 1 drift")
+    assert again.out.splitlines()[-1].startswith("6 machines checked: 1 drift")
 
 
 def test_apply_with_only_leaks_exits_0(maas_sim: Any, paddles: Any, config_for: Any) -> None:
@@ -260,3 +253,77 @@ def test_event_times_in_maas_format() -> None:
     assert region_now(event("Sat, 21 Nov. 2026 07:00:00"), utc_now) == utc_now - timedelta(
         hours=5)
     assert region_now(None, utc_now) == utc_now
+
+
+def test_apply_releases_in_parallel_with_a_line_per_step(
+    maas_sim_factory: Any, paddles: Any, config_for: Any
+) -> None:
+    from tests.fixtures_simulator import default_inventory
+
+    _, url = paddles
+    # a quick erase takes 1000 simulated seconds: about 1 s each at 1000x
+    handle = maas_sim_factory({**default_inventory(), "timings": {"disk_erasing_quick": 1000}})
+    for name in ("smithi001", "smithi002", "smithi003"):
+        handle.sim.update_machine(name, status="deployed", owner="teuthology", power_state="on")
+    started = time.monotonic()
+    result = run_cli("reconcile", "--apply", config=config_for(handle, lock_server=url))
+    took = time.monotonic() - started
+    assert result.code == ExitCode.OK, result.out + result.err
+    lines = result.out.splitlines()
+    steps = [line.split("] ", 1)[1] for line in lines if line.startswith("[")]
+    starts = [i for i, s in enumerate(steps) if s.endswith("releasing (Deployed, unlocked in "
+                                                            "paddles)")]
+    ends = [i for i, s in enumerate(steps) if ": released in " in s]
+    assert len(starts) == 3 and len(ends) == 3
+    # all three were under way before the first finished: they ran side by side
+    assert max(starts) < min(ends)
+    assert took < 3.0 + 2.0  # three 1 s erases one after another would take over 3 s
+    # every machine's progress was shown as MAAS moved it
+    for name in ("smithi001", "smithi002", "smithi003"):
+        assert f"{name}: Disk erasing" in "\n".join(steps)
+    assert lines[-1] == "6 machines checked: 3 leaks released"
+    for name in ("smithi001", "smithi002", "smithi003"):
+        assert handle.sim.machine(name)["status_name"] == "Ready"
+
+
+def test_apply_with_json_keeps_the_shape_and_sends_progress_to_stderr(
+    maas_sim: Any, paddles: Any, config_for: Any
+) -> None:
+    _, url = paddles
+    maas_sim.sim.update_machine("smithi001", status="deployed", owner="teuthology")
+    result = run_cli("reconcile", "--apply", "--json",
+                     config=config_for(maas_sim, lock_server=url))
+    data = result.json()
+    assert set(data) == {"dry_run", "maas_user", "lock_server", "findings", "counts"}
+    assert set(data["counts"]) == {"leak", "drift", "stuck"}
+    assert "smithi001: released in " in result.err
+
+
+def test_the_summary_says_what_happened_in_plain_words() -> None:
+    from teuthology_maas.cli._reconcile import Finding
+    from teuthology_maas.cli._reconcile_apply import summary
+
+    def finding(kind: str, action: str | None = None) -> Finding:
+        return Finding(kind, "h", "id", "Deployed", "teuthology", "", action=action)
+
+    findings = [finding("leak", "released"), finding("leak", "released"),
+                finding("leak", "release failed: ReleaseFailed: x"), finding("drift"),
+                finding("kept")]
+    assert summary(findings, checked=1, dry_run=False) == (
+        "1 machine checked: 2 leaks released, 1 leak NOT released, 1 machine kept for "
+        "debugging, 1 drift"
+    )
+    assert summary([finding("leak"), finding("stuck"), finding("stuck")], checked=9,
+                   dry_run=True) == (
+        "9 machines checked: 1 leak, 2 stuck machines (dry run: nothing changed; --apply "
+        "releases the leaks)"
+    )
+
+
+def test_an_unknown_machine_type_is_a_usage_error(
+    maas_sim: Any, paddles: Any, config_for: Any
+) -> None:
+    _, url = paddles
+    result = run_cli("reconcile", "-m", "smithy", config=config_for(maas_sim, lock_server=url))
+    assert result.code == ExitCode.USAGE
+    assert "no machine type 'smithy'" in result.err and "did you mean 'smithi'?" in result.err

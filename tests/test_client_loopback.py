@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 
 import pytest
 from _maas_wire import API_KEY, SECRET, FakeMaas, form_parts, oauth_fields
 
+from teuthology_maas.config import MaasConfig
+from teuthology_maas.endpoint import endpoint_for, forget_endpoints
 from teuthology_maas.errors import MaasOutcomeUnknown, MaasUnavailable
-from teuthology_maas.maas import limits as _limits
 from teuthology_maas.maas.client import MaasClient, RetryPolicy
+from teuthology_maas.maas.transport import action_cap
 from teuthology_maas.testing.sshd import free_port
 
 FAST = RetryPolicy(max_attempts=3, max_total=5.0, backoff_initial=0.01, backoff_max=0.02)
@@ -97,30 +100,55 @@ def test_post_read_timeout_is_outcome_unknown_and_get_read_timeout_is_retried(fa
     assert [r["method"] for r in fake.requests] == ["POST", "GET", "GET"]
 
 
-def test_state_changing_calls_are_capped_per_endpoint_across_clients(fake):
-    fake.hold = 0.05
-    clients = [
-        MaasClient(fake.url, API_KEY, retry=FAST, max_concurrent_actions=2) for _ in range(2)
-    ]
+def _abort_from_threads(clients: list[MaasClient], count: int) -> list[BaseException]:
     errors: list[BaseException] = []
 
     def act(client: MaasClient) -> None:
         try:
             client.abort("abc123")
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # surfaced by the caller's assertion
             errors.append(exc)
 
-    threads = [threading.Thread(target=act, args=(clients[i % 2],)) for i in range(8)]
+    threads = [
+        threading.Thread(target=act, args=(clients[i % len(clients)],)) for i in range(count)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return errors
+
+
+def test_state_changing_calls_are_capped_per_endpoint_across_its_users(fake):
+    fake.hold = 0.05
+    config = MaasConfig.from_mapping(
+        {"api_url": fake.url, "api_key": API_KEY, "max_concurrent_actions": 2}
+    )
+    forget_endpoints()
+    try:
+        # Every user of the MAAS (one provisioner per node) gets the process's one Endpoint.
+        users = [endpoint_for(config).client for _ in range(4)]
+        errors = _abort_from_threads(users, 8)
+        assert len({id(client) for client in users}) == 1
+        assert endpoint_for(config).client.max_concurrent_actions == 2
+    finally:
+        endpoint_for(config).close()
+        forget_endpoints()
+    assert errors == []
+    assert len(fake.requests) == 8
+    assert 1 <= fake.max_in_flight <= 2
+
+
+def test_clients_handed_one_cap_share_it(fake):
+    fake.hold = 0.05
+    cap = action_cap(2)
+    clients = [MaasClient(fake.url, API_KEY, retry=FAST, action_cap=cap) for _ in range(2)]
+    errors = _abort_from_threads(clients, 8)
     for client in clients:
         client.close()
     assert errors == []
     assert len(fake.requests) == 8
     assert fake.max_in_flight <= 2
-    assert _limits.limit_of(clients[0].base_url) == 2
 
 
 def test_reads_are_not_capped(fake):
@@ -142,3 +170,14 @@ def test_reads_are_not_capped(fake):
         for thread in threads:
             thread.join()
     assert len(results) == 4
+
+
+def test_short_deadlines_leave_a_keep_alive_connection_alone(fake):
+    # Each request arms a deadline; a finished request's deadline never cuts the connection
+    # that carries the next one.
+    with MaasClient(fake.url, API_KEY, retry=FAST, deadline=0.2) as client:
+        for _ in range(5):
+            assert client.get_machine("abc123").system_id == "abc123"
+            time.sleep(0.25)  # past the previous request's deadline
+    assert len(fake.requests) == 5
+    assert len({request["peer"] for request in fake.requests}) == 1

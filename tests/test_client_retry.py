@@ -424,24 +424,66 @@ def test_parse_retry_after(header, expected):
     assert parse_retry_after(header, now=lambda: now) == expected
 
 
-def test_action_cap_is_shared_per_api_root_and_fixed_by_the_first_client():
-    from teuthology_maas.maas import limits as _limits
+def test_action_cap_holds_its_size_and_each_lone_client_has_its_own():
+    from teuthology_maas.maas.transport import action_cap
 
-    root = "http://cap-test.invalid/MAAS/api/2.0/"
-    first = _limits.action_semaphore(root, 3)
-    assert _limits.action_semaphore(root, 10) is first
-    assert _limits.limit_of(root) == 3
-    assert _limits.action_semaphore(root + "other/", 1) is not first
-    held = [first.acquire(blocking=False) for _ in range(4)]
+    cap = action_cap(3)
+    held = [cap.acquire(blocking=False) for _ in range(4)]  # type: ignore[attr-defined]
     assert held == [True, True, True, False]
-    for _ in range(3):
-        first.release()
-    with pytest.raises(ValueError):
-        _limits.action_semaphore("http://x/", 0)
-    del first, held
-    import gc
+    with pytest.raises(ValueError, match="max_concurrent_actions must be >= 1, got 0"):
+        action_cap(0)
+    with pytest.raises(ValueError, match="max_concurrent_actions must be >= 1"):
+        MaasClient(ROOT, API_KEY, max_concurrent_actions=0)
+    # Sharing a cap is the Endpoint's business (tests/test_endpoint.py): clients made apart
+    # cap themselves apart, unless they are handed one.
+    first, second = MaasClient(ROOT, API_KEY), MaasClient(ROOT, API_KEY)
+    assert first.action_cap is not second.action_cap
+    assert MaasClient(ROOT, API_KEY, action_cap=cap).action_cap is cap
 
-    gc.collect()
-    # Once nobody uses the endpoint's semaphore, a new client starts with its own size.
-    assert _limits.limit_of(root) is None
-    assert _limits.action_semaphore(root, 10).size == 10
+
+# ---- what a retry reports to whoever shows waits (teuthology_maas.waits) ---------------------
+
+
+@pytest.fixture
+def reports():
+    from teuthology_maas import waits
+
+    seen = []
+    with waits.watching(seen.append):
+        yield seen
+
+
+def test_a_retried_503_is_reported_with_its_wait_then_the_recovery(maas, client, reports):
+    from teuthology_maas.waits import Reason
+
+    answers(maas, "GET", MACHINE_URL, (503, "No rack controllers", {"Retry-After": "10"}),
+            (503, "No rack controllers", {"Retry-After": "10"}), ok())
+    client.get_machine("abc123")
+    assert [(r.what, r.reason, r.detail, r.attempt, r.retry_in, r.state) for r in reports] == [
+        ("maas", Reason.BUSY, "HTTP 503 (Retry-After 10s)", 1, 10.0, "waiting"),
+        ("maas", Reason.BUSY, "HTTP 503 (Retry-After 10s)", 2, 10.0, "waiting"),
+        ("maas", "answering again", "", 3, None, "done"),
+    ]
+    assert {r.subject for r in reports} == {ROOT}
+    assert reports[0].target == "GET machines/abc123/"
+
+
+def test_an_unreachable_maas_is_reported_in_a_few_words(maas, client, reports):
+    from teuthology_maas.waits import Reason
+
+    reason = NewConnectionError(None, "Failed to establish a new connection: [Errno 111]")
+    reason.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    refused_for_real = requests.exceptions.ConnectionError(
+        MaxRetryError(None, MACHINE_URL, reason)
+    )
+    answers(maas, "GET", MACHINE_URL, refused_for_real, refused(), dropped(), ok())
+    client.get_machine("abc123")
+    assert [r.reason for r in reports] == [
+        Reason.REFUSED, Reason.CANNOT_CONNECT, Reason.RESET, "answering again",
+    ]
+
+
+def test_a_call_that_needs_no_retry_reports_nothing(maas, client, reports):
+    answers(maas, "GET", MACHINE_URL, ok())
+    client.get_machine("abc123")
+    assert reports == []

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import logging
+import traceback
 from urllib.parse import quote
 
 import pytest
+import requests
 from _maas_wire import FakeMaas
 
 from teuthology_maas import redact as _redact
@@ -123,3 +125,23 @@ def test_short_test_secrets_do_not_mangle_messages():
     assert _redact.redact("No machine with system ID abc available.") == (
         "No machine with system ID abc available."
     )
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_error_raised_from_a_transport_failure_chains_to_no_request(method):
+    # requests' exceptions hold the prepared request, and so the signed Authorization header:
+    # MaasUnavailable / MaasOutcomeUnknown must not reach them through __context__ either.
+    with MaasClient(
+        "http://127.0.0.1:9/MAAS/", KEY, retry=RetryPolicy(max_attempts=2, backoff_initial=0.01)
+    ) as client, pytest.raises(MaasError) as caught:
+        if method == "GET":
+            client.whoami()
+        else:
+            client.deploy("abc123", distro_series="jammy")
+    error = caught.value
+    assert error.__context__ is None and error.__cause__ is None
+    assert not any(
+        isinstance(value, requests.PreparedRequest | requests.RequestException)
+        for value in vars(error).values()
+    )
+    assert_secret_absent("".join(traceback.format_exception(error)))

@@ -257,7 +257,7 @@ def test_query_power_state_is_a_get_op_with_a_longer_timeout(maas, client):
     assert client.query_power_state("abc123") == "on"
     request = only_request(maas)
     assert query(request.url) == [("op", "query_power_state")]
-    assert maas.calls[0].request.req_kwargs["timeout"] >= 60
+    assert min(maas.calls[0].request.req_kwargs["timeout"]) >= 60  # (connect, read)
 
 
 def test_installation_output_prefers_the_curtin_log(maas, client):
@@ -447,7 +447,7 @@ def test_every_call_carries_the_configured_timeout(maas, client):
     reply(maas, "POST", "machines/abc123/")
     client.get_machine("abc123")
     client.abort("abc123")
-    assert [c.request.req_kwargs["timeout"] for c in maas.calls] == [7, 7]
+    assert [c.request.req_kwargs["timeout"] for c in maas.calls] == [(7, 7), (7, 7)]
 
 
 def test_from_config_uses_the_config_values(maas):
@@ -461,7 +461,7 @@ def test_from_config_uses_the_config_values(maas):
         c.get_machine("abc123")
         assert c.base_url == ROOT
         assert SECRET not in repr(c)
-    assert maas.calls[0].request.req_kwargs["timeout"] == 3
+    assert maas.calls[0].request.req_kwargs["timeout"] == (3, 3)  # (connect, read)
 
 
 def test_pool_is_sized_for_many_nodes():

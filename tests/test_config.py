@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from teuthology_maas.config import ApiKey, MaasConfig, normalize_api_url
+from teuthology_maas.config import CONFIG_FIELDS, ApiKey, MaasConfig, normalize_api_url
 from teuthology_maas.errors import ConfigError
 
 SECRET = "S3cr3tT0kenSecretValue0123456789"
@@ -65,6 +65,20 @@ def test_defaults_of_every_optional_key(tmp_path, monkeypatch):
     assert cfg.lookup_retries == 3
     assert cfg.lab_domain is None
     assert cfg.enabled is False
+
+
+def test_a_section_without_optional_keys_gets_each_field_s_own_default():
+    cfg = make()
+    for spec in CONFIG_FIELDS:
+        if spec.name in ("api_url", "api_key"):
+            continue
+        factory = spec.default_factory
+        default = factory() if factory is not dataclasses.MISSING else spec.default
+        assert getattr(cfg, spec.name) == default, spec.name
+    # ... and a key whose field default is a literal is read the same when written out
+    written = make(**{s.name: s.default for s in CONFIG_FIELDS
+                      if isinstance(s.default, int | float | str) and s.name != "api_url"})
+    assert written == cfg
 
 
 def test_config_is_frozen():

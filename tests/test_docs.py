@@ -18,18 +18,13 @@ import yaml
 
 from teuthology_maas.cli import build_parser
 from teuthology_maas.cli._common import ExitCode
-from teuthology_maas.config import KNOWN_KEYS, MaasConfig
+from teuthology_maas.config import ACTIVATION_KEYS, CONFIG_FIELDS, KNOWN_KEYS, MaasConfig
 from teuthology_maas.simulator.inventory import Inventory, MachineSpec, Timings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md")])
 
-# Keys of the `maas:` section read by the activation hook (teuthology_maas.teuthology.activation),
-# not by MaasConfig; configuration.md documents them under "### Activation".
-ACTIVATION_KEYS = frozenset({"activate"})
-# MaasConfig fields that are bookkeeping, not keys a user writes.
-INTERNAL_FIELDS = frozenset({"user_data_base", "source"})
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 # Inline code may wrap onto the next line of a paragraph, never across a blank line.
@@ -132,14 +127,18 @@ MINIMAL = {"api_url": "http://maas.example.com:5240/MAAS/", "api_key": "ck:tk:se
 
 def test_configuration_documents_exactly_the_keys_maas_config_accepts():
     documented = set(KEY_ROWS)
-    accepted = set(KNOWN_KEYS) | ACTIVATION_KEYS
+    accepted = set(KNOWN_KEYS)
     assert documented - accepted == set(), "documented but not a maas: key"
     assert accepted - documented == set(), "maas: keys missing from docs/configuration.md"
 
 
 def test_every_maas_config_field_is_a_documented_key():
-    fields = {f.name for f in dataclasses.fields(MaasConfig)} - INTERNAL_FIELDS
+    fields = {f.name for f in CONFIG_FIELDS}
     assert fields - set(KEY_ROWS) == set()
+    # and the rest of the dataclass is bookkeeping nobody writes in a config
+    bookkeeping = {f.name for f in dataclasses.fields(MaasConfig)} - fields
+    assert bookkeeping == {"user_data_base", "source"}
+    assert not bookkeeping & KNOWN_KEYS
 
 
 def test_activation_keys_are_documented_under_activation():
@@ -174,6 +173,32 @@ def test_documented_erase_modes_are_the_real_ones():
 
     modes = re.findall(r"`([a-z]+)`", KEY_ROWS["erase"][1])
     assert tuple(modes) == ERASE_MODES
+
+
+def deploy_rows(heading: str, *, top_only: bool = False) -> dict[str, list[str]]:
+    text = section(CONFIGURATION, heading)
+    if top_only:
+        text = text.split("\n### ", 1)[0]
+    return {
+        name: row for row in table_rows(text) if (name := first_code_name(row[0])) is not None
+    }
+
+
+def test_deploy_settings_document_exactly_the_keys_deploy_config_reads():
+    from teuthology_maas import deploy_config
+
+    assert set(deploy_rows("## Deploy settings", top_only=True)) == set(deploy_config.SECTION_KEYS)
+    assert set(deploy_rows("### `storage`")) == set(deploy_config.STORAGE_KEYS)
+    bonds = deploy_rows("### `bonds`")
+    assert set(bonds) == set(deploy_config.BOND_KEYS)
+    options = bonds["options"][3]
+    for option in [*deploy_config.BOND_CHOICE_OPTIONS, *deploy_config.BOND_NUMBER_OPTIONS]:
+        assert f"`{option}`" in options, option
+    for choices in deploy_config.BOND_CHOICE_OPTIONS.values():
+        assert all(f"`{c}`" in options for c in choices)
+    assert [f"`{m}`" in bonds["mode"][3] for m in deploy_config.BOND_MODES] == [True] * 7
+    layouts = re.findall(r"`([a-z]+)`", deploy_rows("### `storage`")["layout"][1])
+    assert tuple(layouts) == deploy_config.LAYOUTS
 
 
 # -- cli.md -----------------------------------------------------------------------------------
@@ -370,3 +395,28 @@ def test_reliability_quotes_the_current_number_of_matrix_scenarios():
     quoted = re.search(r"`(\d+)/(\d+) scenarios passed; nodes leaked: 0;", RELIABILITY)
     assert quoted is not None, "reliability.md no longer quotes the matrix's summary line"
     assert (int(quoted.group(1)), int(quoted.group(2))) == (count, count)
+
+
+def test_reliability_counts_the_hostile_suites_exactly():
+    """The hostile-server and hostile-input table quotes each suite's number of cases."""
+    rows = table_rows(section(RELIABILITY, "## Hostile servers and hostile input"))
+    quoted = {
+        re.search(r"`tests/(\w+\.py)`", row[0]).group(1): int(row[1]) for row in rows if row[1]
+    }
+    assert set(quoted) == {
+        "test_client_hostile_server.py",
+        "test_hostile_server_lifecycle.py",
+        "test_bad_input_hostile_names.py",
+        "test_bad_input_hostile_config.py",
+    }
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         *(str(ROOT / "tests" / name) for name in sorted(quoted))],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    counts: dict[str, int] = {}
+    for line in collected.splitlines():
+        match = re.match(r"tests/(\w+\.py)::", line)
+        if match:
+            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    assert counts == quoted

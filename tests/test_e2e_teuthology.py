@@ -127,6 +127,23 @@ def test_lock_named_node_with_a_chosen_os(mode, e2e_lab):
     assert lab.status("smithi001") == "Ready"
 
 
+def test_lock_of_a_node_one_already_holds_is_refused_and_maas_is_left_alone(mode, e2e_lab):
+    """paddles lets the holder re-lock a node only with the same, non-null description: a
+    `teuthology-lock --lock` of one's own node (no --desc) is refused, so nothing redeploys it."""
+    lab = e2e_lab(mode, machines=1, machine_fields={"smithi001": {
+        "status": "deployed", "owner": "teuthology", "osystem": "ubuntu",
+        "distro_series": "jammy"}})
+    lab.lock_in_paddles("smithi001")
+    done = lab.run("teuthology-lock", "--lock", lab.fqdn("smithi001"), "--os-type", "ubuntu",
+                   "--os-version", "24.04", "--owner", OWNER)
+    assert done.returncode == 1, done
+    assert "Cannot lock an already-locked node" in done.stderr, done
+    assert lab.sim.requests(op="deploy", method="POST") == []
+    machine = lab.machine("smithi001")
+    assert (machine["status_name"], machine["distro_series"]) == ("Deployed", "jammy")
+    assert lab.paddles.node(lab.fqdn("smithi001"))["locked_by"] == OWNER
+
+
 def test_unlock_releases_ours_with_configured_erase_and_refuses_someone_elses(mode, e2e_lab):
     # A superuser key sees every machine, so MAAS can tell us smithi002 is alice's (a
     # non-admin key would not see it at all and the release would fail with "not found").
@@ -305,8 +322,9 @@ from teuthology.lock import ops
 fqdn = sys.argv[1]
 ctx = argparse.Namespace(os_type="ubuntu", os_version="22.04", config={})
 reimage = gevent.spawn(provision.reimage, ctx, fqdn, "smithi")
+from teuthology_maas.endpoint import endpoint_for
 from teuthology_maas.teuthology import adapter
-client = adapter._client_for(adapter.load_config())
+client = endpoint_for(adapter.load_config()).client
 for _ in range(600):  # the deployment is stuck in Deploying by an injected fault
     gevent.sleep(0.05)
     if [m for m in client.list_machines(hostname=fqdn.split(".")[0]) if m.status == 9]:
@@ -320,7 +338,9 @@ print(json.dumps({"reimage_finished": reimage.dead}))
 def test_stop_node_during_a_reimage_in_the_same_process_stops_it_first(mode, e2e_lab):
     """teuthology's own provision.reimage() and lock.ops.stop_node(), called the way the
     supervisor does when a sibling failed: release() must not race the running create()."""
-    lab = e2e_lab(mode, machines=1)
+    # stuck for longer than the run: MAAS's own 30-minute timeout is 0.6 s at this clock
+    lab = e2e_lab(mode, machines=1,
+                  machine_fields={"smithi001": {"timings": {"node_timeout": 10**6}}})
     lab.sim.faults.add("deploy_stuck", machine="smithi001")
     done = lab.lab.run("python", "-c", STOP_NODE_DURING_REIMAGE, lab.fqdn("smithi001"))
     assert done.returncode == 0, done

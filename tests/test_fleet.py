@@ -387,40 +387,6 @@ def test_invalid_arguments_are_refused_with_what_was_expected():
         fleet.StatusPoller(FakeMaas(), chunk_size=0)
 
 
-class _Config:
-    poll_min_interval = 0.2
-    poll_interval = 4.0
-
-
-def test_poller_for_gives_one_poller_per_endpoint_and_user():
-    fleet.forget_pollers()
-    try:
-        first = FakeMaas(key="teuthology")
-        again = FakeMaas(key="teuthology")
-        other_user = FakeMaas(key="alice")
-        other_maas = FakeMaas(base_url="http://127.0.0.2:1/MAAS/api/2.0/", key="teuthology")
-        poller = fleet.poller_for(first, config=_Config())
-        assert fleet.poller_for(again) is poller
-        assert poller.client is again  # polls through the newest client
-        assert fleet.poller_for(other_user) is not poller
-        assert fleet.poller_for(other_maas) is not poller
-        assert (poller.policy.fast, poller.policy.slow) == (0.2, 4.0)
-        fleet.poller_for(again, min_interval=0.1, max_interval=2.0)
-        assert (poller.policy.fast, poller.policy.slow) == (0.1, 2.0)
-        assert "secret-never-shown" not in repr(poller)
-    finally:
-        fleet.forget_pollers()
-
-
-def test_poller_for_defaults_to_the_documented_intervals():
-    fleet.forget_pollers()
-    try:
-        poller = fleet.poller_for(FakeMaas())
-        assert (poller.policy.fast, poller.policy.slow) == (0.5, 10.0)
-    finally:
-        fleet.forget_pollers()
-
-
 def _wait_through_two_polls(client: FakeMaas, poller: fleet.StatusPoller, system_id: str,
                             *, kick: bool):
     seen = len(client.list_calls())
@@ -457,34 +423,6 @@ def test_reconfiguring_with_a_slowest_tick_below_the_fastest_keeps_polling_at_th
     poller = make_poller(FakeMaas())
     poller.configure(min_interval=2.0, max_interval=1.0)
     assert (poller.policy.fast, poller.policy.slow) == (2.0, 2.0)
-
-
-def test_a_forked_child_gets_its_own_poller_and_lookup_batcher():
-    import os
-
-    fleet.forget_pollers()
-    try:
-        client = FakeMaas()
-        parent_poller = fleet.poller_for(client)
-        parent_lookups = fleet.hostname_lookups_for(client)
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: the inherited poller's thread does not exist here
-            os.close(read_end)
-            same = fleet.poller_for(client) is parent_poller
-            same_lookups = fleet.hostname_lookups_for(client) is parent_lookups
-            answer = (b"same" if same else b"new") + (b",same" if same_lookups else b",new")
-            os.write(write_end, answer)
-            os._exit(0)
-        os.close(write_end)
-        answer = os.read(read_end, 16)
-        os.close(read_end)
-        os.waitpid(pid, 0)
-        assert answer == b"new,new"
-        assert fleet.poller_for(client) is parent_poller
-        assert fleet.hostname_lookups_for(client) is parent_lookups
-    finally:
-        fleet.forget_pollers()
 
 
 def test_a_poller_thread_that_cannot_start_leaves_no_waiter_behind(monkeypatch):

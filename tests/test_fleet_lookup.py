@@ -1,4 +1,4 @@
-"""Coalesced hostname lookups (fleet.lookup_hostname) over real HTTP against the simulator.
+"""Coalesced hostname lookups (Endpoint.lookup_hostname) over real HTTP against the simulator.
 
 Native threads here; the same under gevent in a patched subprocess at the end. Where a test
 needs callers to arrive while a lookup is in flight, the first request is held at a gate until
@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from teuthology_maas import fleet
+from teuthology_maas.config import MaasConfig
+from teuthology_maas.endpoint import endpoint_for, forget_endpoints
 from teuthology_maas.errors import MaasServerError, MachineNotFound
 from teuthology_maas.fleet.lookup import HostnameLookups
 from teuthology_maas.maas.client import MaasClient
@@ -27,9 +28,9 @@ HOSTS = [f"node{i:03d}" for i in range(20)]
 
 @pytest.fixture(autouse=True)
 def _fresh_registry():
-    fleet.forget_pollers()
+    forget_endpoints()
     yield
-    fleet.forget_pollers()
+    forget_endpoints()
 
 
 @pytest.fixture
@@ -114,13 +115,14 @@ def held_first(client: GatedClient, lookups: HostnameLookups, first, others: dic
 
 def test_twenty_concurrent_lookups_take_two_requests_and_each_gets_its_machine(lab):
     client = GatedClient.from_config(lab.config())
-    lookups = fleet.hostname_lookups_for(client)
+    endpoint = endpoint_for(client=client)
+    lookups = endpoint.hostname_lookups
     first, rest = HOSTS[0], HOSTS[1:]
     results = held_first(
         client,
         lookups,
-        lambda: fleet.lookup_hostname(client, first),
-        {h: (lambda h=h: fleet.lookup_hostname(client, h)) for h in rest},
+        lambda: endpoint.lookup_hostname(first),
+        {h: (lambda h=h: endpoint.lookup_hostname(h)) for h in rest},
         queued=len(rest),
     )
     # the lone first caller went at once, alone; everyone who came meanwhile shared one request
@@ -139,13 +141,14 @@ def test_twenty_concurrent_lookups_take_two_requests_and_each_gets_its_machine(l
 def test_a_lone_lookup_is_sent_at_once_with_only_its_hostname(lab):
     with MaasClient.from_config(lab.config()) as client:
         before = len(lab.sim.request_log)
-        found = fleet.lookup_hostname(client, "node007")
-        lookups = fleet.hostname_lookups_for(client)
+        endpoint = endpoint_for(client=client)
+        found = endpoint.lookup_hostname("node007")
+        lookups = endpoint.hostname_lookups
         assert [m.system_id for m in found] == [lab.sim.system_id("node007")]
         assert lookup_requests(lab.sim, before) == [["node007"]]
         assert (lookups.stats.requests, lookups.waiting, lookups.in_flight) == (1, 0, False)
         # and the next lone one is again a request of its own, nobody to wait for
-        fleet.lookup_hostname(client, "node008")
+        endpoint.lookup_hostname("node008")
         assert lookup_requests(lab.sim, before) == [["node007"], ["node008"]]
 
 
@@ -171,7 +174,8 @@ def test_a_large_batch_is_chunked_and_still_one_answer_per_caller(lab):
 def test_duplicates_and_missing_names_are_told_apart_per_hostname_in_one_batch(lab):
     cfg = lab.config(lookup_retries=1)
     client = GatedClient.from_config(cfg)
-    lookups = fleet.hostname_lookups_for(client)
+    endpoint = endpoint_for(client=client)
+    lookups = endpoint.hostname_lookups
 
     def machine_of(name):
         return lambda: MaasProvisioner(name, config=cfg, client=client).machine()
@@ -206,15 +210,16 @@ def test_duplicates_and_missing_names_are_told_apart_per_hostname_in_one_batch(l
 
 def test_a_failed_batch_request_fails_each_of_its_callers(lab):
     client = GatedClient.from_config(lab.config(), retry=NO_RETRY)
-    lookups = fleet.hostname_lookups_for(client)
+    endpoint = endpoint_for(client=client)
+    lookups = endpoint.hostname_lookups
     # the lone first request succeeds; the batch behind it meets a 500
     lab.sim.faults.add("error", method="GET", path="machines/", status=500, times=1,
                        skip=1)
     results = held_first(
         client,
         lookups,
-        lambda: fleet.lookup_hostname(client, "node000"),
-        {h: (lambda h=h: fleet.lookup_hostname(client, h)) for h in ("node001", "node002")},
+        lambda: endpoint.lookup_hostname("node000"),
+        {h: (lambda h=h: endpoint.lookup_hostname(h)) for h in ("node001", "node002")},
         queued=2,
     )
     assert [m.hostname for m in results["first"]] == ["node000"]
@@ -222,20 +227,21 @@ def test_a_failed_batch_request_fails_each_of_its_callers(lab):
         assert isinstance(results[name], MaasServerError)
     assert lookups.stats.requests == 2
     # the next caller asks afresh
-    assert [m.hostname for m in fleet.lookup_hostname(client, "node001")] == ["node001"]
+    assert [m.hostname for m in endpoint.lookup_hostname("node001")] == ["node001"]
     client.close()
 
 
 def test_a_batch_refused_with_400_is_asked_name_by_name(lab):
     client = GatedClient.from_config(lab.config(), retry=NO_RETRY)
-    lookups = fleet.hostname_lookups_for(client)
+    endpoint = endpoint_for(client=client)
+    lookups = endpoint.hostname_lookups
     lab.sim.faults.add("error", method="GET", path="machines/", status=400, times=1, skip=1)
     others = ("node001", "node002", "node003")
     results = held_first(
         client,
         lookups,
-        lambda: fleet.lookup_hostname(client, "node000"),
-        {h: (lambda h=h: fleet.lookup_hostname(client, h)) for h in others},
+        lambda: endpoint.lookup_hostname("node000"),
+        {h: (lambda h=h: endpoint.lookup_hostname(h)) for h in others},
         queued=3,
     )
     for name in others:
@@ -249,15 +255,13 @@ def test_a_batch_refused_with_400_is_asked_name_by_name(lab):
 
 
 def test_one_key_s_lookups_are_never_batched_with_another_user_s():
-    class Named:
-        def __init__(self, base_url, key):
-            self.base_url = base_url
-            self.api_key = f"{key}:tk:ts"
+    def Named(api_url, key):
+        return MaasConfig.from_mapping({"api_url": api_url, "api_key": f"{key}:tk:ts"})
 
-    a = fleet.hostname_lookups_for(Named("http://127.0.0.1:1/MAAS/api/2.0/", "alice"))
-    b = fleet.hostname_lookups_for(Named("http://127.0.0.1:1/MAAS/api/2.0/", "bob"))
-    c = fleet.hostname_lookups_for(Named("http://127.0.0.1:2/MAAS/api/2.0/", "alice"))
-    again = fleet.hostname_lookups_for(Named("http://127.0.0.1:1/MAAS/api/2.0/", "alice"))
+    a = endpoint_for(Named("http://127.0.0.1:1/MAAS/", "alice")).hostname_lookups
+    b = endpoint_for(Named("http://127.0.0.1:1/MAAS/", "bob")).hostname_lookups
+    c = endpoint_for(Named("http://127.0.0.1:2/MAAS/", "alice")).hostname_lookups
+    again = endpoint_for(Named("http://127.0.0.1:1/MAAS/", "alice")).hostname_lookups
     assert a is again
     assert len({id(a), id(b), id(c)}) == 3
 
@@ -312,16 +316,17 @@ def test_lookups_coalesce_under_gevent(lab):
         from gevent import monkey
         monkey.patch_all()
         import json, gevent
-        from teuthology_maas import fleet
+        from teuthology_maas.endpoint import endpoint_for
         from teuthology_maas.maas.client import MaasClient
         client = MaasClient({lab.api_url!r}, {lab.api_key!r})
         hosts = {HOSTS!r}
-        jobs = [gevent.spawn(fleet.lookup_hostname, client, h) for h in hosts]
+        endpoint = endpoint_for(client=client)
+        jobs = [gevent.spawn(endpoint.lookup_hostname, h) for h in hosts]
         gevent.joinall(jobs, timeout=30, raise_error=True)
         found = {{h: [[m.hostname, m.system_id] for m in job.value]
                  for h, job in zip(hosts, jobs)}}
         print(json.dumps({{"found": found,
-                          "requests": fleet.hostname_lookups_for(client).stats.requests}}))
+                          "requests": endpoint.hostname_lookups.stats.requests}}))
         """
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

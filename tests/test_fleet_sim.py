@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from teuthology_maas import fleet
+from teuthology_maas.endpoint import endpoint_for, forget_endpoints
 from teuthology_maas.errors import MaasTimeout
 from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.maas.retry import NO_RETRY
@@ -22,9 +22,9 @@ HOSTS = [f"smithi{i:03d}" for i in range(1, 7)]
 
 @pytest.fixture(autouse=True)
 def _fresh_pollers():
-    fleet.forget_pollers()
+    forget_endpoints()
     yield
-    fleet.forget_pollers()
+    forget_endpoints()
 
 
 class SpyClient(MaasClient):
@@ -70,7 +70,7 @@ def test_six_deployments_are_watched_through_list_requests_only(maas_sim):
     cfg = maas_sim.config()
     client = SpyClient.from_config(cfg)
     ids = deploy_all(client, maas_sim.sim, HOSTS)
-    poller = fleet.poller_for(client, config=cfg)
+    poller = endpoint_for(cfg, client=client).status_poller(cfg)
     before = len(maas_sim.sim.request_log)
     changes: list[Machine] = []
     results = wait_all(poller, ids, targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE, timeout=30,
@@ -93,7 +93,8 @@ def test_a_failed_deployment_returns_with_maas_own_words(maas_sim):
     cfg = maas_sim.config()
     with MaasClient.from_config(cfg) as client:
         ids = deploy_all(client, maas_sim.sim, ["smithi001", "smithi002"])
-        results = wait_all(fleet.poller_for(client, config=cfg), ids, targets=DEPLOY_TARGET,
+        poller = endpoint_for(cfg, client=client).status_poller(cfg)
+        results = wait_all(poller, ids, targets=DEPLOY_TARGET,
                            failures=DEPLOY_FAILURE, timeout=30)
     good, bad = results[ids[0]], results[ids[1]]
     assert good.status is NodeStatus.DEPLOYED
@@ -107,7 +108,7 @@ def test_maas_answering_503_for_a_while_does_not_end_the_wait(maas_sim):
     with MaasClient.from_config(cfg, retry=NO_RETRY) as client:
         ids = deploy_all(client, maas_sim.sim, ["smithi003"])
         maas_sim.sim.faults.add("error", method="GET", path="machines/", status=503, times=8)
-        poller = fleet.poller_for(client, config=cfg)
+        poller = endpoint_for(cfg, client=client).status_poller(cfg)
         machine = poller.wait(ids[0], targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE,
                               timeout=30)
     assert machine.status is NodeStatus.DEPLOYED
@@ -121,7 +122,7 @@ def test_a_spurious_empty_list_is_checked_by_reading_the_machine(maas_sim):
         ids = deploy_all(client, maas_sim.sim, ["smithi004"])
         maas_sim.sim.faults.add("error", method="GET", path="machines/", status=200, body="[]",
                                 times=50)
-        poller = fleet.poller_for(client, config=cfg)
+        poller = endpoint_for(cfg, client=client).status_poller(cfg)
         machine = poller.wait(ids[0], targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE,
                               timeout=30)
     assert machine.status is NodeStatus.DEPLOYED
@@ -136,7 +137,7 @@ def test_timeout_reports_what_the_simulator_showed_last(maas_sim_factory):
     with MaasClient.from_config(cfg) as client:
         ids = deploy_all(client, handle.sim, ["smithi005"])
         with pytest.raises(MaasTimeout) as caught:
-            fleet.poller_for(client, config=cfg).wait(
+            endpoint_for(cfg, client=client).status_poller(cfg).wait(
                 ids[0], targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE, timeout=0.5
             )
     assert caught.value.last_status == "Deploying"
@@ -150,11 +151,12 @@ def test_the_real_client_and_poller_under_gevent(maas_sim_factory):
         from gevent import monkey
         monkey.patch_all()
         import json, gevent
-        from teuthology_maas import fleet
+        from teuthology_maas.endpoint import endpoint_for
         from teuthology_maas.maas.client import MaasClient
         from teuthology_maas.models import DEPLOY_FAILURE, DEPLOY_TARGET
         client = MaasClient({handle.api_url!r}, {handle.api_key!r})
-        poller = fleet.poller_for(client, min_interval=0.02, max_interval=0.1)
+        poller = endpoint_for(client=client).status_poller()
+        poller.configure(min_interval=0.02, max_interval=0.1)
         ids = [m.system_id for m in client.list_machines(hostname={HOSTS!r})]
         for system_id in ids:
             client.deploy(system_id, distro_series="ubuntu/jammy")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
-from teuthology_maas.errors import MaasUnavailable
+from teuthology_maas.errors import DeploymentFailed, MaasUnavailable, ReleaseFailed
 from teuthology_maas.models import Event, Machine, NodeStatus
-from teuthology_maas.node.forensics import Forensics, collect
+from teuthology_maas.node.forensics import Forensics, collect, failure
 
 
 def event(id_: int, type_: str, description: str = "", level: str = "INFO") -> Event:
@@ -48,6 +49,27 @@ def test_summary_is_one_line_with_status_message_events_and_install_log():
     assert "last events: Installing OS, Node installation failure - curtin command failed, " in text
     assert "User starting deployment" not in text
     assert "installation output: ERROR: curtin: disk /dev/sda not found" in text
+
+
+def test_every_failure_with_forensics_has_one_shape_and_carries_the_machine():
+    error = failure(DeploymentFailed, "deploying ubuntu 22.04 on smithi001", "timed out",
+                    FAILED, then="Clean-up: released (Ready)")
+    assert isinstance(error, DeploymentFailed)
+    text = str(error)
+    assert text.startswith("deploying ubuntu 22.04 on smithi001 failed: timed out. MAAS: "
+                           "smithi001 (abc123): Failed deployment: Marking node failed")
+    assert text.endswith(". Clean-up: released (Ready)")
+    assert (error.machine, error.system_id, error.status) == (
+        "smithi001", "abc123", "Failed deployment")
+    assert error.maas_message == "Marking node failed - Installation failed"
+    # a cause that already tells MAAS's story is not told twice
+    bare = failure(ReleaseFailed, "releasing smithi001", "MAAS said no.", FAILED,
+                   with_summary=False)
+    assert str(bare) == "releasing smithi001 failed: MAAS said no."
+    # a status that could not be re-read is not passed off as the current one
+    stale = failure(ReleaseFailed, "releasing smithi001", "x",
+                    dataclasses.replace(FAILED, status_current=False))
+    assert stale.status is None and "status unknown" in str(stale)
 
 
 def test_report_holds_everything_in_order():

@@ -28,7 +28,8 @@ class ScriptedClient:
     """Answers list_machines from a script and records the filters asked for."""
 
     username = "teuthology"
-    base_url = "http://127.0.0.1:1/MAAS/api/2.0/"
+    base_url = CONFIG.api_url
+    api_key = CONFIG.api_key
 
     def __init__(self, *answers: list[Machine]) -> None:
         self.answers = list(answers)

@@ -1,9 +1,9 @@
-"""The API key's user name, asked once per client by many provisioners at once (_shared).
+"""The API key's user name, asked once per Endpoint by many provisioners at once.
 
 Teuthology starts one create() per node, all at the same moment. The first asks MAAS `whoami`;
 the others wait for that answer, including when it is a failure (each would otherwise spend the
-client's whole retry budget on the same outage, one after the other). Clients of other
-endpoints or keys never wait for it.
+client's whole retry budget on the same outage, one after the other). Other endpoints
+(another MAAS or key) never wait for it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from teuthology_maas.endpoint import username_of
+from teuthology_maas.endpoint import Endpoint
 from teuthology_maas.errors import MaasError, MaasUnavailable
 
 
@@ -22,12 +22,12 @@ def whoami_records(lab) -> list:
 def test_callers_waiting_for_a_failed_whoami_get_its_error_instead_of_asking_again(fault_lab):
     lab = fault_lab
     lab.proxy.add("hang", method="GET", op="whoami", times=None)
-    client = lab.client(lab.config(http_timeout=30.0), max_attempts=3)
+    endpoint = Endpoint(lab.client(lab.config(http_timeout=30.0), max_attempts=3))
     errors: list[BaseException] = []
 
     def ask() -> None:
         try:
-            username_of(client)
+            endpoint.username()
         except BaseException as exc:
             errors.append(exc)
 
@@ -50,32 +50,32 @@ def test_callers_waiting_for_a_failed_whoami_get_its_error_instead_of_asking_aga
     assert len(whoami_records(lab)) == 1
     # A later caller asks afresh, now that MAAS is back.
     lab.proxy.clear()
-    assert username_of(client) == "teuthology"
+    assert endpoint.username() == "teuthology"
 
 
 def test_a_hung_whoami_on_one_client_does_not_hold_up_another(fault_lab):
     lab = fault_lab
     lab.proxy.add("hang", method="GET", op="whoami", times=None)
-    hung_client = lab.client(lab.config(http_timeout=30.0), max_attempts=1)
-    other_client = lab.client(lab.config(direct=True))
+    hung = Endpoint(lab.client(lab.config(http_timeout=30.0), max_attempts=1))
+    other = Endpoint(lab.client(lab.config(direct=True)))
     outcome: list[object] = []
 
     def ask_hung() -> None:
         try:
-            outcome.append(username_of(hung_client))
+            outcome.append(hung.username())
         except MaasError as exc:
             outcome.append(exc)
 
-    hung = threading.Thread(target=ask_hung)
-    hung.start()
+    asking = threading.Thread(target=ask_hung)
+    asking.start()
     lab.wait_for(lambda: bool(whoami_records(lab)))
 
-    assert username_of(other_client) == "teuthology"
-    assert hung.is_alive(), "the other client's whoami waited for the hung one"
+    assert other.username() == "teuthology"
+    assert asking.is_alive(), "the other endpoint's whoami waited for the hung one"
     assert outcome == []
 
     lab.proxy.refuse_connections()
-    hung.join(30)
+    asking.join(30)
     lab.proxy.accept_connections()
     assert len(outcome) == 1 and isinstance(outcome[0], MaasUnavailable)
 
@@ -85,7 +85,7 @@ def test_whoami_without_a_username_is_an_error_naming_it(fault_lab, monkeypatch)
     client = lab.client()
     monkeypatch.setattr(client, "whoami", lambda: {"is_superuser": False})
     try:
-        username_of(client)
+        Endpoint(client).username()
     except MaasError as exc:
         assert "whoami" in str(exc) and "username" in str(exc)
     else:

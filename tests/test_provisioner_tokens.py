@@ -111,3 +111,4 @@ def test_a_takeover_claims_first_and_the_attempt_taken_over_stops_at_once(fault_
     assert (machine["status_name"], machine["locked"]) == ("Deployed", True)
     assert machine["owner_data"][TOKEN_KEY] == token
     second.release()
+

@@ -228,7 +228,8 @@ def test_failed_deployment_with_a_custom_reason_for_one_deploy_only(lab):
 def test_stuck_in_deploying(lab):
     lab.sim.faults.add("deploy_stuck", machine="smithi001")
     op(lab, "smithi001", "deploy")
-    lab.sim.clock.advance(100_000)
+    # stuck after "Installing OS" (270 s in); MAAS's 30-minute timer runs from there
+    lab.sim.clock.advance(2000)
     machine = lab.sim.machine("smithi001")
     assert (machine["status_name"], machine["status_message"]) == ("Deploying", "Installing OS")
     op(lab, "smithi001", "abort")
@@ -243,7 +244,8 @@ def test_stuck_deployment_times_out_with_node_timeout(maas_sim_factory):
         clock=ManualClock(),
     )  # fmt: skip
     op(handle, "n1", "deploy")
-    handle.sim.clock.advance(1799)
+    # the installer's last milestone ("Installing OS", 270 s in) re-armed the 1800 s timer
+    handle.sim.clock.advance(2069)
     assert status(handle, "n1") == "Deploying"
     handle.sim.clock.advance(1)
     assert handle.sim.machine("n1")["status_message"] == (

@@ -200,9 +200,20 @@ def test_image_missing_for_the_architecture(maas_sim_factory):
     assert Lab(handle).op("arm", "deploy", [("distro_series", "jammy")]).status_code == 200
 
 
-def test_removed_and_invalid_deploy_options(lab):
+def test_vm_host_rack_and_invalid_deploy_options(lab):
+    # MAAS 3.7: VM hosts are admin-only (sic), racks are no longer deployed
     kvm = lab.op("smithi001", "deploy", [("install_kvm", "true")])
-    assert kvm.text == "Support for install_kvm allocation parameter has been removed."
+    assert (kvm.status_code, kvm.text) == (403, "Only administratros can deploy VM hosts")
+    rack = lab.op("smithi001", "deploy", [("install_rackd", "yes")], user="admin")
+    assert (rack.status_code, rack.text) == (
+        400,
+        "Deploying a machine as a rackd has been disabled and it's not supported anymore.",
+    )
+    memory = lab.op(
+        "smithi001", "deploy", [("register_vmhost", "1"), ("ephemeral_deploy", "1")], user="admin"
+    )
+    assert memory.text == "A machine can not be a VM host if it is deployed to memory."
+    assert lab.status("smithi001") == "Ready"
     bad = lab.op("smithi001", "deploy", [("ephemeral_deploy", "maybe")])
     assert bad.text == "Invalid ephemeral_deploy: Value should be 'true' or 'false'"
     ok = lab.op("smithi001", "deploy", [("ephemeral_deploy", "1"), ("colour", "ignored")])

@@ -4,8 +4,8 @@ ssh_config resolution, os-release parsing and OS matching."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +15,8 @@ import pytest
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import ConfigError, SSHNotReady
 from teuthology_maas.node import ssh
-from teuthology_maas.node.ssh import SSHTarget, os_matches, parse_os_release
+from teuthology_maas.node.images import os_matches
+from teuthology_maas.node.ssh import SSHTarget, parse_os_release
 from teuthology_maas.testing.sshd import KeyPair, free_port
 
 SENTINEL = "/var/lib/cloud/instance/boot-finished"
@@ -132,7 +133,7 @@ def test_missing_sentinel_is_reported_by_name(fleet, cfg) -> None:
     fleet.install_key("smithi002")
     target = SSHTarget.resolve("smithi002", cfg)
     with pytest.raises(SSHNotReady) as caught:
-        ssh.wait_for_file(target, SENTINEL, timeout=0.3, initial_delay=0.05)
+        ssh.wait_for_file(target, SENTINEL, timeout=3.0, initial_delay=0.05)
     assert f"{SENTINEL} not present yet" in str(caught.value)
 
 
@@ -174,14 +175,17 @@ def test_openssh_client_uses_the_fleet_ssh_config(fleet) -> None:
 
 def test_stopped_fleet_refuses_connections(sshd_fleet, tmp_path) -> None:
     fleet = sshd_fleet(["lonely001"], tmp_path / "root")
-    port = fleet.port_of("lonely001")
     server = fleet.servers["lonely001"]
     assert server.running
+    pid = server.pid
+    assert pid is not None
     fleet.stop()
     fleet.stop()  # idempotent
     assert not server.running
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
-        pass
+    # sshd and every login session it spawned are gone (its process group is empty). Checked
+    # by pid, not by connecting: a freed loopback port may already serve another process.
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
 
 
 def test_port_of_unknown_host_names_the_known_ones(fleet) -> None:

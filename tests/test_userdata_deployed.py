@@ -82,7 +82,7 @@ def test_shipped_templates_inject_a_working_key(deployed_lab) -> None:
         assert target.name == f"{hostname}.front.sepia.ceph.com"
         ssh.wait_for_ssh(target, timeout=20, sentinel_file=SENTINEL, initial_delay=0.05)
         os_release = ssh.read_os_release(target)
-        assert ssh.os_matches(os_release, os_type, os_version), (hostname, os_release)
+        assert images.os_matches(os_release, os_type, os_version), (hostname, os_release)
 
 
 def test_a_template_with_the_wrong_key_never_lets_us_in(deployed_lab, tmp_path) -> None:

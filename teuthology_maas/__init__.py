@@ -16,18 +16,30 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "MaasProvisioner": "teuthology_maas.node.provisioner",
+    "Endpoint": "teuthology_maas.endpoint",
+    "endpoint_for": "teuthology_maas.endpoint",
     "MaasConfig": "teuthology_maas.config",
     "MaasClient": "teuthology_maas.maas.client",
     "Machine": "teuthology_maas.models",
     "NodeStatus": "teuthology_maas.models",
 }
 
-__all__ = ["MaasClient", "MaasConfig", "MaasProvisioner", "Machine", "NodeStatus", "__version__"]
+__all__ = [
+    "Endpoint",
+    "MaasClient",
+    "MaasConfig",
+    "MaasProvisioner",
+    "Machine",
+    "NodeStatus",
+    "__version__",
+    "endpoint_for",
+]
 
 if TYPE_CHECKING:
     from typing import Any
 
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.endpoint import Endpoint, endpoint_for
     from teuthology_maas.maas.client import MaasClient
     from teuthology_maas.models import Machine, NodeStatus
     from teuthology_maas.node.provisioner import MaasProvisioner

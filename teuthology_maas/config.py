@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from teuthology_maas import config_values as values
-from teuthology_maas.config_values import ERASE_MODES, EraseMode, normalize_api_url
+from teuthology_maas.api_url import normalize_api_url
+from teuthology_maas.config_values import ERASE_MODES, EraseMode
+from teuthology_maas.deploy_config import DeployConfig
 from teuthology_maas.errors import ConfigError
-from teuthology_maas.redact import REDACTED, register_secret
+from teuthology_maas.redact import REDACTED, excerpt, register_secret
+from teuthology_maas.suggest import did_you_mean
 
 __all__ = [
     "DEFAULT_SENTINEL_FILE",
@@ -34,20 +37,27 @@ __all__ = [
 
 DEFAULT_SENTINEL_FILE = "/var/lib/cloud/instance/boot-finished"
 MAAS_DEPLOY_TIMEOUT = 1800.0  # MAAS's own node_timeout (30 minutes): never give up earlier
+HTTP_DEADLINE = 120.0  # one whole request (see maas/transport.py)
+MAX_RESPONSE_SIZE = 64 * 1024 * 1024  # one answer (see maas/answer.py for why)
 
-KNOWN_KEYS = frozenset(
-    {
-        "api_url", "api_key", "machine_types", "timeout", "deploy_timeout", "release_timeout",
-        "abort_timeout", "ssh_timeout", "poll_interval", "poll_min_interval", "http_timeout",
-        "verify", "ca_bundle", "erase", "agent_name", "user_data", "user_data_vars", "ssh_user",
-        "ssh_keys", "ssh_private_key", "ssh_config", "image_map", "lock_after_deploy",
-        "sentinel_file", "max_concurrent_actions", "lookup_retries", "lab_domain",
-        # Read by the activation hook (_activation.config_allows), not by MaasConfig.
-        "activate",
-    }
-)  # fmt: skip
+# Keys of the section that are not MaasConfig fields of the same name: `ca_bundle` is folded
+# into `verify`; `activate` is read by the activation hook (teuthology/activation.py, which
+# must stay too light to import this module). Every other key is a MaasConfig field.
+ACTIVATION_KEYS = frozenset({"activate"})
+_NOT_FIELDS = frozenset({"ca_bundle"}) | ACTIVATION_KEYS
+# Field metadata of a MaasConfig field that is bookkeeping, not a key a user writes.
+_BOOKKEEPING = {"key": False}
 
 _CONFIG_SEARCH = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
+_MAX_SECTION_KEYS = 200  # the known keys are ~30: more is not a configuration
+
+
+def _register_key_secret(value: Any) -> None:
+    """Register the token secret of an api_key before validation echoes anything, so that it
+    is redacted wherever it was also pasted (another key, a malformed api_key)."""
+    if isinstance(value, str):
+        for part in value.strip().split(":")[2:]:
+            register_secret(part)
 
 
 @dataclass(frozen=True)
@@ -121,11 +131,13 @@ class MaasConfig:
     poll_interval: float = 10.0
     poll_min_interval: float = 0.5
     http_timeout: float = 30.0
+    http_deadline: float = HTTP_DEADLINE
+    max_response_size: int = MAX_RESPONSE_SIZE
     verify: bool | str = True
     erase: EraseMode = "quick"
     agent_name: str = "teuthology-maas"
     user_data: str | None = None
-    user_data_base: Path = field(default_factory=Path.cwd)
+    user_data_base: Path = field(default_factory=Path.cwd, metadata=_BOOKKEEPING)
     user_data_vars: Mapping[str, Any] = field(default_factory=dict)
     ssh_user: str = "ubuntu"
     ssh_keys: tuple[str, ...] = ()
@@ -137,7 +149,11 @@ class MaasConfig:
     max_concurrent_actions: int = 16
     lookup_retries: int = 3
     lab_domain: str | None = None
-    source: str = field(default="<mapping>", compare=False)
+    ssh_resolve_grace: float = 60.0
+    keep_on_failure: bool = False
+    # Deploy settings per machine type and OS (kernel, memory, storage, bonds): deploy_config.
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    source: str = field(default="<mapping>", compare=False, metadata=_BOOKKEEPING)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -153,13 +169,19 @@ class MaasConfig:
         """Validate a `maas:` section. `top` is the whole teuthology config (for
         `lab_domain`); `base_dir` anchors relative paths (default: the current directory)."""
         if not isinstance(section, Mapping):
-            raise values.fail("maas", section, "a mapping of maas settings")
+            # Only its shape: a malformed section may hold the API key anywhere.
+            raise values.fail("maas", values.shape(section), "a mapping of maas settings")
+        _register_key_secret(section.get("api_key"))  # before any other value is echoed
+        if len(section) > _MAX_SECTION_KEYS:
+            raise values.fail("maas", values.shape(section), "a mapping of maas settings")
+        for name, value in section.items():
+            values.check_bounded(str(name)[:100], value)
         base = Path(base_dir).expanduser() if base_dir is not None else Path.cwd()
         base = base.absolute()
-        unknown = sorted(str(k) for k in section if k not in KNOWN_KEYS)
+        unknown = unknown_keys(section)
         if unknown:
-            values.warn_once(f"{source}: ignoring unknown maas key(s): {', '.join(unknown)}")
-        s = dict(section)
+            values.warn_once(f"{source}: ignoring unknown maas key(s): {'; '.join(unknown)}")
+        s = _WithDefaults(section)
         for required in ("api_url", "api_key"):
             if s.get(required) in (None, ""):
                 raise ConfigError(
@@ -173,54 +195,72 @@ class MaasConfig:
                 )
         api_url = normalize_api_url(s["api_url"])
         api_key = ApiKey.parse(s["api_key"])
-        timeout = values.number("timeout", s.get("timeout", 900))
-        deploy_default = max(timeout, MAAS_DEPLOY_TIMEOUT)
+        timeout = values.number("timeout", s["timeout"])
+        # Never give up on a deployment before MAAS does, whatever `timeout` says.
+        deploy_default = max(timeout, _default("deploy_timeout"))
         deploy_timeout = values.number("deploy_timeout", s.get("deploy_timeout", deploy_default))
-        poll_min = values.number("poll_min_interval", s.get("poll_min_interval", 0.5))
-        poll = values.number("poll_interval", s.get("poll_interval", 10), minimum=poll_min)
+        poll_min = values.number("poll_min_interval", s["poll_min_interval"])
+        poll = values.number("poll_interval", s["poll_interval"], minimum=poll_min)
+        http_timeout = values.number("http_timeout", s["http_timeout"])
+        # absent: at least the field's default, and never shorter than one socket read
+        http_deadline = values.number(
+            "http_deadline",
+            s.get("http_deadline", max(HTTP_DEADLINE, http_timeout)),
+            minimum=http_timeout,
+        )
         lab_domain = s.get("lab_domain")
         if lab_domain is None and top is not None:
             lab_domain = top.get("lab_domain")
-        sentinel = s.get("sentinel_file", DEFAULT_SENTINEL_FILE)
-        sentinel = values.optional_text("sentinel_file", sentinel)
+        sentinel = values.optional_text("sentinel_file", s["sentinel_file"])
         if sentinel is not None and not sentinel.startswith("/"):
             raise values.fail("sentinel_file", sentinel, "an absolute path on the node, or null")
-        ssh_private_key = s.get("ssh_private_key")
+        ssh_private_key = s["ssh_private_key"]
         if values.optional_text("ssh_private_key", ssh_private_key) is not None:
             ssh_private_key = str(values.readable_file("ssh_private_key", ssh_private_key, base))
-        ssh_config = s.get("ssh_config")
+        ssh_config = s["ssh_config"]
         if values.optional_text("ssh_config", ssh_config) is not None:
             ssh_config = str(values.readable_file("ssh_config", ssh_config, base))
+        machine_types = values.string_list("machine_types", s["machine_types"])
         return cls(
             api_url=api_url,
             api_key=api_key,
-            machine_types=values.string_list("machine_types", s.get("machine_types")),
+            machine_types=machine_types,
             timeout=timeout,
             deploy_timeout=deploy_timeout,
-            release_timeout=values.number("release_timeout", s.get("release_timeout", 1800)),
-            abort_timeout=values.number("abort_timeout", s.get("abort_timeout", 300)),
-            ssh_timeout=values.number("ssh_timeout", s.get("ssh_timeout", 600)),
+            release_timeout=values.number("release_timeout", s["release_timeout"]),
+            abort_timeout=values.number("abort_timeout", s["abort_timeout"]),
+            ssh_timeout=values.number("ssh_timeout", s["ssh_timeout"]),
             poll_interval=poll,
             poll_min_interval=poll_min,
-            http_timeout=values.number("http_timeout", s.get("http_timeout", 30)),
+            http_timeout=http_timeout,
+            http_deadline=http_deadline,
+            max_response_size=values.byte_size(
+                "max_response_size", s["max_response_size"], minimum=2**20
+            ),
             verify=values.verify_setting(s, base, source),
-            erase=values.erase_mode(s.get("erase", "quick")),
-            agent_name=values.text("agent_name", s.get("agent_name", "teuthology-maas")),
-            user_data=values.user_data_pattern("user_data", s.get("user_data"), base),
+            erase=values.erase_mode(s["erase"]),
+            agent_name=values.text("agent_name", s["agent_name"]),
+            user_data=values.user_data_pattern("user_data", s["user_data"], base),
             user_data_base=base,
-            user_data_vars=values.string_mapping("user_data_vars", s.get("user_data_vars")),
-            ssh_user=values.text("ssh_user", s.get("ssh_user", "ubuntu")),
+            user_data_vars=values.string_mapping("user_data_vars", s["user_data_vars"]),
+            ssh_user=values.text("ssh_user", s["ssh_user"]),
+            # absent: the control node's own ~/.ssh keys (not the field's empty default)
             ssh_keys=values.ssh_public_keys("ssh_keys", s.get("ssh_keys"), base),
             ssh_private_key=ssh_private_key or None,
             ssh_config=ssh_config or None,
-            image_map=values.image_map("image_map", s.get("image_map")),
-            lock_after_deploy=values.boolean("lock_after_deploy", s.get("lock_after_deploy", True)),
+            image_map=values.image_map("image_map", s["image_map"]),
+            lock_after_deploy=values.boolean("lock_after_deploy", s["lock_after_deploy"]),
             sentinel_file=sentinel,
             max_concurrent_actions=values.integer(
-                "max_concurrent_actions", s.get("max_concurrent_actions", 16), minimum=1
+                "max_concurrent_actions", s["max_concurrent_actions"], minimum=1
             ),
-            lookup_retries=values.integer("lookup_retries", s.get("lookup_retries", 3), minimum=0),
+            lookup_retries=values.integer("lookup_retries", s["lookup_retries"], minimum=0),
             lab_domain=values.optional_text("lab_domain", lab_domain),
+            ssh_resolve_grace=values.number(
+                "ssh_resolve_grace", s["ssh_resolve_grace"], allow_zero=True
+            ),
+            keep_on_failure=values.boolean("keep_on_failure", s["keep_on_failure"]),
+            deploy=DeployConfig.parse(s.get("deploy"), machine_types=machine_types),
             source=source,
         )
 
@@ -230,7 +270,7 @@ class MaasConfig:
         A file holding only the section's keys (an `api_url` at top level) works too."""
         file = Path(path).expanduser()
         try:
-            document = yaml.safe_load(file.read_text(encoding="utf-8"))
+            document = yaml.safe_load(values.utf8_text(file))
         except OSError as exc:
             raise ConfigError(
                 f"cannot read config file {file}: {exc.strerror or exc}; expected a readable "
@@ -346,6 +386,39 @@ class MaasConfig:
         if "." in hostname or not self.lab_domain:
             return hostname
         return f"{hostname}.{self.lab_domain}"
+
+
+# What a user may write in the section: MaasConfig's own fields, plus _NOT_FIELDS.
+CONFIG_FIELDS = tuple(f for f in fields(MaasConfig) if f.metadata.get("key", True))
+KNOWN_KEYS = frozenset(f.name for f in CONFIG_FIELDS) | _NOT_FIELDS
+_FIELDS = {f.name: f for f in CONFIG_FIELDS}
+
+
+def _default(name: str) -> Any:
+    """The default of MaasConfig's field `name`: written once, on the field."""
+    spec = _FIELDS[name]
+    if spec.default_factory is not MISSING:
+        return spec.default_factory()
+    return spec.default
+
+
+class _WithDefaults(dict[str, Any]):
+    """A `maas:` section whose missing keys read as MaasConfig's field defaults (`[key]`;
+    `.get(key)` still tells an absent key by None)."""
+
+    def __missing__(self, key: str) -> Any:
+        return _default(key)
+
+
+def unknown_keys(section: Mapping[Any, Any]) -> list[str]:
+    """The keys of a `maas:` section nobody reads, each bounded and redacted, with the nearest
+    known key when one is close: `"'timeuot' (did you mean 'timeout'?)"`."""
+    found = []
+    for key in sorted((k for k in section if k not in KNOWN_KEYS), key=str):
+        hint = did_you_mean(str(key)[:100], KNOWN_KEYS)
+        shown = excerpt(key, 60)
+        found.append(f"{shown} ({hint})" if hint else shown)
+    return found
 
 
 def _get(obj: Any, name: str) -> Any:

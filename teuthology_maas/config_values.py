@@ -1,5 +1,5 @@
 """Parsing and checking of single `maas:` values. Every failure names the key, shows the value
-(secrets redacted by the caller) and says what was expected."""
+(bounded in depth and length, and redacted: see `redact.excerpt`) and says what was expected."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from teuthology_maas.errors import ConfigError
+from teuthology_maas.redact import excerpt
 
 # Warnings are the configuration's, whichever helper finds the problem.
 log = logging.getLogger("teuthology_maas.config")
 
-API_SUFFIX = "api/2.0/"
 
 EraseMode = Literal["none", "quick", "full", "secure", "ceph"]
 ERASE_MODES: tuple[EraseMode, ...] = ("none", "quick", "full", "secure", "ceph")
@@ -33,7 +32,7 @@ class Shown(str):
 
 
 def fail(key: str, value: Any, expected: str) -> ConfigError:
-    shown = value if isinstance(value, Shown) else repr(value)
+    shown = value if isinstance(value, Shown) else excerpt(value)
     where = "maas" if key == "maas" else f"maas: {key}"
     return ConfigError(f"{where}: got {shown}; expected {expected}", key=key)
 
@@ -71,6 +70,28 @@ def integer(key: str, value: Any, *, minimum: int) -> int:
     return value
 
 
+_SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|B)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def byte_size(key: str, value: Any, *, minimum: int) -> int:
+    """A size in bytes: an integer, or a string such as `64MiB`, `512 KiB`, `1G`."""
+    expected = f"a size in bytes >= {minimum} (an integer, or e.g. 64MiB, 1GiB)"
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match is None:
+            raise fail(key, value, expected)
+        unit = (match.group(2) or "").upper()[:1]
+        size = int(match.group(1)) * _SIZE_UNITS[unit]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        raise fail(key, value, expected)
+    if size < minimum:
+        raise fail(key, value, expected)
+    return size
+
+
 def boolean(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -89,34 +110,6 @@ def optional_text(key: str, value: Any) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return text(key, value)
-
-
-def normalize_api_url(value: Any, *, key: str = "api_url") -> str:
-    """`http://host:5240/MAAS`, `.../MAAS/`, `.../MAAS/api/2.0` and `.../MAAS/api/2.0/` all
-    become `http://host:5240/MAAS/api/2.0/`; repeated slashes in the path collapse to one."""
-    if not isinstance(value, str) or not value.strip():
-        raise fail(key, value, "the MAAS URL, e.g. http://maas.example.com:5240/MAAS/")
-    raw = value.strip()
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise fail(
-            key, value, "an http:// or https:// URL with a host, e.g. http://maas:5240/MAAS/"
-        )
-    if parts.username or parts.password:
-        raise fail(key, Shown("a URL with credentials (not shown)"), "a URL without user:password")
-    if parts.query or parts.fragment:
-        raise fail(key, value, "a URL without ?query or #fragment")
-    try:
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        raise fail(key, value, "a URL with a numeric port") from None
-    segments = [s for s in parts.path.split("/") if s]
-    if len(segments) >= 2 and segments[-2] == "api":
-        if segments[-1] != "2.0":
-            raise fail(key, value, "the MAAS API version 2.0 (…/api/2.0/)")
-        segments = segments[:-2]
-    path = "/" + "".join(f"{s}/" for s in segments) + API_SUFFIX
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def string_list(key: str, value: Any) -> tuple[str, ...]:
@@ -138,6 +131,26 @@ def string_list(key: str, value: Any) -> tuple[str, ...]:
         if name and name not in result:
             result.append(name)
     return tuple(result)
+
+
+def undecodable(raw: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
+    """Where `raw` stops being UTF-8: its line, and `byte 0xe9 at offset 26 (line 2)`."""
+    line = raw[: exc.start].count(b"\n") + 1
+    return line, f"byte {raw[exc.start]:#04x} at offset {exc.start} (line {line})"
+
+
+def utf8_text(file: Path) -> str:
+    """The file's text; a ConfigError naming the file, line and byte offset if it is not
+    UTF-8 (OSError passes through for the caller to explain)."""
+    raw = file.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = undecodable(raw, exc)[1]
+    raise ConfigError(
+        f"config file {file} is not UTF-8 text: {where}; expected a YAML file saved as UTF-8",
+        key="maas",
+    )
 
 
 def resolve_path(value: str, base_dir: Path) -> Path:
@@ -261,6 +274,48 @@ def image_map(key: str, value: Any) -> dict[str, Any]:
     return result
 
 
+# Bounds on one value, counted with shared YAML aliases expanded: a real maas: value has tens of
+# items (user_data_vars perhaps hundreds); an alias bomb has billions.
+MAX_VALUE_ITEMS = 10_000
+MAX_VALUE_DEPTH = 16
+MAX_STRING = 1024 * 1024
+
+
+def shape(value: Any) -> Shown:
+    """A value described by its type and size only (for a value that may hold a secret)."""
+    if isinstance(value, Mapping | list | tuple | set | str | bytes):
+        return Shown(f"a {type(value).__name__} of {len(value)} item(s)")
+    return Shown(f"a value of type {type(value).__name__}")
+
+
+def check_bounded(key: str, value: Any) -> None:
+    """Refuse a value too large or too deep to be a setting, without ever expanding it: the
+    walk stops at MAX_VALUE_ITEMS items (aliases counted each time they are used) or at
+    MAX_VALUE_DEPTH levels (which also ends a self-referencing structure)."""
+    seen = 0
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        seen += 1
+        problem = None
+        if seen > MAX_VALUE_ITEMS:
+            problem = f"more than {MAX_VALUE_ITEMS} items (counting each YAML alias use)"
+        elif depth > MAX_VALUE_DEPTH:
+            problem = f"more than {MAX_VALUE_DEPTH} levels of nesting"
+        elif isinstance(item, str | bytes) and len(item) > MAX_STRING:
+            problem = f"a string of {len(item)} characters"
+        if problem is not None:
+            raise fail(
+                key,
+                Shown(f"a structure with {problem}"),
+                "a setting of plain values (is it a YAML alias bomb?)",
+            )
+        if isinstance(item, Mapping):
+            todo.extend((part, depth + 1) for pair in item.items() for part in pair)
+        elif isinstance(item, list | tuple | set | frozenset):
+            todo.extend((part, depth + 1) for part in item)
+
+
 def string_mapping(key: str, value: Any) -> dict[str, Any]:
     if value is None:
         return {}
@@ -296,7 +351,7 @@ def erase_mode(value: Any) -> EraseMode:
 
 
 def verify_setting(section: Mapping[str, Any], base: Path, source: str) -> bool | str:
-    verify = section.get("verify", True)
+    verify = section["verify"]  # the field's default when absent (config._WithDefaults)
     bundle = section.get("ca_bundle")
     if isinstance(verify, str) and verify.strip().lower() in ("true", "false", "yes", "no"):
         verify = boolean("verify", verify)

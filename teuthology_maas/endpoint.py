@@ -1,9 +1,26 @@
-"""What every provisioner of a process shares per MAAS endpoint: the client, the API key's
-user name and a short-lived copy of the boot-resource list.
+"""`Endpoint`: everything per MAAS region and API key in this process.
 
-Teuthology makes one provisioner per node and reimages many nodes at once; without sharing,
-each would open its own connection pool and ask MAAS the same two questions (`whoami`, the
-synced images) at the same moment.
+Teuthology makes one provisioner per node and reimages many nodes at once. Without sharing,
+each would open its own connection pool, ask MAAS the same questions (`whoami`, the synced
+images) at the same moment, poll its own machine and look its hostname up alone. One Endpoint
+per (api_url, consumer key) per process owns instead:
+
+- the `MaasClient` and its session (and so the cap on concurrent state-changing calls);
+- the MAAS user name of the key, asked once, concurrent askers waiting for that one answer;
+- a short-lived copy of the boot-resource list;
+- the status poller every waiting node shares, and the hostname-lookup batcher.
+
+`endpoint_for(config)` is the one way library code, the teuthology adapter, the CLI and the
+benchmarks obtain it; tests may also build one around a client (`Endpoint(client)`).
+
+The fork rule, the only one: an Endpoint serves the process that made it. `endpoint_for()` in
+a forked child never returns its parent's Endpoint, and an Endpoint object carried across a
+fork starts its per-process services afresh there (poller and lookups, whose threads stayed in
+the parent; the user-name fetch in flight; the image copy; and the client when the Endpoint
+built it, so that the child does not share its parent's sockets).
+
+Sharing between the processes of one host plugs in here: the services are reachable only
+through an Endpoint, so another implementation of them can be put behind it.
 """
 
 from __future__ import annotations
@@ -11,50 +28,72 @@ from __future__ import annotations
 import os
 import threading
 import time
-import weakref
+from collections.abc import Callable
+from typing import NamedTuple
 
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
+from teuthology_maas.fleet.lookup import HostnameLookups
+from teuthology_maas.fleet.poller import DEFAULT_MAX_INTERVAL, DEFAULT_MIN_INTERVAL, StatusPoller
 from teuthology_maas.maas.client import MaasClient
-from teuthology_maas.models import BootResource
+from teuthology_maas.maas.transport import ActionCap
+from teuthology_maas.models import BootResource, Machine
 
-# How long a boot-resource list is reused. A miss is always re-checked against MAAS, so a
-# freshly imported image is never reported missing because of this cache.
+__all__ = [
+    "BOOT_RESOURCES_TTL",
+    "BootResourceCache",
+    "Endpoint",
+    "EndpointKey",
+    "endpoint_for",
+    "forget_endpoints",
+]
+
+# How long a boot-resource list is reused. A miss is always re-checked against MAAS (the
+# provisioner forgets the copy and asks again), so a freshly imported image is never reported
+# missing because of this cache.
 BOOT_RESOURCES_TTL = 60.0
 
-_lock = threading.Lock()
-_clients: dict[tuple[object, ...], MaasClient] = {}
-_clients_pid = os.getpid()
-_boot_resources: weakref.WeakKeyDictionary[MaasClient, tuple[float, list[BootResource]]] = (
-    weakref.WeakKeyDictionary()
-)
+
+class EndpointKey(NamedTuple):
+    """What tells endpoints apart: the API root and the key's consumer part (never the
+    secret, which is not needed to tell keys apart and must not end up in a dict key)."""
+
+    api_url: str
+    consumer_key: str
 
 
-def shared_client(config: MaasConfig) -> MaasClient:
-    """One client per MAAS endpoint and key per process."""
-    global _clients_pid
-    key = (
-        config.api_url,
-        config.api_key.consumer_key,
-        config.api_key.token_key,
-        config.verify,
-        config.http_timeout,
-        config.max_concurrent_actions,
-    )
-    with _lock:
-        if _clients_pid != os.getpid():  # a forked child must not share its parent's sockets
-            _clients.clear()
-            _boot_resources.clear()
-            _whoami_fetches.clear()
-            _clients_pid = os.getpid()
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = MaasClient.from_config(config)
-        return client
+class BootResourceCache:
+    """MAAS's boot-resource list, reused for `ttl` seconds (a source for
+    `images.ensure_available`)."""
+
+    def __init__(
+        self,
+        client: MaasClient,
+        *,
+        ttl: float = BOOT_RESOURCES_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._copy: tuple[float, list[BootResource]] | None = None
+
+    def boot_resources(self) -> list[BootResource]:
+        with self._lock:
+            now = self._clock()
+            if self._copy is None or now - self._copy[0] > self.ttl:
+                self._copy = (now, self.client.boot_resources())
+            return list(self._copy[1])
+
+    def forget(self) -> None:
+        """Ask MAAS afresh next time (an image was missing from the copy)."""
+        with self._lock:
+            self._copy = None
 
 
 class _WhoamiFetch:
-    """One whoami() in flight for a client: its callers wait on `done` for its answer."""
+    """One whoami() in flight: its callers wait on `done` for its answer."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
@@ -62,76 +101,209 @@ class _WhoamiFetch:
         self.error: Exception | None = None
 
 
-_whoami_lock = threading.Lock()
-_whoami_fetches: weakref.WeakKeyDictionary[MaasClient, _WhoamiFetch] = (
-    weakref.WeakKeyDictionary()
-)
+class Endpoint:
+    """One MAAS region and API key, as this process uses it (see the module docstring)."""
 
-
-def username_of(client: MaasClient) -> str:
-    """The MAAS user of the client's API key, asked once per client even when many
-    provisioners ask at the same moment: the first caller asks MAAS, the others wait for its
-    answer (threading primitives, so greenlets under gevent wait cooperatively).
-
-    A failure is handed to every caller that was waiting for that answer: they would each
-    spend the whole retry budget again, one after another, on the same outage (50 nodes x
-    120 s). A later caller asks afresh. Only the client's own fetch is waited for, so a hung
-    MAAS behind one endpoint or key does not hold up another."""
-    while True:
-        if client.username:
-            return client.username
-        with _whoami_lock:
-            if client.username:
-                return client.username
-            fetch = _whoami_fetches.get(client)
-            leader = fetch is None
-            if fetch is None:
-                fetch = _whoami_fetches[client] = _WhoamiFetch()
-        if leader:
-            return _fetch_username(client, fetch)
-        fetch.done.wait()
-        if fetch.username:
-            return fetch.username
-        if fetch.error is not None:
-            raise fetch.error
-        # The asking caller was interrupted (KeyboardInterrupt, GreenletExit): ask ourselves.
-
-
-def _fetch_username(client: MaasClient, fetch: _WhoamiFetch) -> str:
-    try:
-        username = client.whoami().get("username")
-        if not username:
-            raise MaasError(
-                f"MAAS at {client.base_url} answered whoami without a username; expected the "
-                f"API key's user",
-            )
-        fetch.username = str(username)
-        return fetch.username
-    except Exception as exc:
-        fetch.error = exc
-        raise
-    finally:
-        with _whoami_lock:
-            if _whoami_fetches.get(client) is fetch:
-                del _whoami_fetches[client]
-        fetch.done.set()
-
-
-_images_lock = threading.Lock()
-
-
-class CachedBootResources:
-    """`boot_resources()` for images.ensure_available, answered from a per-client copy."""
-
-    def __init__(self, client: MaasClient, *, fresh: bool = False) -> None:
+    def __init__(self, client: MaasClient, *, config: MaasConfig | None = None) -> None:
         self.client = client
-        self.fresh = fresh
+        self.config = config
+        self.key = EndpointKey(client.base_url, client.api_key.consumer_key)
+        self._owns_client = False
+        self._lock = threading.Lock()
+        self._start_services()
 
-    def boot_resources(self) -> list[BootResource]:
-        with _images_lock:
-            cached = _boot_resources.get(self.client)
-            now = time.monotonic()
-            if self.fresh or cached is None or now - cached[0] > BOOT_RESOURCES_TTL:
-                cached = (now, self.client.boot_resources())
-                _boot_resources[self.client] = cached
-            return list(cached[1])
+    @classmethod
+    def from_config(cls, config: MaasConfig) -> Endpoint:
+        """An Endpoint with its own client built from `config` (not the process's shared
+        one: that is `endpoint_for(config)`)."""
+        endpoint = cls(MaasClient.from_config(config), config=config)
+        endpoint._owns_client = True
+        return endpoint
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.key.api_url!r}, consumer_key={self.key.consumer_key!r})"
+
+    def _start_services(self) -> None:
+        self.pid = os.getpid()
+        self._username: str | None = None
+        self._whoami: _WhoamiFetch | None = None
+        self._images = BootResourceCache(self.client)
+        self._poller: StatusPoller | None = None
+        self._lookups: HostnameLookups | None = None
+
+    def _in_this_process(self) -> None:
+        """The fork rule (see the module docstring); caller holds `_lock`."""
+        if self.pid == os.getpid():
+            return
+        if self._owns_client and self.config is not None:
+            # Not closed: closing would shut the parent's connections down too.
+            self.client = MaasClient.from_config(self.config)
+        self._start_services()
+
+    # -- what it owns ---------------------------------------------------------------------
+
+    @property
+    def action_cap(self) -> ActionCap:
+        """The cap on concurrent state-changing calls every user of this endpoint shares."""
+        return self.client.action_cap
+
+    @property
+    def images(self) -> BootResourceCache:
+        """The boot-resource list, reused for BOOT_RESOURCES_TTL seconds."""
+        with self._lock:
+            self._in_this_process()
+            return self._images
+
+    def status_poller(self, config: MaasConfig | None = None) -> StatusPoller:
+        """The status poller every node waiting on this endpoint shares, created on first
+        use. Its ticks are `config`'s `poll_min_interval` / `poll_interval` (else the
+        endpoint's own config's, else the documented defaults); the latest caller's win."""
+        source = config if config is not None else self.config
+        with self._lock:
+            self._in_this_process()
+            poller = self._poller
+            if poller is None:
+                fast = source.poll_min_interval if source is not None else DEFAULT_MIN_INTERVAL
+                slow = source.poll_interval if source is not None else DEFAULT_MAX_INTERVAL
+                poller = self._poller = StatusPoller(
+                    self.client, min_interval=fast, max_interval=max(slow, fast)
+                )
+                return poller
+        if config is not None:
+            poller.configure(min_interval=config.poll_min_interval,
+                             max_interval=config.poll_interval)  # fmt: skip
+        return poller
+
+    @property
+    def hostname_lookups(self) -> HostnameLookups:
+        """The batcher that coalesces concurrent hostname lookups into one request."""
+        with self._lock:
+            self._in_this_process()
+            if self._lookups is None:
+                self._lookups = HostnameLookups()
+            return self._lookups
+
+    def lookup_hostname(self, hostname: str) -> list[Machine]:
+        """Every machine MAAS lists with short hostname `hostname`, asked together with the
+        other lookups waiting at the same moment (a lone one goes at once)."""
+        return self.hostname_lookups.machines(self.client, hostname)
+
+    def username(self) -> str:
+        """The MAAS user of the API key, asked once even when many provisioners ask at the
+        same moment: the first caller asks MAAS, the others wait for its answer (threading
+        primitives, so greenlets under gevent wait cooperatively).
+
+        A failure is handed to every caller that was waiting for that answer: they would each
+        spend the whole retry budget again, one after another, on the same outage (50 nodes x
+        120 s). A later caller asks afresh. Only this endpoint's own fetch is waited for, so a
+        hung MAAS behind one endpoint or key does not hold up another."""
+        while True:
+            with self._lock:
+                self._in_this_process()
+                # The client's own whoami (a CLI command may have asked) counts too.
+                known = self._username or self.client.username
+                if known:
+                    return known
+                fetch = self._whoami
+                leader = fetch is None
+                if fetch is None:
+                    fetch = self._whoami = _WhoamiFetch()
+            if leader:
+                return self._fetch_username(fetch)
+            fetch.done.wait()
+            if fetch.username:
+                return fetch.username
+            if fetch.error is not None:
+                raise fetch.error
+            # The asking caller was interrupted (KeyboardInterrupt, GreenletExit): ask ourselves.
+
+    def _fetch_username(self, fetch: _WhoamiFetch) -> str:
+        try:
+            username = self.client.whoami().get("username")
+            if not username:
+                raise MaasError(
+                    f"MAAS at {self.client.base_url} answered whoami without a username; "
+                    f"expected the API key's user",
+                )
+            fetch.username = str(username)
+            return fetch.username
+        except Exception as exc:  # any failure is the waiters' answer too; re-raised here
+            fetch.error = exc
+            raise
+        finally:
+            with self._lock:
+                if fetch.username:
+                    self._username = fetch.username
+                if self._whoami is fetch:
+                    self._whoami = None
+            fetch.done.set()
+
+    def serves(self, config: MaasConfig) -> bool:
+        """Whether this endpoint's client is what `config` asks for (same key, TLS check,
+        request timeout, deadline and size cap, and action cap), so that the config's users may
+        share it."""
+        client = self.client
+        if not isinstance(client, MaasClient):
+            return False  # a stand-in a test built: only those it was given to use it
+        return (
+            self.key == EndpointKey(config.api_url, config.api_key.consumer_key)
+            and client.api_key == config.api_key
+            and client.session.verify == config.verify
+            and client.timeout == config.http_timeout
+            and client.deadline == config.http_deadline
+            and client.max_response_bytes == config.max_response_size
+            and client.max_concurrent_actions == config.max_concurrent_actions
+        )
+
+    def close(self) -> None:
+        """Close the client this endpoint built (a client it was given stays its owner's) and
+        stop handing this endpoint out."""
+        with _registry_lock:
+            if _registry.get(self.key) is self:
+                del _registry[self.key]
+        if self._owns_client:
+            self.client.close()
+
+
+# -- the process's endpoints ---------------------------------------------------------------------
+
+_registry: dict[EndpointKey, Endpoint] = {}
+_registry_lock = threading.Lock()
+_registry_pid = os.getpid()
+
+
+def endpoint_for(
+    config: MaasConfig | None = None, *, client: MaasClient | None = None
+) -> Endpoint:
+    """The process's Endpoint for `config`'s MAAS region and API key, made on first use.
+
+    With `client`, the Endpoint around that client (made and registered when the registered
+    one has another client: the latest client given wins). Without, the registered Endpoint
+    when its client is what `config` asks for, else a new one with its own client (a config
+    whose key, TLS check, request timeout or action cap changed gets a new client)."""
+    global _registry_pid
+    if client is None and config is None:
+        raise TypeError("endpoint_for() needs a config or a client")
+    with _registry_lock:
+        if _registry_pid != os.getpid():  # a forked child makes its own (the fork rule)
+            _registry.clear()
+            _registry_pid = os.getpid()
+        if client is not None:
+            key = EndpointKey(client.base_url, client.api_key.consumer_key)
+            endpoint = _registry.get(key)
+            if endpoint is None or endpoint.client is not client:
+                endpoint = _registry[key] = Endpoint(client, config=config)
+            return endpoint
+        assert config is not None
+        key = EndpointKey(config.api_url, config.api_key.consumer_key)
+        endpoint = _registry.get(key)
+        if endpoint is None or not endpoint.serves(config):
+            endpoint = _registry[key] = Endpoint.from_config(config)
+        return endpoint
+
+
+def forget_endpoints() -> None:
+    """Stop handing out the endpoints made so far (tests; a process that changes MAAS
+    regions). Their holders keep them; nothing is closed."""
+    with _registry_lock:
+        _registry.clear()

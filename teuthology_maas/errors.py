@@ -3,12 +3,15 @@
 Every error carries what an operator needs to act: the machine (hostname and system_id),
 its MAAS status, and MAAS's own words (the response body, or status_message / events).
 None of them ever holds the API key's token secret: messages are built from response
-bodies and our own text, never from request headers.
+bodies and our own text, never from request headers, and every message (and MAAS's words kept
+beside it) passes through `redact` here, the one redaction path of the project.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from teuthology_maas.redact import redact
 
 
 class MaasError(Exception):
@@ -24,13 +27,14 @@ class MaasError(Exception):
         http_status: int | None = None,
         maas_message: str | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.machine = machine
         self.system_id = system_id
         self.status = status
         self.http_status = http_status
-        self.maas_message = maas_message
+        self.maas_message = redact(maas_message) if maas_message is not None else None
 
     def __str__(self) -> str:
         return self.message
@@ -44,12 +48,28 @@ class MaasError(Exception):
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+class MissingExtra(MaasError, ImportError):
+    """An optional part of teuthology-maas is not installed; the message says how to get it
+    (e.g. the simulator: pip install 'teuthology-maas[simulator]')."""
+
+
 class ConfigError(MaasError):
     """The `maas:` configuration is unusable; the message names the key, value and expectation."""
 
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class DeploySettingError(ConfigError):
+    """A deploy setting (kernel, deploy to memory, storage layout, bond) MAAS would refuse for
+    this machine; checked before anything changes in MAAS. `key` is the setting's path in
+    the configuration (`deploy.machine_types.smithi.hwe_kernel`), `available` what MAAS
+    offers instead when that is a list (kernels, disks)."""
+
+    def __init__(self, message: str, *, key: str, available: Sequence[str] = ()) -> None:
+        super().__init__(message, key=key)
+        self.available = list(available)
 
 
 class UserDataError(MaasError):
@@ -95,6 +115,27 @@ class MaasServerError(MaasHTTPError):
     """500 from MAAS: an unhandled error on the region."""
 
 
+class MaasProtocolError(MaasError):
+    """MAAS's answer is not what the MAAS API returns: not JSON, the wrong shape, a field
+    missing or of the wrong type, or larger than any real answer. `endpoint` is the call
+    (`GET machines/ at http://maas:5240/MAAS/api/2.0/`), `field` the offending field and
+    `problem` what was wrong, without the endpoint."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        field: str | None = None,
+        problem: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.endpoint = endpoint
+        self.field = field
+        self.problem = problem if problem is not None else self.message
+
+
 class MaasUnavailable(MaasError):
     """MAAS could not be reached, or kept answering 503/409-retry past the retry budget."""
 
@@ -138,6 +179,11 @@ class MachineNotFound(MaasError):
     """No machine (or more than one) matches the requested hostname."""
 
 
+class InvalidNodeName(MachineNotFound):
+    """The node name is not a hostname (RFC 1123 labels, optionally `user@` in front); it was
+    refused before anything was sent to MAAS."""
+
+
 class MachineStateError(MaasError):
     """The machine is in a state we refuse to act on (Broken, Commissioning, Rescue mode ...)."""
 
@@ -148,6 +194,11 @@ class ImageNotAvailable(MaasError):
     def __init__(self, message: str, *, available: Sequence[str] = (), **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.available = list(available)
+
+
+class InvalidOSName(ImageNotAvailable):
+    """os_type or os_version is not a plain OS name or version (letters, digits, `.`, `-`,
+    `_`; no `/`, no `..`); refused before it touched a path, a template or MAAS."""
 
 
 class DeploymentFailed(MaasError):
@@ -163,8 +214,17 @@ class SSHNotReady(MaasError):
 
 
 class MaasTimeout(MaasError):
-    """A bounded wait ran out; `last_status` is what MAAS showed last."""
+    """A bounded wait ran out; `last_status` is what MAAS showed last. Also raised when one
+    request outlived its deadline (`endpoint` then names the call)."""
 
-    def __init__(self, message: str, *, last_status: str | None = None, **kwargs: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        last_status: str | None = None,
+        endpoint: str | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(message, status=last_status, **kwargs)  # type: ignore[arg-type]
         self.last_status = last_status
+        self.endpoint = endpoint

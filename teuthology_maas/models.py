@@ -1,11 +1,18 @@
-"""MAAS objects as the API returns them, parsed into typed values. No I/O here."""
+"""MAAS objects as the API returns them, parsed into typed values. No I/O here.
+
+Parsing is where MAAS's answers are validated: a field of the wrong type, a required field
+missing, or a list where an object belongs is a `MaasProtocolError` naming the field and
+showing a short excerpt, never a raw KeyError/TypeError/ValueError.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TypedDict
+
+from teuthology_maas.answers import Fields
 
 
 class NodeStatus(IntEnum):
@@ -113,19 +120,54 @@ TRANSITIONAL_STATUSES: frozenset[NodeStatus] = frozenset(
     }
 )
 
+# -- status sets the node lifecycle decides and waits with (written here only) ----------------
+
+# Nobody holds the machine: where a release ends.
+FREE: frozenset[NodeStatus] = frozenset({NodeStatus.READY, NodeStatus.NEW})
+# A release under way, with or without erasing disks.
+RELEASE_IN_PROGRESS: frozenset[NodeStatus] = frozenset(
+    {NodeStatus.RELEASING, NodeStatus.DISK_ERASING}
+)
+# A release (or its erase) MAAS gave up on. Often fine the second time (a BMC hiccup, an erase
+# that failed once), so the lifecycle releases it again rather than refusing the node.
+RELEASE_FAILED: frozenset[NodeStatus] = frozenset(
+    {NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING}
+)
+# What release() sends a release for (Deploying is aborted first; Broken is left to an operator).
+RELEASABLE: frozenset[NodeStatus] = RELEASE_FAILED | {
+    NodeStatus.ALLOCATED, NodeStatus.RESERVED, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT
+}
+# What abort stops: a deployment or a disk erase in flight.
+ABORTABLE: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING})
+# A deploy / release request took effect once MAAS shows one of these.
+DEPLOY_STARTED: frozenset[NodeStatus] = frozenset(
+    {NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT}
+)
+RELEASE_STARTED: frozenset[NodeStatus] = RELEASE_IN_PROGRESS | FREE
+# What a failed create() must not leave behind: it releases a machine of ours in these (or,
+# with keep_on_failure, keeps it as it is).
+CLEANABLE: frozenset[NodeStatus] = DEPLOY_STARTED | {NodeStatus.ALLOCATED}
+# Where MAAS accepts a lock (its lock form: Deployed, or a deployment in flight).
+LOCKABLE: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYED, NodeStatus.DEPLOYING})
+
 # Where a wait for a deployment stops: the target, or anything MAAS can end a deployment in.
 DEPLOY_TARGET: frozenset[NodeStatus] = frozenset({NodeStatus.DEPLOYED})
 DEPLOY_FAILURE: frozenset[NodeStatus] = frozenset(
     # A deployment whose BMC cannot be driven reverts to Allocated (MAAS aborts it).
     {NodeStatus.FAILED_DEPLOYMENT, NodeStatus.BROKEN, NodeStatus.ALLOCATED}
 )
-RELEASE_TARGET: frozenset[NodeStatus] = frozenset({NodeStatus.READY, NodeStatus.NEW})
-RELEASE_FAILURE: frozenset[NodeStatus] = frozenset(
-    {NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING, NodeStatus.BROKEN}
-)
+RELEASE_TARGET: frozenset[NodeStatus] = FREE
+RELEASE_FAILURE: frozenset[NodeStatus] = RELEASE_FAILED | {NodeStatus.BROKEN}
 ABORT_TARGET: frozenset[NodeStatus] = frozenset(
     {NodeStatus.ALLOCATED, NodeStatus.FAILED_DEPLOYMENT, NodeStatus.READY}
 )
+# Where an abort can end: Deploying -> Allocated (or Failed deployment when MAAS had already
+# failed it, or Deployed when the deployment finished first), Disk erasing -> Failed disk
+# erasing.
+ABORT_ENDS: frozenset[NodeStatus] = ABORT_TARGET | {
+    NodeStatus.FAILED_DISK_ERASING, NodeStatus.DEPLOYED
+}
+ABORT_FAILURE: frozenset[NodeStatus] = frozenset({NodeStatus.BROKEN})
 
 
 class ErrorFields(TypedDict):
@@ -136,12 +178,14 @@ class ErrorFields(TypedDict):
     status: str
 
 
-def _name_of(value: Any) -> str | None:
-    """`zone`, `pool` and `domain` are nested objects in MAAS JSON; tolerate plain strings."""
-    if isinstance(value, Mapping):
-        name = value.get("name")
-        return str(name) if name is not None else None
-    return str(value) if value is not None else None
+def _status(f: Fields) -> NodeStatus:
+    value = f.data.get("status")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise f.bad("status", "a MAAS status number")
+    try:
+        return NodeStatus(value)
+    except ValueError:
+        raise f.bad("status", "a known MAAS status number (0 to 22)") from None
 
 
 @dataclass(frozen=True)
@@ -173,36 +217,37 @@ class Machine:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Machine:
-        try:
-            status = NodeStatus(int(data["status"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"machine object without a valid status: {data!r:.200}") from exc
-        owner_data = data.get("owner_data") or data.get("workload_annotations") or {}
+    def from_json(cls, data: Any) -> Machine:
+        """Parse and validate one machine object (MaasProtocolError when it is malformed)."""
+        f = Fields(data, "a machine object")
+        system_id = f.text("system_id", required=True)
+        if len(system_id) > 64 or not system_id.isprintable() or system_id.strip() != system_id:
+            raise f.bad("system_id", "a short printable identifier such as 'd8n3re'")
+        status = _status(f)
         return cls(
-            system_id=str(data["system_id"]),
-            hostname=str(data.get("hostname", "")),
+            system_id=system_id,
+            hostname=f.hostname("hostname"),
             status=status,
-            status_name=str(data.get("status_name") or status.label),
-            fqdn=str(data.get("fqdn") or ""),
-            status_message=data.get("status_message"),
-            error_description=str(data.get("error_description") or ""),
-            owner=data.get("owner") or None,
-            owner_data={str(k): str(v) for k, v in dict(owner_data).items()},
-            locked=bool(data.get("locked", False)),
-            architecture=str(data.get("architecture") or ""),
-            osystem=str(data.get("osystem") or ""),
-            distro_series=str(data.get("distro_series") or ""),
-            hwe_kernel=data.get("hwe_kernel"),
-            power_state=str(data.get("power_state") or "unknown"),
-            power_type=str(data.get("power_type") or ""),
-            tag_names=tuple(str(t) for t in data.get("tag_names") or ()),
-            pool=_name_of(data.get("pool")),
-            zone=_name_of(data.get("zone")),
-            cpu_count=int(data.get("cpu_count") or 0),
-            memory=int(data.get("memory") or 0),
-            ip_addresses=tuple(str(a) for a in data.get("ip_addresses") or ()),
-            raw=dict(data),
+            status_name=f.text("status_name") or status.label,
+            fqdn=f.hostname("fqdn"),
+            status_message=f.optional_text("status_message"),
+            error_description=f.text("error_description"),
+            owner=f.optional_text("owner") or None,
+            owner_data=f.text_map("owner_data", "workload_annotations"),
+            locked=f.boolean("locked"),
+            architecture=f.text("architecture"),
+            osystem=f.text("osystem"),
+            distro_series=f.text("distro_series"),
+            hwe_kernel=f.optional_text("hwe_kernel"),
+            power_state=f.text("power_state") or "unknown",
+            power_type=f.text("power_type"),
+            tag_names=f.text_list("tag_names"),
+            pool=f.name_of("pool"),
+            zone=f.name_of("zone"),
+            cpu_count=f.integer("cpu_count"),
+            memory=f.integer("memory"),
+            ip_addresses=f.text_list("ip_addresses"),
+            raw=dict(f.data),
         )
 
     @property
@@ -233,13 +278,14 @@ class BootResource:
     subarches: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BootResource:
-        subarches = str(data.get("subarches") or "")
+    def from_json(cls, data: Any) -> BootResource:
+        f = Fields(data, "a boot resource")
+        subarches = f.text("subarches")
         return cls(
-            id=int(data.get("id", 0)),
-            type=str(data.get("type", "")),
-            name=str(data["name"]),
-            architecture=str(data.get("architecture", "")),
+            id=f.integer("id"),
+            type=f.text("type"),
+            name=f.text("name", required=True),
+            architecture=f.text("architecture"),
             subarches=tuple(s for s in subarches.split(",") if s),
         )
 
@@ -269,22 +315,19 @@ class Event:
     username: str = "unknown"
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Event:
+    def from_json(cls, data: Any) -> Event:
+        f = Fields(data, "an event")
         return cls(
-            id=int(data.get("id", 0)),
-            node=data.get("node"),
-            hostname=str(data.get("hostname", "unknown")),
-            level=str(data.get("level", "INFO")),
-            created=str(data.get("created", "")),
-            type=str(data.get("type", "")),
-            description=str(data.get("description", "")),
-            username=str(data.get("username", "unknown")),
+            id=f.integer("id"),
+            node=f.optional_text("node"),
+            hostname=f.text("hostname", "unknown"),
+            level=f.text("level", "INFO"),
+            created=f.text("created"),
+            type=f.text("type"),
+            description=f.text("description"),
+            username=f.text("username", "unknown"),
         )
 
     def line(self) -> str:
         text = f"{self.type} - {self.description}" if self.description else self.type
         return f"{self.created} {self.level}: {text}"
-
-
-def machines_from_json(items: Iterable[Mapping[str, Any]]) -> list[Machine]:
-    return [Machine.from_json(item) for item in items]

@@ -9,11 +9,22 @@ the PLAINTEXT signature (`&` + token secret) at DEBUG, both in their own words.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import re
+import reprlib
 import threading
+from typing import Any
 from urllib.parse import quote
 
 REDACTED = "<redacted>"
+
+# Anything shaped like a MAAS API key (`consumer_key:token_key:token_secret`, MAAS makes them
+# 18:18:32 alphanumerics) loses its third field even when no code registered it: a key pasted
+# into the wrong config field, or a `maas:` section too malformed to reach the api_key check.
+_API_KEY_SHAPE = re.compile(
+    r"(?<![A-Za-z0-9])([A-Za-z0-9]{8,64}):([A-Za-z0-9]{8,64}):[A-Za-z0-9]{16,128}(?![A-Za-z0-9])"
+)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -60,18 +71,74 @@ def register_secret(secret: str) -> None:
 
 
 def redact(text: str) -> str:
-    """`text` with every registered secret replaced by `<redacted>`."""
+    """`text` with every registered secret, and the secret field of anything shaped like a
+    MAAS API key, replaced by `<redacted>`."""
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if ":" in text:
+        text = _API_KEY_SHAPE.sub(rf"\1:\2:{REDACTED}", text)
     return text
 
 
 def contains_secret(text: str) -> bool:
     with _lock:
-        return any(secret in text for secret in _secrets)
+        if any(secret in text for secret in _secrets):
+            return True
+    return ":" in text and _API_KEY_SHAPE.search(text) is not None
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib with bounds on depth, items and string length: a YAML alias bomb (a small
+    document whose repr is gigabytes) or a 100 MB string prints as a few hundred characters,
+    in time proportional to that, not to the value."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            maxlevel=3,
+            maxtuple=6,
+            maxlist=6,
+            maxarray=6,
+            maxdict=6,
+            maxset=6,
+            maxfrozenset=6,
+            maxdeque=6,
+            maxstring=80,
+            maxlong=40,
+            maxother=60,
+        )
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        text = repr(x[: self.maxstring])
+        return text if len(x) <= self.maxstring else text + "..."
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        if isinstance(x, float | bool | type(None) | datetime.date | datetime.time):
+            return super().repr_instance(x, level)
+        # Only a type name for objects we know nothing about: their own repr may be costly.
+        return f"<{type(x).__name__}>"
+
+
+_bounded = _BoundedRepr()
+EXCERPT_LIMIT = 200
+
+
+def clip(text: str, limit: int = EXCERPT_LIMIT) -> str:
+    """`text` redacted and cut to `limit` characters (for text that is already words, such as
+    an exception's message or a header MAAS sent)."""
+    text = redact(text[: limit * 4])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def excerpt(value: Any, limit: int = EXCERPT_LIMIT) -> str:
+    """A short, redacted repr of `value` for an error message: bounded in depth, items and
+    length whatever the value (MAAS's answers, config values, job input)."""
+    text = redact(_bounded.repr(value))
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
 
 
 class SecretFilter(logging.Filter):

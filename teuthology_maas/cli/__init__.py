@@ -20,6 +20,7 @@ from teuthology_maas import __version__
 from teuthology_maas.cli._common import (
     Context,
     ExitCode,
+    UsageError,
     add_common_options,
     report_error,
 )
@@ -99,6 +100,12 @@ def run(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
         return int(handler(ctx, args))
     except MaasError as exc:
         return report_error(ctx, exc)
+    except UsageError as exc:
+        if ctx.json:
+            ctx.emit_json({"ok": False, "error": "UsageError", "message": str(exc)})
+        else:
+            ctx.err(f"teuthology-maas {args.command}: {exc}")
+        return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         ctx.err("teuthology-maas: interrupted")
         return int(ExitCode.INTERRUPTED)

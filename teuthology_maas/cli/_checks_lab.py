@@ -1,10 +1,13 @@
 """Doctor checks of what a run needs from the lab: machines per type, images per
-architecture, user_data templates, the SSH key."""
+architecture, user_data templates, the SSH key, teuthology's results_server."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import yaml
 
 from teuthology_maas.cli._checks import PLACEHOLDER_KEY, CheckResult, DoctorState
 from teuthology_maas.cli._inventory import machines_by_type
@@ -189,3 +192,35 @@ def check_ssh_keys(state: DoctorState) -> list[CheckResult]:
     kinds = sorted({key.split()[0] for key in cfg.ssh_keys if key.split()})
     detail = f"{len(cfg.ssh_keys)} public key(s) ({', '.join(kinds)}) for {cfg.ssh_user}@node"
     return [CheckResult("ssh key", "OK", detail)]
+
+
+# ---- teuthology's paddles URLs --------------------------------------------------------------
+
+
+def check_results_server(state: DoctorState) -> list[CheckResult]:
+    """teuthology builds f"{results_server}/runs/...": a trailing slash makes "//runs/", which
+    paddles behind gunicorn (its production set-up) answers with 404. No row when the file
+    does not set results_server."""
+    cfg = state.cfg
+    if cfg is None or not Path(cfg.source).is_file():
+        return []
+    try:
+        document = yaml.safe_load(Path(cfg.source).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []  # the config check reads the same file and reports it
+    url = document.get("results_server") if isinstance(document, Mapping) else None
+    if not isinstance(url, str) or not url.strip():
+        return []
+    if url.rstrip().endswith("/"):
+        return [
+            CheckResult(
+                "results_server",
+                "WARN",
+                f"results_server {url.strip()!r} ends with '/': teuthology asks for "
+                f"'{url.strip()}/runs/...', which paddles behind gunicorn answers with 404, so "
+                "stale-lock clean-up (teuthology-node-cleanup, teuthology-kill) never finds a "
+                "job and never unlocks",
+                f"drop the trailing slash: results_server: {url.strip().rstrip('/')}",
+            )
+        ]
+    return [CheckResult("results_server", "OK", url.strip())]

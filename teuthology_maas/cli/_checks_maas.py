@@ -6,8 +6,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import yaml
 
 from teuthology_maas.cli._checks import (
     DEFAULT_OS,
@@ -16,6 +19,7 @@ from teuthology_maas.cli._checks import (
     CheckResult,
     DoctorState,
 )
+from teuthology_maas.cli._hints import is_tls_problem, tls_hint
 from teuthology_maas.errors import (
     ConfigError,
     MaasAuthError,
@@ -44,12 +48,24 @@ def check_config(state: DoctorState) -> list[CheckResult]:
             )
         ]
     state.cfg = cfg
+    typos = _unknown_keys(cfg.source)
     # teuthology's default OS, every OS the lab mapped, and whatever the operator asked for
     state.os_list = list(
         dict.fromkeys([*DEFAULT_OS, *os_list_from_image_map(cfg.image_map), *state.os_list])
     )
     kinds = ", ".join(cfg.machine_types) or "none"
     detail = f"{cfg.source}: {cfg.api_url}, machine types: {kinds}"
+    results = []
+    if typos:
+        results.append(
+            CheckResult(
+                "config keys",
+                "WARN",
+                f"unknown maas key(s), ignored: {'; '.join(typos)}",
+                "rename or remove them: a misspelt key leaves its setting at the default "
+                "(docs/configuration.md lists every key)",
+            )
+        )
     if not cfg.machine_types:
         return [
             CheckResult(
@@ -57,9 +73,10 @@ def check_config(state: DoctorState) -> list[CheckResult]:
                 "FAIL",
                 detail + "; machine_types is empty, so teuthology provisions nothing via MAAS",
                 "list the teuthology machine types MAAS provisions under maas.machine_types",
-            )
+            ),
+            *results,
         ]
-    results = [CheckResult("config", "OK", detail)]
+    results.insert(0, CheckResult("config", "OK", detail))
     if not cfg.lab_domain:
         results.append(
             CheckResult(
@@ -74,6 +91,22 @@ def check_config(state: DoctorState) -> list[CheckResult]:
     return results
 
 
+def _unknown_keys(source: str) -> list[str]:
+    """The maas: keys of the config file nobody reads, with the nearest known key."""
+    from teuthology_maas.config import unknown_keys
+
+    try:
+        document = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8 (any more)
+        return []  # a mapping built in code, or a file that changed since it was read
+    if not isinstance(document, Mapping):
+        return []
+    section = document.get("maas")
+    if section is None and "api_url" in document:
+        section = document
+    return unknown_keys(section) if isinstance(section, Mapping) else []
+
+
 def os_list_from_image_map(image_map: Mapping[str, Any]) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for key, value in image_map.items():
@@ -86,16 +119,6 @@ def os_list_from_image_map(image_map: Mapping[str, Any]) -> list[tuple[str, str]
 
 
 # ---- MAAS API ---------------------------------------------------------------------------
-
-
-def _is_tls_problem(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        text = f"{type(seen).__name__} {seen}"
-        if re.search(r"SSL|TLS|certificate", text, re.IGNORECASE):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _is_loopback(host: str) -> bool:
@@ -127,16 +150,10 @@ def check_api(state: DoctorState) -> list[CheckResult]:
             )
         ]
     except MaasError as exc:
-        if _is_tls_problem(exc):
+        if is_tls_problem(exc):
             return [
-                CheckResult(
-                    "api",
-                    "FAIL",
-                    f"TLS handshake with {where} failed: {exc}",
-                    "set maas.verify (or ca_bundle) to the CA bundle that signed MAAS's "
-                    "certificate, or check that the port speaks HTTPS (MAAS: 5443) and the "
-                    "scheme of api_url matches",
-                )
+                CheckResult("api", "FAIL", f"TLS handshake with {where} failed: {exc}",
+                            tls_hint(exc))
             ]
         return [
             CheckResult(
@@ -184,8 +201,19 @@ def check_key(state: DoctorState) -> list[CheckResult]:
         return [CheckResult("api key", "FAIL", f"whoami failed: {exc}", "retry; check MAAS logs")]
     state.authenticated = True
     user = str(me.get("username", "?"))
-    role = "admin" if me.get("is_superuser") else "non-admin"
-    return [CheckResult("api key", "OK", f"accepted: MAAS user {user!r} ({role})")]
+    if me.get("is_superuser"):
+        return [
+            CheckResult(
+                "api key",
+                "WARN",
+                f"accepted: MAAS user {user!r} is an administrator: it sees every user's "
+                "machines and MAAS lets it change them; a mistake (or a bug) can reach nodes "
+                "that are not teuthology's",
+                "create a dedicated non-admin MAAS user for teuthology and use its key "
+                "(MAAS UI: Settings > Users; then its API keys)",
+            )
+        ]
+    return [CheckResult("api key", "OK", f"accepted: MAAS user {user!r} (non-admin)")]
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:

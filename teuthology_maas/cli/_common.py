@@ -14,13 +14,17 @@ from typing import IO, TYPE_CHECKING, Any
 
 from teuthology_maas.errors import (
     ConfigError,
+    InvalidNodeName,
+    InvalidOSName,
     MaasAuthError,
     MaasError,
     MaasUnavailable,
+    MissingExtra,
 )
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
+    from teuthology_maas.endpoint import Endpoint
     from teuthology_maas.maas.client import MaasClient
 
 
@@ -35,6 +39,11 @@ class ExitCode(IntEnum):
     UNREACHABLE = 5  # MAAS (or paddles) could not be reached, or the API key was rejected
     INTERRUPTED = 130  # Ctrl-C
     PIPE_CLOSED = 141  # the reader of stdout went away (128 + SIGPIPE, as a shell reports it)
+
+
+class UsageError(Exception):
+    """The command line asks for something that does not exist (a typo): nothing was
+    attempted. Exit status 2, like argparse's own usage errors."""
 
 
 # Registered by each subcommand module: how to run it once arguments are parsed.
@@ -72,6 +81,7 @@ class Context:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     _config: MaasConfig | None = None
     _clients: list[MaasClient] = field(default_factory=list)
+    _endpoints: list[Endpoint] = field(default_factory=list)
 
     @property
     def is_tty(self) -> bool:
@@ -108,6 +118,16 @@ class Context:
             overrides["retry"] = RetryPolicy(max_attempts=3, max_total=10.0, backoff_initial=0.5)
         return self.track(MaasClient.from_config(self.config(), **overrides))
 
+    def endpoint(self) -> Endpoint:
+        """The configured MAAS endpoint, as the library and teuthology get it (for the
+        provisioner); its client is closed when the command ends."""
+        from teuthology_maas.endpoint import endpoint_for
+
+        endpoint = endpoint_for(self.config())
+        if endpoint not in self._endpoints:
+            self._endpoints.append(endpoint)
+        return endpoint
+
     def track(self, client: MaasClient) -> MaasClient:
         """Close `client` when the command ends."""
         self._clients.append(client)
@@ -116,6 +136,8 @@ class Context:
     def close(self) -> None:
         while self._clients:
             self._clients.pop().close()
+        while self._endpoints:
+            self._endpoints.pop().close()
 
     def out(self, text: str = "") -> None:
         self.stdout.write(text + "\n")
@@ -132,7 +154,7 @@ class Context:
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError | MissingExtra | InvalidNodeName | InvalidOSName):
         return ExitCode.USAGE
     if isinstance(exc, MaasUnavailable | MaasAuthError):
         return ExitCode.UNREACHABLE
@@ -150,12 +172,18 @@ def error_payload(exc: MaasError) -> dict[str, Any]:
 
 
 def report_error(ctx: Context, exc: MaasError) -> int:
-    """Print an error the way the chosen output mode wants and return its exit code."""
+    """Print an error the way the chosen output mode wants (with a hint when the cause is a
+    likely misconfiguration of api_url) and return its exit code."""
+    from teuthology_maas.cli._hints import api_url_hint
+
     code = exit_code_for(exc)
+    hint = api_url_hint(exc, ctx._config.api_url) if ctx._config is not None else None
     if ctx.json:
-        ctx.emit_json({"ok": False, **error_payload(exc)})
+        ctx.emit_json({"ok": False, **error_payload(exc), **({"hint": hint} if hint else {})})
     else:
         ctx.err(f"teuthology-maas: {type(exc).__name__}: {exc}")
+        if hint:
+            ctx.err(f"hint: {hint}")
     return int(code)
 
 

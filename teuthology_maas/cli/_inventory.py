@@ -7,26 +7,21 @@ with a tag or a resource pool of the same name, or (Sepia style) names its nodes
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
 
+from teuthology_maas.cli._common import UsageError
 from teuthology_maas.models import Machine
+from teuthology_maas.node.deploy_options import hostname_prefix, machine_type_of
+from teuthology_maas.suggest import did_you_mean
 
-_TRAILING_DIGITS = re.compile(r"\d+$")
-
-
-def machine_type_of(machine: Machine, machine_types: Sequence[str]) -> str | None:
-    for wanted in machine_types:
-        if wanted in machine.tag_names:
-            return wanted
-    for wanted in machine_types:
-        if machine.pool == wanted:
-            return wanted
-    prefix = _TRAILING_DIGITS.sub("", machine.hostname).rstrip("-_")
-    for wanted in machine_types:
-        if prefix == wanted:
-            return wanted
-    return None
+__all__ = [
+    "add_machine_type_option",
+    "check_types",
+    "machine_type_of",
+    "machines_by_type",
+    "requested_types",
+    "type_names",
+]
 
 
 def machines_by_type(
@@ -49,3 +44,34 @@ def add_machine_type_option(parser: argparse.ArgumentParser, *, help: str) -> No
 def requested_types(values: list[str] | None) -> list[str]:
     """The machine types named by `--machine-type` options, in order."""
     return [t.strip() for value in values or () for t in value.split(",") if t.strip()]
+
+
+def type_names(machines: Sequence[Machine], configured: Sequence[str]) -> list[str]:
+    """Every name a machine type could go by here: the configured types, then the tags,
+    pools and hostname prefixes MAAS shows."""
+    names = dict.fromkeys(configured)
+    for machine in machines:
+        names.update(dict.fromkeys(machine.tag_names))
+        if machine.pool:
+            names[machine.pool] = None
+        prefix = hostname_prefix(machine.hostname)
+        if prefix and prefix != machine.hostname:
+            names[prefix] = None
+    return list(names)
+
+
+def check_types(
+    wanted: Sequence[str], machines: Sequence[Machine], configured: Sequence[str]
+) -> None:
+    """UsageError for a requested type that is not configured and that no machine MAAS shows
+    belongs to (`-m smithy`), naming the nearest known type."""
+    for kind in wanted:
+        if kind in configured or any(machine_type_of(m, [kind]) == kind for m in machines):
+            continue
+        known = type_names(machines, configured)
+        hint = did_you_mean(kind, known)
+        raise UsageError(
+            f"no machine type {kind!r}: it is not in maas.machine_types "
+            f"({', '.join(configured) or 'empty'}) and no machine visible to this API key is "
+            f"tagged, pooled or named that way" + (f"; {hint}" if hint else "")
+        )

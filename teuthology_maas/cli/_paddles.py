@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
+from teuthology_maas.cli._common import Context
 from teuthology_maas.errors import ConfigError
+from teuthology_maas.teuthology.paddles import PaddlesNode, PaddlesReader
 
-__all__ = ["lock_server_from_config"]
+__all__ = ["lock_server_from_config", "paddles_nodes"]
 
 
 def lock_server_from_config(config_file: Path | None) -> str:
@@ -28,7 +30,18 @@ def lock_server_from_config(config_file: Path | None) -> str:
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(
             f"{config_file} has no lock_server; pass --lock-server URL (e.g. "
-            "http://paddles.example.com:8080/)",
+            "http://paddles.example.com:8080)",
             key="lock_server",
         )
     return url.strip()
+
+
+def paddles_nodes(
+    ctx: Context, url: str | None, machine_types: Sequence[str]
+) -> dict[str, PaddlesNode]:
+    """paddles' nodes of `machine_types` by short hostname, from `url` or the config's
+    lock_server (ConfigError when there is none)."""
+    with PaddlesReader(
+        url or lock_server_from_config(ctx.config_file()), timeout=ctx.config().http_timeout
+    ) as reader:
+        return {node.hostname: node for node in reader.nodes(machine_types)}

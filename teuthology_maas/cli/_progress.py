@@ -1,24 +1,25 @@
-"""Live progress of one machine's status while a lifecycle action runs.
+"""Live progress of one machine while a lifecycle action runs: what MAAS shows, what the
+library waits for (SSH), and MAAS trouble, each on a line of its own.
 
-On a terminal the current status is a single line rewritten in place (carriage return and
-erase-line) with a ticking elapsed time; each status change finalises that line and starts a
-new one. Anywhere else (a pipe, a log file) each change is one plain line with its elapsed
-time and no control characters, so logs stay greppable."""
+On a terminal the line being waited on is rewritten in place (carriage return and erase-line)
+with a ticking "so far"; when it is done it stays on screen exactly as a pipe would have
+printed it. Anywhere else (a pipe, a log file) each change is one plain line, no control
+characters, so logs stay greppable. Every line is stamped with the elapsed time at which what
+it says began."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import IO
 
 from teuthology_maas.cli._table import label_colour, paint
-from teuthology_maas.errors import MaasError
-from teuthology_maas.models import Machine
 
 _ERASE_LINE = "\r\x1b[2K"
+# A live line shows how long it has been waiting only once that is worth reading.
+_SO_FAR_AFTER = 1.0
 
 
 def format_elapsed(seconds: float) -> str:
@@ -30,9 +31,31 @@ def format_elapsed(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
+def stamp(seconds: float) -> str:
+    return f"[{format_elapsed(seconds):>7}]"
+
+
+@dataclass(frozen=True)
+class _Line:
+    """What one progress line says. `key` names the phase it shows (a MAAS status, the SSH
+    wait, MAAS trouble): a new text for the same phase rewrites the line on a terminal and
+    keeps its stamp, `started`, the time the phase began. `detail` is shown on a terminal
+    only (attempt counts change too often to log)."""
+
+    key: str
+    text: str
+    started: float
+    detail: str = ""
+
+
 class Progress:
-    """Renders status changes for one machine. Thread-safe: the watcher thread reports changes
-    while the ticker thread (terminal only) refreshes the elapsed time."""
+    """Renders one machine's progress. Thread-safe: the watcher thread reports MAAS statuses,
+    the library's threads report waits and MAAS trouble, and the ticker thread (terminal only)
+    refreshes the live line.
+
+    Two lines can be live: the main one (what MAAS shows, or a phase the library waits
+    through) and, while MAAS does not answer, a trouble line below it. On a terminal only the
+    bottom line is drawn live; a main line that changes during trouble scrolls up above it."""
 
     def __init__(
         self,
@@ -52,8 +75,11 @@ class Progress:
         self._refresh = refresh
         self._lock = threading.Lock()
         self._started = clock()
-        self._current: tuple[str, str | None] | None = None
-        self._line_open = False
+        self._maas: tuple[str, str | None] | None = None  # the last status MAAS showed
+        self._statuses = 0  # how many different (status, message) MAAS showed
+        self._line: _Line | None = None  # the main line
+        self._trouble: _Line | None = None  # MAAS not answering, while it lasts
+        self._drawn = False  # a live line is on screen and not yet ended
         self._finished = False
         self._done = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -71,39 +97,106 @@ class Progress:
     def elapsed(self) -> float:
         return self._clock() - self._started
 
-    def update(self, status_name: str, message: str | None = None) -> None:
-        """Report what MAAS shows now; repeats of the same (status, message) are ignored."""
-        with self._lock:
-            if self._finished or self._current == (status_name, message):
-                return
-            previous = self._current
-            self._current = (status_name, message or None)
-            if not self._live:
-                self._write(self._text() + "\n")
-                return
-            if previous is not None and previous[0] != status_name and self._line_open:
-                # keep the finished phase on screen; the new status gets a fresh line
-                self._write("\n")
-            self._redraw()
+    @property
+    def changed(self) -> bool:
+        """Whether MAAS showed the machine in more than one state since the start."""
+        return self._statuses > 1
 
-    def note(self, text: str) -> None:
-        """A line of its own (what the provisioner is doing) above the live status line."""
+    # ---- what callers report ------------------------------------------------------------------
+
+    def update(self, status_name: str, message: str | None = None) -> None:
+        """What MAAS shows now; repeats of the same (status, message) are ignored."""
+        with self._lock:
+            state = (status_name, message or None)
+            if self._finished or self._maas == state:
+                return
+            previous, self._maas = self._maas, state
+            self._statuses += 1
+            waiting = self._line is not None and self._line.key.startswith("wait ")
+            if waiting and previous is not None and previous[0] == status_name:
+                return  # a new message of the same status does not interrupt a wait's line
+            painted = paint(status_name, label_colour(status_name), self._colour)
+            shown = f" ({message})" if message and message != status_name else ""
+            text = f"{self._label}: {painted}{shown}"
+            if waiting:
+                # The wait goes on (the watcher may also just have caught up with what the
+                # waiter saw first): the status is said above the wait's line.
+                if self._live:
+                    self._erase_bottom()
+                self._write(f"{stamp(self.elapsed)} {text}\n")
+                self._refresh_bottom()
+                return
+            self._main(f"status {status_name}", text)
+
+    def waiting(self, phase: str, text: str, *, detail: str = "", ended: bool = False) -> None:
+        """A phase the library waits through (`phase` "ssh"): `text` says what it waits for
+        and why it is still waiting. A new `text` is a new line on a pipe and rewrites the
+        line on a terminal; `detail` (attempt counts) is shown on a terminal only. `ended`:
+        the wait is over and `text` says how; the line stays as it is."""
         with self._lock:
             if self._finished:
                 return
-            stamped = f"[{format_elapsed(self.elapsed):>7}] {text}"
-            if self._live and self._line_open:
-                # the note takes the status line's place; the status is redrawn below it
-                self._write(_ERASE_LINE + stamped + "\n")
-                self._line_open = False
-                self._redraw()
+            line = self._line
+            if line is not None and line.key == f"wait {phase}" and line.text == text:
+                self._line = replace(line, detail=detail)
+                self._refresh_bottom()
             else:
-                self._write(stamped + "\n")
+                self._main(f"wait {phase}", text, detail)
+            if ended and self._line is not None:
+                done, self._line = replace(self._line, detail=""), None
+                if self._live:
+                    self._erase_bottom()
+                    self._write(self._text(done) + "\n")
+                    self._refresh_bottom()  # the trouble line, if MAAS is in trouble
+
+    def trouble(self, text: str, *, detail: str = "") -> None:
+        """MAAS is not answering as it should: one line, updated while it lasts, whatever
+        the number of retries behind it."""
+        with self._lock:
+            if self._finished:
+                return
+            current = self._trouble
+            if current is not None and current.text == text:
+                self._trouble = replace(current, detail=detail)
+                self._refresh_bottom()
+                return
+            started = current.started if current is not None else self.elapsed
+            if self._live:
+                self._erase_bottom()
+            else:
+                self._write(f"{stamp(self.elapsed)} {text}\n")
+            self._trouble = _Line("trouble", text, started, detail)
+            self._refresh_bottom()
+
+    def answered(self, text: str = "MAAS answers again") -> None:
+        """MAAS answered: the trouble line (if any) ends, saying after how long."""
+        with self._lock:
+            trouble = self._trouble
+            if trouble is None or self._finished:
+                return
+            lasted = f"{text} after {format_elapsed(self.elapsed - trouble.started)}"
+            if self._live:
+                self._erase_bottom()
+                self._write(f"{stamp(trouble.started)} {trouble.text}; {lasted}\n")
+            else:
+                self._write(f"{stamp(self.elapsed)} {lasted}\n")
+            self._trouble = None
+            self._refresh_bottom()
+
+    def note(self, text: str) -> None:
+        """A line of its own (what the provisioner decided) above the live line(s)."""
+        with self._lock:
+            if self._finished:
+                return
+            if self._live:
+                self._erase_bottom()
+            self._write(f"{stamp(self.elapsed)} {text}\n")
+            self._refresh_bottom()
 
     def finish(self, text: str) -> None:
-        """The outcome: the status line is finalised and nothing is drawn after this."""
+        """The outcome: the live lines end as they stand and nothing is drawn after this."""
         with self._lock:
-            self._end_status_line()
+            self._end_all()
             self._finished = True
             self._write(text + "\n")
 
@@ -113,27 +206,71 @@ class Progress:
             self._ticker.join()
             self._ticker = None
         with self._lock:
-            self._end_status_line()
+            self._end_all()
 
-    def _end_status_line(self) -> None:
-        """Leave the live status line drawn as it stands and move below it (lock held)."""
-        if self._live and self._line_open:
-            self._redraw()
-            self._write("\n")
-            self._line_open = False
+    # ---- drawing (lock held) ------------------------------------------------------------------
 
-    def _text(self) -> str:
-        assert self._current is not None
-        status_name, message = self._current
-        status = paint(status_name, label_colour(status_name), self._colour)
-        detail = f" ({message})" if message and message != status_name else ""
-        return f"[{format_elapsed(self.elapsed):>7}] {self._label}: {status}{detail}"
-
-    def _redraw(self) -> None:
-        if self._current is None or self._finished:
+    def _main(self, key: str, text: str, detail: str = "") -> None:
+        """A new main line, or (same `key`) a new text for the current one. On a terminal the
+        previous line of another phase stays on screen as it was."""
+        previous = self._line
+        if previous is not None and previous.key == key:
+            self._line = replace(previous, text=text, detail=detail)
+            if self._live:
+                self._refresh_bottom()
+            else:
+                self._write(f"{stamp(self.elapsed)} {text}\n")
             return
-        self._write(_ERASE_LINE + self._text())
-        self._line_open = True
+        line = self._line = _Line(key, text, self.elapsed, detail)
+        if not self._live:
+            self._write(self._text(line) + "\n")
+            return
+        if self._trouble is not None:
+            # the trouble line stays at the bottom; the main line's changes scroll above it
+            self._erase_bottom()
+            if previous is not None:
+                self._write(self._text(previous) + "\n")
+            self._refresh_bottom()
+            return
+        if previous is not None and self._drawn:
+            self._write(_ERASE_LINE + self._text(previous) + "\n")
+            self._drawn = False
+        self._refresh_bottom()
+
+    def _end_all(self) -> None:
+        """Leave whatever is live on screen as finished lines and move below them."""
+        if not self._live:
+            return
+        self._erase_bottom()
+        for line in (self._line, self._trouble):
+            if line is not None:
+                self._write(self._text(line) + "\n")
+        self._line = self._trouble = None
+
+    def _bottom(self) -> _Line | None:
+        return self._trouble if self._trouble is not None else self._line
+
+    def _erase_bottom(self) -> None:
+        if self._drawn:
+            self._write(_ERASE_LINE)
+            self._drawn = False
+
+    def _refresh_bottom(self) -> None:
+        line = self._bottom()
+        if not self._live or line is None or self._finished:
+            return
+        self._write(_ERASE_LINE + self._text(line, live=True))
+        self._drawn = True
+
+    def _text(self, line: _Line, *, live: bool = False) -> str:
+        text = f"{stamp(line.started)} {line.text}"
+        if not live:
+            return text
+        so_far = self.elapsed - line.started
+        extras = [line.detail] if line.detail else []
+        if so_far >= _SO_FAR_AFTER:
+            extras.append(f"{format_elapsed(so_far)} so far")
+        return text + (f" - {', '.join(extras)}" if extras else "")
 
     def _write(self, text: str) -> None:
         self._stream.write(text)
@@ -142,88 +279,5 @@ class Progress:
     def _tick(self) -> None:
         while not self._done.wait(self._refresh):
             with self._lock:
-                if self._line_open:
-                    self._redraw()
-
-
-# Decisions ("aborting the deployment in progress") and SSH readiness; the lifecycle's own
-# status-change messages are left out: the status line already shows them.
-_NOTE_LOGGERS = frozenset({"teuthology_maas.node.provisioner", "teuthology_maas.node.ssh"})
-
-
-class _ToProgress(logging.Handler):
-    def __init__(self, progress: Progress) -> None:
-        super().__init__(logging.INFO)
-        self._progress = progress
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno < logging.WARNING and (
-            record.name not in _NOTE_LOGGERS or record.funcName == "_log_change"
-        ):
-            return
-        try:
-            self._progress.note(record.getMessage())
-        except Exception:  # a display problem must never break the action
-            self.handleError(record)
-
-
-@contextmanager
-def library_log_as_notes(progress: Progress, name: str = "teuthology_maas") -> Iterator[None]:
-    """Show what the library decides and waits for (its INFO log) as progress notes, and
-    only there: the record does not also reach Python's last-resort stderr handler."""
-    logger = logging.getLogger(name)
-    handler = _ToProgress(progress)
-    saved = (logger.level, logger.propagate)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-
-
-class MachineWatcher:
-    """Polls one machine through its own client and feeds status changes to a Progress.
-
-    It only observes: every lifecycle decision stays in the provisioner. Used when the
-    provisioner offers no progress hook of its own."""
-
-    def __init__(
-        self,
-        read_machine: Callable[[], Machine],
-        progress: Progress,
-        *,
-        interval: float,
-    ) -> None:
-        self._read = read_machine
-        self._progress = progress
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="machine-watcher", daemon=True)
-
-    def __enter__(self) -> MachineWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.poll_once()  # the final state, so the display ends where MAAS ended
-
-    def poll_once(self) -> None:
-        try:
-            machine = self._read()
-        except MaasError:
-            return  # a transient read error must not disturb the action being watched
-        self._progress.update(machine.status_name, machine.status_message)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll_once()
-            self._stop.wait(self._interval)
+                if self._drawn:
+                    self._refresh_bottom()

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from teuthology_maas.models import Event, Machine, NodeStatus
+from teuthology_maas.models import FREE, Event, Machine, NodeStatus
+from teuthology_maas.node.keep import KeptMark
 from teuthology_maas.node.ownership import Stamp
 from teuthology_maas.teuthology.paddles import PaddlesNode
 
-Kind = Literal["leak", "drift", "stuck"]
+Kind = Literal["leak", "kept", "drift", "stuck"]
+KINDS: tuple[Kind, ...] = ("leak", "kept", "drift", "stuck")
 
 # MAAS's own bounds. node_timeout (config, minutes; 30 by default) bounds deploying,
 # commissioning, testing and disk erasing; a release whose power-off is not seen within five
@@ -23,7 +25,7 @@ RELEASING_TIMEOUT = 300.0
 DEFAULT_NODE_TIMEOUT_MINUTES = 30.0
 
 # A machine owned by our MAAS user in any of these is held by teuthology (not Ready/New).
-HELD = frozenset(NodeStatus) - {NodeStatus.READY, NodeStatus.NEW}
+HELD = frozenset(NodeStatus) - FREE
 
 
 @dataclass
@@ -92,7 +94,21 @@ def find_leaks_and_drift(
         node = paddles.get(machine.hostname)
         if node is None:
             continue
-        if machine.owner == maas_user and machine.status in HELD and not node.locked:
+        kept = KeptMark.of(machine)
+        if machine.owner == maas_user and machine.status in HELD and not node.locked and kept:
+            findings.append(
+                Finding(
+                    "kept",
+                    machine.hostname,
+                    machine.system_id,
+                    machine.status_name,
+                    machine.owner,
+                    f"{machine.status_name}, {kept.describe()}; unlocked in paddles",
+                    extra={"paddles_name": node.name, "kept_by": kept.by,
+                           "kept_at": kept.at, "kept_reason": kept.reason},
+                )
+            )
+        elif machine.owner == maas_user and machine.status in HELD and not node.locked:
             stamp = Stamp.read(machine)
             made = f" ({stamp.describe()})" if stamp is not None else ""
             findings.append(

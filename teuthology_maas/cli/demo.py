@@ -6,27 +6,27 @@ machine; then runs the stock `teuthology-lock --lock-many 3 -m TYPE --os-type ub
 --os-version 22.04`, showing MAAS's view of every machine while they deploy, prints the locked
 targets, runs `teuthology-lock --unlock` on them and shows the machines Ready again. Every
 process it started is stopped before it returns. See teuthology_maas.testing.teuthology_lab
-for what is real in this set-up and what stands in for a lab's network.
+for what is real in this set-up and what stands in for a lab's network. `--suite` runs the
+dispatcher path instead (teuthology_maas.cli._demo_suite).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from teuthology_maas.cli._common import Context, ExitCode
+from teuthology_maas.cli._demo_show import LAB_DOMAIN, REPO, MaasWatcher, Printer, maas_table
+from teuthology_maas.errors import MissingExtra
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_DOMAIN = "demo.test"
 # Shown in full; everything else teuthology-lock prints is in the log file (or --verbose).
 _INTERESTING = re.compile(
     r"teuthology_maas|ERROR|WARNING|Traceback|Error|unlocked:|Locked|locked |Reimag|"
@@ -52,54 +52,29 @@ def register(subparsers: Any) -> None:
         help="simulated MAAS seconds per real second (default 60: a 10-minute deployment "
         "takes 10 s)",
     )
+    parser.add_argument(
+        "--suite", action="store_true",
+        help="instead: schedule a two-job suite with the real teuthology-suite and run it "
+        "through beanstalkd, teuthology-dispatcher and its supervisors (needs root)",
+    )
+    parser.add_argument("--run-timeout", type=float, default=600.0,
+                        help="--suite: give up on the run after this many seconds (default 600)")
     parser.add_argument("--verbose", action="store_true", help="show all of teuthology's output")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     parser.set_defaults(handler=run)
 
 
-class _Printer:
-    """Serialises output from the watcher thread and the command reader."""
 
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-        self._lock = threading.Lock()
-        self._started = time.monotonic()
+def _require_parts() -> None:
+    """MissingExtra, saying how to get it, when the simulator or teuthology is missing."""
+    import teuthology_maas.simulator  # noqa: F401 - raises MissingExtra without Werkzeug
 
-    def __call__(self, text: str) -> None:
-        with self._lock:
-            self._ctx.out(f"[{time.monotonic() - self._started:5.1f}s] {text}")
-
-
-class _MaasWatcher:
-    """Prints every status change MAAS shows, as an operator watching MAAS would see it."""
-
-    def __init__(self, sim: Any, say: _Printer) -> None:
-        self._sim = sim
-        self._say = say
-        self._seen = {m["hostname"]: m["status_name"] for m in sim.machines()}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="demo-maas-watch", daemon=True)
-
-    def __enter__(self) -> _MaasWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._poll()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.2):
-            self._poll()
-
-    def _poll(self) -> None:
-        for machine in self._sim.machines():
-            name, status = machine["hostname"], machine["status_name"]
-            if self._seen.get(name) != status:
-                owner = f" (owner {machine['owner']})" if machine.get("owner") else ""
-                self._say(f"MAAS  {name}: {self._seen.get(name)} -> {status}{owner}")
-                self._seen[name] = status
+    lock = Path(sys.executable).parent / "teuthology-lock"
+    if importlib.util.find_spec("teuthology") is None or not lock.exists():
+        raise MissingExtra(
+            f"the demo runs the real teuthology-lock ({lock}), and teuthology is not installed "
+            "beside teuthology-maas; install: pip install 'teuthology-maas[simulator,teuthology]'"
+        )
 
 
 def _ensure_sshd(ctx: Context) -> bool:
@@ -113,12 +88,14 @@ def _ensure_sshd(ctx: Context) -> bool:
         subprocess.run([str(installer)], check=False)
     if os.access(SSHD_PATH, os.X_OK):
         return True
-    ctx.err(f"teuthology-maas demo: {SSHD_PATH} not found; install openssh-server "
-            "(as root: scripts/ensure-system-packages) and run it again")
+    how = (f"as root: {installer}" if installer.exists()
+           else "e.g. as root: apt-get install openssh-server")
+    ctx.err(f"teuthology-maas demo: {SSHD_PATH} not found; install openssh-server ({how}) "
+            "and run it again")
     return False
 
 
-def _run_teuthology(lab: Any, argv: list[str], say: _Printer, log: Path, verbose: bool) -> int:
+def _run_teuthology(lab: Any, argv: list[str], say: Printer, log: Path, verbose: bool) -> int:
     say("$ " + " ".join([Path(argv[0]).name, *argv[1:]]))
     with log.open("a", encoding="utf-8") as log_file:
         process = lab.popen(argv)
@@ -139,40 +116,41 @@ def _run_teuthology(lab: Any, argv: list[str], say: _Printer, log: Path, verbose
     return code
 
 
-def _table(sim: Any, hostnames: list[str]) -> list[str]:
-    rows = [("HOSTNAME", "STATUS", "OWNER", "OS")]
-    for name in hostnames:
-        m = sim.machine(name)
-        os_name = f"{m.get('osystem')}/{m.get('distro_series')}" if m.get("distro_series") else ""
-        rows.append((name, m["status_name"], m.get("owner") or "-", os_name or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-            for row in rows]
-
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    if args.count < 1 or args.machines < args.count:
+    from teuthology_maas.cli import _demo_suite
+
+    if args.suite and args.machines < _demo_suite.NODES_NEEDED:
+        ctx.err(f"teuthology-maas demo --suite: need --machines >= {_demo_suite.NODES_NEEDED}")
+        return int(ExitCode.USAGE)
+    if not args.suite and (args.count < 1 or args.machines < args.count):
         ctx.err("teuthology-maas demo: need 1 <= --count <= --machines")
         return int(ExitCode.USAGE)
-    if not _ensure_sshd(ctx):
+    _require_parts()
+    if not _ensure_sshd(ctx) or (args.suite and not _demo_suite.check_prerequisites(ctx)):
         return int(ExitCode.USAGE)
     workdir = Path(tempfile.mkdtemp(prefix="teuthology-maas-demo-"))
     try:
+        if args.suite:
+            return _demo_suite.run_suite(ctx, args, workdir)
         return _demo(ctx, args, workdir)
     finally:
         if args.keep:
-            ctx.out(f"kept {workdir}")
+            ctx.out(f"kept {workdir} (teuthology.log, the lab's config and the nodes' files)")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            ctx.out(f"removed {workdir}, teuthology.log with it; run with --keep to keep it "
+                    "(make demo DEMO_ARGS=--keep)")
 
 
 def _demo(ctx: Context, args: argparse.Namespace, workdir: Path) -> int:
     from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
     from teuthology_maas.testing.lockserver import LockServer
+    from teuthology_maas.testing.processes import alive
     from teuthology_maas.testing.sshd import SSHDFleet
     from teuthology_maas.testing.teuthology_lab import Support, TeuthologyLab
 
-    say = _Printer(ctx)
+    say = Printer(ctx)
     mtype = args.machine_type
     hostnames = [f"{mtype}{i:03d}" for i in range(1, args.machines + 1)]
     ssh_root = workdir / "ssh-root"
@@ -212,7 +190,7 @@ def _demo(ctx: Context, args: argparse.Namespace, workdir: Path) -> int:
         say(f"teuthology config: {lab.config_path} (TEUTHOLOGY_CONFIG)")
         log = workdir / "teuthology.log"
         owner = "demo@teuthology-maas"
-        with _MaasWatcher(sim, say):
+        with MaasWatcher(sim, say):
             code = _run_teuthology(lab, lab.argv(
                 "teuthology-lock", "--lock-many", str(args.count), "-m", mtype,
                 "--os-type", args.os_type, "--os-version", args.os_version, "--owner", owner,
@@ -225,20 +203,21 @@ def _demo(ctx: Context, args: argparse.Namespace, workdir: Path) -> int:
             return int(ExitCode.FAILURE)
         ctx.out(f"\nteuthology-lock locked {', '.join(sorted(locked))} (targets above)")
         ctx.out("MAAS after --lock-many:")
-        ctx.out("\n".join(_table(sim, hostnames)) + "\n")
-        with _MaasWatcher(sim, say):
+        ctx.out("\n".join(maas_table(sim, hostnames)) + "\n")
+        with MaasWatcher(sim, say):
             code = _run_teuthology(lab, lab.argv(
                 "teuthology-lock", "--unlock", "--owner", owner, *sorted(locked)
             ), say, log, args.verbose)
         ready = all(sim.machine(h)["status_name"] == "Ready" for h in hostnames)
         ctx.out("\nMAAS after --unlock:")
-        ctx.out("\n".join(_table(sim, hostnames)) + "\n")
+        ctx.out("\n".join(maas_table(sim, hostnames)) + "\n")
         still_locked = [n["name"] for n in paddles.nodes() if n["locked"]]
         if code != 0 or not ready or still_locked:
             say(f"teuthology-lock --unlock failed (exit {code}, locked: {still_locked}); "
                 f"see {log}")
             return int(ExitCode.FAILURE)
-        say(f"done: {args.count} nodes locked, reimaged with {args.os_type} "
+        nodes = "1 node" if args.count == 1 else f"{args.count} nodes"
+        say(f"done: {nodes} locked, reimaged with {args.os_type} "
             f"{args.os_version}, unlocked and Ready again in MAAS")
         return int(ExitCode.OK)
     finally:
@@ -247,21 +226,8 @@ def _demo(ctx: Context, args: argparse.Namespace, workdir: Path) -> int:
             server.stop()
         if handle is not None:
             handle.stop()
-        alive = [pid for pid in started_pids if _alive(pid)]
+        running = [pid for pid in started_pids if alive(pid)]
         say(f"stopped the simulator, the lock server and {len(started_pids)} sshd processes"
-            + (f"; STILL RUNNING: {alive}" if alive else ""))
+            + (f"; STILL RUNNING: {running}" if running else ""))
         sys.stdout.flush()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is gone for every purpose but the process table; reap check via /proc.
-    try:
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False

@@ -6,9 +6,11 @@ import argparse
 from typing import Any
 
 from teuthology_maas.cli._checks import CheckResult, DoctorState
+from teuthology_maas.cli._checks_deploy import check_deploy
 from teuthology_maas.cli._checks_lab import (
     check_images,
     check_machine_types,
+    check_results_server,
     check_ssh_keys,
     check_templates,
 )
@@ -24,9 +26,11 @@ def register(subparsers: Any) -> None:
         description="Preflight before a run: the configuration is valid; MAAS answers (port, "
         "TLS); it accepts the API key (whoami); its version; every configured machine type "
         "has machines and some are Ready; the OS images are synced for every architecture in "
-        "use; the user_data templates render to valid cloud-config; an SSH public key is "
-        "there to inject. Each check prints OK, WARN, FAIL or SKIP (an earlier check failed) "
-        "with a fix hint. Exit status 3 when any check FAILs.",
+        "use; the deploy settings (kernel, memory deploys, storage layout, bonds) fit MAAS and "
+        "every machine of their type; the user_data templates render to valid cloud-config; "
+        "an SSH public key is there to inject; teuthology's results_server has no trailing "
+        "slash. Each check prints OK, WARN, FAIL or SKIP (an earlier check failed) with a fix "
+        "hint. Exit status 3 when any check FAILs.",
     )
     add_common_options(parser, top_level=False)
     parser.add_argument(
@@ -78,8 +82,10 @@ CHECKS = (
     check_version,
     check_machine_types,
     check_images,
+    check_deploy,
     check_templates,
     check_ssh_keys,
+    check_results_server,
 )
 
 

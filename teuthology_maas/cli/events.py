@@ -7,7 +7,8 @@ import dataclasses
 import time
 from typing import Any
 
-from teuthology_maas.cli._common import Context, ExitCode, add_common_options, short_hostname
+from teuthology_maas import names
+from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli.nodes import find_machine
 from teuthology_maas.models import Event, NodeStatus
 
@@ -78,8 +79,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if (args.until or args.timeout is not None) and not args.follow:
         ctx.err("teuthology-maas events: --until and --timeout need --follow")
         return int(ExitCode.USAGE)
+    node = names.parse_node_name(args.name)  # before anything is asked of MAAS
     client = ctx.client(interactive=True)
-    machine = find_machine(client, short_hostname(args.name))
+    machine = find_machine(client, node.short)
     events = sorted(
         client.events(id=machine.system_id, level=args.level, limit=args.limit),
         key=lambda e: e.id,  # MAAS answers newest first
@@ -110,7 +112,19 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 _show(ctx, event)
             return int(ExitCode.OK)
         if deadline is not None and time.monotonic() >= deadline:
-            return int(ExitCode.OK)
+            if not until:
+                return int(ExitCode.OK)  # following for a while was all that was asked
+            now = client.get_machine(machine.system_id)
+            if now.status in until:  # got there just as time ran out
+                for event in _newer(client, machine.system_id, args.level, last_id):
+                    _show(ctx, event)
+                return int(ExitCode.OK)
+            wanted = " or ".join(sorted(s.label for s in until))
+            ctx.err(
+                f"teuthology-maas events: {machine.hostname} did not reach {wanted} within "
+                f"{args.timeout:g} s (MAAS shows {now.status_name})"
+            )
+            return int(ExitCode.FAILURE)
         time.sleep(max(0.01, args.interval))
         for event in _newer(client, machine.system_id, args.level, last_id):
             _show(ctx, event)

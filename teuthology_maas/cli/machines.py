@@ -1,4 +1,4 @@
-"""`teuthology-maas machines`: the fleet as MAAS sees it, one row per machine."""
+"""`teuthology-maas machines`: the fleet as MAAS sees it, one row per machine, or counts."""
 
 from __future__ import annotations
 
@@ -6,18 +6,24 @@ import argparse
 from collections import Counter
 from typing import Any
 
-from teuthology_maas.cli._common import Context, ExitCode, add_common_options
+from teuthology_maas.cli._common import Context, ExitCode, UsageError, add_common_options
 from teuthology_maas.cli._inventory import (
     add_machine_type_option,
+    check_types,
     machine_type_of,
     requested_types,
 )
-from teuthology_maas.cli._paddles import lock_server_from_config
+from teuthology_maas.cli._machine_rows import (
+    COLUMNS,
+    Row,
+    choose_columns,
+    seconds_in_status,
+)
+from teuthology_maas.cli._paddles import paddles_nodes
 from teuthology_maas.cli._table import label_colour, paint, render_table, status_colour
-from teuthology_maas.models import Machine, NodeStatus
-from teuthology_maas.teuthology.paddles import PaddlesNode, PaddlesReader
-
-HEADERS = ("HOSTNAME", "TYPE", "STATUS", "OWNER", "LOCKED", "OS", "POWER", "MESSAGE")
+from teuthology_maas.models import NodeStatus
+from teuthology_maas.suggest import did_you_mean
+from teuthology_maas.teuthology.paddles import PaddlesNode
 
 
 def register(subparsers: Any) -> None:
@@ -25,9 +31,11 @@ def register(subparsers: Any) -> None:
         "machines",
         help="list the MAAS machines of the configured machine types",
         description="List the machines of the configured machine types as MAAS sees them: "
-        "hostname, type, status, owner, MAAS lock, deployed OS, power state and MAAS's "
-        "latest status message, then a count per status; with --paddles, also who holds "
-        "each in paddles. A non-admin API key only sees free machines and its own.",
+        "hostname, type, status and how long it has been in it, owner, MAAS lock, deployed "
+        "OS, IP addresses, power state and MAAS's latest status message (choose others with "
+        "--columns), then a count per status; with --paddles, also who holds each in paddles "
+        "and the job's description. --summary counts machines by type, status and owner "
+        "instead. A non-admin API key only sees free machines and its own.",
     )
     add_common_options(parser, top_level=False)
     add_machine_type_option(parser, help="only this machine type (repeatable, or comma-separated)")
@@ -35,6 +43,36 @@ def register(subparsers: Any) -> None:
         "--all",
         action="store_true",
         help="also list machines that belong to no configured machine type",
+    )
+    parser.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="only machines in this MAAS status, e.g. deployed, ready, failed_deployment "
+        "(repeatable, or comma-separated)",
+    )
+    parser.add_argument(
+        "--owner",
+        metavar="WHO",
+        help="only machines held by WHO: the MAAS user, the teuthology owner stamped at "
+        "deployment, or (with --paddles) the paddles lock owner",
+    )
+    parser.add_argument(
+        "--free",
+        action="store_true",
+        help="only free machines: Ready, owned by nobody, not locked (nor in paddles, with "
+        "--paddles)",
+    )
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="counts by type, status and owner instead of one row per machine",
+    )
+    parser.add_argument(
+        "--columns",
+        metavar="LIST",
+        help=f"the columns to show, comma-separated (+LIST adds to the defaults): "
+        f"{', '.join(COLUMNS)}",
     )
     parser.add_argument(
         "--paddles",
@@ -47,24 +85,22 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def os_of(machine: Machine) -> str:
-    if machine.osystem and machine.distro_series:
-        return f"{machine.osystem}/{machine.distro_series}"
-    return machine.distro_series or machine.osystem
-
-
-def describe(machine: Machine, kind: str | None) -> dict[str, Any]:
-    return {
-        "hostname": machine.hostname,
-        "system_id": machine.system_id,
-        "type": kind,
-        "status": machine.status_name,
-        "owner": machine.owner,
-        "locked": machine.locked,
-        "os": os_of(machine) or None,
-        "power": machine.power_state,
-        "status_message": machine.status_message,
-    }
+def wanted_statuses(values: list[str] | None) -> set[NodeStatus]:
+    statuses: set[NodeStatus] = set()
+    for value in values or ():
+        for text in (t.strip() for t in value.split(",")):
+            if not text:
+                continue
+            try:
+                statuses.add(NodeStatus.from_label(text.replace("-", "_")))
+            except ValueError:
+                known = [s.keyword for s in NodeStatus] + [s.label for s in NodeStatus]
+                hint = did_you_mean(text, known)
+                raise UsageError(
+                    f"no MAAS status {text!r}" + (f" ({hint})" if hint else "")
+                    + "; expected a keyword such as ready, deployed or failed_deployment"
+                ) from None
+    return statuses
 
 
 def summary_line(counts: Counter[str], order: list[str], *, colour: bool = False) -> str:
@@ -79,86 +115,100 @@ def summary_line(counts: Counter[str], order: list[str], *, colour: bool = False
 def run(ctx: Context, args: argparse.Namespace) -> int:
     cfg = ctx.config()
     wanted = requested_types(args.machine_type)
+    statuses = wanted_statuses(args.status)
+    with_paddles = bool(args.paddles or args.lock_server)
+    columns = choose_columns(args.columns, paddles=with_paddles)
+    if not wanted and not cfg.machine_types and not args.all:
+        raise UsageError(
+            f"maas.machine_types is empty in {cfg.source}, so no machine has a configured "
+            "type: set machine_types, or name types with -m TYPE, or list every machine with "
+            "--all"
+        )
     known = list(dict.fromkeys([*cfg.machine_types, *wanted]))
     client = ctx.client(interactive=True)
-    selected: list[tuple[Machine, str | None]] = []
-    for machine in sorted(client.list_machines(), key=lambda m: m.hostname):
+    visible = sorted(client.list_machines(), key=lambda m: m.hostname)
+    check_types(wanted, visible, cfg.machine_types)
+    locks: dict[str, PaddlesNode] = (
+        paddles_nodes(ctx, args.lock_server, known) if with_paddles else {}
+    )
+    rows: list[Row] = []
+    for machine in visible:
         kind = machine_type_of(machine, known)
-        if wanted and kind not in wanted:
+        if (wanted and kind not in wanted) or (not wanted and kind is None and not args.all):
             continue
-        if not wanted and kind is None and not args.all:
+        if statuses and machine.status not in statuses:
             continue
-        selected.append((machine, kind))
+        rows.append(Row(machine, kind, paddles=locks.get(machine.hostname),
+                        paddles_known=with_paddles))
+    if args.owner:
+        rows = [r for r in rows if args.owner in (r.machine.owner, r.teuthology_owner,
+                                                  r.paddles.locked_by if r.paddles else None)]
+    if args.free:
+        rows = [r for r in rows if r.free]
+    if not args.summary and ("since" in columns or ctx.json):
+        since = seconds_in_status(client, [r.machine for r in rows])
+        rows = [Row(r.machine, r.kind, since.get(r.machine.system_id), r.paddles,
+                    r.paddles_known) for r in rows]
+    if args.summary:
+        return _summary(ctx, rows)
+    return _listing(ctx, rows, columns)
 
-    locks = _paddles_locks(ctx, args, known) if args.paddles or args.lock_server else None
-    counts: Counter[str] = Counter(m.status_name for m, _ in selected)
+
+def _listing(ctx: Context, rows: list[Row], columns: list[str]) -> int:
+    counts: Counter[str] = Counter(r.machine.status_name for r in rows)
     # statuses in MAAS's own numeric order, so summaries read the same every time
-    order = sorted(counts, key=lambda label: _status_rank(label))
+    order = sorted(counts, key=_status_rank)
     if ctx.json:
-        described = [describe(m, kind) for m, kind in selected]
-        if locks is not None:
-            for entry in described:
-                node = locks.get(entry["hostname"])
-                entry["paddles"] = (
-                    None if node is None
-                    else {"locked": node.locked, "locked_by": node.locked_by}
-                )  # fmt: skip
         ctx.emit_json(
             {
-                "machines": described,
+                "machines": [r.as_json() for r in rows],
                 "summary": {label: counts[label] for label in order},
-                "total": len(selected),
+                "total": len(rows),
             }
         )
         return int(ExitCode.OK)
-
-    rows = []
-    colours = []
-    for machine, kind in selected:
-        rows.append(
-            [
-                machine.hostname,
-                kind or "-",
-                machine.status_name,
-                machine.owner or "-",
-                "yes" if machine.locked else "no",
-                os_of(machine) or "-",
-                machine.power_state,
-                machine.status_message or "",
-            ]
-        )
-        colours.append([None, None, status_colour(machine.status), None, None, None, None, None])
-        if locks is not None:
-            rows[-1].insert(5, _paddles_cell(locks, machine.hostname))
-            colours[-1].insert(5, None)
-    headers = list(HEADERS)
-    if locks is not None:
-        headers.insert(5, "PADDLES")
-    if rows:
-        for line in render_table(headers, rows, colours=colours, colour=ctx.colour):
+    table = [[COLUMNS[name].cell(r) for name in columns] for r in rows]
+    colours = [
+        [status_colour(r.machine.status) if name == "status" else None for name in columns]
+        for r in rows
+    ]
+    if table:
+        headers = [COLUMNS[name].header for name in columns]
+        for line in render_table(headers, table, colours=colours, colour=ctx.colour):
             ctx.out(line)
         ctx.out()
     ctx.out(summary_line(counts, order, colour=ctx.colour))
     return int(ExitCode.OK)
 
 
-def _paddles_locks(
-    ctx: Context, args: argparse.Namespace, machine_types: list[str]
-) -> dict[str, PaddlesNode]:
-    url = args.lock_server or lock_server_from_config(ctx.config_file())
-    reader = PaddlesReader(url, timeout=ctx.config().http_timeout)
-    try:
-        return {node.hostname: node for node in reader.nodes(machine_types)}
-    finally:
-        reader.close()
-
-
-def _paddles_cell(locks: dict[str, PaddlesNode], hostname: str) -> str:
-    """Who holds the node in paddles: `-` free, `?` unknown to paddles."""
-    node = locks.get(hostname)
-    if node is None:
-        return "?"
-    return (node.locked_by or "locked") if node.locked else "-"
+def _summary(ctx: Context, rows: list[Row]) -> int:
+    """Like teuthology-lock --summary: how many machines of each type are in each status, for
+    whom."""
+    groups: Counter[tuple[str, str, str]] = Counter(
+        (r.kind or "-", r.machine.status_name, r.holder) for r in rows
+    )
+    keys = sorted(groups, key=lambda g: (g[0], _status_rank(g[1]), g[2]))
+    if ctx.json:
+        ctx.emit_json(
+            {
+                "groups": [
+                    {"type": t, "status": s, "owner": o, "count": groups[(t, s, o)]}
+                    for t, s, o in keys
+                ],
+                "total": len(rows),
+            }
+        )
+        return int(ExitCode.OK)
+    table = [[t, s, o, str(groups[(t, s, o)])] for t, s, o in keys]
+    colours = [[None, label_colour(s), None, None] for _, s, _ in keys]
+    if table:
+        for line in render_table(["TYPE", "STATUS", "OWNER", "COUNT"], table, colours=colours,
+                                 colour=ctx.colour):
+            ctx.out(line)
+        ctx.out()
+    noun = "machine" if len(rows) == 1 else "machines"
+    ctx.out(f"{len(rows)} {noun}")
+    return int(ExitCode.OK)
 
 
 def _status_rank(label: str) -> int:

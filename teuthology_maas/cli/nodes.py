@@ -2,57 +2,65 @@
 
 The lifecycle subcommands are thin front-ends on MaasProvisioner: every decision (what to do
 from the current status, ownership, erase parameters, waiting, forensics) is the
-provisioner's. This module only shows progress and the outcome."""
+provisioner's. This module checks what was asked for before anything is changed (the OS, the
+machine, its type) and leaves showing the action to `_action`."""
 
 from __future__ import annotations
 
 import argparse
-import time
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from teuthology_maas.cli._common import (
-    Context,
-    ExitCode,
-    add_common_options,
-    error_payload,
-    short_hostname,
+from teuthology_maas import names
+from teuthology_maas.cli._action import Verb, nothing_to_abort, nothing_to_release, run_action
+from teuthology_maas.cli._common import Context, UsageError, add_common_options, short_hostname
+from teuthology_maas.cli._free import pick_free
+from teuthology_maas.cli._inventory import (
+    add_machine_type_option,
+    machine_type_of,
+    requested_types,
 )
-from teuthology_maas.cli._progress import (
-    MachineWatcher,
-    Progress,
-    format_elapsed,
-    library_log_as_notes,
-)
-from teuthology_maas.errors import MaasError, MachineNotFound
+from teuthology_maas.config_values import ERASE_MODES
+from teuthology_maas.errors import ImageNotAvailable, MachineNotFound
 from teuthology_maas.models import Machine
+from teuthology_maas.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
     from teuthology_maas.maas.client import MaasClient
     from teuthology_maas.node.ownership import Authority
-    from teuthology_maas.node.provisioner import MaasProvisioner
 
-ERASE_CHOICES = ("none", "quick", "full", "secure", "ceph")
+_FORCE_HELP = "act on a machine of none of the configured machine_types (refused otherwise)"
 
 
 def register(subparsers: Any) -> None:
     deploy = subparsers.add_parser(
         "deploy",
         help="deploy one machine with an OS, as teuthology's reimage would",
-        description="Deploy NAME with the requested OS and wait until it is reachable over "
-        "SSH, exactly as teuthology's reimage does (through MaasProvisioner.create). Shows "
-        "each MAAS status change as it happens.",
+        description="Deploy NAME (or any free machine of -m TYPE) with the requested OS and "
+        "wait until it is reachable over SSH, exactly as teuthology's reimage does (through "
+        "MaasProvisioner.create). Shows each MAAS status change and every SSH attempt as it "
+        "happens. Ctrl-C aborts the deployment and releases the machine (erasing its disks "
+        "as configured).",
     )
-    deploy.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
+    deploy.add_argument("name", metavar="NAME", nargs="?", help="hostname (short name or FQDN)")
+    add_machine_type_option(deploy, help="deploy any free machine of this type instead of NAME")
     deploy.add_argument("--os-type", default="ubuntu", help="OS type (default: ubuntu)")
     deploy.add_argument("--os-version", default="22.04", help="OS version (default: 22.04)")
+    deploy.add_argument(
+        "--keep-on-failure",
+        action="store_true",
+        help="leave a failed deployment as it is for debugging (locked and marked in MAAS) "
+        "instead of releasing it; `release NAME` ends the keep",
+    )
     deploy.add_argument(
         "--take-over",
         action="store_true",
         help="redeploy even when NAME carries another attempt's deployment that may still be "
         "in use (a teuthology job's node); without it such a node is refused untouched",
     )
+    deploy.add_argument("--force", action="store_true", help=_FORCE_HELP)
     deploy.set_defaults(handler=run_deploy)
 
     release = subparsers.add_parser(
@@ -62,19 +70,20 @@ def register(subparsers: Any) -> None:
         "MAAS shows it Ready, as teuthology's unlock does (MaasProvisioner.release). "
         "Machines owned by another MAAS user are refused, and so is a deployment another "
         "attempt made that may still be in use (its process is alive or on another host), "
-        "unless --force.",
+        "unless --force. A machine kept for debugging (deploy --keep-on-failure) is released "
+        "too: this ends the keep.",
     )
     release.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     release.add_argument(
         "--erase",
-        choices=ERASE_CHOICES,
+        choices=ERASE_MODES,
         help="disk erase mode for this release (default: the configured `erase`)",
     )
     release.add_argument(
         "--force",
         action="store_true",
         help="release whatever deployment of our MAAS user NAME carries, even one that may "
-        "still be in use by a teuthology job",
+        "still be in use by a teuthology job; also " + _FORCE_HELP,
     )
     release.set_defaults(handler=run_release)
 
@@ -87,6 +96,7 @@ def register(subparsers: Any) -> None:
         "it stops at once, says who aborted it, and releases its node.",
     )
     abort.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
+    abort.add_argument("--force", action="store_true", help=_FORCE_HELP)
     abort.set_defaults(handler=run_abort)
 
     for parser in (deploy, release, abort):
@@ -97,28 +107,41 @@ def find_machine(client: MaasClient, name: str) -> Machine:
     hostname = short_hostname(name)
     found = client.list_machines(hostname=hostname)
     if len(found) != 1:
+        hint = ""
+        if not found:
+            hint = did_you_mean(hostname, [m.hostname for m in client.list_machines()])
         what = "no machine" if not found else f"{len(found)} machines"
         raise MachineNotFound(
             f"{what} named {hostname!r} visible to this API key "
-            "(machines owned by another MAAS user are invisible to a non-admin key)",
+            "(machines owned by another MAAS user are invisible to a non-admin key)"
+            + (f"; {hint}" if hint else ""),
             machine=hostname,
         )
     return found[0]
 
 
-def _make_provisioner(
-    ctx: Context, cfg: MaasConfig, name: str, os_type: str, os_version: str, take_over: bool
-) -> MaasProvisioner:
+def check_machine_type(cfg: MaasConfig, machine: Machine, *, force: bool) -> None:
+    """Refuse a machine that belongs to none of the configured machine types: teuthology
+    would never touch it through MAAS, so it is probably a typo or another lab's machine."""
+    if force or machine_type_of(machine, cfg.machine_types) is not None:
+        return
+    configured = ", ".join(cfg.machine_types) or "none"
+    raise UsageError(
+        f"{machine.hostname} belongs to none of the configured machine types ({configured}): "
+        "teuthology does not provision it through MAAS; pass --force to act on it anyway"
+    )
+
+
+def _provisioner(
+    ctx: Context, cfg: MaasConfig, name: str, os_type: str, os_version: str,
+    *, take_over: bool = False,
+) -> Any:  # fmt: skip
     from teuthology_maas.node.provisioner import MaasProvisioner
 
     return MaasProvisioner(
-        name,
-        os_type=os_type,
-        os_version=os_version,
-        config=cfg,
-        client=ctx.client(),
+        name, os_type=os_type, os_version=os_version, config=cfg, endpoint=ctx.endpoint(),
         take_over=take_over,
-    )
+    )  # fmt: skip
 
 
 def operator(forced: bool) -> Authority | None:
@@ -129,106 +152,76 @@ def operator(forced: bool) -> Authority | None:
     return Authority(operator=True) if forced else None
 
 
-def _run_action(
-    ctx: Context,
-    *,
-    name: str,
-    verb: str,
-    action: Callable[[MaasProvisioner], object],
-    cfg: MaasConfig,
-    os_type: str = "ubuntu",
-    os_version: str = "22.04",
-    take_over: bool = False,
-) -> int:
-    """Run one provisioner action while a watcher shows the machine's status changes."""
-    watch_client = ctx.client(interactive=True)
-    machine = find_machine(watch_client, name)
-    provisioner = _make_provisioner(ctx, cfg, name, os_type, os_version, take_over)
-    # JSON owns stdout, so the live display goes to stderr as plain lines.
-    stream = ctx.stderr if ctx.json else ctx.stdout
-    live = ctx.is_tty and not ctx.json
-    started = time.monotonic()
-    error: MaasError | None = None
-    with Progress(stream, label=machine.hostname, live=live, colour=ctx.colour) as progress:
-        progress.update(machine.status_name, machine.status_message)
-        with (
-            library_log_as_notes(progress),
-            MachineWatcher(
-                lambda: watch_client.get_machine(machine.system_id),
-                progress,
-                interval=max(0.05, min(cfg.poll_min_interval, 1.0)),
-            ),
-        ):
-            try:
-                action(provisioner)
-            except MaasError as exc:
-                error = exc
-        elapsed = time.monotonic() - started
-        final = _read_quietly(watch_client, machine.system_id)
-        if error is None:
-            progress.finish(f"{machine.hostname}: {verb} in {format_elapsed(elapsed)}")
-        else:
-            progress.finish(f"{machine.hostname}: {verb.split()[0]} FAILED after "
-                            f"{format_elapsed(elapsed)}")
-    if ctx.json:
-        payload: dict[str, Any] = {
-            "ok": error is None,
-            "action": verb.split()[0],
-            "hostname": machine.hostname,
-            "system_id": machine.system_id,
-            "elapsed": round(elapsed, 3),
-            "status": final.status_name if final else None,
-            "status_message": final.status_message if final else None,
-        }
-        if error is not None:
-            payload.update(error_payload(error))
-        ctx.emit_json(payload)
-    if error is not None:
-        from teuthology_maas.cli._common import exit_code_for
-
-        if not ctx.json:
-            ctx.err(f"teuthology-maas: {type(error).__name__}: {error}")
-        return int(exit_code_for(error))
-    return int(ExitCode.OK)
-
-
-def _read_quietly(client: MaasClient, system_id: str) -> Machine | None:
-    try:
-        return client.get_machine(system_id)
-    except MaasError:
-        return None
-
-
 def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
-    return _run_action(
+    from teuthology_maas.node import images
+
+    cfg = ctx.config()
+    if args.keep_on_failure:
+        cfg = dataclasses.replace(cfg, keep_on_failure=True)
+    # Checked before the first request: the name and OS go to MAAS, cloud-init and SSH.
+    if args.name is not None:
+        names.parse_node_name(args.name)
+    names.check_os(args.os_type, args.os_version)
+    try:
+        images.resolve(args.os_type, args.os_version, cfg.image_map)
+    except ImageNotAvailable as exc:
+        raise UsageError(str(exc)) from None
+    kinds = requested_types(args.machine_type)
+    if (args.name is None) == (not kinds):
+        raise UsageError("name one machine (NAME) or a machine type (-m TYPE), not both")
+    watch_client = ctx.client(interactive=True)
+    if kinds:
+        if len(kinds) > 1:
+            raise UsageError("-m takes one machine type for deploy")
+        machine = pick_free(ctx, cfg, watch_client, kinds[0])
+    else:
+        machine = find_machine(watch_client, args.name)
+        check_machine_type(cfg, machine, force=args.force)
+    os_name = f"{args.os_type} {args.os_version}"
+    return run_action(
         ctx,
-        name=args.name,
-        verb=f"deployed {args.os_type} {args.os_version}",
+        machine=machine,
+        watch_client=watch_client,
+        provisioner=_provisioner(ctx, cfg, args.name or machine.hostname, args.os_type,
+                                 args.os_version, take_over=args.take_over),
+        cfg=cfg,
+        verb=Verb("deploy", f"deploying {os_name}", f"deployed {os_name}"),
         action=lambda p: p.create(),
-        cfg=ctx.config(),
-        os_type=args.os_type,
-        os_version=args.os_version,
-        take_over=args.take_over,
+    )
+
+
+def _on_one_machine(
+    ctx: Context, args: argparse.Namespace, verb: Verb, action: Callable[[Any], object]
+) -> int:
+    """`release` and `abort`: the named machine (of a configured type, or --force)."""
+    cfg = ctx.config()
+    names.parse_node_name(args.name)  # checked before the first request
+    watch_client = ctx.client(interactive=True)
+    machine = find_machine(watch_client, args.name)
+    check_machine_type(cfg, machine, force=args.force)
+    return run_action(
+        ctx,
+        machine=machine,
+        watch_client=watch_client,
+        provisioner=_provisioner(ctx, cfg, args.name, "ubuntu", "22.04"),
+        cfg=cfg,
+        verb=verb,
+        action=action,
     )
 
 
 def run_release(ctx: Context, args: argparse.Namespace) -> int:
     erase, authority = args.erase, operator(args.force)
-    return _run_action(
-        ctx,
-        name=args.name,
-        verb="released",
-        action=lambda p: p.release(erase=erase, authority=authority),
-        cfg=ctx.config(),
-    )
+    return _on_one_machine(
+        ctx, args, Verb("release", "releasing", "released", nothing_to_release),
+        lambda p: p.release(erase=erase, authority=authority, release_kept=True),
+    )  # fmt: skip
 
 
 def run_abort(ctx: Context, args: argparse.Namespace) -> int:
+    # An operator's abort is an explicit action on whichever deployment is in flight.
     authority = operator(True)
-    return _run_action(
-        ctx,
-        name=args.name,
-        verb="aborted",
-        action=lambda p: p.abort(authority=authority),
-        cfg=ctx.config(),
+    return _on_one_machine(
+        ctx, args, Verb("abort", "aborting", "aborted", nothing_to_abort),
+        lambda p: p.abort(authority=authority),
     )

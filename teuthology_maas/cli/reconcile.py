@@ -9,6 +9,7 @@ from typing import Any
 from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli._inventory import (
     add_machine_type_option,
+    check_types,
     machines_by_type,
     requested_types,
 )
@@ -21,11 +22,14 @@ from teuthology_maas.cli._reconcile import (
     status_timeout,
     stuck_finding,
 )
+from teuthology_maas.cli._reconcile_apply import apply_leaks, count_summary, summary
 from teuthology_maas.cli._table import paint
 from teuthology_maas.errors import MaasError
 from teuthology_maas.teuthology.paddles import PaddlesReader
 
-_KIND_COLOURS = {"leak": "\x1b[31m", "drift": "\x1b[33m", "stuck": "\x1b[35m"}
+_KIND_COLOURS = {
+    "leak": "\x1b[31m", "kept": "\x1b[36m", "drift": "\x1b[33m", "stuck": "\x1b[35m"
+}
 
 
 def register(subparsers: Any) -> None:
@@ -34,11 +38,13 @@ def register(subparsers: Any) -> None:
         help="find leaks, drift and stuck machines between MAAS and paddles",
         description="Compare MAAS with teuthology's lock server. LEAK: a machine allocated "
         "or deployed to our MAAS user but unlocked in paddles (nobody will release it). "
+        "KEPT: the same, but kept for debugging on purpose (deploy --keep-on-failure). "
         "DRIFT: locked in paddles but Ready in MAAS. STUCK: in a transitional status with no "
         "MAAS event for longer than MAAS's own timeout (node_timeout; 5 minutes for "
         "Releasing). A dry run by default; --apply releases the leaks through the "
         "provisioner (only machines our MAAS user owns, and only if still unlocked in "
-        "paddles). Exit status 4 when findings remain.",
+        "paddles), a few at a time, with a line for every step. Exit status 4 when leaks, "
+        "drift or stuck machines remain.",
     )
     add_common_options(parser, top_level=False)
     parser.add_argument(
@@ -66,10 +72,13 @@ def _node_timeout_minutes(client: Any) -> float:
 def run(ctx: Context, args: argparse.Namespace) -> int:
     cfg = ctx.config()
     url = args.lock_server or lock_server_from_config(ctx.config_file())
-    wanted = requested_types(args.machine_type) or list(cfg.machine_types)
+    requested = requested_types(args.machine_type)
+    wanted = requested or list(cfg.machine_types)
     client = ctx.client(interactive=True)
     maas_user = str(client.whoami().get("username", ""))
-    grouped = machines_by_type(client.list_machines(), wanted)
+    visible = client.list_machines()
+    check_types(requested, visible, cfg.machine_types)
+    grouped = machines_by_type(visible, wanted)
     machines = [m for kind in wanted for m in grouped.get(kind, [])]
 
     paddles = PaddlesReader(url, timeout=cfg.http_timeout)
@@ -91,11 +100,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         failed = False
         if args.apply:
             # releases get the library's full retry budget, like any teuthology unlock
-            failed = apply_leaks(ctx, cfg, ctx.client(), paddles, findings)
+            stream = ctx.stderr if ctx.json else ctx.stdout
+            failed = apply_leaks(cfg, ctx.endpoint(), client, paddles, findings, stream)
+            if not ctx.json and any(f.kind == "leak" for f in findings):
+                ctx.out()
     finally:
         paddles.close()
 
-    remaining = [f for f in findings if not (f.kind == "leak" and f.action == "released")]
+    remaining = [f for f in findings if f.kind != "kept" and f.action != "released"]
     if ctx.json:
         ctx.emit_json(
             {
@@ -103,7 +115,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 "maas_user": maas_user,
                 "lock_server": paddles.url,
                 "findings": [f.as_json() for f in findings],
-                "counts": count_by_kind(findings),
+                "counts": count_summary(findings),
             }
         )
     else:
@@ -111,42 +123,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if failed:
         return int(ExitCode.FAILURE)
     return int(ExitCode.FINDINGS if remaining else ExitCode.OK)
-
-
-def apply_leaks(
-    ctx: Context, cfg: Any, client: Any, paddles: PaddlesReader, findings: list[Finding]
-) -> bool:
-    """Release every leak through the provisioner (which enforces ownership). Returns True when
-    any release failed."""
-    from teuthology_maas.node.ownership import Authority
-    from teuthology_maas.node.provisioner import MaasProvisioner
-
-    failed = False
-    for finding in findings:
-        if finding.kind != "leak":
-            continue
-        node_name = str(finding.extra.get("paddles_name") or cfg.fqdn(finding.hostname))
-        try:
-            # paddles may have locked it since we looked: then it is in use, not leaked
-            if paddles.node(node_name).locked:
-                finding.action = "skipped: locked in paddles since the check"
-                continue
-        except MaasError as exc:
-            finding.action = f"skipped: cannot re-check paddles: {exc}"
-            failed = True
-            continue
-        try:
-            # Only the deployment found leaked: one that appeared since is someone's new job.
-            authority = Authority.exactly(finding.extra.get("deployment"))
-            MaasProvisioner(finding.hostname, config=cfg, client=client).release(
-                authority=authority
-            )
-        except MaasError as exc:
-            finding.action = f"release failed: {type(exc).__name__}: {exc}"
-            failed = True
-        else:
-            finding.action = "released"
-    return failed
 
 
 def render(ctx: Context, findings: list[Finding], *, dry_run: bool, checked: int) -> None:
@@ -157,15 +133,11 @@ def render(ctx: Context, findings: list[Finding], *, dry_run: bool, checked: int
             ctx.out(f"       -> {finding.action}")
         elif finding.kind == "leak" and dry_run:
             ctx.out("       -> would release (run with --apply)")
+        elif finding.kind == "kept":
+            ctx.out(f"       -> left as it is; `teuthology-maas release {finding.hostname}` "
+                    "when done with it")
     if not findings:
         ctx.out(f"{checked} machine(s) checked: MAAS and paddles agree, nothing stuck")
         return
-    summary = ", ".join(f"{n} {k}" for k, n in count_by_kind(findings).items())
-    suffix = " (dry run: nothing changed)" if dry_run else ""
     ctx.out()
-    ctx.out(f"{checked} machine(s) checked: {summary}{suffix}")
-
-
-def count_by_kind(findings: list[Finding]) -> dict[str, int]:
-    """How many findings of each kind, every kind present (the JSON counts, the summary)."""
-    return {k: sum(1 for f in findings if f.kind == k) for k in ("leak", "drift", "stuck")}
+    ctx.out(summary(findings, checked=checked, dry_run=dry_run))

@@ -123,7 +123,7 @@ class HostnameLookups:
                 # request in flight answered sends the batch.
                 while self._in_flight is not None and not batch.sent:
                     self._cond.wait()
-            except BaseException:
+            except BaseException:  # any way out of the wait (Ctrl-C, GreenletExit): undo, re-raise
                 if not batch.sent:  # interrupted while queued: nobody must ask for it in vain
                     batch.wanted[hostname] -= 1
                     if batch.wanted[hostname] <= 0:
@@ -159,12 +159,12 @@ class HostnameLookups:
                     for name in chunk:
                         try:
                             answers[name] = self._list(client, [name])
-                        except Exception as exc:
+                        except Exception as exc:  # handed to that name's caller, who raises it
                             errors[name] = exc
                     continue
                 for name in chunk:
                     answers[name] = [m for m in found if m.hostname == name]
-        except Exception as exc:
+        except Exception as exc:  # each caller raises it: whatever it is, it is their answer
             # MAAS unreachable or refusing: the rest of the batch would meet the same answer.
             for name in names:
                 if name not in answers:

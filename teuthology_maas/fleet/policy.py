@@ -9,7 +9,7 @@ often kicks can make it poll, so a burst of hundreds of actions costs one poll p
 `poll_min_interval` itself is the floor between any two polls.
 
 "Expected to finish" comes from, in order of trust: what this process has already seen nodes
-do after the status_messages a node has shown (`_fleet_estimate`), how long earlier waits of
+do after the status_messages a node has shown (`fleet.estimate`), how long earlier waits of
 the same kind took, the caller's `expected_duration`, and MAAS's last deployment phase
 ("Rebooting").
 

@@ -177,7 +177,7 @@ class StatusPoller:
             self._reschedule(now, among=[waiter])
             try:
                 self._ensure_thread(system_id)
-            except BaseException:
+            except BaseException:  # any way out: undo, then re-raise
                 # Nobody would ever poll for this waiter: leave no trace of it.
                 self._remove(waiter)
                 self._due = None
@@ -240,7 +240,7 @@ class StatusPoller:
         )
         try:
             thread.start()
-        except Exception as exc:  # RuntimeError at interpreter shutdown or out of threads
+        except RuntimeError as exc:  # at interpreter shutdown, or out of threads
             # `_thread` stays None: the next wait() tries again instead of trusting a thread
             # that never ran.
             raise PollerStartError(

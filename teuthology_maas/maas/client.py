@@ -2,25 +2,31 @@
 
 All calls share one `requests.Session` (connection pooling sized for many concurrent nodes)
 signed with OAuth1 PLAINTEXT, as MAAS's own clients do: empty consumer secret, so the
-signature is `&` + the token secret. Encoding, retries and errors live in `_wire`, `_retry`
-and `_transport`; this module maps Python arguments onto MAAS's parameter names.
+signature is `&` + the token secret. Encoding, retries and errors live in `wire`, `retry`
+and `transport`; this module maps Python arguments onto MAAS's parameter names.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from oauthlib.oauth1 import SIGNATURE_PLAINTEXT, SIGNATURE_TYPE_AUTH_HEADER
 from requests_oauthlib import OAuth1
 
 from teuthology_maas.config import ApiKey, MaasConfig, normalize_api_url
-from teuthology_maas.errors import MaasError, MaasNotFound
+from teuthology_maas.errors import MaasNotFound
+from teuthology_maas.maas import shapes
+from teuthology_maas.maas.answer import DEFAULT_MAX_RESPONSE, OBJECT_LIMIT
+from teuthology_maas.maas.machine_setup import MachineSetupCalls
 from teuthology_maas.maas.retry import RetryPolicy
-from teuthology_maas.maas.transport import Transport, build_session
+from teuthology_maas.maas.transport import (
+    DEFAULT_DEADLINE,
+    ActionCap,
+    Transport,
+    build_session,
+)
 from teuthology_maas.maas.wire import csv, encode_user_data, path_segment
 from teuthology_maas.models import BootResource, Event, Machine, NodeStatus
 
@@ -31,6 +37,7 @@ DEFAULT_POOL_SIZE = 64
 POWER_QUERY_TIMEOUT = 90.0
 
 StrOrList = str | Sequence[str] | None
+T = TypeVar("T")
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -41,7 +48,7 @@ def _as_list(value: Any) -> list[Any] | None:
     return list(value)
 
 
-class MaasClient:
+class MaasClient(MachineSetupCalls):
     """A MAAS region's API, for one API key. Thread- and greenlet-safe."""
 
     def __init__(
@@ -51,8 +58,11 @@ class MaasClient:
         *,
         verify: bool | str = True,
         timeout: float = 30.0,
+        deadline: float = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE,
         pool_size: int = DEFAULT_POOL_SIZE,
         max_concurrent_actions: int = 16,
+        action_cap: ActionCap | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -61,7 +71,12 @@ class MaasClient:
         self.api_key = ApiKey.parse(api_key)
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if deadline <= 0 or max_response_bytes <= 0:
+            raise ValueError("deadline and max_response_bytes must be > 0")
         self.timeout = float(timeout)
+        self.deadline = float(deadline)
+        self.max_response_bytes = int(max_response_bytes)
+        self.max_concurrent_actions = max_concurrent_actions
         self.username: str | None = None
         auth = OAuth1(
             client_key=self.api_key.consumer_key,
@@ -76,8 +91,11 @@ class MaasClient:
             self.base_url,
             self.session,
             timeout=self.timeout,
+            deadline=self.deadline,
+            max_response_bytes=self.max_response_bytes,
             policy=retry or RetryPolicy(),
             max_concurrent_actions=max_concurrent_actions,
+            cap=action_cap,
             sleep=sleep,
             clock=clock,
         )
@@ -87,6 +105,8 @@ class MaasClient:
         kwargs: dict[str, Any] = {
             "verify": cfg.verify,
             "timeout": cfg.http_timeout,
+            "deadline": cfg.http_deadline,
+            "max_response_bytes": cfg.max_response_size,
             "max_concurrent_actions": cfg.max_concurrent_actions,
         }
         kwargs.update(overrides)
@@ -117,22 +137,37 @@ class MaasClient:
         after re-reading the machine wait the same way, on the same budget)."""
         self._transport._sleep(seconds)
 
+    @property
+    def action_cap(self) -> ActionCap:
+        """Held around every state-changing call: at most `max_concurrent_actions` at once
+        (shared by everything that uses this client; an Endpoint may pass a shared one)."""
+        return self._transport.cap
+
     # ---- account and region --------------------------------------------------------------
 
     def whoami(self) -> dict[str, Any]:
         """The API key's user (`username`, `is_superuser` ...); also sets `self.username`."""
-        user: dict[str, Any] = self._get("users/", op="whoami")
-        self.username = str(user.get("username")) if user.get("username") else None
+        user = self._get("users/", op="whoami", parse=shapes.whoami, max_bytes=OBJECT_LIMIT)
+        self.username = user["username"]
         return user
 
     def version(self) -> dict[str, Any]:
         """`{"version", "subversion", "capabilities"}`. MAAS serves it anonymously, so it is
         asked without credentials: it also answers when the API key is wrong."""
-        result: dict[str, Any] = self._transport.call("GET", "version/", signed=False)
+        result: dict[str, Any] = self._transport.call(
+            "GET", "version/", signed=False, parse=shapes.version, max_bytes=OBJECT_LIMIT
+        )
         return result
 
-    def get_config(self, name: str) -> Any:
-        return self._get("maas/", op="get_config", params={"name": name})
+    def get_config(self, name: str) -> str | int | float | bool | None:
+        """One MAAS configuration value (a JSON scalar)."""
+        return self._get(
+            "maas/",
+            op="get_config",
+            params={"name": name},
+            parse=shapes.config_value,
+            max_bytes=OBJECT_LIMIT,
+        )
 
     # ---- machines: reading ---------------------------------------------------------------
 
@@ -159,8 +194,7 @@ class MaasClient:
             ("tags", _as_list(tags)),
             ("status", _as_list(status)),
         ]
-        data = self._get("machines/", params=params)
-        return [Machine.from_json(item) for item in data or []]
+        return self._get("machines/", params=params, parse=shapes.machines)
 
     def get_machine(self, system_id: str) -> Machine:
         return self._machine_call("GET", system_id)
@@ -196,10 +230,16 @@ class MaasClient:
             ("agent_name", agent_name),
             ("comment", comment),
         ]
-        data = self._transport.call(
-            "POST", "machines/", op="allocate", params=params, system_id=system_id
+        machine: Machine = self._transport.call(
+            "POST",
+            "machines/",
+            op="allocate",
+            params=params,
+            system_id=system_id,
+            parse=shapes.machine,
+            max_bytes=OBJECT_LIMIT,
         )
-        return Machine.from_json(data)
+        return machine
 
     def deploy(
         self,
@@ -211,10 +251,12 @@ class MaasClient:
         user_data: str | bytes | None = None,
         agent_name: str | None = None,
         comment: str | None = None,
+        ephemeral_deploy: bool | None = None,
     ) -> Machine:
         """POST machines/<id>/?op=deploy. `user_data` is the raw cloud-init content; it is
         base64-encoded here. MAAS derives the OS from `distro_series` (`ubuntu/jammy`);
-        `osystem` is sent for older regions and readability of the request log."""
+        `osystem` is sent for older regions and readability of the request log.
+        `ephemeral_deploy=True` deploys to memory (MAAS 3.5+); None leaves the field out."""
         params = [
             ("distro_series", distro_series),
             ("osystem", osystem),
@@ -222,6 +264,7 @@ class MaasClient:
             ("user_data", encode_user_data(user_data) if user_data is not None else None),
             ("agent_name", agent_name),
             ("comment", comment),
+            ("ephemeral_deploy", ephemeral_deploy),
         ]
         return self._machine_call("POST", system_id, op="deploy", params=params)
 
@@ -267,31 +310,31 @@ class MaasClient:
         return self._simple_op(system_id, "mark_fixed", comment)
 
     def power_on(self, system_id: str, *, comment: str | None = None) -> Machine | None:
-        data = self._call_machine_json(
-            "POST", system_id, op="power_on", params=[("comment", comment)]
+        return self._machine_json(
+            "POST", system_id, shapes.machine_or_none, op="power_on", params=[("comment", comment)]
         )
-        return Machine.from_json(data) if data else None
 
     def power_off(
         self, system_id: str, *, stop_mode: str = "hard", comment: str | None = None
     ) -> Machine | None:
         """None when the machine's power type cannot power off (MAAS answers `null`)."""
-        data = self._call_machine_json(
+        return self._machine_json(
             "POST",
             system_id,
+            shapes.machine_or_none,
             op="power_off",
             params=[("stop_mode", stop_mode), ("comment", comment)],
         )
-        return Machine.from_json(data) if data else None
 
     def query_power_state(self, system_id: str) -> str:
         """`on`, `off`, `unknown` or `error`: a live BMC query (slow; up to a minute)."""
-        data = self._call_machine_json(
-            "GET", system_id, op="query_power_state", timeout=max(self.timeout, POWER_QUERY_TIMEOUT)
+        return self._machine_json(
+            "GET",
+            system_id,
+            shapes.power_state,
+            op="query_power_state",
+            timeout=max(self.timeout, POWER_QUERY_TIMEOUT),
         )
-        if isinstance(data, Mapping):
-            return str(data.get("state", "unknown"))
-        return str(data)
 
     def set_owner_data(self, system_id: str, data: Mapping[str, str]) -> Machine:
         """Set (or, with an empty value, delete) owner data keys; other keys are untouched."""
@@ -301,8 +344,7 @@ class MaasClient:
     # ---- images, events, results ---------------------------------------------------------
 
     def boot_resources(self, *, type: str | None = None) -> list[BootResource]:
-        data = self._get("boot-resources/", params=[("type", type)])
-        return [BootResource.from_json(item) for item in data or []]
+        return self._get("boot-resources/", params=[("type", type)], parse=shapes.boot_resources)
 
     def events(
         self,
@@ -323,24 +365,21 @@ class MaasClient:
             ("after", after),
             ("before", before),
         ]
-        data = self._get("events/", op="query", params=params)
-        items: Iterable[Mapping[str, Any]] = (data or {}).get("events", [])
-        return [Event.from_json(item) for item in items]
+        return self._get("events/", op="query", params=params, parse=shapes.events)
 
     def installation_output(self, system_id: str) -> str | None:
         """The text of the machine's current installation log (curtin's /tmp/install.log, or
         every result's output concatenated), None when MAAS has none."""
         path = f"nodes/{path_segment(system_id)}/results/current-installation/"
         try:
-            data = self._get(path, params=[("include_output", "1")], system_id=system_id)
+            outputs = self._get(
+                path,
+                params=[("include_output", "1")],
+                system_id=system_id,
+                parse=shapes.script_outputs,
+            )
         except MaasNotFound:
             return None
-        results = (data or {}).get("results") or []
-        outputs: list[tuple[str, str]] = []
-        for result in results:
-            text = _b64_text(result.get("output"))
-            if text:
-                outputs.append((str(result.get("name", "")), text))
         if not outputs:
             return None
         for name, text in outputs:
@@ -354,46 +393,51 @@ class MaasClient:
         self,
         path: str,
         *,
+        parse: Callable[[Any], T],
         op: str | None = None,
         params: Any = None,
         system_id: str | None = None,
-    ) -> Any:
-        return self._transport.call("GET", path, op=op, params=params, system_id=system_id)
+        max_bytes: int | None = None,
+    ) -> T:
+        result: T = self._transport.call(
+            "GET",
+            path,
+            op=op,
+            params=params,
+            system_id=system_id,
+            parse=parse,
+            max_bytes=max_bytes,
+        )
+        return result
 
-    def _call_machine_json(
+    def _machine_json(
         self,
         method: str,
         system_id: str,
+        parse: Callable[[Any], T],
         *,
         op: str | None = None,
         params: Any = None,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> T:
+        """A call on one machine; its answer is one object."""
         path = f"machines/{path_segment(system_id)}/"
-        return self._transport.call(
-            method, path, op=op, params=params, system_id=system_id, timeout=timeout
+        result: T = self._transport.call(
+            method,
+            path,
+            op=op,
+            params=params,
+            system_id=system_id,
+            timeout=timeout,
+            parse=parse,
+            max_bytes=OBJECT_LIMIT,
         )
+        return result
 
     def _machine_call(
         self, method: str, system_id: str, *, op: str | None = None, params: Any = None
     ) -> Machine:
-        data = self._call_machine_json(method, system_id, op=op, params=params)
-        if not isinstance(data, Mapping):
-            raise MaasError(
-                f"MAAS {method} machines/{system_id}/{'?op=' + op if op else ''} returned "
-                f"{type(data).__name__} instead of a machine object",
-                system_id=system_id,
-            )
-        return Machine.from_json(data)
+        return self._machine_json(method, system_id, shapes.machine, op=op, params=params)
 
     def _simple_op(self, system_id: str, op: str, comment: str | None) -> Machine:
         return self._machine_call("POST", system_id, op=op, params=[("comment", comment)])
-
-
-def _b64_text(value: Any) -> str | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        return base64.b64decode(value).decode("utf-8", errors="replace")
-    except (binascii.Error, ValueError):
-        return value

@@ -13,12 +13,16 @@ outcome is uncertain, and the caller re-reads the machine before anything is sen
 from __future__ import annotations
 
 import email.utils
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.client import RemoteDisconnected
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError
+
+from teuthology_maas.waits import Reason
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,22 @@ def failed_before_sending(exc: BaseException) -> bool:
         isinstance(item, NewConnectionError | ConnectTimeoutError | ProxyError)
         for item in _chain(exc)
     )
+
+
+def trouble(exc: BaseException) -> str:
+    """A transport failure in a few words (`connection refused`), for progress displays."""
+    chain = _chain(exc)
+    if any(isinstance(item, socket.gaierror) for item in chain):
+        return Reason.NAME_UNRESOLVED
+    if any(isinstance(item, ConnectionRefusedError) for item in chain):
+        return Reason.REFUSED
+    if any(isinstance(item, NewConnectionError) for item in chain):
+        return Reason.CANNOT_CONNECT
+    if any(isinstance(item, requests.exceptions.Timeout | TimeoutError) for item in chain):
+        return Reason.TIMED_OUT
+    if any(isinstance(item, ConnectionResetError | RemoteDisconnected) for item in chain):
+        return Reason.RESET
+    return type(exc).__name__
 
 
 # Statuses after which MAAS may or may not have applied a POST: the gateway (a proxy, or the

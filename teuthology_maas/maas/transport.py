@@ -2,80 +2,87 @@
 
 `Transport.call` is the single place where the client touches the network. It signs each
 attempt afresh (OAuth1 PLAINTEXT: new nonce and timestamp each time, since MAAS rejects a
-reused nonce), caps concurrent state-changing calls per endpoint, applies the retry policy
-of `_retry`, and turns every failure into an exception of `errors` carrying MAAS's own words.
-Logs name the method, path, op, status and elapsed time, never a header.
+reused nonce), caps concurrent state-changing calls per endpoint, bounds every attempt in time
+(`deadline`: connect, headers and body together) and in bytes (`answer`), applies the retry
+policy of `retry`, and turns every failure into an exception of `errors` carrying MAAS's own
+words. No exception it raises holds (or chains to) a request object: those carry the signed
+Authorization header. Logs name the method, path, op, status and elapsed time, never a header.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import ipaddress
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 
+from teuthology_maas import waits
 from teuthology_maas.errors import (
-    MaasAuthError,
-    MaasBadRequest,
-    MaasConflict,
     MaasError,
-    MaasHTTPError,
-    MaasNotFound,
     MaasOutcomeUnknown,
-    MaasPermissionDenied,
-    MaasServerError,
+    MaasProtocolError,
+    MaasTimeout,
     MaasUnavailable,
-    NoMachineAvailable,
 )
-from teuthology_maas.maas import limits as _limits
+from teuthology_maas.maas import answer as _answer
+from teuthology_maas.maas import deadline as _deadline
 from teuthology_maas.maas import wire as _wire
+from teuthology_maas.maas.answer import Answer, Target, http_error
 from teuthology_maas.maas.retry import (
     UNCERTAIN_STATUSES,
     RetryPolicy,
     failed_before_sending,
     parse_retry_after,
+    trouble,
 )
-from teuthology_maas.redact import install_log_filter, redact
+from teuthology_maas.redact import clip, install_log_filter
+from teuthology_maas.waits import Reason, State, WaitReport
+
+__all__ = ["DEFAULT_DEADLINE", "Target", "Transport", "build_session"]
 
 log = logging.getLogger("teuthology_maas.maas.client")
 
-_BODY_LIMIT = 2000
 _STATE_CHANGING = frozenset({"POST", "PUT", "DELETE"})
-_DEACTIVATED = "User is not allowed access to this API"
 # Transport failures that may be passing (and, for a POST, may hide an applied request).
 _TRANSIENT = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
+# One request (connect, headers and body) may take this long by default (`maas: http_deadline`).
+# MAAS answers every call the library makes within seconds; query_power_state (a live BMC
+# query through a rack controller, ~60 s at worst) is the slowest and gets its own, longer one.
+DEFAULT_DEADLINE = 120.0
+_REASON_LIMIT = 500
+
+# The cap on concurrent state-changing calls: held around each POST/PUT/DELETE. A
+# `threading.BoundedSemaphore` by default (one per client); an Endpoint may hand its client
+# another, e.g. one shared with the other processes of the host.
+ActionCap = AbstractContextManager[object]
 
 
-@dataclass(frozen=True)
-class Target:
-    """What a call is about, for error messages: the op and the machine."""
-
-    method: str
-    path: str
-    op: str | None = None
-    system_id: str | None = None
-
-    def describe(self) -> str:
-        where = self.path + (f"?op={self.op}" if self.op else "")
-        return f"{self.method} {where}"
+def action_cap(size: int) -> ActionCap:
+    """A cap letting `size` state-changing calls through at once (gevent-cooperative)."""
+    if size < 1:
+        raise ValueError(f"max_concurrent_actions must be >= 1, got {size}")
+    return threading.BoundedSemaphore(size)
 
 
 def build_session(pool_size: int, verify: bool | str, auth: OAuth1) -> requests.Session:
     session = requests.Session()
     # One host, many concurrent nodes: a single pool large enough that no greenlet waits for
-    # (or throws away) a connection. urllib3 retries are off; _retry decides.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    # (or throws away) a connection. urllib3 retries are off; `retry` decides. The adapter's
+    # connections can be cut by a request's deadline.
+    adapter = _deadline.DeadlineAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.verify = verify
@@ -86,67 +93,48 @@ def build_session(pool_size: int, verify: bool | str, auth: OAuth1) -> requests.
     return session
 
 
-def _body_text(response: requests.Response) -> str:
+@dataclass(frozen=True)
+class _Failure:
+    """A failed attempt, described in words: the exception itself is not kept, since it holds
+    the prepared request and its signed headers."""
+
+    kind: Literal["tls", "fatal", "transient", "deadline", "too_large"]
+    reason: str
+    sent: bool  # the request may have reached MAAS
+    trouble: str = Reason.OTHER  # the reason in a few words, for progress displays
+
+
+_plaintext_warned: set[str] = set()
+_plaintext_lock = threading.Lock()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
     try:
-        text = response.text
-    except Exception:  # undecodable body: say so rather than fail on the error path
-        return f"<{len(response.content)} bytes of undecodable content>"
-    text = redact(text.strip())
-    if len(text) > _BODY_LIMIT:
-        text = text[:_BODY_LIMIT] + f"... ({len(text) - _BODY_LIMIT} more characters)"
-    return text
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-def _maas_words(response: requests.Response) -> str:
-    """MAAS's error body as one readable string (JSON field errors flattened)."""
-    text = _body_text(response)
-    if "json" in response.headers.get("Content-Type", ""):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return text
-        if isinstance(data, dict):
-            parts = []
-            for name, messages in data.items():
-                items = messages if isinstance(messages, list) else [messages]
-                parts.append(f"{name}: {' '.join(str(m) for m in items)}")
-            return "; ".join(parts)
-    if "html" in response.headers.get("Content-Type", ""):
-        return f"<HTML error page, {len(text)} characters>"
-    return text
-
-
-_HTTP_ERRORS: dict[int, type[MaasHTTPError]] = {
-    400: MaasBadRequest,
-    401: MaasAuthError,
-    403: MaasPermissionDenied,
-    404: MaasNotFound,
-    409: MaasConflict,
-    500: MaasServerError,
-}
-
-_EMPTY_BODY_HINT = {
-    403: "MAAS gave no reason; the machine is locked or owned by another user, or the "
-    "operation needs an administrator",
-    401: "MAAS rejected the API key (check maas: api_key)",
-}
-
-
-def http_error(response: requests.Response, target: Target) -> MaasHTTPError:
-    status = response.status_code
-    words = _maas_words(response)
-    cls = _HTTP_ERRORS.get(status, MaasServerError if status >= 500 else MaasHTTPError)
-    if status == 403 and _DEACTIVATED in words:
-        cls = MaasAuthError
-    if status == 409 and target.op == "allocate":
-        cls = NoMachineAvailable
-    shown = words or f"(empty body: {_EMPTY_BODY_HINT.get(status, 'MAAS gave no message')})"
-    if 300 <= status < 400:
-        location = response.headers.get("Location", "nowhere")
-        shown = f"redirected to {location}; check maas: api_url (MAAS API calls never redirect)"
-    subject = f" for machine {target.system_id}" if target.system_id else ""
-    message = f"MAAS {target.describe()}{subject} failed: HTTP {status} {response.reason}: {shown}"
-    return cls(message, system_id=target.system_id, http_status=status, maas_message=words)
+def warn_if_plaintext(base_url: str) -> None:
+    """Once per process and URL: plain http:// to another host sends the signature (the token
+    secret itself, with PLAINTEXT signing) in clear text."""
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or _is_loopback(host):
+        return
+    with _plaintext_lock:
+        if base_url in _plaintext_warned:
+            return
+        _plaintext_warned.add(base_url)
+    log.warning(
+        "maas: api_url %s is plain http:// to %s: every request carries the API key's token "
+        "secret in clear text (PLAINTEXT OAuth); use https:// unless the network path is "
+        "trusted",
+        base_url,
+        host,
+    )
 
 
 class Transport:
@@ -160,18 +148,24 @@ class Transport:
         timeout: float,
         policy: RetryPolicy,
         max_concurrent_actions: int,
+        cap: ActionCap | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        max_response_bytes: int = _answer.DEFAULT_MAX_RESPONSE,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         install_log_filter()
+        warn_if_plaintext(base_url)
         self.base_url = base_url
         self.session = session
         self.timeout = timeout
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
         self.policy = policy
         self.max_concurrent_actions = max_concurrent_actions
         self._sleep = sleep
         self._clock = clock
-        self._actions = _limits.action_semaphore(base_url, max_concurrent_actions)
+        self.cap = cap if cap is not None else action_cap(max_concurrent_actions)
 
     def call(
         self,
@@ -184,11 +178,14 @@ class Transport:
         timeout: float | None = None,
         expect_json: bool = True,
         signed: bool = True,
+        max_bytes: int | None = None,
+        parse: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Perform the call and return the decoded JSON (or text when `expect_json` is
-        false). `signed=False` sends no Authorization header (MAAS's anonymous endpoints).
-        Raises a `MaasError` subclass on failure."""
-        target = Target(method, path, op, system_id)
+        false), passed through `parse` (which validates it) when given. `signed=False` sends
+        no Authorization header (MAAS's anonymous endpoints); `max_bytes` lowers the size cap
+        for answers that are one object. Raises a `MaasError` subclass on failure."""
+        target = Target(method, path, op, system_id, self.base_url)
         form = _wire.fields(params)
         query: list[tuple[str, str]] = [("op", op)] if op else []
         body: bytes | None = None
@@ -199,26 +196,28 @@ class Transport:
         else:
             query.extend(form)
         url = self.base_url + path.lstrip("/")
+        limit = min(max_bytes or self.max_response_bytes, self.max_response_bytes)
         started = self._clock()
         attempt = 0
         while True:
             attempt += 1
-            try:
-                response = self._send(
-                    method, url, query, body, headers, timeout, target, signed=signed
-                )
-            except requests.exceptions.RequestException as exc:
-                wait = self._after_transport_error(exc, target, attempt, started)
+            outcome = self._attempt(
+                method, url, query, body, headers, timeout, target, signed=signed, limit=limit
+            )
+            if isinstance(outcome, _Failure):
+                wait = self._after_failure(outcome, target, attempt, started)
             else:
-                retry_in = self._after_response(response, target, attempt, started)
+                retry_in = self._after_response(outcome, target, attempt, started)
                 if retry_in is None:
-                    return _decode(response, target, expect_json)
+                    if attempt > 1:
+                        self._report(target, "answering again", "", attempt, state="done")
+                    return self._decode(outcome, target, expect_json, parse)
                 wait = retry_in
             self._sleep(wait)
 
     # ---- one attempt --------------------------------------------------------------------
 
-    def _send(
+    def _attempt(
         self,
         method: str,
         url: str,
@@ -229,41 +228,51 @@ class Transport:
         target: Target,
         *,
         signed: bool,
-    ) -> requests.Response:
+        limit: int,
+    ) -> Answer | _Failure:
         began = time.monotonic()
+        read_timeout = timeout if timeout is not None else self.timeout
+        # A call given a longer timeout of its own (a live BMC query) gets that much time.
+        seconds = self.deadline if timeout is None else max(self.deadline, timeout)
+        failure: _Failure | None = None
         # State-changing requests share the per-MAAS cap on concurrent actions; reads do not.
-        gate = self._actions if method in _STATE_CHANGING else contextlib.nullcontext()
-        try:
-            with gate:
+        # The deadline covers the time a request holds its slot.
+        gate = self.cap if method in _STATE_CHANGING else contextlib.nullcontext()
+        with gate, _deadline.armed(seconds) as deadline:
+            try:
                 response = self.session.request(
                     method,
                     url,
                     params=query or None,
                     data=body,
                     headers=headers or None,
-                    timeout=timeout if timeout is not None else self.timeout,
+                    timeout=(min(read_timeout, seconds), read_timeout),
                     allow_redirects=False,
                     auth=None if signed else _anonymous,
-                    # Explicitly: with trust_env, requests replaces a session-level CA bundle by
-                    # $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring maas:
+                    # Explicitly: with trust_env, requests replaces a session-level CA bundle
+                    # by $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, silently ignoring maas:
                     # verify/ca_bundle.
                     verify=self.session.verify,
+                    stream=True,
                 )
-        except requests.exceptions.RequestException as exc:
-            log.debug(
-                "MAAS %s -> %s after %.3fs",
-                target.describe(),
-                type(exc).__name__,
-                time.monotonic() - began,
-            )
-            raise
-        log.debug(
-            "MAAS %s -> %d in %.3fs",
-            target.describe(),
-            response.status_code,
-            time.monotonic() - began,
-        )
-        return response
+                try:
+                    answer = _answer.read(response, deadline, limit)
+                finally:
+                    response.close()
+            except _answer.TooLarge as exc:
+                failure = _Failure("too_large", exc.describe(), sent=True)
+            except requests.exceptions.RequestException as exc:
+                failure = _describe(exc, deadline)
+            except (OSError, ValueError) as exc:
+                if not deadline.expired:
+                    raise  # not a symptom of the cut connection: a bug worth its traceback
+                failure = _describe(exc, deadline)
+        elapsed = time.monotonic() - began
+        if failure is not None:
+            log.debug("MAAS %s -> %s after %.3fs", target.describe(), failure.reason, elapsed)
+            return failure
+        log.debug("MAAS %s -> %d in %.3fs", target.describe(), answer.status_code, elapsed)
+        return answer
 
     # ---- deciding -----------------------------------------------------------------------
 
@@ -279,79 +288,104 @@ class Transport:
         return wanted
 
     def _after_response(
-        self, response: requests.Response, target: Target, attempt: int, started: float
+        self, answer: Answer, target: Target, attempt: int, started: float
     ) -> float | None:
-        """None when the response is final (success, or raise); else seconds to wait."""
-        status = response.status_code
+        """None when the answer is final (success, or raise); else seconds to wait."""
+        status = answer.status_code
         if status < 300:
             return None
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(answer.headers.get("Retry-After"))
         retryable = status == 503 or (status == 409 and retry_after is not None)
         if status in UNCERTAIN_STATUSES:
             retryable = True
         if retryable and target.method in _STATE_CHANGING:
             # MAAS, or a proxy in front of it, may have applied the POST before this answer:
             # the caller re-reads the machine before anything is sent again.
-            raise self._outcome_unknown(
+            raise self.outcome_unknown(
                 target,
-                f"HTTP {status} {_body_text(response)}",
+                f"HTTP {status} {_answer.body_text(answer)}",
                 http_status=status,
                 retry_after=retry_after,
-                maas_message=_maas_words(response),
+                maas_message=_answer.maas_words(answer),
             )
         if not retryable:
-            raise http_error(response, target)
+            raise http_error(answer, target)
         wanted = retry_after if retry_after is not None else self.policy.backoff(attempt)
         wait = self._retry_wait(wanted, attempt, started)
         if wait is not None:
             after = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
-            self._log_retry(target, f"HTTP {status}{after}", attempt, wait)
-        else:
-            error = http_error(response, target)
-            hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
-            raise MaasUnavailable(
-                f"MAAS {target.describe()} still failing after {attempt} attempt(s) in "
-                f"{self._clock() - started:.1f}s (HTTP {status}{hint}); last answer: {error}",
-                system_id=target.system_id,
-                http_status=status,
-                maas_message=error.maas_message,
-            ) from None
-        return wait
+            self._log_retry(target, f"HTTP {status}{after}", attempt, wait, Reason.BUSY)
+            return wait
+        error = http_error(answer, target)
+        hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
+        raise MaasUnavailable(
+            f"MAAS {target.describe()} still failing after {attempt} attempt(s) in "
+            f"{self._clock() - started:.1f}s (HTTP {status}{hint}); last answer: {error}",
+            system_id=target.system_id,
+            http_status=status,
+            maas_message=error.maas_message,
+        )
 
-    def _after_transport_error(
-        self,
-        exc: requests.exceptions.RequestException,
-        target: Target,
-        attempt: int,
-        started: float,
+    def _after_failure(
+        self, failure: _Failure, target: Target, attempt: int, started: float
     ) -> float:
-        reason = redact(f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, requests.exceptions.SSLError):
+        reason = failure.reason
+        if failure.kind == "tls":
             raise MaasUnavailable(
                 f"MAAS {target.describe()}: TLS failure talking to {self.base_url}: {reason} "
                 "(check maas: verify / ca_bundle)",
                 system_id=target.system_id,
-            ) from None
-        if not isinstance(exc, _TRANSIENT):
+            )
+        if failure.kind == "fatal":
             # An invalid URL or header, a redirect loop ...: repeating cannot help.
             raise MaasError(
                 f"MAAS {target.describe()} failed: {reason}", system_id=target.system_id
-            ) from None
-        safe = target.method not in _STATE_CHANGING or failed_before_sending(exc)
-        if not safe:
-            raise self._outcome_unknown(target, reason)
+            )
+        state_changing = target.method in _STATE_CHANGING
+        if failure.kind == "too_large":
+            if state_changing:  # MAAS said 2xx: applied, but what it made of it is unknown
+                raise self.outcome_unknown(target, f"MAAS answered with {reason}")
+            raise _answer.protocol_error(target, f"with {reason}")
+        if state_changing and failure.sent:
+            raise self.outcome_unknown(target, reason)
         wait = self._retry_wait(self.policy.backoff(attempt), attempt, started)
         if wait is not None:
-            self._log_retry(target, reason, attempt, wait)
-        else:
-            raise MaasUnavailable(
-                f"MAAS at {self.base_url} unreachable: {target.describe()} failed "
-                f"{attempt} time(s) in {self._clock() - started:.1f}s; last error: {reason}",
+            self._log_retry(target, reason, attempt, wait, failure.trouble)
+            return wait
+        spent = f"{attempt} attempt(s) in {self._clock() - started:.1f}s"
+        if failure.kind == "deadline":
+            raise MaasTimeout(
+                f"MAAS {target.endpoint()}: {reason} ({spent}); MAAS is overloaded or "
+                "something on the path is stalling the connection",
+                endpoint=target.endpoint(),
                 system_id=target.system_id,
-            ) from None
-        return wait
+            )
+        raise MaasUnavailable(
+            f"MAAS at {self.base_url} unreachable: {target.describe()} failed {spent}; last "
+            f"error: {reason}",
+            system_id=target.system_id,
+        )
 
-    def _log_retry(self, target: Target, reason: str, attempt: int, wait: float) -> None:
+    def _decode(
+        self,
+        answer: Answer,
+        target: Target,
+        expect_json: bool,
+        parse: Callable[[Any], Any] | None,
+    ) -> Any:
+        try:
+            value = _answer.decode(answer, target, expect_json)
+            return value if parse is None else parse(value)
+        except MaasProtocolError as exc:
+            problem, field = exc.problem, exc.field
+        if target.method in _STATE_CHANGING:
+            # MAAS said 2xx, so the POST was applied; what it made of it must be re-read.
+            raise self.outcome_unknown(target, f"its answer was unusable: {problem}")
+        raise _answer.protocol_error(target, problem, field=field)
+
+    def _log_retry(
+        self, target: Target, reason: str, attempt: int, wait: float, short: str
+    ) -> None:
         log.info(
             "MAAS %s: %s; attempt %d of %d, retrying in %.1fs",
             target.describe(),
@@ -360,8 +394,27 @@ class Transport:
             self.policy.max_attempts,
             wait,
         )
+        # the same, for whoever shows waits as they happen (the command's progress line)
+        self._report(target, short, reason, attempt, retry_in=wait)
 
-    def _outcome_unknown(
+    def _report(
+        self,
+        target: Target,
+        reason: str,
+        detail: str,
+        attempt: int,
+        *,
+        state: State = "waiting",
+        retry_in: float | None = None,
+    ) -> None:
+        waits.report(
+            WaitReport(
+                "maas", self.base_url, reason, detail=detail, attempt=attempt, state=state,
+                target=target.describe(), retry_in=retry_in,
+            )
+        )  # fmt: skip
+
+    def outcome_unknown(
         self,
         target: Target,
         reason: str,
@@ -372,7 +425,7 @@ class Transport:
     ) -> MaasOutcomeUnknown:
         subject = f" on machine {target.system_id}" if target.system_id else ""
         return MaasOutcomeUnknown(
-            f"MAAS {target.describe()}{subject}: outcome unknown ({reason}); the request may "
+            f"MAAS {target.endpoint()}{subject}: outcome unknown ({reason}); the request may "
             "or may not have been applied, re-read the machine before acting again",
             op=target.op or target.method.lower(),
             system_id=target.system_id,
@@ -382,23 +435,25 @@ class Transport:
         )
 
 
+def _describe(exc: BaseException, deadline: _deadline.Deadline) -> _Failure:
+    """What went wrong, in words (called inside the `except` clause; nothing of `exc` kept)."""
+    if deadline.expired:
+        return _Failure(
+            "deadline",
+            f"no complete answer within the {deadline.seconds:g} s request deadline",
+            sent=deadline.sending,
+            trouble=Reason.TIMED_OUT,
+        )
+    reason = clip(f"{type(exc).__name__}: {exc}", _REASON_LIMIT)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return _Failure("tls", reason, sent=False)
+    if not isinstance(exc, _TRANSIENT):
+        return _Failure("fatal", reason, sent=False)
+    return _Failure(
+        "transient", reason, sent=not failed_before_sending(exc), trouble=trouble(exc)
+    )
+
+
 def _anonymous(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """Per-request auth that signs nothing (a None auth would fall back to the session's)."""
     return request
-
-
-def _decode(response: requests.Response, target: Target, expect_json: bool) -> Any:
-    if not expect_json:
-        return response.text
-    if response.status_code == 204 or not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        raise MaasError(
-            f"MAAS {target.describe()} answered HTTP {response.status_code} with non-JSON "
-            f"content ({response.headers.get('Content-Type', 'no Content-Type')}): "
-            f"{_body_text(response)[:200]}",
-            system_id=target.system_id,
-            http_status=response.status_code,
-        ) from None

@@ -17,45 +17,39 @@ not apply, the token is still the one acted on, and the client's retry budget al
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
-from teuthology_maas import fleet
 from teuthology_maas.errors import (
     MaasConflict,
     MaasError,
     MaasOutcomeUnknown,
     MaasPermissionDenied,
+    MaasTimeout,
     MaasUnavailable,
+    ReleaseFailed,
 )
 from teuthology_maas.models import (
-    ABORT_TARGET,
+    ABORT_ENDS,
+    ABORT_FAILURE,
+    ABORTABLE,
     DEPLOY_FAILURE,
+    DEPLOY_STARTED,
     DEPLOY_TARGET,
+    FREE,
     RELEASE_FAILURE,
+    RELEASE_STARTED,
     RELEASE_TARGET,
     Machine,
     NodeStatus,
 )
 from teuthology_maas.node import forensics
-from teuthology_maas.node.custody import FREE, RELEASE_STARTED, Custody
+from teuthology_maas.node.custody import Custody
 from teuthology_maas.node.erase import release_params
 from teuthology_maas.node.ownership import Stamp
-
-if TYPE_CHECKING:
-    pass
+from teuthology_maas.node.recovery import recover_stuck_release
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
-
-_DEPLOY_STARTED = frozenset(
-    {NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus.FAILED_DEPLOYMENT}
-)
-_IN_FLIGHT = frozenset({NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING})
-# Where an abort can end: Deploying -> Allocated (or Failed deployment when MAAS had already
-# failed it, or Deployed when the deployment finished first), Disk erasing -> Failed disk
-# erasing.
-ABORT_ENDS = ABORT_TARGET | {NodeStatus.FAILED_DISK_ERASING, NodeStatus.DEPLOYED}
-ABORT_FAILURE = frozenset({NodeStatus.BROKEN})
 
 Applied = Callable[[Machine], bool]
 
@@ -99,9 +93,28 @@ class NodeActions(Custody):
         self._released = False
         return machine
 
-    def deploy(self, *, distro_series: str, user_data: str, comment: str) -> Machine:
+    def mark(self, data: Mapping[str, str]) -> Machine:
+        """Add `data` to the owner data of the deployment we act on (its token stays)."""
+
         def applied(m: Machine) -> bool:
-            if m.status not in _DEPLOY_STARTED or self.holder(m).token != self.own:
+            return all(m.owner_data.get(k) == v for k, v in data.items())
+
+        return self._act(
+            "set_owner_data", lambda: self.client.set_owner_data(self.system_id, data), applied
+        )
+
+    def deploy(
+        self,
+        *,
+        distro_series: str,
+        user_data: str,
+        comment: str,
+        options: Mapping[str, Any] | None = None,
+    ) -> Machine:
+        """`options`: further deploy fields (hwe_kernel, ephemeral_deploy; see deploy_plan)."""
+
+        def applied(m: Machine) -> bool:
+            if m.status not in DEPLOY_STARTED or self.holder(m).token != self.own:
                 return False
             started = forensics.newest_tag(self.events(), forensics.START_DEPLOY)
             return started is not None and started[1] is not None and started[1] == self.tag
@@ -114,6 +127,7 @@ class NodeActions(Custody):
                 user_data=user_data,
                 agent_name=self.config.agent_name,
                 comment=comment,
+                **(options or {}),
             ),
             applied,
         )
@@ -128,7 +142,7 @@ class NodeActions(Custody):
         return self._act(
             "abort",
             lambda: self.client.abort(self.system_id, comment=comment),
-            lambda m: m.status not in _IN_FLIGHT or self._requested(forensics.ABORTS),
+            lambda m: m.status not in ABORTABLE or self._requested(forensics.ABORTS),
         )
 
     def lock(self) -> Machine:
@@ -218,7 +232,7 @@ class NodeActions(Custody):
         """Wait through the shared poller until MAAS shows a target or failure status (raises
         MaasTimeout). With `expected`, the wait also ends at once (TakenOver) when the machine
         leaves those statuses or another token appears on it."""
-        poller = fleet.poller_for(self.client, config=self.config)
+        poller = self.endpoint.status_poller(self.config)
         machine = poller.wait(
             self.system_id,
             targets=frozenset(targets),
@@ -247,8 +261,32 @@ class NodeActions(Custody):
     def wait_aborted(self) -> Machine:
         # A create() attempt aborting its own deployment stops at once when it changes hands;
         # anyone else (an operator's abort, a release) only waits for it to leave flight.
-        expected = ABORT_ENDS | ABORT_FAILURE | _IN_FLIGHT if self.own is not None else None
+        expected = ABORT_ENDS | ABORT_FAILURE | ABORTABLE if self.own is not None else None
         return self.wait(ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected)
+
+    def check_released(self, machine: Machine) -> None:
+        """ReleaseFailed, with MAAS's explanation, unless `machine` is back in the pool."""
+        if machine.status in RELEASE_TARGET:
+            return
+        raise forensics.failure(
+            ReleaseFailed, f"releasing {self.name}", ended_in(machine, "the release"),
+            forensics.collect(self.client, machine),
+        )  # fmt: skip
+
+    def finish_release(self) -> Machine:
+        """Wait for the release under way to reach Ready; ReleaseFailed (with MAAS's
+        explanation) on a failure status, or after the recovery ladder when it is stuck."""
+        try:
+            machine = self.wait_released()
+        except MaasTimeout as exc:
+            recovery = recover_stuck_release(self)
+            raise forensics.failure(
+                ReleaseFailed, f"releasing {self.name}",
+                f"timed out: {exc}; {recovery.describe()}",
+                forensics.collect(self.client, recovery.machine),
+            ) from exc  # fmt: skip
+        self.check_released(machine)
+        return machine
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -332,18 +370,17 @@ class NodeActions(Custody):
         return exc
 
     def _kick(self) -> None:
-        fleet.poller_for(self.client, config=self.config).kick()
+        self.endpoint.status_poller(self.config).kick()
 
 
 def status_text(machine: Machine) -> str:
     return machine.status_name + (f" ({machine.status_message})" if machine.status_message else "")
 
 
-def sentence(text: str) -> str:
-    """`text` ending in exactly one full stop, for joining into a longer message: MAAS's own
-    messages usually end with one already ("No machine with system ID x available.")."""
-    text = text.rstrip()
-    return text if text.endswith((".", "!", "?")) else text + "."
+def ended_in(machine: Machine, what: str) -> str:
+    """Why a wait ended short of its target, when MAAS's events cannot be read (what they
+    say is `forensics.explain_end`'s)."""
+    return f"MAAS ended {what} in {machine.status_name}"
 
 
 def describe_error(exc: BaseException) -> str:

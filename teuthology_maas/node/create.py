@@ -28,11 +28,13 @@ from teuthology_maas.errors import (
 )
 from teuthology_maas.models import DEPLOY_TARGET, Machine, NodeStatus
 from teuthology_maas.node import decide as _decide
-from teuthology_maas.node import forensics
-from teuthology_maas.node.actions import NodeActions, describe_error, sentence
+from teuthology_maas.node import forensics, keep
+from teuthology_maas.node.actions import NodeActions, describe_error
+from teuthology_maas.node.attempts import running_tokens
 from teuthology_maas.node.decide import CreateStep
+from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
 from teuthology_maas.node.ownership import Authority, Holder, Stamp, Verdict, judge
-from teuthology_maas.node.undo import clean_up, finish_release
+from teuthology_maas.node.undo import clean_up
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,8 +59,6 @@ class Ended(Exception):
 def may_act(node: NodeActions, machine: Machine, authority: Authority, action: str) -> Verdict:
     """The verdict on acting on the deployment `machine` carries; TakenOver (nothing
     touched) when the caller may not."""
-    from teuthology_maas.node.attempts import running_tokens
-
     holder = node.holder(machine)
     verdict = judge(holder, authority, running=running_tokens())
     if verdict.allowed:
@@ -105,11 +105,19 @@ class CreateAttempt:
         stamp: Stamp,
         authority: Authority,
         attempt: Attempt,
+        plan: DeployPlan | None = None,
+        *,
+        keep_as: str | None = None,
     ) -> None:
         self.node = node
         self.stamp = stamp
         self.authority = authority
         self.attempt = attempt
+        # Deploy options applied when MAAS allows each (storage before allocate, bonds and
+        # deploy fields before deploy).
+        self.plan = plan
+        # keep_on_failure: who keeps a failed deployment for debugging (None: clean it up).
+        self.keep_as = keep_as
 
     def prepare(self) -> None:
         """Bring the machine to Allocated-to-us with our stamp on it, one decided step at a
@@ -118,6 +126,8 @@ class CreateAttempt:
         for _ in range(MAX_STEPS):
             step = _decide.next_create_step(node.last, node.username)  # each action re-reads first
             if step is CreateStep.ALLOCATE:
+                if self.plan is not None:
+                    self.plan.before_allocate(node)  # MAAS sets storage layouts on Ready machines
                 try:
                     node.allocate(comment=node.comment("allocate"))
                 except NoMachineAvailable:
@@ -128,7 +138,7 @@ class CreateAttempt:
                 continue
             if step is CreateStep.WAIT_RELEASE:
                 log.info("%s: waiting for the release in progress", node.name)
-                finish_release(node)
+                node.finish_release()
                 continue
             self.claim()
             if step is CreateStep.DEPLOY:
@@ -145,7 +155,7 @@ class CreateAttempt:
                 # finish_release raises ReleaseFailed with MAAS's explanation.
                 log.info("%s: releasing %s before the redeploy", node.name, node.last.status_name)
                 node.release()
-                finish_release(node)
+                node.finish_release()
         raise MachineStateError(
             f"{node.name} did not settle into a deployable state after {MAX_STEPS} steps "
             f"(last {node.last.status_name}); is someone else acting on it?",
@@ -174,11 +184,13 @@ class CreateAttempt:
         node = self.node
         for _ in range(MAX_STEPS):
             self.prepare()
+            options = self.before_deploy()
             try:
                 node.deploy(
                     distro_series=distro_series,
                     user_data=user_data,
                     comment=node.comment(f"deploy {os_text}"),
+                    options=options,
                 )
                 break
             except MaasConflict as exc:
@@ -212,6 +224,19 @@ class CreateAttempt:
         else:
             self.confirm(node.refresh())
 
+    def before_deploy(self) -> dict[str, object]:
+        """The deploy plan's last steps on our stamped, allocated machine; the extra deploy
+        fields. Setting a storage layout releases and allocates the machine again, which
+        wipes the stamp: it is written again before the deploy."""
+        if self.plan is None:
+            return {}
+        node = self.node
+        node.guard("configure")
+        options = self.plan.before_deploy(node)
+        if not self.stamp.applied_to(node.fresh()):
+            node.stamp(self.stamp)
+        return options
+
     def confirm(self, machine: Machine) -> None:
         """`machine`, read from MAAS just now, is Deployed with our token (else TakenOver)."""
         holder = self.node.holder(machine)
@@ -239,7 +264,8 @@ class CreateAttempt:
         return watch
 
     def failed(self, exc: BaseException, what: str) -> DeploymentFailed:
-        """Clean up after a failure and build the exception that explains it."""
+        """Clean up after a failure (or, with keep_on_failure, keep the deployment as MAAS
+        left it) and build the exception that explains it."""
         node = self.node
         self.attempt.cleaning_up()
         interrupted = not isinstance(exc, Exception)
@@ -248,27 +274,28 @@ class CreateAttempt:
         cause = _cause(exc, interrupted)
         if isinstance(exc, Ended):
             cause = forensics.explain_end(found.events, exc.machine, "the deployment", node.tag)
-        outcome = clean_up(node, wait=not interrupted) if node.touched else (
-            "nothing was changed in MAAS"
-        )
-        message = f"{what} failed: {sentence(cause)}"
-        if not isinstance(exc, ReleaseFailed):  # a ReleaseFailed already carries MAAS's account
-            message += f" MAAS: {sentence(found.summary())}"
-        message += f" Clean-up: {outcome}"
-        log.error("%s", message)
-        log.debug("forensics for %s:\n%s", node.name, found.report())
-        return DeploymentFailed(
-            message,
-            machine=node.last.hostname,
-            system_id=node.system_id,
-            status=found.current_status,
-            maas_message=found.status_message,
-        )
+        if not node.touched:
+            outcome = "nothing was changed in MAAS"
+        elif self.keep_as is not None and not interrupted and not isinstance(exc, TakenOver):
+            outcome = keep.keep_failed(node, who=self.keep_as, reason=cause)
+        else:
+            outcome = clean_up(node, wait=not interrupted)
+            if not interrupted:
+                outcome += restore_network(node)
+        error = forensics.failure(
+            DeploymentFailed, what, cause, found, then=f"Clean-up: {outcome}",
+            # a ReleaseFailed already carries MAAS's account
+            with_summary=not isinstance(exc, ReleaseFailed),
+        )  # fmt: skip
+        log.error("%s", error)
+        return error
 
 
 def _cause(exc: BaseException, interrupted: bool) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
     if interrupted:
-        return f"interrupted ({type(exc).__name__})"
+        return "stopped: the process is exiting"
     if isinstance(exc, MaasTimeout):
         return f"timed out: {exc}"
     return describe_error(exc)

@@ -14,21 +14,16 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from teuthology_maas.errors import MaasError, TakenOver
-from teuthology_maas.models import Event, Machine, NodeStatus
+from teuthology_maas.models import FREE, RELEASE_STARTED, Event, Machine, NodeStatus
 from teuthology_maas.node import forensics
 from teuthology_maas.node.ownership import Holder, Stamp, Tag
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
-    from teuthology_maas.maas.client import MaasClient
+    from teuthology_maas.endpoint import Endpoint
     from teuthology_maas.node.attempts import Attempt
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
-
-FREE = frozenset({NodeStatus.READY, NodeStatus.NEW})
-RELEASE_STARTED = frozenset(
-    {NodeStatus.RELEASING, NodeStatus.DISK_ERASING, NodeStatus.READY, NodeStatus.NEW}
-)
 
 
 class Custody:
@@ -36,7 +31,7 @@ class Custody:
 
     def __init__(
         self,
-        client: MaasClient,
+        endpoint: Endpoint,
         config: MaasConfig,
         username: str,
         machine: Machine,
@@ -46,7 +41,8 @@ class Custody:
         deployment: str | None = None,
         attempt: Attempt | None = None,
     ) -> None:
-        self.client = client
+        self.endpoint = endpoint
+        self.client = endpoint.client
         self.config = config
         self.username = username
         # Who the actions are for (teuthology owner, run, job): goes into MAAS's event log.

@@ -9,7 +9,14 @@ from __future__ import annotations
 from enum import Enum
 
 from teuthology_maas.errors import MachineStateError, OwnershipError
-from teuthology_maas.models import Machine, NodeStatus
+from teuthology_maas.models import (
+    FREE,
+    RELEASABLE,
+    RELEASE_FAILED,
+    RELEASE_IN_PROGRESS,
+    Machine,
+    NodeStatus,
+)
 
 
 class CreateStep(Enum):
@@ -27,24 +34,6 @@ class ReleaseStep(Enum):
     ABORT = "abort"  # Deploying: abort first
     WAIT = "wait"  # Releasing / Disk erasing already under way
     RELEASE = "release"
-
-
-_RELEASABLE = frozenset(
-    {
-        NodeStatus.ALLOCATED,
-        NodeStatus.RESERVED,
-        NodeStatus.DEPLOYED,
-        NodeStatus.FAILED_DEPLOYMENT,
-        NodeStatus.FAILED_DISK_ERASING,
-        NodeStatus.FAILED_RELEASING,
-    }
-)
-_RELEASE_IN_PROGRESS = frozenset({NodeStatus.RELEASING, NodeStatus.DISK_ERASING})
-_FREE = frozenset({NodeStatus.READY, NodeStatus.NEW})
-# A release that failed (a BMC hiccup, an erase that failed once) is often fine the second
-# time; release() would retry it anyway, so create() does the same instead of refusing a node
-# that teuthology's next job will simply ask for again.
-_RELEASE_FAILED = frozenset({NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING})
 
 
 def check_ownership(machine: Machine, username: str, action: str) -> None:
@@ -71,7 +60,7 @@ def next_create_step(machine: Machine, username: str) -> CreateStep:
     ours = machine.owner == username
     if status is NodeStatus.READY:
         return CreateStep.ALLOCATE
-    if status in _RELEASE_IN_PROGRESS:
+    if status in RELEASE_IN_PROGRESS:
         return CreateStep.WAIT_RELEASE
     if ours and status is NodeStatus.ALLOCATED:
         return CreateStep.DEPLOY
@@ -79,7 +68,7 @@ def next_create_step(machine: Machine, username: str) -> CreateStep:
         return CreateStep.RELEASE
     if ours and status is NodeStatus.DEPLOYING:
         return CreateStep.ABORT
-    if status in _RELEASE_FAILED and (ours or not machine.owner):
+    if status in RELEASE_FAILED and (ours or not machine.owner):
         return CreateStep.RELEASE
     raise _refusal(machine, "deploy", _advice(machine))
 
@@ -88,13 +77,13 @@ def next_release_step(machine: Machine, username: str) -> ReleaseStep:
     """The next step towards Ready, or a refusal naming the state."""
     check_ownership(machine, username, "release")
     status = machine.status
-    if status in _FREE or (status is NodeStatus.ALLOCATED and not machine.owner):
+    if status in FREE or (status is NodeStatus.ALLOCATED and not machine.owner):
         return ReleaseStep.NOTHING
     if status is NodeStatus.DEPLOYING:
         return ReleaseStep.ABORT
-    if status in _RELEASE_IN_PROGRESS:
+    if status in RELEASE_IN_PROGRESS:
         return ReleaseStep.WAIT
-    if status in _RELEASABLE:
+    if status in RELEASABLE:
         return ReleaseStep.RELEASE
     raise _refusal(machine, "release", _advice(machine))
 
@@ -113,7 +102,7 @@ def _advice(machine: Machine) -> str:
         NodeStatus.EXITING_RESCUE_MODE,
     ):
         return "an operator has it in rescue mode"
-    if status in (NodeStatus.FAILED_RELEASING, NodeStatus.FAILED_DISK_ERASING):
+    if status in RELEASE_FAILED:
         return "release it (teuthology-maas release) or have an operator check it"
     if status is NodeStatus.ALLOCATED and not machine.owner:
         return "MAAS shows it Allocated without an owner"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, TypeVar
 
-from teuthology_maas.errors import MaasHTTPError, MaasUnavailable
+from teuthology_maas.errors import MaasError, MaasHTTPError, MaasUnavailable
 from teuthology_maas.models import Event, Machine, NodeStatus
 from teuthology_maas.node.ownership import Stamp, Tag, comment_actor, parse_tag
 
@@ -197,6 +197,34 @@ def collect(
     )
 
 
+def failure[E: MaasError](
+    error: type[E], what: str, cause: str, found: Forensics, *, then: str = "",
+    with_summary: bool = True,
+) -> E:
+    """The one shape of a failure that MAAS can explain: "<what> failed: <cause>. MAAS:
+    <summary>. <then>", carrying the machine, the status MAAS showed when `found` was
+    collected (None when it could not be re-read: never a stale one) and MAAS's message.
+    `with_summary=False` when `cause` already carries MAAS's account."""
+    message = f"{what} failed: {sentence(cause)}"
+    if with_summary:
+        message += f" MAAS: {sentence(found.summary())}"
+    if then:
+        message += f" {then}"
+    log.debug("forensics for %s:\n%s", found.machine, found.report())
+    return error(
+        message,
+        machine=found.hostname,
+        system_id=found.system_id,
+        status=found.current_status,
+        maas_message=found.status_message,
+    )
+
+
+def sentence(text: str) -> str:
+    """`text` ending in exactly one full stop, for joining into a longer message: MAAS's own
+    messages usually end with one already ("No machine with system ID x available.")."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
 # MAAS's event types for requests a user made (DEBUG level; their description is the comment
 # the request carried) and the verb each stands for.
 ACQUIRE = "User acquiring node"

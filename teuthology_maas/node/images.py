@@ -4,6 +4,9 @@ MAAS names images `<osystem>/<release>` (`ubuntu/jammy`, `centos/centos9-stream`
 `rhel/9`); an uploaded image named without a slash is osystem `custom`. Labs add their own
 images through the config's `image_map`, which wins over the built-in table so a lab can also
 redirect a stock name (say, ubuntu 22.04) to an image of its own.
+
+After the deployment, the same naming decides whether the node runs what was asked: its
+/etc/os-release against os_type/os_version (`os_matches`, `os_mismatch`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 
 from teuthology_maas.errors import ConfigError, ImageNotAvailable
 from teuthology_maas.models import BootResource, Machine
+from teuthology_maas.suggest import STRICT, did_you_mean
 
 __all__ = [
     "UBUNTU_RELEASES",
@@ -22,6 +26,10 @@ __all__ = [
     "canonical_version",
     "ensure_available",
     "known_images",
+    "known_os_types",
+    "known_versions",
+    "os_matches",
+    "os_mismatch",
     "resolve",
 ]
 
@@ -228,12 +236,57 @@ def resolve(os_type: str, os_version: str, image_map: Mapping[str, Any] | None =
     if spec is not None:
         return spec
     known = known_images(image_map)
+    typo = _nearest_known(wanted_type, wanted_version, image_map)
+    advice = (
+        f"Map other images with maas.image_map, e.g. '{wanted_type} {wanted_version}': "
+        "'<os>/<release>'"
+    )
     raise ImageNotAvailable(
-        f"no MAAS image is known for os_type {os_type!r} os_version {os_version!r}; known: "
-        f"{'; '.join(known)}. Map other images with maas.image_map, e.g. "
-        f"'{wanted_type} {wanted_version}': '<os>/<release>'",
+        f"no MAAS image is known for os_type {os_type!r} os_version {os_version!r}"
+        + (f" ({typo})" if typo else "")
+        + f"; known: {'; '.join(known)}."
+        + ("" if typo.startswith("unknown os_type") else f" {advice}"),
         available=known,
     )
+
+
+def known_versions(os_type: str, image_map: Mapping[str, Any] | None = None) -> list[str]:
+    """The versions resolve() accepts for `os_type` (empty for an OS it does not know)."""
+    versions: list[str] = {
+        "ubuntu": [*UBUNTU_RELEASES, *UBUNTU_RELEASES.values()],
+        "centos": [f"{m}.stream" for m in _CENTOS_STREAMS],
+        "rocky": list(_ROCKY_MAJORS),
+        "rhel": list(_RHEL_MAJORS),
+    }.get(os_type, [])
+    for key, value in (image_map or {}).items():
+        parts = _normalise(key).split()
+        if not parts or parts[0] != os_type:
+            continue
+        if isinstance(value, Mapping):
+            versions.extend(str(version) for version in value)
+        elif len(parts) == 2:
+            versions.append(parts[1])
+    return versions
+
+
+def known_os_types(image_map: Mapping[str, Any] | None = None) -> list[str]:
+    types = ["ubuntu", "centos", "rocky", "rhel"]
+    for key in image_map or {}:
+        parts = _normalise(key).split()
+        if parts and parts[0] not in types:
+            types.append(parts[0])
+    return types
+
+
+def _nearest_known(os_type: str, os_version: str, image_map: Mapping[str, Any] | None) -> str:
+    """What is probably a typo in an OS nobody maps: the nearest os_type, or the nearest
+    versions of a known os_type; "" when nothing is close."""
+    types = known_os_types(image_map)
+    if os_type not in types:
+        hint = did_you_mean(os_type, types, cutoff=STRICT)
+        return f"unknown os_type {os_type!r}; {hint}" if hint else ""
+    hint = did_you_mean(os_version, known_versions(os_type, image_map))
+    return f"unknown {os_type} version {os_version!r}; {hint}" if hint else ""
 
 
 def _deployable(resources: Iterable[BootResource], architecture: str) -> list[BootResource]:
@@ -272,4 +325,42 @@ def ensure_available(client: BootResourceSource, spec: ImageSpec, machine: Machi
         message,
         available=available,
         **machine.error_fields(),
+    )
+
+
+# -- what a deployed node says it runs (its /etc/os-release) ------------------------------------
+
+
+def _version_parts(os_type: str, version: str) -> list[str]:
+    version = canonical_version(os_type, version) if os_type == "ubuntu" else version
+    version = version.strip().lower().removesuffix(".stream").removesuffix("-stream")
+    return [part for part in version.split(".") if part]
+
+
+def os_matches(os_release: Mapping[str, str], os_type: str, os_version: str) -> bool:
+    """Does the node run what was asked? The ID must equal os_type; the requested version may
+    be less precise than VERSION_ID ("9" matches "9.4", centos "9.stream" matches "9") and an
+    Ubuntu codename is as good as its number."""
+    wanted_type = os_type.strip().lower()
+    found_id = os_release.get("ID", "").strip().lower()
+    if found_id != wanted_type and found_id.split("-", 1)[0] != wanted_type:
+        return False
+    wanted = _version_parts(wanted_type, os_version)
+    if not wanted:
+        return True
+    codename = os_release.get("VERSION_CODENAME", "").strip().lower()
+    if wanted_type == "ubuntu" and codename and UBUNTU_RELEASES.get(".".join(wanted)) == codename:
+        return True
+    found = _version_parts(wanted_type, os_release.get("VERSION_ID", ""))
+    return found[: len(wanted)] == wanted
+
+
+def os_mismatch(os_release: dict[str, str], os_type: str, os_version: str) -> str | None:
+    """None when the node runs the requested OS, else what it runs instead."""
+    if os_matches(os_release, os_type, os_version):
+        return None
+    found = f"{os_release.get('ID', '?')} {os_release.get('VERSION_ID', '?')}"
+    return (
+        f"runs {found} according to /etc/os-release over SSH, not the requested "
+        f"{os_type} {os_version}"
     )

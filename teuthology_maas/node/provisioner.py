@@ -15,10 +15,12 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
+from typing import Any
 
-from teuthology_maas import fleet
+from teuthology_maas import names
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.endpoint import CachedBootResources, shared_client, username_of
+from teuthology_maas.endpoint import Endpoint, endpoint_for
 from teuthology_maas.errors import (
     ImageNotAvailable,
     MaasError,
@@ -28,29 +30,28 @@ from teuthology_maas.errors import (
     ReleaseFailed,
 )
 from teuthology_maas.maas.client import MaasClient
-from teuthology_maas.models import Machine, NodeStatus
-from teuthology_maas.node import attempts, images, userdata
+from teuthology_maas.models import ABORTABLE, Machine, NodeStatus
+from teuthology_maas.node import attempts, images, keep, userdata
 from teuthology_maas.node import decide as _decide
-from teuthology_maas.node.actions import NodeActions, describe_error, sentence
+from teuthology_maas.node.actions import NodeActions, describe_error
 from teuthology_maas.node.create import MAX_STEPS, CreateAttempt, may_act
 from teuthology_maas.node.decide import ReleaseStep
-from teuthology_maas.node.forensics import collect
+from teuthology_maas.node.deploy_options import parse_overrides
+from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
+from teuthology_maas.node.forensics import collect, failure
 from teuthology_maas.node.ownership import Authority, LockHolder, Stamp, Tag
-from teuthology_maas.node.undo import finish_release
-from teuthology_maas.node.verify import os_mismatch, verify_ssh
+from teuthology_maas.node.ssh import verify_ssh
 
-__all__ = ["MaasProvisioner", "shared_client", "split_name"]
+__all__ = ["MaasProvisioner", "split_name"]
 
 log = logging.getLogger(__name__)
 
 
 def split_name(name: str) -> tuple[str, str | None]:
-    """`user@host.domain` / `host.domain` / `host` -> (short hostname, FQDN or None)."""
-    host = name.strip().rpartition("@")[2].strip().rstrip(".")
-    if not host:
-        raise MachineNotFound(f"no hostname in {name!r}; expected host, host.domain or user@host")
-    short = host.split(".", 1)[0]
-    return short, (host if "." in host else None)
+    """`user@host.domain` / `host.domain` / `host` -> (short hostname, FQDN or None); an
+    invalid name raises InvalidNodeName."""
+    node = names.parse_node_name(name)
+    return node.short, node.fqdn
 
 
 def default_owner() -> str:
@@ -76,22 +77,35 @@ class MaasProvisioner:
         config: MaasConfig | None = None,
         client: MaasClient | None = None,
         *,
+        endpoint: Endpoint | None = None,
         owner: str | None = None,
         run_name: str | None = None,
         job_id: str | None = None,
+        machine_type: str | None = None,
+        deploy_options: Mapping[str, Any] | None = None,
         lock: LockHolder | None = None,
         take_over: bool = False,
     ) -> None:
-        self.name = name
+        # Checked before anything else: job input reaches MAAS, cloud-init, SSH and paths.
         self.shortname, given_fqdn = split_name(name)
-        self.os_type = os_type
-        self.os_version = str(os_version)
+        self.os_type, self.os_version = names.check_os(os_type, os_version)
+        self.name = name
+        if endpoint is not None and client is not None and client is not endpoint.client:
+            raise TypeError("MaasProvisioner: give a client or an endpoint, not both")
+        if config is None:
+            config = endpoint.config if endpoint is not None else None
         self.config = config if config is not None else MaasConfig.load()
-        self.client = client if client is not None else shared_client(self.config)
+        # Everything per MAAS endpoint (client, user name, poller ...) is shared in-process.
+        self.endpoint = endpoint or endpoint_for(self.config, client=client)
+        self.client = self.endpoint.client
         self.fqdn = given_fqdn or self.config.fqdn(self.shortname)
         self.owner = owner or default_owner()
         self.run_name = run_name
         self.job_id = job_id
+        # Deploy options: the type's and OS's from maas.deploy, then these per-job ones
+        # (same keys as one level of deploy:; teuthology itself passes none).
+        self.machine_type = machine_type
+        self.deploy_overrides = parse_overrides(deploy_options)
         # The paddles lock this provisioner acts for (teuthology): who holds the node now.
         self.lock = lock
         # An operator's explicit takeover: create() may replace any deployment of our user.
@@ -110,8 +124,8 @@ class MaasProvisioner:
 
     @property
     def username(self) -> str:
-        """The MAAS user our API key belongs to (asked once per client)."""
-        return username_of(self.client)
+        """The MAAS user our API key belongs to (asked once per endpoint)."""
+        return self.endpoint.username()
 
     def machine(self) -> Machine:
         """The one MAAS machine whose hostname is our short name (MachineNotFound otherwise)."""
@@ -119,7 +133,7 @@ class MaasProvisioner:
         found: list[Machine] = []
         for attempt in range(attempts):
             # Coalesced with the lookups of the other nodes starting now (lock-many).
-            found = fleet.lookup_hostname(self.client, self.shortname)
+            found = self.endpoint.lookup_hostname(self.shortname)
             if len(found) == 1:
                 return found[0]
             if len(found) > 1:
@@ -180,11 +194,13 @@ class MaasProvisioner:
         machine = self.machine()
         # Everything that can be checked is checked before MAAS is asked to change anything.
         _decide.next_create_step(machine, username)
+        keep.refuse_if_kept(machine, username)
         spec = images.resolve(self.os_type, self.os_version, self.config.image_map)
         try:
-            images.ensure_available(CachedBootResources(self.client), spec, machine)
+            images.ensure_available(self.endpoint.images, spec, machine)
         except ImageNotAvailable:  # perhaps imported since the copy was taken: ask MAAS
-            images.ensure_available(CachedBootResources(self.client, fresh=True), spec, machine)
+            self.endpoint.images.forget()
+            images.ensure_available(self.endpoint.images, spec, machine)
         user_data = userdata.render_user_data(
             self.config,
             hostname=machine.hostname,
@@ -192,6 +208,12 @@ class MaasProvisioner:
             os_type=self.os_type,
             os_version=self.os_version,
         )
+        # Kernel, memory, storage and bond settings: checked before anything changes in MAAS.
+        plan = DeployPlan.checked(
+            self.client, self.config, machine, spec, os_type=self.os_type,
+            os_version=self.os_version, machine_type=self.machine_type,
+            overrides=self.deploy_overrides, resources=self.endpoint.images,
+        )  # fmt: skip
         node = self._actions(username, machine, tag=stamp.tag, attempt=attempt)
         authority = Authority(
             tokens=frozenset({stamp.token}),
@@ -199,7 +221,8 @@ class MaasProvisioner:
             claim=self.lock is not None,
             operator=self.take_over,
         )
-        run = CreateAttempt(node, stamp, authority, attempt)
+        keep_as = self.owner if self.config.keep_on_failure else None
+        run = CreateAttempt(node, stamp, authority, attempt, plan, keep_as=keep_as)
         log.info(
             "%s: deploying %s %s (%s) as deployment %s, found %s",
             machine.describe(), self.os_type, self.os_version, spec.distro_series,
@@ -214,10 +237,10 @@ class MaasProvisioner:
                 verify=lambda: self._verify(run),
             )
         except BaseException as exc:
-            failure = run.failed(exc, f"deploying {self.os_type} {self.os_version} on {node.name}")
+            error = run.failed(exc, f"deploying {self.os_type} {self.os_version} on {node.name}")
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt / SystemExit: the node is cleaned up; keep exiting
-            raise failure from exc
+            raise error from exc
         log.info(
             "%s: %s %s deployed and reachable over SSH in %.0f s (deployment %s)",
             machine.describe(), self.os_type, self.os_version, time.monotonic() - started,
@@ -226,7 +249,7 @@ class MaasProvisioner:
 
     def _verify(self, run: CreateAttempt) -> str | None:
         os_release = verify_ssh(self.fqdn, self.config, watch=run.ssh_watch())
-        mismatch = os_mismatch(os_release, self.os_type, self.os_version)
+        mismatch = images.os_mismatch(os_release, self.os_type, self.os_version)
         return f"{self.fqdn} {mismatch}" if mismatch else None
 
     # -- release / abort -----------------------------------------------------------------
@@ -237,6 +260,7 @@ class MaasProvisioner:
         *,
         wait: bool = True,
         authority: Authority | None = None,
+        release_kept: bool = False,
     ) -> None:
         """Give the machine back to MAAS (Ready); a no-op when it is already free.
 
@@ -245,9 +269,17 @@ class MaasProvisioner:
         ended); another one is refused with TakenOver naming it, untouched. `erase`
         overrides the configured erase mode for this release only. With `wait=False` the
         release is only requested (MAAS finishes it by itself): no wait, so no poller
-        thread, which is what a process that is exiting can still do."""
+        thread, which is what a process that is exiting can still do. A machine kept for
+        debugging (keep_on_failure) is left alone unless `release_kept`."""
         username = self.username
         machine = self.machine()
+        kept = keep.KeptMark.of(machine)
+        if kept is not None and machine.owner == username and not release_kept:
+            log.warning(
+                "%s: %s; not released (teuthology-maas release %s releases it)",
+                machine.describe(), kept.describe(), machine.hostname,
+            )  # fmt: skip
+            return
         if _decide.next_release_step(machine, username) is ReleaseStep.NOTHING:
             log.info("%s: already %s; nothing to release", machine.describe(), machine.status_name)
             return
@@ -255,18 +287,15 @@ class MaasProvisioner:
         node.deployment = may_act(node, machine, authority or self.authority(), "release").token
         try:
             self._release(node, erase, wait=wait)
+            if wait and (undone := restore_network(node)):
+                log.info("%s:%s", node.name, undone)
         except (MachineStateError, ReleaseFailed, OwnershipError):
             raise
         except MaasError as exc:
-            found = collect(self.client, node.last)
-            raise ReleaseFailed(
-                f"releasing {node.name} failed: {sentence(describe_error(exc))} "
-                f"MAAS: {found.summary()}",
-                machine=node.last.hostname,
-                system_id=node.system_id,
-                status=found.current_status,
-                maas_message=found.status_message,
-            ) from exc
+            raise failure(
+                ReleaseFailed, f"releasing {node.name}", describe_error(exc),
+                collect(self.client, node.last),
+            ) from exc  # fmt: skip
 
     def destroy(self) -> None:
         """Upstream teuthology's name for release()."""
@@ -286,7 +315,7 @@ class MaasProvisioner:
                 if not wait:
                     log.info("%s: release under way (%s)", node.name, node.last.status_name)
                     return
-                finish_release(node)
+                node.finish_release()
             else:
                 # Without waiting, a Deploying machine is released directly: MAAS accepts
                 # that (it stops the deployment), and there is no abort to wait for.
@@ -294,7 +323,7 @@ class MaasProvisioner:
                 if not wait:
                     log.info("%s: release requested (%s)", node.name, node.last.status_name)
                     return
-                finish_release(node)
+                node.finish_release()
         raise MachineStateError(
             f"{node.name} did not reach Ready after {MAX_STEPS} steps "
             f"(last {node.last.status_name}); is someone else acting on it?",
@@ -307,7 +336,7 @@ class MaasProvisioner:
         username = self.username
         machine = self.machine()
         _decide.check_ownership(machine, username, "abort")
-        if machine.status not in (NodeStatus.DEPLOYING, NodeStatus.DISK_ERASING):
+        if machine.status not in ABORTABLE:
             log.info("%s: %s; nothing to abort", machine.describe(), machine.status_name)
             return
         node = self._actions(username, machine)
@@ -334,7 +363,7 @@ class MaasProvisioner:
         except MaasError as exc:  # verify_ssh turns every SSH failure into SSHNotReady
             log.debug("%s: not ready over SSH: %s", machine.describe(), exc)
             return False
-        return os_mismatch(os_release, self.os_type, self.os_version) is None
+        return images.os_mismatch(os_release, self.os_type, self.os_version) is None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -349,7 +378,7 @@ class MaasProvisioner:
         job = f" job {self.job_id}" if self.job_id else ""
         run = f" run {self.run_name}" if self.run_name else ""
         return NodeActions(
-            self.client,
+            self.endpoint,
             self.config,
             username,
             machine,

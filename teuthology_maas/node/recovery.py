@@ -18,17 +18,50 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from teuthology_maas.errors import MaasError, MaasTimeout, OwnershipError
-from teuthology_maas.models import RELEASE_FAILURE, RELEASE_TARGET, Machine, NodeStatus
+from teuthology_maas.models import (
+    RELEASE_FAILURE,
+    RELEASE_IN_PROGRESS,
+    RELEASE_TARGET,
+    Machine,
+    NodeStatus,
+)
 
 if TYPE_CHECKING:
-    from teuthology_maas.node.actions import NodeActions
+    from teuthology_maas.config import MaasConfig
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
 
-_IN_FLIGHT = frozenset({NodeStatus.RELEASING, NodeStatus.DISK_ERASING})
+
+class StuckNode(Protocol):
+    """What the ladder needs of the machine whose release is stuck (node.actions.NodeActions
+    is one; recovery does not import it, so the two modules do not import each other)."""
+
+    config: MaasConfig
+    system_id: str
+    last: Machine
+
+    @property
+    def name(self) -> str: ...
+
+    def refresh(self) -> Machine: ...
+
+    def wait(
+        self,
+        targets: Collection[NodeStatus],
+        failures: Collection[NodeStatus],
+        timeout: float,
+    ) -> Machine: ...
+
+    def comment(self, action: str) -> str: ...
+
+    # Each checked against the deployment the caller acts on (TakenOver when it changed).
+    def power_off(self, *, comment: str) -> Machine: ...
+    def abort(self, *, comment: str | None = None) -> Machine: ...
+    def mark_broken(self, *, comment: str) -> Machine: ...
+    def mark_fixed(self, *, comment: str) -> Machine: ...
 
 
 @dataclass
@@ -52,7 +85,7 @@ class Recovery:
         return text + "; needs an operator: check its power control and release it in MAAS"
 
 
-def recover_stuck_release(node: NodeActions) -> Recovery:
+def recover_stuck_release(node: StuckNode) -> Recovery:
     """Climb the ladder for `node`, whose release outlasted release_timeout."""
     config = node.config
     grace = min(config.abort_timeout, config.release_timeout)
@@ -77,7 +110,7 @@ def recover_stuck_release(node: NodeActions) -> Recovery:
         log.warning("%s: stuck release: %s", node.name, step)
         return True
 
-    if recovery.machine.status in _IN_FLIGHT and attempt(
+    if recovery.machine.status in RELEASE_IN_PROGRESS and attempt(
         "power_off", lambda: node.power_off(comment=node.comment("power off a stuck release"))
     ):
         recovery.machine = settle(RELEASE_TARGET, RELEASE_FAILURE)
@@ -88,7 +121,7 @@ def recover_stuck_release(node: NodeActions) -> Recovery:
             recovery.machine = settle(
                 {NodeStatus.FAILED_DISK_ERASING, *RELEASE_TARGET}, {NodeStatus.BROKEN}
             )
-    stuck = recovery.machine.status in _IN_FLIGHT or (
+    stuck = recovery.machine.status in RELEASE_IN_PROGRESS or (
         aborted and recovery.machine.status is NodeStatus.FAILED_DISK_ERASING
     )
     if stuck and attempt(

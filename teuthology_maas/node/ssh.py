@@ -1,12 +1,15 @@
-"""Reach a freshly deployed node over SSH the way teuthology will, and check what it runs.
+"""Reach a freshly deployed node over SSH the way teuthology will, and check what it runs
+(`verify_ssh`: what create() and is_ready() ask after MAAS says Deployed; whether the
+os-release it returns is the requested OS is `images.os_mismatch`).
 
 paramiko, one connection per attempt, each with its own connect/banner/auth/channel timeouts,
 always closed. Waiting uses time.sleep, which gevent makes cooperative. Host keys are accepted
 without checking: every reimage gives the node new ones (teuthology re-scans them itself right
 after create()), so a known_hosts entry could only ever be stale.
 
-Where to connect comes from the config's `ssh_config` file (HostName, Port, User, IdentityFile,
-IdentitiesOnly, ProxyCommand, ConnectTimeout), then `ssh_user` / `ssh_private_key`.
+Where and as whom to connect (the ssh_config, ssh_user, ssh_private_key; nothing from a job
+reaching ssh as an option) is `ssh_target`. Every attempt of a wait is reported to `waits`
+with its reason in a few words (`ssh_reasons`).
 """
 
 from __future__ import annotations
@@ -14,43 +17,36 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 
-from teuthology_maas.errors import ConfigError, SSHNotReady
-from teuthology_maas.node.images import UBUNTU_RELEASES, canonical_version
+from teuthology_maas import waits
+from teuthology_maas.errors import MaasError, SSHNotReady
+from teuthology_maas.node.ssh_reasons import reason_for, unresolvable
+from teuthology_maas.node.ssh_target import SSHTarget
+from teuthology_maas.waits import Reason, State, WaitReport
+
+if TYPE_CHECKING:
+    from teuthology_maas.config import MaasConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CommandResult",
     "SSHTarget",
-    "os_matches",
     "parse_os_release",
     "read_os_release",
     "run",
+    "verify_ssh",
     "wait_for_file",
     "wait_for_ssh",
 ]
 
-DEFAULT_CONNECT_TIMEOUT = 30.0
 _INITIAL_DELAY = 1.0
 _MAX_DELAY = 15.0
-
-
-class SSHSettings(Protocol):
-    """The MaasConfig attributes this module reads."""
-
-    @property
-    def ssh_user(self) -> str: ...
-    @property
-    def ssh_private_key(self) -> str | None: ...
-    @property
-    def ssh_config(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -63,81 +59,6 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_status == 0
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    """Where and as whom to log in. `name` is the node as teuthology names it; `hostname` and
-    `port` are what is actually dialled (they differ when an ssh_config maps them)."""
-
-    name: str
-    hostname: str
-    port: int = 22
-    user: str = "ubuntu"
-    key_filenames: tuple[str, ...] = ()
-    identities_only: bool = False
-    proxy_command: str | None = None
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-
-    @classmethod
-    def resolve(cls, fqdn: str, cfg: SSHSettings) -> SSHTarget:
-        """Apply the config's ssh_config file (if any) to `fqdn`; its User and IdentityFile
-        win over ssh_user, and ssh_private_key is tried before its IdentityFiles. A short name
-        gets the config's lab_domain, as teuthology names nodes by FQDN."""
-        lab_domain = getattr(cfg, "lab_domain", None)
-        if lab_domain and "." not in fqdn:
-            fqdn = f"{fqdn}.{lab_domain}"
-        options = _lookup_ssh_config(cfg.ssh_config, fqdn)
-        keys: list[str] = []
-        if cfg.ssh_private_key:
-            keys.append(str(Path(cfg.ssh_private_key).expanduser()))
-        identity_files = options.get("identityfile") or []
-        for identity in [identity_files] if isinstance(identity_files, str) else identity_files:
-            path = Path(identity).expanduser()
-            # OpenSSH skips IdentityFile entries that do not exist; so do we, loudly.
-            if path.is_file():
-                keys.append(str(path))
-            else:
-                log.warning("ssh_config IdentityFile %s for %s does not exist; skipped", path, fqdn)
-        try:
-            port = int(options.get("port", 22))
-            connect_timeout = float(options.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT))
-        except ValueError as exc:
-            raise ConfigError(
-                f"ssh_config {cfg.ssh_config} for {fqdn}: {exc}; expected a numeric Port and "
-                "ConnectTimeout",
-                key="ssh_config",
-            ) from None
-        return cls(
-            name=fqdn,
-            hostname=str(options.get("hostname", fqdn)),
-            port=port,
-            user=str(options.get("user") or cfg.ssh_user),
-            key_filenames=tuple(dict.fromkeys(keys)),
-            identities_only=str(options.get("identitiesonly", "no")).lower() == "yes",
-            proxy_command=str(options["proxycommand"]) if options.get("proxycommand") else None,
-            connect_timeout=connect_timeout,
-        )
-
-    def describe(self) -> str:
-        where = f"{self.user}@{self.name}"
-        if (self.hostname, self.port) != (self.name, 22):
-            where += f" ({self.hostname} port {self.port})"
-        return where
-
-
-def _lookup_ssh_config(path: str | None, host: str) -> Mapping[str, Any]:
-    if not path:
-        return {}
-    file = Path(path).expanduser()
-    try:
-        config = paramiko.SSHConfig.from_path(str(file))
-        return dict(config.lookup(host))
-    except (OSError, UnicodeDecodeError, paramiko.ConfigParseError) as exc:
-        raise ConfigError(
-            f"cannot use ssh_config {file}: {exc}; expected a readable OpenSSH client config",
-            key="ssh_config",
-        ) from None
 
 
 class _AcceptFreshHostKey(paramiko.MissingHostKeyPolicy):
@@ -169,7 +90,7 @@ def _connect(target: SSHTarget, *, timeout: float) -> paramiko.SSHClient:
             look_for_keys=not target.key_filenames,
             sock=sock,
         )
-    except BaseException:
+    except BaseException:  # any way out of connect(): close what it opened, then re-raise
         client.close()
         if sock is not None:
             sock.close()
@@ -211,20 +132,32 @@ def _retry(
     timeout: float,
     what: str,
     check: Callable[[paramiko.SSHClient, float], str | None],
+    not_yet: str,
     initial_delay: float,
     max_delay: float,
+    resolve_grace: float | None = None,
     watch: Callable[[], None] | None = None,
 ) -> None:
     """Connect and run `check` until it reports success (None) or the deadline passes.
-    `watch` is called before every attempt; whatever it raises ends the wait."""
+
+    Each attempt is reported (`waits.report`) with the reason it failed; `not_yet` is the
+    reason when the node answers but `check` is not satisfied yet. A name that keeps not
+    resolving for longer than `resolve_grace` seconds ends the wait early. `watch` is called
+    before every attempt; whatever it raises ends the wait."""
     start = time.monotonic()
     deadline = start + timeout
     delay = initial_delay
     attempts = 0
     last_error = "no attempt made"
+    unresolved_since: float | None = None
+    _report(target, Reason.CONNECTING, "", 0)
     while True:
         if watch is not None:
-            watch()
+            try:
+                watch()
+            except BaseException as exc:  # the wait ends here: say so to whoever shows it
+                _report(target, "stopped", type(exc).__name__, attempts, state="failed")
+                raise
         attempts += 1
         remaining = deadline - time.monotonic()
         per_try = max(min(target.connect_timeout, remaining), 1.0)
@@ -234,29 +167,67 @@ def _retry(
                 problem = check(client, per_try)
             finally:
                 client.close()
+            unresolved_since = None
             if problem is None:
+                elapsed = time.monotonic() - start
                 log.info(
-                    "%s: %s after %d attempt(s), %.1fs",
-                    target.describe(),
-                    what,
-                    attempts,
-                    time.monotonic() - start,
+                    "%s: %s after %d attempt(s), %.1fs", target.describe(), what, attempts, elapsed
                 )
+                _report(target, what, "", attempts, state="done")
                 return
             last_error = problem
+            reason = not_yet
         except _NOT_YET as exc:
             last_error = _explain(exc, target)
+            reason = reason_for(exc)
+            if not unresolvable(exc):
+                unresolved_since = None
+            elif unresolved_since is None:
+                unresolved_since = time.monotonic()
         log.debug("%s: not yet %s (attempt %d): %s", target.describe(), what, attempts, last_error)
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        if (
+            unresolved_since is not None
+            and resolve_grace is not None
+            and now - unresolved_since >= resolve_grace
+        ):
+            _report(target, reason, last_error, attempts, state="failed")
+            raise SSHNotReady(
+                f"SSH to {target.describe()}: the name {target.hostname!r} does not resolve "
+                f"(for {now - unresolved_since:.{0 if now - unresolved_since >= 10 else 1}f}s "
+                f"and {attempts} attempt(s); "
+                f"ssh_resolve_grace is {resolve_grace:g}s): check lab_domain and the lab's "
+                "DNS, or map the name with HostName in maas.ssh_config; last error: "
+                f"{last_error}",
+                machine=target.name,
+            )
+        remaining = deadline - now
         if remaining <= 0:
+            _report(target, reason, last_error, attempts, state="failed")
             raise SSHNotReady(
                 f"SSH to {target.user}@{target.name} ({target.hostname} port {target.port}) "
                 f"not {what} after {timeout:.0f}s and {attempts} attempt(s); last error: "
                 f"{last_error}",
                 machine=target.name,
             )
-        time.sleep(min(delay, remaining))
+        _report(target, reason, last_error, attempts)
+        pause = min(delay, remaining)
+        if unresolved_since is not None and resolve_grace is not None:
+            # look again when the grace ends, not a whole backoff later
+            pause = min(pause, max(unresolved_since + resolve_grace - now, 0.0) + 0.05)
+        time.sleep(pause)
         delay = min(delay * 2, max_delay)
+
+
+def _report(
+    target: SSHTarget, reason: str, detail: str, attempt: int, *, state: State = "waiting"
+) -> None:
+    waits.report(
+        WaitReport(
+            "ssh", target.name, reason, detail=detail, attempt=attempt, state=state,
+            target=target.describe(),
+        )
+    )  # fmt: skip
 
 
 def wait_for_ssh(
@@ -266,11 +237,13 @@ def wait_for_ssh(
     sentinel_file: str | None = None,
     initial_delay: float = _INITIAL_DELAY,
     max_delay: float = _MAX_DELAY,
+    resolve_grace: float | None = None,
     watch: Callable[[], None] | None = None,
 ) -> None:
     """Until `timeout` seconds pass: log in and run a command (and, with `sentinel_file`, find
-    that file). Raises SSHNotReady naming the host, port, user and the last error. `watch`
-    is called before every attempt; whatever it raises ends the wait."""
+    that file). Raises SSHNotReady naming the host, port, user and the last error, early when
+    the name has not resolved for `resolve_grace` seconds. `watch` is called before every
+    attempt; whatever it raises ends the wait."""
     if sentinel_file:
         wait_for_file(
             target,
@@ -278,6 +251,7 @@ def wait_for_ssh(
             timeout=timeout,
             initial_delay=initial_delay,
             max_delay=max_delay,
+            resolve_grace=resolve_grace,
             watch=watch,
         )
         return
@@ -291,8 +265,10 @@ def wait_for_ssh(
         timeout=timeout,
         what="reachable",
         check=logged_in,
+        not_yet="logged in, but a command failed",
         initial_delay=initial_delay,
         max_delay=max_delay,
+        resolve_grace=resolve_grace,
         watch=watch,
     )
 
@@ -304,6 +280,7 @@ def wait_for_file(
     timeout: float,
     initial_delay: float = _INITIAL_DELAY,
     max_delay: float = _MAX_DELAY,
+    resolve_grace: float | None = None,
     watch: Callable[[], None] | None = None,
 ) -> None:
     """Until `timeout` seconds pass: log in and find `path` on the node (cloud-init's
@@ -318,8 +295,10 @@ def wait_for_file(
         timeout=timeout,
         what=f"showing {path}",
         check=present,
+        not_yet=f"{Reason.SENTINEL} ({path} not there yet)",
         initial_delay=initial_delay,
         max_delay=max_delay,
+        resolve_grace=resolve_grace,
         watch=watch,
     )
 
@@ -368,25 +347,36 @@ def read_os_release(target: SSHTarget, *, timeout: float = 60.0) -> dict[str, st
     return fields
 
 
-def _version_parts(os_type: str, version: str) -> list[str]:
-    version = canonical_version(os_type, version) if os_type == "ubuntu" else version
-    version = version.strip().lower().removesuffix(".stream").removesuffix("-stream")
-    return [part for part in version.split(".") if part]
+# -- after MAAS says Deployed: is the node usable the way teuthology will use it? --------------
+# Teuthology logs in over SSH right after create() returns (ssh-keyscan, `uname -m`,
+# /etc/os-release), so create() only succeeds once the same login works and the node runs the
+# requested OS.
 
 
-def os_matches(os_release: Mapping[str, str], os_type: str, os_version: str) -> bool:
-    """Does the node run what was asked? The ID must equal os_type; the requested version may
-    be less precise than VERSION_ID ("9" matches "9.4", centos "9.stream" matches "9") and an
-    Ubuntu codename is as good as its number."""
-    wanted_type = os_type.strip().lower()
-    found_id = os_release.get("ID", "").strip().lower()
-    if found_id != wanted_type and found_id.split("-", 1)[0] != wanted_type:
-        return False
-    wanted = _version_parts(wanted_type, os_version)
-    if not wanted:
-        return True
-    codename = os_release.get("VERSION_CODENAME", "").strip().lower()
-    if wanted_type == "ubuntu" and codename and UBUNTU_RELEASES.get(".".join(wanted)) == codename:
-        return True
-    found = _version_parts(wanted_type, os_release.get("VERSION_ID", ""))
-    return found[: len(wanted)] == wanted
+def verify_ssh(
+    fqdn: str,
+    config: MaasConfig,
+    *,
+    timeout: float | None = None,
+    watch: Callable[[], None] | None = None,
+) -> dict[str, str]:
+    """Wait for SSH (and the sentinel file), then return the node's /etc/os-release.
+    `watch` is called before every SSH attempt; whatever it raises ends the wait (create()
+    stops at once when the node changes hands meanwhile)."""
+    limit = config.ssh_timeout if timeout is None else timeout
+    target = SSHTarget.resolve(fqdn, config)
+    try:
+        wait_for_ssh(
+            target,
+            timeout=limit,
+            sentinel_file=config.sentinel_file,
+            resolve_grace=config.ssh_resolve_grace,
+            watch=watch,
+        )
+        return read_os_release(target, timeout=limit)
+    except MaasError:  # SSHNotReady, or what `watch` raised (the node changed hands)
+        raise
+    except Exception as exc:  # anything paramiko or a socket raises: the node is not usable yet
+        raise SSHNotReady(
+            f"SSH to {fqdn} failed: {type(exc).__name__}: {exc}", machine=fqdn
+        ) from exc

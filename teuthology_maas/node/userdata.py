@@ -11,13 +11,19 @@ then `<os_type>.yaml`, then `default.yaml`.
 Variables: hostname, fqdn, os_type, os_version, ssh_user, ssh_authorized_keys (the teuthology
 user's public keys) and every `user_data_vars` entry. Templates use Jinja's `tojson` filter to
 put strings into YAML safely (JSON is YAML).
+
+Templates render in Jinja's sandbox (no attribute walks to Python internals, so no code runs
+whatever a template says), and every file read (the template and what it includes) must
+resolve inside its configured directory: the part of the `user_data` pattern before its first
+placeholder, or the template's own directory for includes. A path outside is refused before
+anything is opened, so the message says nothing about whether that path exists.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib.resources
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -25,9 +31,13 @@ from typing import Any, Protocol
 
 import jinja2
 import jinja2.meta
+import jinja2.sandbox
 import yaml
+from jinja2.loaders import split_template_path
 
+from teuthology_maas.config_values import undecodable
 from teuthology_maas.errors import ConfigError, UserDataError
+from teuthology_maas.names import check_os
 from teuthology_maas.node.images import canonical_version
 
 log = logging.getLogger(__name__)
@@ -36,7 +46,6 @@ __all__ = [
     "CLOUD_CONFIG_HEADER",
     "RESERVED_VARIABLES",
     "UserDataConfig",
-    "encode_user_data",
     "find_template",
     "render_template",
     "render_user_data",
@@ -79,10 +88,25 @@ def _candidate_versions(os_type: str, os_version: str) -> list[str]:
     return list(dict.fromkeys(v for v in versions if v))
 
 
+def _inside(path: Path, directory: Path) -> bool:
+    """Does `path` resolve (symbolic links followed) to somewhere under `directory`?"""
+    real, root = os.path.realpath(path), os.path.realpath(directory)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def pattern_directory(pattern: str) -> Path:
+    """The directory every path of a `user_data` pattern must stay in: where its fixed part
+    (before the first placeholder) ends."""
+    fixed = os.path.expanduser(pattern.split("{", 1)[0])
+    return Path(fixed) if fixed.endswith(os.sep) else Path(fixed).parent
+
+
 def find_template(cfg: UserDataConfig, os_type: str, os_version: str) -> Path:
     """The template for this OS; UserDataError lists every place looked at when none fits."""
+    os_type, os_version = check_os(os_type, os_version)
     pattern = cfg.user_data
     if pattern:
+        root = pattern_directory(pattern)
         tried: list[Path] = []
         for version in _candidate_versions(os_type, os_version):
             try:
@@ -93,6 +117,12 @@ def find_template(cfg: UserDataConfig, os_type: str, os_version: str) -> Path:
                     "path using only {os_type} and {os_version}",
                     key="user_data",
                 ) from None
+            if not _inside(path, root):
+                raise UserDataError(
+                    f"user_data template for {os_type} {version}: maas.user_data {pattern!r} "
+                    f"gives a path that resolves outside {root}; refused",
+                    template=str(root),
+                )
             if path.is_file():
                 return path
             if path not in tried:
@@ -131,13 +161,13 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise UserDataError(
-            f"user_data template {path} line {line}: not UTF-8 text (byte {raw[exc.start]:#04x} "
-            f"at offset {exc.start}); save the template as UTF-8",
-            template=str(path),
-            line=line,
-        ) from None
+        line, where = undecodable(raw, exc)
+    raise UserDataError(
+        f"user_data template {path} line {line}: not UTF-8 text ({where}); save the template "
+        "as UTF-8",
+        template=str(path),
+        line=line,
+    )
 
 
 class _TemplateLoader(jinja2.BaseLoader):
@@ -150,8 +180,9 @@ class _TemplateLoader(jinja2.BaseLoader):
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
-        path = self.directory / template
-        if not path.is_file():
+        # split_template_path refuses '..'; the check after it, links leading elsewhere.
+        path = self.directory.joinpath(*split_template_path(template))
+        if not _inside(path, self.directory) or not path.is_file():
             raise jinja2.TemplateNotFound(template)
         self.loaded.add(str(path))
         return _read_text(path), str(path), lambda: False
@@ -159,7 +190,8 @@ class _TemplateLoader(jinja2.BaseLoader):
 
 def _environment(directory: Path) -> tuple[jinja2.Environment, _TemplateLoader]:
     loader = _TemplateLoader(directory)
-    env = jinja2.Environment(
+    # The sandbox: templates are data that only fills in values, never code that runs.
+    env = jinja2.sandbox.SandboxedEnvironment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -312,9 +344,3 @@ def render_user_data(
     validate_cloud_config(text, template=str(path))
     log.debug("user_data for %s (%s %s) rendered from %s", fqdn, os_type, os_version, path)
     return text
-
-
-def encode_user_data(text: str | bytes) -> str:
-    """Base64 of the UTF-8 text, the form MAAS's deploy takes (MaasClient does this itself)."""
-    raw = text.encode("utf-8") if isinstance(text, str) else text
-    return base64.b64encode(raw).decode("ascii")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from teuthology_maas.models import NodeStatus
+from teuthology_maas.simulator._deploy_form import allocation_options, string_bool
 from teuthology_maas.simulator._errors import ApiError, bad_request, conflict, forbidden
 from teuthology_maas.simulator._query import Universe, build_predicate, no_match_message
 from teuthology_maas.simulator._records import MachineRecord
@@ -32,20 +33,6 @@ RELEASABLE = frozenset(
 ABORTABLE = frozenset(
     {NodeStatus.DISK_ERASING, NodeStatus.COMMISSIONING, NodeStatus.DEPLOYING, NodeStatus.TESTING}
 )
-REMOVED_DEPLOY_OPTIONS = ("install_kvm", "register_vmhost", "install_rackd")
-
-
-def string_bool(params: Params, name: str, default: bool = False) -> bool:
-    """formencode StringBool, used by deploy/allocate options."""
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    lowered = value.strip().lower()
-    if lowered in ("true", "yes", "on", "1"):
-        return True
-    if lowered in ("false", "no", "off", "0"):
-        return False
-    raise bad_request(f"Invalid {name}: Value should be 'true' or 'false'")
 
 
 def django_bool(params: Params, name: str) -> bool:
@@ -124,18 +111,10 @@ class CollectionOps:
             # piston hands allocate a plain dict, and the form calls .lists() on it.
             raise ApiError(500, "'dict' object has no attribute 'lists'")
         form = body.form
-        predicate = build_predicate(form, self._universe(), for_allocate=True)
-        bridge_type = form.get("bridge_type")
-        if bridge_type not in (None, "", "standard", "ovs"):
-            raise ApiError(
-                400,
-                '{"bridge_type": ["Select a valid choice. '
-                f'{bridge_type} is not one of the available choices."]}}',
-                content_type="application/json; charset=utf-8",
-            )
-        dry_run = string_bool(form, "dry_run")
+        options = allocation_options(form)
         string_bool(form, "verbose")
-        string_bool(form, "bridge_all")
+        dry_run = string_bool(form, "dry_run")
+        predicate = build_predicate(form, self._universe(), for_allocate=True)
         candidates = sorted(
             (
                 m
@@ -154,8 +133,8 @@ class CollectionOps:
             self.state.allocate(
                 chosen,
                 user.username,
-                agent_name=form.get("agent_name") or "",
-                comment=form.get("comment") or "",
+                agent_name=options.agent_name,
+                comment=options.comment,
                 at=self.state.clock.now(),
             )
         result = self._render(chosen)
@@ -189,7 +168,12 @@ class CollectionOps:
             if machine.status == NodeStatus.READY:
                 continue
             self._start_release(
-                machine, user, erase_mode=None, scripts=(), script_params={}, form=form
+                machine,
+                user,
+                erase_mode=None,
+                scripts=(),
+                script_params={},
+                comment=form.get("comment") or "",
             )
             released.append(system_id)
         return released
@@ -202,7 +186,7 @@ class CollectionOps:
         erase_mode: str | None,
         scripts: tuple[str, ...],
         script_params: dict[str, dict[str, str]],
-        form: Params,
+        comment: str,
     ) -> None:
         kinds = {"release_stuck", "release_fail"} | ({"erase_fail"} if scripts else set())
         fault = self.faults.behaviour(kinds, machine_names=machine.names(), user=user.username)
@@ -212,6 +196,6 @@ class CollectionOps:
             erase_mode=erase_mode,
             scripts=scripts,
             script_params=script_params,
-            comment=form.get("comment") or "",
+            comment=comment,
             fault=fault,
         )

@@ -1,5 +1,13 @@
 """Deployment (and its abort) as MAAS runs it: progress events on the clock, then Deployed,
-or one of the failures a fault scripts (installation failure, stuck, BMC failure, timeout)."""
+or one of the failures a fault scripts (installation failure, stuck, BMC failure, timeout).
+
+A machine whose power MAAS cannot drive (power_type manual) does nothing until someone powers
+it on (`Simulator.boot`). A deployment that never finishes fails on MAAS's node_timeout, as
+the region version does it: up to 3.5 the status monitor fails it `node_timeout` minutes after
+the last sign of life (power-on, PXE boot, an installer milestone; never for a manual machine,
+whose timer MAAS does not start), from 3.6 the deployment workflow gives up after twice
+`node_timeout` minutes.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +37,13 @@ _DEPLOY_PROGRESS: tuple[tuple[float, tuple[str, str]], ...] = (
     (0.80, ev.CONFIGURING_OS),
     (0.90, ev.REBOOTING),
 )
+# A deployment to memory boots the image and configures it: nothing is written to disk.
+_EPHEMERAL_PROGRESS: tuple[tuple[float, tuple[str, str]], ...] = (
+    (0.15, ev.PXE_BOOT),
+    (0.35, ev.LOADING_EPHEMERAL),
+    (0.75, ev.CONFIGURING_OS),
+)
+WORKFLOW_TIMEOUT_REASON = "time-out during deployment"
 
 
 class DeployFlow:
@@ -56,7 +71,8 @@ class DeployFlow:
         record.ephemeral_deploy = ephemeral
         record.error_description = ""
         self.sm.deployed_images[record.system_id] = image
-        record.installation = ScriptSet(next(self.sm.script_ids), record.system_id, started=now)
+        if not ephemeral:  # MAAS keeps no installation result for a deployment to memory
+            record.installation = ScriptSet(next(self.sm.script_ids), record.system_id, started=now)
         self.sm.event(
             record, ev.USER_DEPLOYING, now, comment, username=username, action="start deployment"
         )
@@ -76,7 +92,19 @@ class DeployFlow:
         self._run(record, now, fault)
 
     def _run(self, record: MachineRecord, now: float, fault: Fault | None) -> None:
-        duration = record.timings.deploying
+        self._arm_timeout(record, now)
+        if record.power_type == "manual":
+            # MAAS cannot power it on: the deployment waits for someone to boot it.
+            def booted(at: float) -> None:
+                self._boot(record, at, fault)
+
+            record.awaiting_boot = booted
+            return
+        self._boot(record, now, fault)
+
+    def _boot(self, record: MachineRecord, now: float, fault: Fault | None) -> None:
+        ephemeral = record.ephemeral_deploy
+        duration = record.timings.deploying_ephemeral if ephemeral else record.timings.deploying
         kind = fault.kind if fault else None
 
         if kind == "deploy_revert":
@@ -85,7 +113,7 @@ class DeployFlow:
         self.sm.schedule(
             record, now, min(record.timings.power, duration * 0.05), self.sm.power_on_step
         )
-        for fraction, progress in _DEPLOY_PROGRESS:
+        for fraction, progress in _EPHEMERAL_PROGRESS if ephemeral else _DEPLOY_PROGRESS:
             if kind == "deploy_stuck" and fraction > 0.45:
                 break
             if kind == "deploy_fail" and fraction >= record.timings.deploy_failure_at:
@@ -101,12 +129,48 @@ class DeployFlow:
             )
         elif kind != "deploy_stuck":
             self.sm.schedule(record, now, duration, self._deployed)
+
+    # -- node_timeout ---------------------------------------------------------------------
+
+    def _node_timeout(self, record: MachineRecord) -> float:
         if record.timings.node_timeout is not None:
-            self.sm.schedule(record, now, record.timings.node_timeout, self._deploy_timed_out)
+            return record.timings.node_timeout
+        return float(self.sm.config.get("node_timeout") or 30) * 60
+
+    def _arm_timeout(self, record: MachineRecord, now: float) -> None:
+        timeout = self._node_timeout(record)
+        if self.sm.workflow_deploys:
+            self.sm.schedule(record, now, 2 * timeout, self._workflow_timed_out)
+        elif record.power_type != "manual":
+            record.status_expires = now + timeout
+            self.sm.schedule(record, now, timeout, self._status_expired)
+
+    def _status_expired(self, record: MachineRecord, at: float) -> None:
+        expires = record.status_expires
+        if record.status != NodeStatus.DEPLOYING or expires is None:
+            return
+        if expires > at:  # a sign of life re-armed it: look again then
+            self.sm.schedule(record, at, expires - at, self._status_expired)
+            return
+        minutes = round(self._node_timeout(record) / 60)
+        reason = f"Node operation 'Deploying' timed out after {minutes} minutes."
+        if record.installation is not None:
+            record.installation.end(ScriptStatus.ABORTED, at)
+        self.sm.fail(record, NodeStatus.FAILED_DEPLOYMENT, reason, at)
+
+    def _workflow_timed_out(self, record: MachineRecord, at: float) -> None:
+        if record.status != NodeStatus.DEPLOYING:
+            return
+        if record.installation is not None:
+            record.installation.end(ScriptStatus.FAILED, at)
+        self.sm.fail(record, NodeStatus.FAILED_DEPLOYMENT, WORKFLOW_TIMEOUT_REASON, at)
 
     def _progress(self, kind: tuple[str, str]) -> Step:
         def step(record: MachineRecord, at: float) -> None:
             self.sm.event(record, kind, at)
+            if record.status_expires is not None:
+                # PXE boot and the installer's milestones reset MAAS's status timer.
+                record.status_expires = at + self._node_timeout(record)
 
         return step
 
@@ -135,15 +199,6 @@ class DeployFlow:
             self.sm.fail(record, NodeStatus.FAILED_DEPLOYMENT, reason, at)
 
         return step
-
-    def _deploy_timed_out(self, record: MachineRecord, at: float) -> None:
-        if record.status != NodeStatus.DEPLOYING:
-            return
-        minutes = round(record.timings.node_timeout or 0) // 60
-        reason = f"Node operation 'Deploying' timed out after {minutes} minutes."
-        if record.installation is not None:
-            record.installation.end(ScriptStatus.TIMED_OUT, at)
-        self.sm.fail(record, NodeStatus.FAILED_DEPLOYMENT, reason, at)
 
     def _revert_to_allocated(self, record: MachineRecord, at: float) -> None:
         self.sm.supersede(record)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from teuthology_maas.simulator import _describe_config
+from teuthology_maas.simulator._describe_config import DEPLOY_BRIDGE_PARAMS, SET_STORAGE_LAYOUT
 from teuthology_maas.simulator._describe_types import Action, Handler, crud
 
 _COMMENT = ("comment", "String", "Optional. Optional comment for the event log.")
@@ -126,9 +128,11 @@ HANDLERS: tuple[tuple[Handler | None, Handler | None], ...] = (
                             "Optional. Agent name, used when deploy allocates.",
                         ),
                         ("ephemeral_deploy", "Boolean", "Optional. Deploy to memory."),
+                        *DEPLOY_BRIDGE_PARAMS,
                         _COMMENT,
                     ),
                 ),
+                SET_STORAGE_LAYOUT,
                 Action(
                     "release",
                     "POST",
@@ -370,4 +374,5 @@ HANDLERS: tuple[tuple[Handler | None, Handler | None], ...] = (
             "TagsHandler", "Manage all tags known to MAAS.", "tags/", (crud("read", "List tags."),)
         ),
     ),
+    *_describe_config.HANDLERS,
 )

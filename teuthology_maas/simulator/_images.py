@@ -5,21 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from teuthology_maas.simulator import _kernels
 from teuthology_maas.simulator._errors import ApiError, bad_request, form_errors
+from teuthology_maas.simulator._kernels import UBUNTU_VERSIONS
 from teuthology_maas.simulator.inventory import ImageSpec
 
-UBUNTU_VERSIONS: dict[str, str] = {
-    "trusty": "14.04",
-    "xenial": "16.04",
-    "bionic": "18.04",
-    "focal": "20.04",
-    "jammy": "22.04",
-    "noble": "24.04",
-    "oracular": "24.10",
-    "plucky": "25.04",
-    "questing": "25.10",
-    "resolute": "26.04",
-}
 _UBUNTU_POINT_RELEASES = {"focal": "20.04.6", "jammy": "22.04.5", "noble": "24.04.3"}
 _UBUNTU_NAMES = {"focal": "Focal Fossa", "jammy": "Jammy Jellyfish", "noble": "Noble Numbat"}
 
@@ -83,10 +73,15 @@ def format_os_release(values: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def hwe_kernel_for(osystem: str, release: str) -> str | None:
-    if osystem == "ubuntu" and release in UBUNTU_VERSIONS:
-        return f"ga-{UBUNTU_VERSIONS[release]}"
-    return None
+def default_kernels(image: ImageSpec) -> tuple[str, ...]:
+    """The kernels an image offers: its inventory `kernels`, else for a known Ubuntu release
+    the GA and HWE kernels of that release (what a stock MAAS region syncs)."""
+    if image.kernels:
+        return image.kernels
+    if image.osystem == "ubuntu" and image.release in UBUNTU_VERSIONS:
+        version = UBUNTU_VERSIONS[image.release]
+        return (f"ga-{version}", f"hwe-{version}")
+    return ()
 
 
 class ImageCatalog:
@@ -94,6 +89,12 @@ class ImageCatalog:
 
     def __init__(self, images: Sequence[ImageSpec]) -> None:
         self.images = list(images)
+        # One boot resource per image, and per kernel for Ubuntu images as MAAS lists them.
+        self.resources: list[tuple[ImageSpec, str | None]] = [
+            (image, kernel)
+            for image in self.images
+            for kernel in (_listed_kernels(image) or (None,))
+        ]
 
     def releases(self) -> list[tuple[str, str]]:
         return sorted({(i.osystem, i.release) for i in self.images})
@@ -145,6 +146,20 @@ class ImageCatalog:
                 return image
         return None
 
+    def kernels(self, osystem: str, release: str, architecture: str) -> list[str]:
+        """The kernels synced for `<osystem>/<release>` on the machine's architecture (generic
+        platform), in MAAS's order."""
+        arch = architecture.partition("/")[0]
+        return _kernels.ordered(
+            kernel
+            for image, kernel in self.resources
+            if kernel is not None
+            and image.osystem == osystem
+            and image.release == release
+            and image.architecture.partition("/")[0] == arch
+            and not _kernels.parse(kernel).platform
+        )
+
     def check_deployable(
         self, osystem: str, release: str, architecture: str, commissioning_series: str
     ) -> ImageSpec:
@@ -171,18 +186,19 @@ class ImageCatalog:
             )
         if type_filter == "uploaded":
             return []
-        return [self.resource_json(i) for i in range(1, len(self.images) + 1)]
+        return [self.resource_json(i) for i in range(1, len(self.resources) + 1)]
 
     def resource_json(self, resource_id: int) -> dict[str, Any]:
-        image = self.images[resource_id - 1]
-        arch, _, subarch = image.architecture.partition("/")
-        kernel = hwe_kernel_for(image.osystem, image.release)
+        image, kernel = self.resources[resource_id - 1]
+        arch = image.architecture.partition("/")[0]
         architecture = image.architecture
         subarches = list(image.subarches) or ["generic"]
-        if kernel is not None and subarch == "generic":
-            # Ubuntu resources are listed per kernel; generic is among their subarches.
+        if kernel is not None:
+            # Ubuntu resources are listed per kernel; each kernel also serves the generic
+            # subarchitecture and the kernels before it.
             architecture = f"{arch}/{kernel}"
-            subarches = ["generic", kernel, kernel.replace("ga-", "hwe-")]
+            offered = _listed_kernels(image)
+            subarches = ["generic", *offered[: offered.index(kernel) + 1]]
         title = image.title or os_release_for(image).get("PRETTY_NAME", image.name)
         return {
             "id": resource_id,
@@ -194,3 +210,10 @@ class ImageCatalog:
             "subarches": ",".join(subarches),
             "title": title,
         }
+
+
+def _listed_kernels(image: ImageSpec) -> tuple[str, ...]:
+    """Kernels get resources of their own only for images of the generic subarchitecture."""
+    if image.architecture.partition("/")[2] not in ("", "generic"):
+        return ()
+    return tuple(_kernels.ordered(default_kernels(image)))

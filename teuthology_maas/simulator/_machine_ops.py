@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 from teuthology_maas.models import NodeStatus
 from teuthology_maas.simulator import _events as ev
-from teuthology_maas.simulator._collection_ops import (
-    ABORTABLE,
-    RELEASABLE,
-    REMOVED_DEPLOY_OPTIONS,
-    CollectionOps,
-    django_bool,
-    string_bool,
-)
-from teuthology_maas.simulator._errors import ApiError, bad_request, conflict, forbidden
-from teuthology_maas.simulator._images import hwe_kernel_for
+from teuthology_maas.simulator._collection_ops import ABORTABLE, RELEASABLE, CollectionOps
+from teuthology_maas.simulator._deploy_form import allocation_options, check_vm_host_options
+from teuthology_maas.simulator._errors import bad_request, conflict, forbidden, form_errors
+from teuthology_maas.simulator._kernels import KernelError, working_kernel
 from teuthology_maas.simulator._records import MachineRecord
-from teuthology_maas.simulator.forms import Body, Params
-from teuthology_maas.simulator.inventory import WIPE_DISKS_SCRIPT, UserSpec
+from teuthology_maas.simulator._release_form import parse_release
+from teuthology_maas.simulator._storage import layout_params
+from teuthology_maas.simulator.forms import Body
+from teuthology_maas.simulator.inventory import UserSpec
 
 
 class MachineOps(CollectionOps):
@@ -32,32 +27,20 @@ class MachineOps(CollectionOps):
     def deploy(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
         machine = self.for_edit(user, ident)
         form = body.form
+        options = allocation_options(form)
+        check_vm_host_options(options, is_admin=user.is_superuser)
         if machine.status == NodeStatus.READY:
             if machine.owner not in (None, user.username):
                 raise conflict("Can't allocate a machine belonging to another user.")
         elif machine.status != NodeStatus.ALLOCATED:
             raise conflict(f"Can't deploy a machine that is in the '{machine.status.label}' state")
-        for option in REMOVED_DEPLOY_OPTIONS:
-            if string_bool(form, option):
-                raise bad_request(f"Support for {option} allocation parameter has been removed.")
-        ephemeral = string_bool(form, "ephemeral_deploy")
-        string_bool(form, "enable_hw_sync")
         config = self.state.config
         osystem, release = self.state.images.resolve(
             form.get("distro_series") or "",
             default_os=str(config["default_osystem"]),
             default_series=str(config["default_distro_series"]),
         )
-        hwe_kernel = form.get("hwe_kernel") or None
-        if hwe_kernel is not None and not hwe_kernel.startswith(("ga-", "hwe-")):
-            raise ApiError(
-                400,
-                '{"hwe_kernel": ["'
-                + hwe_kernel
-                + " is not available for "
-                + f'{osystem}/{release} on {machine.architecture}."]}}',
-                content_type="application/json; charset=utf-8",
-            )
+        hwe_kernel = self._working_kernel(machine, osystem, release, form.get("hwe_kernel"))
         names = machine.names()
         missing = self.faults.behaviour(
             {"missing_image"}, machine_names=names, user=user.username, image=f"{osystem}/{release}"
@@ -71,14 +54,18 @@ class MachineOps(CollectionOps):
         image = self.state.images.check_deployable(
             osystem, release, machine.architecture, str(config["commissioning_distro_series"])
         )
+        if not options.ephemeral_deploy and (issues := machine.disks.deploy_issues(osystem)):
+            raise form_errors({"storage": issues})
+        if not machine.interfaces.has_address():
+            raise form_errors({"network": ["Node has no address family in common with the server"]})
         # Everything is valid: only now change state (MAAS rolls back a failed request).
         now = self.state.clock.now()
         if machine.status == NodeStatus.READY:
             self.state.allocate(
                 machine,
                 user.username,
-                agent_name=form.get("agent_name") or "",
-                comment=form.get("comment") or "",
+                agent_name=options.agent_name,
+                comment=options.comment,
                 at=now,
             )
         user_data = form.get("user_data")
@@ -91,58 +78,67 @@ class MachineOps(CollectionOps):
             machine,
             user.username,
             image=image,
-            hwe_kernel=hwe_kernel or hwe_kernel_for(osystem, release),
+            hwe_kernel=hwe_kernel,
             user_data=user_data.encode("utf-8") if user_data is not None else None,
-            comment=form.get("comment") or "",
-            ephemeral=ephemeral,
+            comment=options.comment,
+            ephemeral=options.ephemeral_deploy,
             fault=fault,
         )
         return self._render(machine)
 
+    def _working_kernel(
+        self, machine: MachineRecord, osystem: str, release: str, requested: str | None
+    ) -> str | None:
+        """MachineForm.clean: a machine that still has a kernel keeps it unchecked (as after an
+        aborted deployment); otherwise the request is checked against the image's kernels
+        (the commissioning release's for other OSes) and the machine's min_hwe_kernel."""
+        if machine.hwe_kernel:
+            return requested or machine.hwe_kernel
+        if osystem != "ubuntu":
+            osystem, release = "ubuntu", str(self.state.config["commissioning_distro_series"])
+        try:
+            return working_kernel(
+                requested,
+                machine.min_hwe_kernel,
+                available=self.state.images.kernels(osystem, release, machine.architecture),
+                os_release=f"{osystem}/{release}",
+                architecture=machine.architecture,
+            )
+        except KernelError as exc:
+            raise form_errors({"hwe_kernel": [str(exc)]}) from None
+
     def release(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
         machine = self.for_edit(user, ident)
-        form = body.form
+        config = self.state.config
+        request = parse_release(
+            body,
+            self.state.release_scripts,
+            erase_on_release=bool(config.get("enable_disk_erasing_on_release")),
+            secure_default=bool(config.get("disk_erase_with_secure_erase")),
+            quick_default=bool(config.get("disk_erase_with_quick_erase")),
+        )
         if machine.status in (NodeStatus.READY, NodeStatus.RELEASING):
             return self._render(machine)
         if machine.status not in RELEASABLE:
             raise conflict(
                 f"Machine cannot be released in its current state ('{machine.status.label}')."
             )
-        requested = [s.strip() for v in form.getlist("scripts") for s in v.split(",") if s.strip()]
-        unknown = next((s for s in requested if s not in self.state.release_scripts), None)
-        if unknown is not None:
-            # ReleaseForm's `scripts` is a MultipleChoiceField over the region's release
-            # scripts: Django names the first invalid choice.
-            raise ApiError(
-                400,
-                json.dumps(
-                    {
-                        "scripts": [
-                            f"Select a valid choice. {unknown} is not one of the available choices."
-                        ]
-                    }
-                ),
-                content_type="application/json; charset=utf-8",
-            )
-        secure = django_bool(form, "secure_erase")
-        quick = django_bool(form, "quick_erase")
-        erase = django_bool(form, "erase") or secure or quick or WIPE_DISKS_SCRIPT in requested
-        if not erase and self.state.config.get("enable_disk_erasing_on_release"):
-            erase = True
-            secure = bool(self.state.config.get("disk_erase_with_secure_erase"))
-            quick = bool(self.state.config.get("disk_erase_with_quick_erase"))
-        mode = None if not erase else "secure" if secure else "quick" if quick else "full"
-        scripts = tuple(dict.fromkeys(requested))
-        if erase and WIPE_DISKS_SCRIPT not in scripts:
-            scripts += (WIPE_DISKS_SCRIPT,)
         self._start_release(
             machine,
             user,
-            erase_mode=mode,
-            scripts=scripts,
-            script_params=_script_params(form, scripts),
-            form=form,
+            erase_mode=request.erase_mode,
+            scripts=request.scripts,
+            script_params=request.script_params,
+            comment=request.comment,
         )
+        return self._render(machine)
+
+    def set_storage_layout(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
+        machine = self.for_admin(user, ident)
+        if machine.status != NodeStatus.READY:
+            raise conflict("Cannot change the storage layout on a machine that is not Ready.")
+        form = body.form
+        machine.disks.apply(form.get("storage_layout"), layout_params(form.items()))
         return self._render(machine)
 
     def abort(self, user: UserSpec, ident: str, body: Body) -> dict[str, Any]:
@@ -257,14 +253,3 @@ class MachineOps(CollectionOps):
         if self.state.ssh is not None:
             self.state.ssh.cleared(machine.hostname)
         del self.state.machines[machine.system_id]
-
-
-def _script_params(form: Params, scripts: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """Form fields named `<script>_<parameter>` for the scripts that run (MAAS's convention;
-    fields for scripts that do not run are ignored like any extra form field)."""
-    params: dict[str, dict[str, str]] = {}
-    for name, values in form.lists():
-        for script in scripts:
-            if name.startswith(script + "_") and len(name) > len(script) + 1:
-                params.setdefault(script, {})[name[len(script) + 1 :]] = values[-1]
-    return params

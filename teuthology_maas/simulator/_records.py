@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
 from teuthology_maas.models import NodeStatus
+from teuthology_maas.simulator._network import Interfaces
+from teuthology_maas.simulator._storage import Storage
 from teuthology_maas.simulator.inventory import MachineSpec, Timings
 
 # MAAS system_ids: short strings over an alphabet without look-alikes.
@@ -104,6 +107,13 @@ class MachineRecord:
     # The release scripts the last release ran and their parameters ({script: {param: value}}).
     release_scripts: tuple[str, ...] = ()
     release_script_params: dict[str, dict[str, str]] = field(default_factory=dict)
+    min_hwe_kernel: str = ""
+    storage: Storage | None = None
+    nics: Interfaces | None = None
+    # What carries on when someone powers on a machine MAAS cannot power (power_type manual).
+    awaiting_boot: Callable[[float], None] | None = None
+    # When MAAS's status monitor fails the current deployment (MAAS <= 3.5; None: never).
+    status_expires: float | None = None
 
     @classmethod
     def from_spec(
@@ -143,6 +153,9 @@ class MachineRecord:
             mac_address=mac,
             ssh_port=spec.ssh_port,
             timings=defaults.merged(spec.timings, f"machines.{spec.hostname}.timings"),
+            min_hwe_kernel=spec.min_hwe_kernel,
+            storage=Storage.commissioned(index, spec.disks, spec.storage_gb),
+            nics=Interfaces(index, spec.interfaces, mac),
         )
 
     @property
@@ -156,6 +169,16 @@ class MachineRecord:
     @property
     def subarch(self) -> str:
         return self.architecture.split("/", 1)[1] if "/" in self.architecture else "generic"
+
+    @property
+    def disks(self) -> Storage:
+        assert self.storage is not None  # set by from_spec
+        return self.storage
+
+    @property
+    def interfaces(self) -> Interfaces:
+        assert self.nics is not None  # set by from_spec
+        return self.nics
 
     def names(self) -> set[str]:
         return {self.hostname, self.system_id, self.fqdn}

@@ -52,6 +52,13 @@ class ReleaseFlow:
         if scripts:
             duration = self._scripts_duration(record, erase_mode, scripts)
             self._run_scripts(record, now, scripts, duration)
+            if record.power_type == "manual":
+                # MAAS cannot power it on to run the scripts: they wait for someone to boot it.
+                def booted(at: float) -> None:
+                    self._finish(record, at, duration, scripts, kind)
+
+                record.awaiting_boot = booted
+                return
         else:
             self.sm.set_status(record, NodeStatus.RELEASING, now)
             self.sm.event(record, ev.RELEASING, now)

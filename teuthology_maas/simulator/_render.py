@@ -7,6 +7,7 @@ from typing import Any
 
 from teuthology_maas.simulator._events import EventLog
 from teuthology_maas.simulator._records import MachineRecord
+from teuthology_maas.simulator._storage_json import disks_json, groups_json, virtual_json
 
 API_ROOT = "/MAAS/api/2.0/"
 _TEST_STATUS_FIELDS = (
@@ -87,85 +88,14 @@ class Catalog:
         }
 
 
-def _interface(machine: MachineRecord) -> dict[str, Any]:
-    vlan = {
-        "vid": 0,
-        "mtu": 1500,
-        "dhcp_on": True,
-        "external_dhcp": None,
-        "relay_vlan": None,
-        "fabric": "fabric-0",
-        "fabric_id": 0,
-        "primary_rack": "rack01",
-        "secondary_rack": None,
-        "space": "undefined",
-        "id": 5001,
-        "name": "untagged",
-        "resource_uri": f"{API_ROOT}vlans/5001/",
-    }
-    return {
-        "system_id": machine.system_id,
-        "id": machine.index * 10 + 1,
-        "name": "eno1",
-        "type": "physical",
-        "vlan": vlan,
-        "mac_address": machine.mac_address,
-        "parents": [],
-        "children": [],
-        "tags": [],
-        "enabled": True,
-        "links": [{"id": machine.index * 10 + 1, "mode": "auto"}],
-        "params": "",
-        "discovered": None,
-        "effective_mtu": 1500,
-        "vendor": "Intel Corporation",
-        "product": "Ethernet Controller X710",
-        "firmware_version": "8.30",
-        "link_connected": True,
-        "interface_speed": 10000,
-        "link_speed": 10000,
-        "numa_node": 0,
-        "sriov_max_vf": 0,
-        "resource_uri": f"{API_ROOT}nodes/{machine.system_id}/interfaces/{machine.index * 10 + 1}/",
-    }
-
-
-def _block_device(machine: MachineRecord) -> dict[str, Any]:
-    size = int(machine.storage_gb * 1_000_000_000)
-    device_id = machine.index * 10 + 1
-    return {
-        "id": device_id,
-        "system_id": machine.system_id,
-        "name": "sda",
-        "id_path": f"/dev/disk/by-id/wwn-0x5000c500{machine.index:08x}",
-        "path": "/dev/disk/by-dname/sda",
-        "model": "ST1000NM0055",
-        "serial": f"ZBS{machine.index:05d}",
-        "size": size,
-        "block_size": 512,
-        "tags": ["rotary"],
-        "type": "physical",
-        "uuid": None,
-        "storage_pool": None,
-        "available_size": 0,
-        "used_size": size,
-        "used_for": "GPT partitioned with 2 partitions",
-        "partition_table_type": "GPT",
-        "filesystem": None,
-        "partitions": [],
-        "numa_node": 0,
-        "firmware_version": "SN05",
-        "serial_number": f"ZBS{machine.index:05d}",
-        "resource_uri": f"{API_ROOT}nodes/{machine.system_id}/blockdevices/{device_id}/",
-    }
-
-
 def machine_json(
     machine: MachineRecord, catalog: Catalog, events: EventLog, *, loopback_ip: bool
 ) -> dict[str, Any]:
     latest = events.latest_info(machine.system_id)
-    interface = _interface(machine)
-    disk = _block_device(machine)
+    nics = machine.interfaces
+    interfaces = nics.all_json(machine.system_id)
+    storage = machine.disks
+    disks = disks_json(storage, machine.system_id)
     installation = machine.installation
     data: dict[str, Any] = {
         "system_id": machine.system_id,
@@ -184,7 +114,7 @@ def machine_json(
         "status_action": latest.action if latest else None,
         "error_description": machine.error_description,
         "architecture": machine.architecture,
-        "min_hwe_kernel": "",
+        "min_hwe_kernel": machine.min_hwe_kernel,
         "hwe_kernel": machine.hwe_kernel,
         "osystem": machine.osystem,
         "distro_series": machine.distro_series,
@@ -196,26 +126,26 @@ def machine_json(
         "cpu_speed": machine.cpu_speed,
         "memory": machine.memory,
         "swap_size": None,
-        "storage": float(machine.storage_gb * 1000),
+        "storage": storage.total_mb(),
         "tag_names": list(machine.tags),
         "ip_addresses": ["127.0.0.1"]
         if loopback_ip
         else [f"10.0.{machine.index // 250}.{machine.index % 250 + 2}"],
-        "interface_set": [interface],
-        "boot_interface": interface,
+        "interface_set": interfaces,
+        "boot_interface": nics.json(machine.system_id, nics.boot),
         "zone": catalog.zone_json(machine.zone),
         "pool": catalog.pool_json(machine.pool),
         "address_ttl": None,
         "disable_ipv4": False,
         "bios_boot_method": "uefi",
-        "boot_disk": disk,
-        "blockdevice_set": [disk],
-        "physicalblockdevice_set": [disk],
-        "virtualblockdevice_set": [],
-        "volume_groups": [],
+        "boot_disk": disks[0],
+        "blockdevice_set": disks + virtual_json(storage, machine.system_id),
+        "physicalblockdevice_set": disks,
+        "virtualblockdevice_set": virtual_json(storage, machine.system_id),
+        "volume_groups": groups_json(machine.system_id, storage.volume_groups),
         "raids": [],
-        "bcaches": [],
-        "cache_sets": [],
+        "bcaches": groups_json(machine.system_id, storage.bcaches),
+        "cache_sets": groups_json(machine.system_id, storage.cache_sets),
         "special_filesystems": [],
         "default_gateways": {
             "ipv4": {"gateway_ip": None, "link_id": None},

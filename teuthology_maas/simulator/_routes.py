@@ -19,6 +19,7 @@ CURTIN_STATES = frozenset({NodeStatus.DEPLOYING, NodeStatus.DEPLOYED, NodeStatus
 
 def build_resources(sim: Simulator) -> list[Resource]:
     ops = sim.ops
+    interfaces = sim.interface_ops
     state = sim.state
 
     def describe(call: Call) -> Reply:
@@ -116,6 +117,10 @@ def build_resources(sim: Simulator) -> list[Resource]:
         user = call.authed
         return misc.events_query(state, call.query, lambda m: ops.can_view(user, m))
 
+    def interface_delete(call: Call) -> Reply:
+        interfaces.delete(call.authed, call.args[0], call.args[1])
+        return Reply(204, b"", "text/plain")
+
     def nodes_read(call: Call) -> Any:
         ops.state.find(call.args[0])
         return ops.read(call.authed, call.args[0])
@@ -139,6 +144,9 @@ def build_resources(sim: Simulator) -> list[Resource]:
             c.authed, c.args[0], c.body
         ),
         ("POST", "set_owner_data"): lambda c: ops.set_workload_annotations(
+            c.authed, c.args[0], c.body
+        ),
+        ("POST", "set_storage_layout"): lambda c: ops.set_storage_layout(
             c.authed, c.args[0], c.body
         ),
     }
@@ -167,6 +175,27 @@ def build_resources(sim: Simulator) -> list[Resource]:
             {("GET", "is_registered"): is_registered},
         ),
         resource(r"nodes/([^/]+)/", {("GET", None): nodes_read}, machine=True),
+        resource(
+            r"nodes/([^/]+)/interfaces/",
+            {
+                ("GET", None): lambda c: interfaces.read_all(c.authed, c.args[0]),
+                ("POST", "create_bond"): lambda c: interfaces.create_bond(
+                    c.authed, c.args[0], c.body
+                ),
+            },
+            machine=True,
+        ),
+        resource(
+            r"nodes/([^/]+)/interfaces/([^/]+)/",
+            {
+                ("GET", None): lambda c: interfaces.read(c.authed, c.args[0], c.args[1]),
+                ("DELETE", None): interface_delete,
+                ("POST", "link_subnet"): lambda c: interfaces.link_subnet(
+                    c.authed, c.args[0], c.args[1], c.body
+                ),
+            },
+            machine=True,
+        ),
         resource(r"nodes/([^/]+)/results/", {("GET", None): node_results}, machine=True),
         resource(
             r"nodes/([^/]+)/results/([^/]+)/",

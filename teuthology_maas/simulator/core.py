@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from teuthology_maas.models import NodeStatus
+from teuthology_maas.simulator._interface_ops import InterfaceOps
 from teuthology_maas.simulator._machine_ops import MachineOps
 from teuthology_maas.simulator._misc_api import DEFAULT_CONFIG
 from teuthology_maas.simulator._records import MachineRecord
@@ -64,10 +65,12 @@ class Simulator:
             ssh=self.ssh,
             config={**DEFAULT_CONFIG, **self.inventory.config},
             release_scripts=self.inventory.release_scripts,
+            maas_version=self.inventory.maas_version,
         )
         for spec in self.inventory.machines:
             self.state.add(spec)
         self.ops = MachineOps(self.state, self.faults, self.users)
+        self.interface_ops = InterfaceOps(self.ops)
         for record in list(self.state.machines.values()):
             self._resume(record)
         self.request_log: list[RequestRecord] = []
@@ -140,6 +143,16 @@ class Simulator:
         with self.state.lock:
             self.state.settle()
             return [self.state.render(m) for m in self.state.machines.values()]
+
+    def boot(self, ident: str) -> dict[str, Any]:
+        """Power on, as an operator at the console would, a machine MAAS cannot power
+        (power_type manual) that waits in Deploying, Disk erasing or Releasing; the
+        transition then runs on the clock from now. ValueError if it waits for nothing."""
+        with self.state.lock:
+            self.state.settle()
+            record = self.state.find(ident)
+            self.state.boot(record)
+            return self.state.render(record)
 
     def system_id(self, hostname: str) -> str:
         return self.state.find(hostname).system_id

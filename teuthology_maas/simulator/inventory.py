@@ -16,6 +16,18 @@ from typing import Any
 import yaml
 
 from teuthology_maas.models import NodeStatus
+from teuthology_maas.simulator._inventory_parts import (
+    DiskSpec,
+    InterfaceSpec,
+    PartError,
+    as_names,
+    disk_specs,
+    image_specs,
+    interface_specs,
+)
+from teuthology_maas.simulator._inventory_parts import (
+    ImageSpec as ImageSpec,
+)
 
 # Django's random-password alphabet (no look-alikes), as MAAS uses for API keys.
 _KEY_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "iIlLoO01")
@@ -77,8 +89,10 @@ class Timings:
     deploy_failure_at: float = 0.75
     # How long MAAS takes to give up on an unreachable BMC and revert to Allocated.
     bmc_failure: float = 60.0
-    # MAAS's node_timeout: a Deploying machine that never finishes fails after this long.
-    # None keeps a stuck machine in Deploying forever.
+    # A deployment to memory (ephemeral_deploy): no disk to write, so faster.
+    deploying_ephemeral: float = 300.0
+    # MAAS's node_timeout in simulated seconds; None: the region's `node_timeout` config
+    # (minutes, 30 by default). How it fails a deployment depends on maas_version.
     node_timeout: float | None = None
 
     def merged(self, overrides: Mapping[str, Any], where: str) -> Timings:
@@ -102,23 +116,6 @@ class Timings:
                 raise InventoryError(f"{where}.{key}: must be >= 0, got {value!r}")
             values[key] = number
         return replace(self, **values)
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    name: str  # "<os>/<release>"
-    architecture: str  # "<arch>/<subarch>"
-    subarches: tuple[str, ...] = ()
-    title: str = ""
-    os_release: Mapping[str, str] | None = None
-
-    @property
-    def osystem(self) -> str:
-        return self.name.split("/", 1)[0] if "/" in self.name else "custom"
-
-    @property
-    def release(self) -> str:
-        return self.name.split("/", 1)[1] if "/" in self.name else self.name
 
 
 @dataclass(frozen=True)
@@ -146,19 +143,20 @@ class MachineSpec:
     mac_address: str | None = None
     ssh_port: int | None = None
     timings: Mapping[str, Any] = field(default_factory=dict)
+    min_hwe_kernel: str = ""
+    # Physical disks (default: one `sda` of storage_gb) and interfaces (default: one `eno1`).
+    disks: tuple[DiskSpec, ...] = ()
+    interfaces: tuple[InterfaceSpec, ...] = ()
 
 
 _MACHINE_KEYS = {f.name for f in fields(MachineSpec)}
 
 
 def _as_tuple(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(v for v in value.replace(",", " ").split() if v)
-    if isinstance(value, Sequence):
-        return tuple(str(v) for v in value)
-    raise InventoryError(f"{where}: expected a list of names, got {value!r}")
+    try:
+        return as_names(value, where)
+    except PartError as exc:
+        raise InventoryError(str(exc)) from None
 
 
 def parse_status(value: Any, where: str) -> NodeStatus:
@@ -203,37 +201,17 @@ def _machine_spec(raw: Any, index: int) -> MachineSpec:
         raise InventoryError(f"{where}.timings: expected a mapping, got {raw['timings']!r}")
     values["timings"] = dict(raw.get("timings") or {})
     Timings().merged(values["timings"], f"{where}.timings")  # validate early
+    try:
+        values["disks"] = disk_specs(raw.get("disks"), f"{where}.disks")
+        values["interfaces"] = interface_specs(raw.get("interfaces"), f"{where}.interfaces")
+    except PartError as exc:
+        raise InventoryError(str(exc)) from None
+    if values["disks"]:
+        if "storage_gb" in raw:
+            raise InventoryError(f"{where}: give either storage_gb or disks, not both")
+        values["storage_gb"] = sum(d.size_gb for d in values["disks"])
+    values["min_hwe_kernel"] = str(raw.get("min_hwe_kernel") or "")
     return MachineSpec(**values)
-
-
-def _image_specs(raw: Any, index: int) -> list[ImageSpec]:
-    where = f"images[{index}]"
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if not isinstance(raw, Mapping) or not raw.get("name"):
-        raise InventoryError(f"{where}: expected a mapping with a 'name' like 'ubuntu/jammy'")
-    allowed = {"name", "architecture", "architectures", "subarches", "title", "os_release"}
-    unknown = set(raw) - allowed
-    if unknown:
-        raise InventoryError(
-            f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(allowed)}"
-        )
-    arches = _as_tuple(raw.get("architectures"), f"{where}.architectures") or (
-        str(raw.get("architecture") or "amd64/generic"),
-    )
-    os_release = raw.get("os_release")
-    if os_release is not None and not isinstance(os_release, Mapping):
-        raise InventoryError(f"{where}.os_release: expected a mapping, got {os_release!r}")
-    return [
-        ImageSpec(
-            name=str(raw["name"]),
-            architecture=arch if "/" in arch else f"{arch}/generic",
-            subarches=_as_tuple(raw.get("subarches"), f"{where}.subarches"),
-            title=str(raw.get("title") or ""),
-            os_release={str(k): str(v) for k, v in os_release.items()} if os_release else None,
-        )
-        for arch in arches
-    ]
 
 
 def _user_spec(raw: Any, index: int) -> UserSpec:
@@ -309,7 +287,10 @@ class Inventory:
         raw_images = data.get("images")
         if raw_images is None:
             raw_images = [{"name": n, "architecture": a} for n, a in DEFAULT_IMAGES]
-        images = tuple(img for i, raw in enumerate(raw_images) for img in _image_specs(raw, i))
+        try:
+            images = tuple(img for i, raw in enumerate(raw_images) for img in image_specs(raw, i))
+        except PartError as exc:
+            raise InventoryError(str(exc)) from None
         machines = tuple(_machine_spec(m, i) for i, m in enumerate(data.get("machines") or []))
         timings_raw = data.get("timings") or {}
         if not isinstance(timings_raw, Mapping):

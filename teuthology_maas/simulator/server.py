@@ -8,6 +8,8 @@ with keep-alive; it also hands the application the client socket, which is how i
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
 import logging
 import socket
 import threading
@@ -20,7 +22,46 @@ if TYPE_CHECKING:
     from teuthology_maas.simulator.core import Simulator
 
 log = logging.getLogger(__name__)
-_LOOPBACK_PREFIXES = ("127.", "localhost", "::1")
+
+
+def loopback_address(host: str, port: int) -> tuple[socket.AddressFamily, str]:
+    """The family and address to bind for `host`: the name is resolved and every address it
+    resolves to must be loopback (a name is not trusted for what it looks like:
+    `127.attacker.example.com` may resolve anywhere). ValueError otherwise."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ValueError(
+            f"the simulator only listens on loopback addresses (127.0.0.0/8, ::1); "
+            f"{host!r} does not resolve ({exc})"
+        ) from None
+    found = [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
+    outside = [a for _, a in found if not ipaddress.ip_address(a.split("%", 1)[0]).is_loopback]
+    if not found or outside:
+        raise ValueError(
+            f"the simulator only listens on loopback addresses (127.0.0.0/8, ::1), not "
+            f"{host!r} (it resolves to {', '.join(dict.fromkeys(outside)) or 'nothing'})"
+        )
+    return found[0]
+
+
+def _listening_socket(family: socket.AddressFamily, address: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        hint = (
+            "; the port is in use: stop what uses it, or choose another port (0: any free one)"
+            if exc.errno == errno.EADDRINUSE
+            else ""
+        )
+        raise OSError(
+            exc.errno, f"the simulator cannot listen on {address} port {port}: {exc.strerror}{hint}"
+        ) from None
+    return sock
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -54,17 +95,25 @@ class ServerHandle:
     """A running simulator server; `stop()` (or leaving the `with` block) shuts it down."""
 
     def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
-        if not host.startswith(_LOOPBACK_PREFIXES):
-            raise ValueError(
-                f"the simulator only listens on loopback addresses (127.0.0.0/8), not {host!r}"
-            )
+        family, address = loopback_address(host, port)
         self.sim = sim
-        self._server: BaseWSGIServer = make_server(
-            host, port, sim.app, threaded=True, request_handler=_QuietHandler
-        )
+        # Bound here, on the address checked above (not by name again), so that a busy port
+        # is an OSError rather than Werkzeug's SystemExit.
+        listening = _listening_socket(family, address, port)
+        try:
+            self._server: BaseWSGIServer = make_server(
+                address,
+                port,
+                sim.app,
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=listening.fileno(),
+            )
+        finally:
+            listening.close()  # Werkzeug serves a duplicate of it
         self._server.connections = set()  # type: ignore[attr-defined]
-        self.host = host
-        self.port = int(self._server.server_port)
+        self.host = f"[{address}]" if family == socket.AF_INET6 else address
+        self.port = int(self._server.port)
         self._stopped = threading.Event()
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -38,6 +38,16 @@ from teuthology_maas.simulator.ssh_backing import SshBacking
 Step = Callable[[MachineRecord, float], None]
 
 
+def version_tuple(text: str) -> tuple[int, ...]:
+    """`3.5.4` or `3.6.0~beta2` -> (3, 5, 4) / (3, 6, 0); unparsable parts end the tuple."""
+    numbers: list[int] = []
+    for part in text.split("~", 1)[0].split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
+
+
 @dataclass(order=True)
 class _Scheduled:
     due: float
@@ -57,8 +67,12 @@ class StateMachine:
         ssh: SshBacking | None,
         config: dict[str, Any],
         release_scripts: Iterable[str] = (WIPE_DISKS_SCRIPT,),
+        maas_version: str = "3.5.4",
     ) -> None:
         self.clock = clock
+        self.maas_version = version_tuple(maas_version)
+        # MAAS 3.6 moved deployments into a workflow with its own timeout.
+        self.workflow_deploys = self.maas_version >= (3, 6)
         self.release_scripts = tuple(release_scripts)
         self.timings = timings
         self.images = ImageCatalog(list(images))
@@ -209,6 +223,19 @@ class StateMachine:
     def supersede(self, record: MachineRecord) -> None:
         """Cancel whatever asynchronous steps the machine still had scheduled."""
         record.generation += 1
+        record.awaiting_boot = None
+        record.status_expires = None
+
+    def boot(self, record: MachineRecord) -> None:
+        """Someone powered on a machine MAAS cannot power: what waited for it carries on."""
+        waiting = record.awaiting_boot
+        if waiting is None:
+            raise ValueError(
+                f"{record.hostname} is not waiting to be powered on "
+                f"(status {record.status.label}, power_type {record.power_type})"
+            )
+        record.awaiting_boot = None
+        waiting(self.clock.now())
 
     def fail(self, record: MachineRecord, status: NodeStatus, reason: str, at: float) -> None:
         self.supersede(record)

@@ -2,7 +2,7 @@
 
 With `ssh_root`, the simulator writes what a login would find on each deployed node:
 authorized_keys, boot-finished (the cloud-init sentinel) and os-release.
-`verify_ssh_from_files` checks those as `_verify.verify_ssh` checks a real node, for runs of
+`verify_ssh_from_files` checks those as `node.ssh.verify_ssh` checks a real node, for runs of
 hundreds of nodes where an sshd per node would cost more than the run (the fault matrix, the
 soak).
 """

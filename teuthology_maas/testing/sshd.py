@@ -6,7 +6,9 @@ key, config and pid file, logging in the current user only. Its authorized_keys 
 user_data, so a login works exactly when the key injected through user_data is right. A
 ForceCommand wrapper serves `<ssh_root>/<hostname>/os-release` for `/etc/os-release` (and
 `/usr/lib/os-release`) and `<ssh_root>/<hostname>/boot-finished` for cloud-init's sentinel;
-everything else runs on this host as is.
+everything else runs on this host as is, or, for a fleet started with `sandbox=True`, inside
+the node's own mount namespace (teuthology_maas.testing.node_command), so that a teuthology job's
+commands never change the host.
 
 The fleet writes an ssh_config that maps `<hostname>` and `<hostname>.<any domain>` to the
 right port, user and key: point the library's `maas.ssh_config` at it. Servers are stopped by
@@ -19,30 +21,27 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import getpass
 import os
-import shlex
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from teuthology_maas.testing.node_command import check_sandbox_supported, node_command
+from teuthology_maas.testing.ports import LOOPBACK, free_port, loopback_listening
+from teuthology_maas.testing.processes import descendants, die_with_parent, end_processes
+
 __all__ = ["SSHD_PATH", "KeyPair", "MachineSSHD", "SSHDFleet", "free_port"]
 
 SSHD_PATH = "/usr/sbin/sshd"
-LOOPBACK = "127.0.0.1"
-OS_RELEASE = "/etc/os-release"
-OS_RELEASE_FALLBACK = "/usr/lib/os-release"  # where os-release(5) says to look next
-BOOT_FINISHED = "/var/lib/cloud/instance/boot-finished"
 _PRIVSEP_DIR = Path("/run/sshd")  # compiled into Debian's sshd; needed when it runs as root
 
 _running: set[MachineSSHD] = set()
@@ -57,34 +56,6 @@ def _stop_all_at_exit() -> None:
 
 
 atexit.register(_stop_all_at_exit)
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nothing listens on right now (the caller retries if it is taken meanwhile)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec hook asking Linux to SIGTERM sshd when the process that started it dies, so
-    a killed test run leaves no servers behind. Only from the main thread: the signal follows
-    the starting thread, and a worker thread may end long before the servers should."""
-    if not sys.platform.startswith("linux") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-    return hook
 
 
 def _ssh_keygen(path: Path, comment: str) -> None:
@@ -119,31 +90,18 @@ def _quote_config(value: str | Path) -> str:
     return '"' + str(value).replace('"', '\\"') + '"'
 
 
-def _wrapper_script(machine_dir: Path) -> str:
-    directory = shlex.quote(str(machine_dir))
-    return f"""#!/bin/bash
-# ForceCommand of a simulated machine: the files a provisioner checks on a deployed node are
-# served from this machine's directory; any other command runs unchanged.
-machine_dir={directory}
-command=${{SSH_ORIGINAL_COMMAND-}}
-if [ -z "$command" ]; then exec /bin/bash -l; fi
-command=${{command//"{OS_RELEASE}"/"$machine_dir/os-release"}}
-command=${{command//"{OS_RELEASE_FALLBACK}"/"$machine_dir/os-release"}}
-command=${{command//"{BOOT_FINISHED}"/"$machine_dir/boot-finished"}}
-exec /bin/bash -c "$command"
-"""
-
-
 class MachineSSHD:
     """One sshd serving one simulated machine on 127.0.0.1:`port`."""
 
     def __init__(
-        self, hostname: str, machine_dir: Path, workdir: Path, *, user: str, port: int | None = None
+        self, hostname: str, machine_dir: Path, workdir: Path, *, user: str,
+        port: int | None = None, sandbox: bool = False,
     ) -> None:
         self.hostname = hostname
         self.machine_dir = Path(machine_dir)
         self.workdir = Path(workdir)
         self.user = user
+        self.sandbox = sandbox
         self.port = port or free_port()
         self._fixed_port = port is not None
         self._process: subprocess.Popen[bytes] | None = None
@@ -167,7 +125,9 @@ class MachineSSHD:
         if not host_key.exists():
             _ssh_keygen(host_key, f"host-key-{self.hostname}")
         wrapper = self.workdir / "node-command"
-        wrapper.write_text(_wrapper_script(self.machine_dir), encoding="utf-8")
+        wrapper.write_text(
+            node_command(self.machine_dir, self.workdir, sandbox=self.sandbox), encoding="utf-8"
+        )
         wrapper.chmod(0o755)
         config = self.workdir / "sshd_config"
         lines = {
@@ -217,7 +177,7 @@ class MachineSSHD:
                     stdout=log,
                     stderr=log,
                     start_new_session=True,  # its own group: stop() also ends login sessions
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
                 )
             with _running_lock:
                 _running.add(self)
@@ -239,21 +199,30 @@ class MachineSSHD:
         while time.monotonic() < deadline:
             if not self.running:
                 return False
-            try:
-                with socket.create_connection((LOOPBACK, self.port), timeout=1.0):
-                    return True
-            except OSError:
-                time.sleep(0.02)
+            # read the socket table rather than connect: a probe connection would make sshd
+            # fork a session that outlives a stop() right after start()
+            state = loopback_listening(self.port)
+            if state:
+                return True
+            if state is None:
+                try:
+                    with socket.create_connection((LOOPBACK, self.port), timeout=1.0):
+                        return True
+                except OSError:
+                    pass
+            time.sleep(0.02)
         return False
 
     def stop(self, *, timeout: float = 5.0) -> None:
-        """Stop sshd and any login sessions it spawned. Idempotent."""
+        """Stop sshd and any sessions it spawned (each in a session of its own, so ended by
+        PID, not by the process group). Idempotent."""
         process = self._process
         with _running_lock:
             _running.discard(self)
         if process is None:
             return
         self._process = None
+        sessions = descendants(process.pid)
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -263,6 +232,7 @@ class MachineSSHD:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=timeout)
+        end_processes(sessions, grace=timeout)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -280,7 +250,11 @@ class SSHDFleet:
         workdir: Path | str | None = None,
         keypair: KeyPair | None = None,
         user: str | None = None,
+        sandbox: bool = False,
     ) -> None:
+        if sandbox:
+            check_sandbox_supported()
+        self.sandbox = sandbox
         self.ssh_root = Path(ssh_root)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="teuthology-maas-sshd-"))
@@ -294,7 +268,8 @@ class SSHDFleet:
         if hostname in self.servers:
             return self.servers[hostname]
         server = MachineSSHD(
-            hostname, self.ssh_root / hostname, self.workdir / "machines" / hostname, user=self.user
+            hostname, self.ssh_root / hostname, self.workdir / "machines" / hostname,
+            user=self.user, sandbox=self.sandbox,
         )
         self.servers[hostname] = server
         return server
@@ -308,12 +283,14 @@ class SSHDFleet:
         workdir: Path | str | None = None,
         keypair: KeyPair | None = None,
         user: str | None = None,
+        sandbox: bool = False,
     ) -> SSHDFleet:
-        """A fleet whose servers all listen already."""
-        fleet = cls(hostnames, ssh_root, workdir=workdir, keypair=keypair, user=user)
+        """A fleet whose servers all listen already (sandboxed: see testing.node_command)."""
+        fleet = cls(hostnames, ssh_root, workdir=workdir, keypair=keypair, user=user,
+                    sandbox=sandbox)
         try:
             fleet.start()
-        except BaseException:
+        except BaseException:  # any way out: stop the servers already started, then re-raise
             fleet.stop()
             raise
         return fleet

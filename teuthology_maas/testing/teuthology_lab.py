@@ -41,9 +41,14 @@ from typing import IO, Any
 
 import yaml
 
+from teuthology_maas.testing.processes import end_processes, marked_processes
+
 MODES = ("activation", "in-tree")
 VENV_BIN = Path(sys.executable).parent
 KEYSCAN_CONFIG_ENV = "TEUTHOLOGY_MAAS_LAB_SSH_CONFIG"
+# Set to the lab's root in every process the lab starts, and inherited by theirs (dispatcher,
+# supervisors, jobs): how `processes()` finds them once they have detached.
+LAB_MARKER_ENV = "TEUTHOLOGY_MAAS_LAB"
 
 PORT_SITECUSTOMIZE = '''\
 """TEST-ONLY (teuthology_maas.testing.teuthology_lab): make teuthology's SSH connect honour
@@ -79,9 +84,16 @@ def _patch(module):
         if port and _SSHClient is None:
             import paramiko
 
+            name = user_at_host.rsplit("@", 1)[-1]
+
             class PortClient(paramiko.SSHClient):
                 def connect(self, hostname, *args, **kwargs):
                     kwargs["port"] = port
+                    # teuthology registered the job's host key under the node's name;
+                    # paramiko looks it up under "[HostName]:Port" for a non-22 port
+                    known = self.get_host_keys()
+                    for keytype, key in (known.lookup(name) or {}).items():
+                        known.add(f"[{hostname}]:{port}", keytype, key)
                     return super().connect(hostname, *args, **kwargs)
 
             _SSHClient = PortClient
@@ -240,8 +252,10 @@ class TeuthologyLab:
         home.mkdir(parents=True, exist_ok=True)
         document: dict[str, Any] = {
             "lab_domain": lab_domain,
-            "lock_server": lock_server,
-            "results_server": lock_server,
+            # no trailing slash: teuthology builds f"{results_server}/runs/...", and paddles
+            # behind gunicorn answers the resulting "//runs/" with 404
+            "lock_server": lock_server.rstrip("/"),
+            "results_server": lock_server.rstrip("/"),
             "archive_base": str(root / "archive"),
             "reserve_machines": 0,
             "verify_host_keys": False,
@@ -269,6 +283,7 @@ class TeuthologyLab:
             PATH=os.pathsep.join([str(support.bin), str(VENV_BIN), "/usr/bin", "/bin"]),
         )
         env[KEYSCAN_CONFIG_ENV] = str(ssh_config)
+        env[LAB_MARKER_ENV] = str(root.resolve())
         return cls(root, config_path, env, lab_domain)
 
     def fqdn(self, hostname: str) -> str:
@@ -297,6 +312,17 @@ class TeuthologyLab:
               ) -> subprocess.Popen[str]:
         return subprocess.Popen(list(argv), env=self.env, cwd=self.root, stdout=stdout,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+    def processes(self) -> list[int]:
+        """PIDs of the processes this lab started that still run, however detached."""
+        return marked_processes(LAB_MARKER_ENV, self.env[LAB_MARKER_ENV])
+
+    def end_processes(self, *, grace: float = 10.0) -> list[int]:
+        """End every process of this lab, by PID (SIGTERM, then SIGKILL after `grace`);
+        returns the PIDs it found."""
+        found = self.processes()
+        end_processes(found, grace=grace)
+        return found
 
     def _run(self, argv: list[str], timeout: float) -> Finished:
         done = subprocess.run(argv, env=self.env, cwd=self.root, capture_output=True,

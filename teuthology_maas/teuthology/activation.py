@@ -64,7 +64,7 @@ def config_allows() -> bool:
 
         section = config.get("maas") or {}
         value = section.get("activate") if isinstance(section, dict) else None
-    except Exception:
+    except Exception:  # teuthology's config failing in any way must not decide for us: on
         return True
     if value is None:
         return True
@@ -127,7 +127,7 @@ def _adapter() -> ModuleType | None:
     global _broken_adapter_reported
     try:
         from teuthology_maas.teuthology import adapter
-    except Exception:
+    except Exception:  # a broken install fails in any way; teuthology's own code answers
         if not _broken_adapter_reported:
             _broken_adapter_reported = True
             _log().error(
@@ -172,7 +172,7 @@ def patch_module(module: ModuleType) -> bool:
         if originals:
             setattr(module, MARKER, {"originals": originals})
         return True
-    except Exception:
+    except Exception:  # whatever went wrong, teuthology itself must keep working
         _log().warning("teuthology_maas activation failed; teuthology's own MAAS code stays in "
                     "use", exc_info=True)
         return False
@@ -192,11 +192,6 @@ def install() -> None:
         sys.meta_path.insert(0, MaasActivationFinder())
     except Exception:  # start-up must survive anything
         pass
-
-
-def uninstall() -> None:
-    """Remove the finder (tests; an already patched module stays patched)."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, MaasActivationFinder)]
 
 
 install()

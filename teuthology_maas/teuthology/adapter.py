@@ -32,10 +32,10 @@ from typing import Any
 from teuthology import misc
 from teuthology.config import config as teuthology_config
 
+from teuthology_maas import names
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
-from teuthology_maas.maas.client import MaasClient
-from teuthology_maas.node.actions import sentence
+from teuthology_maas.node.forensics import sentence
 from teuthology_maas.node.ownership import Authority, LockHolder
 from teuthology_maas.node.provisioner import MaasProvisioner, default_owner
 from teuthology_maas.teuthology import lifetime
@@ -124,12 +124,13 @@ class MAAS:
     """Reimage bare-metal machines with https://maas.io through teuthology_maas."""
 
     def __init__(self, name: str, os_type: str = "ubuntu", os_version: str = "22.04") -> None:
+        # Job input, checked whole before teuthology's helpers or MAAS see it.
+        names.parse_node_name(name)
+        self.os_type, self.os_version = names.check_os(os_type or "ubuntu", os_version or "22.04")
         # Paddles names nodes by FQDN; MAAS by short hostname. teuthology's own helpers
         # agree with the rest of teuthology on what lab_domain does to a name.
         self.name = misc.canonicalize_hostname(name, user=None)
         self.shortname = misc.decanonicalize_hostname(self.name)
-        self.os_type = os_type or "ubuntu"
-        self.os_version = str(os_version) if os_version else "22.04"
         self.log = log.getChild(self.shortname)
 
     def __repr__(self) -> str:
@@ -138,10 +139,10 @@ class MAAS:
     def provisioner(
         self, config: MaasConfig | None = None, *, lock: LockHolder | None = None
     ) -> MaasProvisioner:
-        cfg = config or load_config()
+        # The process's Endpoint for the config (endpoint_for): one client, poller ... per MAAS.
         run, job = _run_and_job(lock.description if lock is not None else None)
         return MaasProvisioner(
-            self.name, self.os_type, self.os_version, config=cfg, client=_client_for(cfg),
+            self.name, self.os_type, self.os_version, config=config or load_config(),
             owner=lock.locked_by if lock is not None else default_owner(),
             run_name=run, job_id=job, lock=lock,
         )  # fmt: skip
@@ -155,8 +156,13 @@ class MAAS:
         holder = _holder(_lock_record(self.name, cfg))
         provisioner = self.provisioner(cfg, lock=holder)
         started = time.monotonic()
-        self.log.info("Reimaging %s with %s %s through MAAS%s", self.name, self.os_type,
-                      self.os_version, f" for {holder.describe()}" if holder else "")
+        # These wordings ("Reimaging ...", "Reimaged ... in N s", "... failed after") are read
+        # from supervisors' logs (testing.dispatcher_lab, demo --suite): keep them.
+        self.log.info("Reimaging %s with %s %s through MAAS", self.name, self.os_type,
+                      self.os_version)
+        if holder is not None:
+            self.log.info("%s is locked in paddles by %s: the deployment is stamped with that "
+                          "lock", self.name, holder.describe())
         try:
             with lifetime.hosting():
                 provisioner.create()
@@ -217,22 +223,6 @@ def _run_and_job(description: str | None) -> tuple[str | None, str | None]:
     if len(parts) >= 2 and parts[-1].isdigit():
         return parts[-2], parts[-1]
     return None, None
-
-
-_clients: dict[tuple[Any, ...], MaasClient] = {}
-_clients_lock = threading.Lock()
-
-
-def _client_for(cfg: MaasConfig) -> MaasClient:
-    """One MaasClient (one HTTP session, one whoami) per MAAS endpoint and key per process,
-    shared by every node teuthology reimages in parallel; a changed config gets a new one."""
-    key = (cfg.api_url, cfg.api_key.consumer_key, cfg.api_key.token_key,
-           cfg.api_key.token_secret, cfg.verify, cfg.http_timeout, cfg.max_concurrent_actions)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = MaasClient.from_config(cfg)
-        return client
 
 
 # -- paddles ----------------------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""`maas: api_url`: normalised to the API root, and refused where the signed requests (every
+one carries the API key's token secret) must never go: link-local addresses and the cloud
+instance-metadata services. No DNS here (configuration never touches the network); the
+address actually connected to is checked again by the transport (maas/deadline.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from teuthology_maas.config_values import Shown, fail
+
+API_SUFFIX = "api/2.0/"
+
+
+# Cloud instance-metadata services: the signed Authorization header must never reach them.
+METADATA_HOSTS = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata.azure.com",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+METADATA_ADDRESSES = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, Oracle ...
+        ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
+        ipaddress.ip_address("fd00:ec2::254"),  # AWS IMDS over IPv6
+        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    }
+)
+
+
+def forbidden_address(host: str) -> str | None:
+    """Why `host` (an address literal or a name) must not receive the API key, or None."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name in METADATA_HOSTS:
+        return "a cloud metadata service name"
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata service address"
+    if address.is_link_local:
+        return "a link-local address"
+    return None
+
+
+def normalize_api_url(value: Any, *, key: str = "api_url") -> str:
+    """`http://host:5240/MAAS`, `.../MAAS/`, `.../MAAS/api/2.0` and `.../MAAS/api/2.0/` all
+    become `http://host:5240/MAAS/api/2.0/`; repeated slashes in the path collapse to one."""
+    if not isinstance(value, str) or not value.strip():
+        raise fail(key, value, "the MAAS URL, e.g. http://maas.example.com:5240/MAAS/")
+    raw = value.strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fail(
+            key, value, "an http:// or https:// URL with a host, e.g. http://maas:5240/MAAS/"
+        )
+    if parts.username or parts.password:
+        raise fail(key, Shown("a URL with credentials (not shown)"), "a URL without user:password")
+    if parts.query or parts.fragment:
+        raise fail(key, value, "a URL without ?query or #fragment")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise fail(key, value, "a URL with a numeric port") from None
+    forbidden = forbidden_address(parts.hostname)
+    if forbidden is not None:
+        raise fail(
+            key,
+            value,
+            f"the MAAS region's address, not {forbidden} (every request carries the API key)",
+        )
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) >= 2 and segments[-2] == "api":
+        if segments[-1] != "2.0":
+            raise fail(key, value, "the MAAS API version 2.0 (…/api/2.0/)")
+        segments = segments[:-2]
+    path = "/" + "".join(f"{s}/" for s in segments) + API_SUFFIX
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
