@@ -4,6 +4,7 @@ takeover does to the attempt it replaces."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 from tests.fixtures_reliability import attempt, posts
@@ -112,3 +113,21 @@ def test_a_takeover_claims_first_and_the_attempt_taken_over_stops_at_once(fault_
     assert machine["owner_data"][TOKEN_KEY] == token
     second.release()
 
+
+def test_an_operators_abort_whose_answer_is_lost_is_resolved_from_its_request_tag(fault_lab):
+    """A caller that makes no deployment (here an operator's abort) names its requests with a
+    request tag; MAAS applies an abort asynchronously, so after a 503 from the proxy in front
+    of it, MAAS's events (our tag on the newest abort) say it went through: sent once."""
+    lab = fault_lab
+    lab.sim.faults.add("deploy_stuck", machine=NODE)
+    lab.proxy.add("gateway_after", method="POST", op="abort", status=503)
+    operator = MaasProvisioner(NODE, config=lab.config(), client=lab.client(), owner="op@desk")
+    thread = when_deploying(lab, lambda: operator.abort(authority=Authority(operator=True)))
+    error = attempt(lab.provisioner(NODE, config=lab.config(deploy_timeout=30)).create)
+    thread.join()
+    assert isinstance(error, DeploymentFailed) and "aborted by" in str(error), error
+    (sent,) = posts(lab.sim, "abort")
+    comment = sent.param("comment") or ""
+    assert comment.startswith("teuthology-maas abort for op@desk [request "), comment
+    assert f" {os.getpid()}@" in comment
+    assert lab.status(NODE) == "Ready"

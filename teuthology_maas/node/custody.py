@@ -47,7 +47,9 @@ class Custody:
         self.username = username
         # Who the actions are for (teuthology owner, run, job): goes into MAAS's event log.
         self.actor = actor or username
-        self.tag = tag  # our create() attempt, when we are one
+        # Named in every comment: our create() attempt's deployment tag, or (any other
+        # caller) a request tag, so that MAAS's events tell our requests from everyone else's.
+        self.tag = tag
         self.deployment = deployment  # the token we may act on
         self.attempt = attempt
         self.system_id = machine.system_id
@@ -90,7 +92,7 @@ class Custody:
             return Holder(stamp=stamp)
         if machine.owner != self.username or machine.status in FREE:
             return Holder()
-        if machine is self._acquired and self.tag is not None:
+        if machine is self._acquired and self.own is not None:
             return Holder(acquired=self.tag)
         key = (machine.status, machine.owner)
         if self._events_for != key:

@@ -383,6 +383,6 @@ class MaasProvisioner:
             username,
             machine,
             actor=f"{self.owner}{run}{job}",
-            tag=tag,
+            tag=tag if tag is not None else Tag.request(),
             attempt=attempt,
         )
