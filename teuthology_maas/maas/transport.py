@@ -12,7 +12,6 @@ Authorization header. Logs name the method, path, op, status and elapsed time, n
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import threading
 import time
@@ -20,12 +19,12 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import requests
 from requests_oauthlib import OAuth1
 
 from teuthology_maas import waits
+from teuthology_maas.api_url import warn_if_plaintext
 from teuthology_maas.errors import (
     MaasError,
     MaasOutcomeUnknown,
@@ -102,39 +101,6 @@ class _Failure:
     reason: str
     sent: bool  # the request may have reached MAAS
     trouble: str = Reason.OTHER  # the reason in a few words, for progress displays
-
-
-_plaintext_warned: set[str] = set()
-_plaintext_lock = threading.Lock()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def warn_if_plaintext(base_url: str) -> None:
-    """Once per process and URL: plain http:// to another host sends the signature (the token
-    secret itself, with PLAINTEXT signing) in clear text."""
-    parts = urlsplit(base_url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "http" or _is_loopback(host):
-        return
-    with _plaintext_lock:
-        if base_url in _plaintext_warned:
-            return
-        _plaintext_warned.add(base_url)
-    log.warning(
-        "maas: api_url %s is plain http:// to %s: every request carries the API key's token "
-        "secret in clear text (PLAINTEXT OAuth); use https:// unless the network path is "
-        "trusted",
-        base_url,
-        host,
-    )
 
 
 class Transport:
