@@ -182,7 +182,10 @@ def test_unlock_by_someone_who_does_not_hold_the_lock_leaves_maas_alone(mode, e2
     assert (lab.status("smithi001"), lab.machine("smithi001")["owner"]) == (
         "Deployed", "teuthology")
     assert lab.paddles.node(lab.fqdn("smithi001"))["locked_by"] == OWNER
-    assert f"NOT releasing {lab.fqdn('smithi001')} in MAAS: paddles shows" in done.stderr, done
+    assert f"NOT releasing {lab.fqdn('smithi001')} in MAAS: paddles will refuse this unlock" in (
+        done.stderr
+    ), done
+    assert "locked_by values must match" in done.stderr, done
 
 
 def test_reimage_of_a_held_deployed_node_with_another_os(mode, e2e_lab):
@@ -202,6 +205,36 @@ def test_reimage_of_a_held_deployed_node_with_another_os(mode, e2e_lab):
     node = lab.paddles.node(lab.fqdn("smithi001"))
     assert (node["locked_by"], node["os_type"]) == (OWNER, "rocky")
     assert node["os_version"].startswith("9.")  # from the node's /etc/os-release, over SSH
+
+
+UNLOCK_ONE = """
+import json, sys
+from teuthology.lock import ops
+print(json.dumps({"unlocked": ops.unlock_one(sys.argv[1], sys.argv[2], sys.argv[3])}))
+"""
+
+
+def test_unlock_with_another_jobs_description_leaves_maas_alone(mode, e2e_lab):
+    """Scheduled jobs share one locked_by; only the description (the job's archive path) tells
+    them apart. A finished job's teardown unlocking a node that another job of the same owner
+    holds now (`unlock_one(name, owner, its own archive)`): paddles refuses ("description
+    values must match"), so MAAS must not have released the node first."""
+    lab = e2e_lab(mode, machines=1, machine_fields={"smithi001": {
+        "status": "deployed", "owner": "teuthology", "osystem": "ubuntu",
+        "distro_series": "jammy"}})
+    lab.lock_in_paddles("smithi001", description=f"/archive/{OWNER}-run/2")
+    erase_flags = release_erase_flags(lab)
+    done = lab.lab.run("python", "-c", UNLOCK_ONE, lab.fqdn("smithi001"), OWNER,
+                       f"/archive/{OWNER}-run/1")
+    assert done.returncode == 0, done
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"unlocked": False}
+    assert erase_flags() == []
+    assert [r.op for r in lab.sim.requests(method="POST")] == []
+    assert lab.status("smithi001") == "Deployed"
+    node = lab.paddles.node(lab.fqdn("smithi001"))
+    assert (node["locked"], node["description"]) == (True, f"/archive/{OWNER}-run/2")
+    assert "description values must match" in done.stderr, done
+    assert f"NOT releasing {lab.fqdn('smithi001')} in MAAS" in done.stderr, done
 
 
 SUPERVISOR_REIMAGE = """
@@ -289,7 +322,13 @@ from teuthology.lock import ops
 fqdn = sys.argv[1]
 ctx = argparse.Namespace(os_type="ubuntu", os_version="22.04", config={})
 reimage = gevent.spawn(provision.reimage, ctx, fqdn, "smithi")
-gevent.sleep(1.0)  # the deployment is stuck in Deploying by an injected fault
+from teuthology_maas.endpoint import endpoint_for
+from teuthology_maas.teuthology import adapter
+client = endpoint_for(adapter.load_config()).client
+for _ in range(600):  # the deployment is stuck in Deploying by an injected fault
+    gevent.sleep(0.05)
+    if [m for m in client.list_machines(hostname=fqdn.split(".")[0]) if m.status == 9]:
+        break
 ops.stop_node(fqdn, {"machine_type": "smithi"})
 reimage.join(timeout=60)
 print(json.dumps({"reimage_finished": reimage.dead}))

@@ -26,17 +26,20 @@ from teuthology_maas.testing.fast_timings import FAST_TIMINGS
 NODE = "smithi001"
 REPO = Path(__file__).resolve().parent.parent
 
-# The child is a teuthology-like process: it builds the provisioner from a config and reimages.
+# The child is a teuthology-like process: it builds the provisioner from a config and reimages,
+# as the host of its own lifetime (what the teuthology adapter and the CLI do).
 CHILD = """
 import json, sys
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.node.provisioner import MaasProvisioner
+from teuthology_maas.teuthology import lifetime
 
 config = MaasConfig.from_mapping(json.loads(sys.argv[1]))
 provisioner = MaasProvisioner(sys.argv[2], "ubuntu", "22.04", config=config)
 print("started", flush=True)
 try:
-    provisioner.create()
+    with lifetime.hosting():
+        provisioner.create()
     print("created", flush=True)
 except BaseException as exc:
     print(f"raised {type(exc).__name__}: {exc}", flush=True)

@@ -164,7 +164,9 @@ def test_a_machine_already_allocated_to_us_is_released_for_its_layout(lab_factor
     since = lab.mark()
     lab.provisioner().create()
     ops = [op for _, op, _ in changes(lab, since)]
-    assert ops == ["release", "set_storage_layout", "allocate", "set_owner_data", "deploy", "lock"]
+    # claimed (our token stamped) before anything else; stamped again after the re-allocation
+    assert ops == ["set_owner_data", "release", "set_storage_layout", "allocate",
+                   "set_owner_data", "deploy", "lock"]
     state = lab.state("smithi001")
     assert state["status_name"] == "Deployed"
     assert state["owner_data"]["agent"] == "teuthology-maas"  # stamped after the re-allocation

@@ -26,13 +26,16 @@ import gevent
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
 from teuthology_maas.node.provisioner import MaasProvisioner
+from teuthology_maas.teuthology import lifetime
 
 config = MaasConfig.from_mapping(json.loads(sys.argv[1]))
 outcomes = {}
 
 def reimage(name):
     try:
-        MaasProvisioner(name, "ubuntu", "22.04", config=config).create()
+        # The host owns the process's lifetime, as the teuthology adapter does.
+        with lifetime.hosting():
+            MaasProvisioner(name, "ubuntu", "22.04", config=config).create()
         outcomes[name] = "deployed"
     except MaasError as exc:
         outcomes[name] = f"failed: {exc}"

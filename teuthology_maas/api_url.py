@@ -1,18 +1,26 @@
 """`maas: api_url`: normalised to the API root, and refused where the signed requests (every
 one carries the API key's token secret) must never go: link-local addresses and the cloud
 instance-metadata services. No DNS here (configuration never touches the network); the
-address actually connected to is checked again by the transport (maas/deadline.py).
+address actually connected to is checked again by the transport (maas/deadline.py). Plain
+http:// to another host is allowed, with a warning once per process (`warn_if_plaintext`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from teuthology_maas.config_values import Shown, fail
 
 API_SUFFIX = "api/2.0/"
+
+# The warning is the client's (it is given when a client is made for the URL).
+log = logging.getLogger("teuthology_maas.maas.client")
+_plaintext_warned: set[str] = set()
+_plaintext_lock = threading.Lock()
 
 
 # Cloud instance-metadata services: the signed Authorization header must never reach them.
@@ -89,3 +97,33 @@ def normalize_api_url(value: Any, *, key: str = "api_url") -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, a `.localhost` name or a loopback address literal."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_plaintext(base_url: str) -> None:
+    """Once per process and URL: plain http:// to another host sends the signature (the token
+    secret itself, with PLAINTEXT signing) in clear text."""
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or is_loopback(host):
+        return
+    with _plaintext_lock:
+        if base_url in _plaintext_warned:
+            return
+        _plaintext_warned.add(base_url)
+    log.warning(
+        "maas: api_url %s is plain http:// to %s: every request carries the API key's token "
+        "secret in clear text (PLAINTEXT OAuth); use https:// unless the network path is "
+        "trusted",
+        base_url,
+        host,
+    )

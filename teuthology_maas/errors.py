@@ -142,17 +142,37 @@ class MaasUnavailable(MaasError):
 
 class MaasOutcomeUnknown(MaasError):
     """A state-changing POST may or may not have been applied (connection dropped after the
-    request was sent, read timeout, 502/504). The client never repeats it blindly: the caller
-    re-reads the machine to learn what happened."""
+    request was sent, read timeout, 502/503/504 from MAAS or a proxy, a 409 that MAAS asks to
+    retry). The client never repeats a POST: the caller re-reads the machine to learn what
+    happened, and sends again only when MAAS shows it did not apply, after `retry_after`
+    seconds when the answer named a wait."""
 
-    def __init__(self, message: str, *, op: str, system_id: str | None = None) -> None:
-        super().__init__(message, system_id=system_id)
+    def __init__(
+        self,
+        message: str,
+        *,
+        op: str,
+        system_id: str | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        maas_message: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, system_id=system_id, http_status=http_status, maas_message=maas_message
+        )
         self.op = op
+        self.retry_after = retry_after
 
 
 class OwnershipError(MaasError):
     """The machine belongs to someone else (another MAAS user, or locked by someone else);
     nothing was touched."""
+
+
+class TakenOver(OwnershipError):
+    """The machine carries another attempt's deployment (same MAAS user, another teuthology
+    process, job or operator): the message names it from its owner data and MAAS's events.
+    Nothing more was done to the machine."""
 
 
 class MachineNotFound(MaasError):

@@ -162,8 +162,11 @@ ABORT_TARGET: frozenset[NodeStatus] = frozenset(
     {NodeStatus.ALLOCATED, NodeStatus.FAILED_DEPLOYMENT, NodeStatus.READY}
 )
 # Where an abort can end: Deploying -> Allocated (or Failed deployment when MAAS had already
-# failed it), Disk erasing -> Failed disk erasing.
-ABORT_ENDS: frozenset[NodeStatus] = ABORT_TARGET | {NodeStatus.FAILED_DISK_ERASING}
+# failed it, or Deployed when the deployment finished first), Disk erasing -> Failed disk
+# erasing.
+ABORT_ENDS: frozenset[NodeStatus] = ABORT_TARGET | {
+    NodeStatus.FAILED_DISK_ERASING, NodeStatus.DEPLOYED
+}
 ABORT_FAILURE: frozenset[NodeStatus] = frozenset({NodeStatus.BROKEN})
 
 

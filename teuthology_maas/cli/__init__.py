@@ -129,8 +129,12 @@ def _silence(stream: IO[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point (`teuthology-maas`)."""
-    return run(argv, sys.stdout, sys.stderr)
+    """Console entry point (`teuthology-maas`). The command owns its process: SIGTERM,
+    SIGHUP and SIGINT stop a deployment in flight with its clean-up before the exit."""
+    from teuthology_maas.teuthology import lifetime
+
+    with lifetime.hosting():
+        return run(argv, sys.stdout, sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

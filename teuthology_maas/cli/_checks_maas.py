@@ -3,7 +3,6 @@ version."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +11,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from teuthology_maas.api_url import is_loopback
 from teuthology_maas.cli._checks import (
     DEFAULT_OS,
     MIN_RECOMMENDED,
@@ -121,15 +121,6 @@ def os_list_from_image_map(image_map: Mapping[str, Any]) -> list[tuple[str, str]
 # ---- MAAS API ---------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_api(state: DoctorState) -> list[CheckResult]:
     cfg = state.cfg
     if cfg is None:
@@ -168,7 +159,7 @@ def check_api(state: DoctorState) -> list[CheckResult]:
     state.reachable = True
     state.version_info = info
     results = [CheckResult("api", "OK", f"{cfg.api_url} answers")]
-    if parts.scheme == "http" and parts.hostname and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and not is_loopback(parts.hostname):
         results.append(
             CheckResult(
                 "tls",

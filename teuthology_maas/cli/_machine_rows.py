@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from teuthology_maas.cli._common import UsageError
-from teuthology_maas.cli._paddles import PaddlesNode
 from teuthology_maas.cli._reconcile import parse_event_time, region_now
 from teuthology_maas.errors import MaasError
 from teuthology_maas.models import Machine, NodeStatus
 from teuthology_maas.node.keep import KeptMark
 from teuthology_maas.suggest import did_you_mean
+from teuthology_maas.teuthology.paddles import PaddlesNode
 
 if TYPE_CHECKING:
     from teuthology_maas.maas.client import MaasClient

@@ -1,46 +1,17 @@
-"""Read-only access to teuthology's lock server (paddles) for `reconcile`.
-
-Only GETs: reconcile compares paddles with MAAS but never changes a paddles lock."""
+"""Where the CLI finds teuthology's lock server; `teuthology.paddles` reads it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import requests
 import yaml
 
-from teuthology_maas.cli._common import Context, short_hostname
-from teuthology_maas.errors import ConfigError, MaasUnavailable
+from teuthology_maas.cli._common import Context
+from teuthology_maas.errors import ConfigError
+from teuthology_maas.teuthology.paddles import PaddlesNode, PaddlesReader
 
-
-class LockServerUnavailable(MaasUnavailable):
-    """The lock server could not be reached or did not answer as paddles does."""
-
-
-@dataclass(frozen=True)
-class PaddlesNode:
-    name: str  # the FQDN, as paddles stores it
-    machine_type: str | None
-    locked: bool
-    locked_by: str | None
-    description: str | None
-
-    @property
-    def hostname(self) -> str:
-        return short_hostname(self.name)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PaddlesNode:
-        return cls(
-            name=str(data.get("name", "")),
-            machine_type=data.get("machine_type"),
-            locked=bool(data.get("locked")),
-            locked_by=data.get("locked_by"),
-            description=data.get("description"),
-        )
+__all__ = ["lock_server_from_config", "paddles_nodes"]
 
 
 def lock_server_from_config(config_file: Path | None) -> str:
@@ -65,57 +36,12 @@ def lock_server_from_config(config_file: Path | None) -> str:
     return url.strip()
 
 
-class PaddlesReader:
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/") + "/"
-        self._timeout = timeout
-        self._session = requests.Session()
-
-    def close(self) -> None:
-        self._session.close()
-
-    def _get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        url = self.url + path
-        try:
-            response = self._session.get(url, params=params, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise LockServerUnavailable(f"lock server {self.url} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise LockServerUnavailable(
-                f"lock server {self.url}: GET {path} answered {response.status_code}: "
-                f"{response.text[:200]}",
-                http_status=response.status_code,
-            )
-        try:
-            return response.json()
-        except ValueError:
-            raise LockServerUnavailable(
-                f"lock server {self.url}: GET {path} did not answer JSON; is this paddles?"
-            ) from None
-
-    def nodes(self, machine_types: Sequence[str]) -> list[PaddlesNode]:
-        params = {"machine_type": "|".join(machine_types)} if machine_types else None
-        data = self._get("nodes/", params)
-        if not isinstance(data, list):
-            raise LockServerUnavailable(f"lock server {self.url}: nodes/ is not a list")
-        return [PaddlesNode.from_json(item) for item in data if isinstance(item, Mapping)]
-
-    def node(self, name: str) -> PaddlesNode:
-        data = self._get(f"nodes/{name}/")
-        if not isinstance(data, Mapping):
-            raise LockServerUnavailable(f"lock server {self.url}: nodes/{name}/ is not a node")
-        return PaddlesNode.from_json(data)
-
-
 def paddles_nodes(
     ctx: Context, url: str | None, machine_types: Sequence[str]
 ) -> dict[str, PaddlesNode]:
     """paddles' nodes of `machine_types` by short hostname, from `url` or the config's
     lock_server (ConfigError when there is none)."""
-    reader = PaddlesReader(
+    with PaddlesReader(
         url or lock_server_from_config(ctx.config_file()), timeout=ctx.config().http_timeout
-    )
-    try:
+    ) as reader:
         return {node.hostname: node for node in reader.nodes(machine_types)}
-    finally:
-        reader.close()

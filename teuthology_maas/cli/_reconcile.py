@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from teuthology_maas.cli._paddles import PaddlesNode
 from teuthology_maas.models import FREE, Event, Machine, NodeStatus
 from teuthology_maas.node.keep import KeptMark
+from teuthology_maas.node.ownership import Stamp
+from teuthology_maas.teuthology.paddles import PaddlesNode
 
 Kind = Literal["leak", "kept", "drift", "stuck"]
 KINDS: tuple[Kind, ...] = ("leak", "kept", "drift", "stuck")
@@ -108,6 +109,8 @@ def find_leaks_and_drift(
                 )
             )
         elif machine.owner == maas_user and machine.status in HELD and not node.locked:
+            stamp = Stamp.read(machine)
+            made = f" ({stamp.describe()})" if stamp is not None else ""
             findings.append(
                 Finding(
                     "leak",
@@ -115,8 +118,12 @@ def find_leaks_and_drift(
                     machine.system_id,
                     machine.status_name,
                     machine.owner,
-                    f"{machine.status_name} for MAAS user {maas_user!r} but unlocked in paddles",
-                    extra={"paddles_name": node.name},
+                    f"{machine.status_name} for MAAS user {maas_user!r}{made} but unlocked in "
+                    f"paddles",
+                    extra={
+                        "paddles_name": node.name,
+                        "deployment": stamp.token if stamp is not None else None,
+                    },
                 )
             )
         elif node.locked and machine.status == NodeStatus.READY:

@@ -1,9 +1,10 @@
 """`reconcile --apply`: release the leaks, a few at a time, saying what each one is doing.
 
 Each release goes through the provisioner (so its ownership rules hold) after paddles is read
-again (a node locked since the check is in use, not leaked). At most `MAX_PARALLEL` releases
-run at once; one watcher polls all of them in one request and prints every status change, so
-a two-erase apply is not half a minute of silence."""
+again (a node locked since the check is in use, not leaked), and undoes only the deployment
+the check found leaked (its token): one made since is someone's new job, refused untouched.
+At most `MAX_PARALLEL` releases run at once; one watcher polls all of them in one request and
+prints every status change, so a two-erase apply is not half a minute of silence."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
-from teuthology_maas.cli._paddles import PaddlesReader
 from teuthology_maas.cli._progress import format_elapsed, stamp
 from teuthology_maas.cli._reconcile import Finding
 from teuthology_maas.errors import MaasError
+from teuthology_maas.teuthology.paddles import PaddlesReader
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
@@ -117,6 +118,7 @@ def _release_one(
     lines: NodeLines,
 ) -> bool:
     """Release one leak; True when it failed."""
+    from teuthology_maas.node.ownership import Authority
     from teuthology_maas.node.provisioner import MaasProvisioner
 
     name = finding.hostname
@@ -134,7 +136,9 @@ def _release_one(
     lines.say(name, f"releasing ({finding.status}, unlocked in paddles)")
     started = time.monotonic()
     try:
-        MaasProvisioner(name, config=cfg, endpoint=endpoint).release()
+        # Only the deployment found leaked: one that appeared since is someone's new job.
+        authority = Authority.exactly(finding.extra.get("deployment"))
+        MaasProvisioner(name, config=cfg, endpoint=endpoint).release(authority=authority)
     except MaasError as exc:
         finding.action = f"release failed: {type(exc).__name__}: {exc}"
         lines.say(name, f"release FAILED after {format_elapsed(time.monotonic() - started)}: "

@@ -19,10 +19,11 @@ from teuthology_maas.cli._machine_rows import (
     choose_columns,
     seconds_in_status,
 )
-from teuthology_maas.cli._paddles import PaddlesNode, paddles_nodes
+from teuthology_maas.cli._paddles import paddles_nodes
 from teuthology_maas.cli._table import label_colour, paint, render_table, status_colour
 from teuthology_maas.models import NodeStatus
 from teuthology_maas.suggest import did_you_mean
+from teuthology_maas.teuthology.paddles import PaddlesNode
 
 
 def register(subparsers: Any) -> None:

@@ -29,6 +29,7 @@ from teuthology_maas.suggest import did_you_mean
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
     from teuthology_maas.maas.client import MaasClient
+    from teuthology_maas.node.ownership import Authority
 
 _FORCE_HELP = "act on a machine of none of the configured machine_types (refused otherwise)"
 
@@ -53,6 +54,12 @@ def register(subparsers: Any) -> None:
         help="leave a failed deployment as it is for debugging (locked and marked in MAAS) "
         "instead of releasing it; `release NAME` ends the keep",
     )
+    deploy.add_argument(
+        "--take-over",
+        action="store_true",
+        help="redeploy even when NAME carries another attempt's deployment that may still be "
+        "in use (a teuthology job's node); without it such a node is refused untouched",
+    )
     deploy.add_argument("--force", action="store_true", help=_FORCE_HELP)
     deploy.set_defaults(handler=run_deploy)
 
@@ -61,8 +68,10 @@ def register(subparsers: Any) -> None:
         help="release one machine back to Ready",
         description="Release NAME (aborting or unlocking first when needed) and wait until "
         "MAAS shows it Ready, as teuthology's unlock does (MaasProvisioner.release). "
-        "Machines owned by another MAAS user are refused. A machine kept for debugging "
-        "(deploy --keep-on-failure) is released too: this ends the keep.",
+        "Machines owned by another MAAS user are refused, and so is a deployment another "
+        "attempt made that may still be in use (its process is alive or on another host), "
+        "unless --force. A machine kept for debugging (deploy --keep-on-failure) is released "
+        "too: this ends the keep.",
     )
     release.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     release.add_argument(
@@ -70,14 +79,21 @@ def register(subparsers: Any) -> None:
         choices=ERASE_MODES,
         help="disk erase mode for this release (default: the configured `erase`)",
     )
-    release.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    release.add_argument(
+        "--force",
+        action="store_true",
+        help="release whatever deployment of our MAAS user NAME carries, even one that may "
+        "still be in use by a teuthology job; also " + _FORCE_HELP,
+    )
     release.set_defaults(handler=run_release)
 
     abort = subparsers.add_parser(
         "abort",
         help="abort a machine's deployment (or disk erase)",
         description="Abort the deployment (or disk erase) in progress on NAME and wait until "
-        "MAAS has stopped it (MaasProvisioner.abort).",
+        "MAAS has stopped it (MaasProvisioner.abort). An operator's explicit action: it "
+        "aborts whichever deployment of our MAAS user is in flight; the create() that made "
+        "it stops at once, says who aborted it, and releases its node.",
     )
     abort.add_argument("name", metavar="NAME", help="hostname (short name or FQDN)")
     abort.add_argument("--force", action="store_true", help=_FORCE_HELP)
@@ -116,12 +132,24 @@ def check_machine_type(cfg: MaasConfig, machine: Machine, *, force: bool) -> Non
     )
 
 
-def _provisioner(ctx: Context, cfg: MaasConfig, name: str, os_type: str, os_version: str) -> Any:
+def _provisioner(
+    ctx: Context, cfg: MaasConfig, name: str, os_type: str, os_version: str,
+    *, take_over: bool = False,
+) -> Any:  # fmt: skip
     from teuthology_maas.node.provisioner import MaasProvisioner
 
     return MaasProvisioner(
-        name, os_type=os_type, os_version=os_version, config=cfg, endpoint=ctx.endpoint()
-    )
+        name, os_type=os_type, os_version=os_version, config=cfg, endpoint=ctx.endpoint(),
+        take_over=take_over,
+    )  # fmt: skip
+
+
+def operator(forced: bool) -> Authority | None:
+    """An operator's explicit authority (any deployment of our MAAS user), or None for the
+    provisioner's default (never another attempt's deployment that may be in use)."""
+    from teuthology_maas.node.ownership import Authority
+
+    return Authority(operator=True) if forced else None
 
 
 def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
@@ -155,7 +183,7 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
         machine=machine,
         watch_client=watch_client,
         provisioner=_provisioner(ctx, cfg, args.name or machine.hostname, args.os_type,
-                                 args.os_version),
+                                 args.os_version, take_over=args.take_over),
         cfg=cfg,
         verb=Verb("deploy", f"deploying {os_name}", f"deployed {os_name}"),
         action=lambda p: p.create(),
@@ -183,14 +211,17 @@ def _on_one_machine(
 
 
 def run_release(ctx: Context, args: argparse.Namespace) -> int:
-    erase = args.erase
+    erase, authority = args.erase, operator(args.force)
     return _on_one_machine(
         ctx, args, Verb("release", "releasing", "released", nothing_to_release),
-        lambda p: p.release(erase=erase, release_kept=True),
+        lambda p: p.release(erase=erase, authority=authority, release_kept=True),
     )  # fmt: skip
 
 
 def run_abort(ctx: Context, args: argparse.Namespace) -> int:
+    # An operator's abort is an explicit action on whichever deployment is in flight.
+    authority = operator(True)
     return _on_one_machine(
-        ctx, args, Verb("abort", "aborting", "aborted", nothing_to_abort), lambda p: p.abort()
+        ctx, args, Verb("abort", "aborting", "aborted", nothing_to_abort),
+        lambda p: p.abort(authority=authority),
     )

@@ -13,7 +13,7 @@ from teuthology_maas.cli._inventory import (
     machines_by_type,
     requested_types,
 )
-from teuthology_maas.cli._paddles import PaddlesReader, lock_server_from_config
+from teuthology_maas.cli._paddles import lock_server_from_config
 from teuthology_maas.cli._reconcile import (
     DEFAULT_NODE_TIMEOUT_MINUTES,
     Finding,
@@ -25,6 +25,7 @@ from teuthology_maas.cli._reconcile import (
 from teuthology_maas.cli._reconcile_apply import apply_leaks, count_summary, summary
 from teuthology_maas.cli._table import paint
 from teuthology_maas.errors import MaasError
+from teuthology_maas.teuthology.paddles import PaddlesReader
 
 _KIND_COLOURS = {
     "leak": "\x1b[31m", "kept": "\x1b[36m", "drift": "\x1b[33m", "stuck": "\x1b[35m"

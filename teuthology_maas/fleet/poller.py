@@ -137,6 +137,8 @@ class StatusPoller:
         timeout: float,
         on_change: OnChange | None = None,
         expected_duration: float | None = None,
+        check: Callable[[], None] | None = None,
+        check_interval: float = 0.5,
     ) -> Machine:
         """Block until MAAS shows `system_id` in one of `targets` or `failures` and return the
         machine as MAAS showed it; the caller decides what a failure status means.
@@ -146,7 +148,8 @@ class StatusPoller:
         `timeout` seconds pass first, `MachineNotFound` when MAAS no longer knows the machine,
         and the client's error when MAAS refuses the poll for good (401/403/400). Transient
         trouble (MAAS unreachable, 5xx, a machine missing from a list answer) is retried until
-        the deadline.
+        the deadline. `check` is called in the caller's thread at least every
+        `check_interval` seconds; whatever it raises (or `on_change` raises) ends the wait.
         """
         target_set = frozenset(NodeStatus(s) for s in targets)
         failure_set = frozenset(NodeStatus(s) for s in failures)
@@ -182,18 +185,27 @@ class StatusPoller:
                 raise
             self._cond.notify_all()
         try:
-            return self._wait_for(waiter, timeout, on_change)
+            return self._wait_for(waiter, timeout, on_change, check, check_interval)
         finally:
             with self._cond:
                 self._remove(waiter)
 
     # -- the waiter's side ----------------------------------------------------------------------
 
-    def _wait_for(self, waiter: Waiter, timeout: float, on_change: OnChange | None) -> Machine:
+    def _wait_for(
+        self,
+        waiter: Waiter,
+        timeout: float,
+        on_change: OnChange | None,
+        check: Callable[[], None] | None = None,
+        check_interval: float = 0.5,
+    ) -> Machine:
         while True:
+            if check is not None:
+                check()
             remaining = waiter.deadline - time.monotonic()
             if remaining > 0:
-                waiter.wake.wait(remaining)
+                waiter.wake.wait(remaining if check is None else min(remaining, check_interval))
             with self._cond:
                 waiter.wake.clear()
                 changes, waiter.changes = waiter.changes, []

@@ -22,6 +22,16 @@ class PollerStats:
     rereads: int = 0
 
 
+def _identity(machine: Machine) -> tuple[object, ...]:
+    return (
+        machine.status,
+        machine.status_message,
+        machine.owner,
+        machine.locked,
+        tuple(sorted(machine.owner_data.items())),
+    )
+
+
 def labels(statuses: Collection[NodeStatus]) -> str:
     return ", ".join(sorted(s.label for s in statuses)) or "(none)"
 
@@ -68,9 +78,9 @@ class Waiter:
         the target was reached (relative to `started`) if it just was and that is known; sets
         `outcome` when the wait is over. Caller holds the poller's lock."""
         previous = self.last
-        changed = previous is None or (
-            (previous.status, previous.status_message) != (machine.status, machine.status_message)
-        )
+        # A change of hands (owner, lock, owner data) counts too: the waiter may be watching
+        # for another process taking the machine over.
+        changed = previous is None or _identity(previous) != _identity(machine)
         self.last = machine
         message = machine.status_message
         if message is not None and message not in self.message_first_seen:

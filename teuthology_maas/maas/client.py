@@ -128,6 +128,15 @@ class MaasClient(MachineSetupCalls):
     def retry_policy(self) -> RetryPolicy:
         return self._transport.policy
 
+    def retry_clock(self) -> float:
+        """The clock the retry budget is measured on (monotonic seconds)."""
+        return self._transport._clock()
+
+    def retry_sleep(self, seconds: float) -> None:
+        """Wait between attempts, as the client itself does (callers that re-send a POST
+        after re-reading the machine wait the same way, on the same budget)."""
+        self._transport._sleep(seconds)
+
     @property
     def action_cap(self) -> ActionCap:
         """Held around every state-changing call: at most `max_concurrent_actions` at once

@@ -1,11 +1,13 @@
 """When a MAAS call may be repeated, and how long to wait before doing so.
 
 MAAS itself says when to come back: 503 with `Retry-After: 10` (no rack controller reachable)
-and 409 with `Retry-After: 5` (a DB conflict that outlived the region's own retries). Both were
-rolled back, so repeating them is safe for any method. A 409 *without* Retry-After is a state
-conflict and final. A dropped connection or a timeout is only safe to repeat when the request
-cannot have reached MAAS (connection refused, DNS failure, connect timeout) or when the call
-is a GET; for a POST whose outcome is uncertain the caller must re-read state instead.
+and 409 with `Retry-After: 5` (a DB conflict that outlived the region's own retries). A 409
+*without* Retry-After is a state conflict and final. A GET is repeated after any of these, after
+a 502/504 and after a dropped connection or a timeout. A POST is repeated here only when it
+cannot have reached MAAS (connection refused, DNS failure, connect timeout): after any other
+failure (a 502/503/504 may come from a proxy in front of a MAAS that applied the request, and a
+409 that asks to be retried is not known to have been rolled back by everything in between) its
+outcome is uncertain, and the caller re-reads the machine before anything is sent again.
 """
 
 from __future__ import annotations
@@ -119,5 +121,6 @@ def trouble(exc: BaseException) -> str:
 
 
 # Statuses after which MAAS may or may not have applied a POST: the gateway (a proxy, or the
-# region's own RPC to a rack) gave up while the call might still be running.
+# region's own RPC to a rack) gave up while the call might still be running. A 503 is one of
+# them for a POST too (see the module docstring); a GET is simply retried after either.
 UNCERTAIN_STATUSES = frozenset({502, 504})

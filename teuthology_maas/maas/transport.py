@@ -12,7 +12,6 @@ Authorization header. Logs name the method, path, op, status and elapsed time, n
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import threading
 import time
@@ -20,12 +19,12 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import requests
 from requests_oauthlib import OAuth1
 
 from teuthology_maas import waits
+from teuthology_maas.api_url import warn_if_plaintext
 from teuthology_maas.errors import (
     MaasError,
     MaasOutcomeUnknown,
@@ -102,39 +101,6 @@ class _Failure:
     reason: str
     sent: bool  # the request may have reached MAAS
     trouble: str = Reason.OTHER  # the reason in a few words, for progress displays
-
-
-_plaintext_warned: set[str] = set()
-_plaintext_lock = threading.Lock()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def warn_if_plaintext(base_url: str) -> None:
-    """Once per process and URL: plain http:// to another host sends the signature (the token
-    secret itself, with PLAINTEXT signing) in clear text."""
-    parts = urlsplit(base_url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "http" or _is_loopback(host):
-        return
-    with _plaintext_lock:
-        if base_url in _plaintext_warned:
-            return
-        _plaintext_warned.add(base_url)
-    log.warning(
-        "maas: api_url %s is plain http:// to %s: every request carries the API key's token "
-        "secret in clear text (PLAINTEXT OAuth); use https:// unless the network path is "
-        "trusted",
-        base_url,
-        host,
-    )
 
 
 class Transport:
@@ -297,9 +263,17 @@ class Transport:
         retry_after = parse_retry_after(answer.headers.get("Retry-After"))
         retryable = status == 503 or (status == 409 and retry_after is not None)
         if status in UNCERTAIN_STATUSES:
-            if target.method in _STATE_CHANGING:
-                raise self.outcome_unknown(target, f"HTTP {status} {_answer.body_text(answer)}")
             retryable = True
+        if retryable and target.method in _STATE_CHANGING:
+            # MAAS, or a proxy in front of it, may have applied the POST before this answer:
+            # the caller re-reads the machine before anything is sent again.
+            raise self.outcome_unknown(
+                target,
+                f"HTTP {status} {_answer.body_text(answer)}",
+                http_status=status,
+                retry_after=retry_after,
+                maas_message=_answer.maas_words(answer),
+            )
         if not retryable:
             raise http_error(answer, target)
         wanted = retry_after if retry_after is not None else self.policy.backoff(attempt)
@@ -406,13 +380,24 @@ class Transport:
             )
         )  # fmt: skip
 
-    def outcome_unknown(self, target: Target, reason: str) -> MaasOutcomeUnknown:
+    def outcome_unknown(
+        self,
+        target: Target,
+        reason: str,
+        *,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        maas_message: str | None = None,
+    ) -> MaasOutcomeUnknown:
         subject = f" on machine {target.system_id}" if target.system_id else ""
         return MaasOutcomeUnknown(
             f"MAAS {target.endpoint()}{subject}: outcome unknown ({reason}); the request may "
             "or may not have been applied, re-read the machine before acting again",
             op=target.op or target.method.lower(),
             system_id=target.system_id,
+            http_status=http_status,
+            retry_after=retry_after,
+            maas_message=maas_message,
         )
 
 

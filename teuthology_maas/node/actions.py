@@ -1,97 +1,101 @@
-"""The state-changing steps of the node lifecycle, each safe against an uncertain outcome.
+"""The state-changing steps of the node lifecycle, each checked against the deployment token
+and safe against an uncertain outcome.
 
-`NodeActions` wraps one machine: every MAAS action here either succeeds, fails with MAAS's
-reason, or (when the HTTP outcome is unknown) re-reads the machine to learn whether it took
-effect, and repeats the POST only when MAAS shows it did not. Waiting goes through the shared
-fleet poller. `touched` records whether we changed the machine's state, so a failure is only
-cleaned up on a machine this process acted on.
+`NodeActions` acts on one machine for one caller, and only on one deployment: `deployment`,
+the token it may act on (its own attempt's, or the one its caller was allowed to undo; None
+for a machine that carries no token). Before every state-changing call it makes sure it
+has a fresh read of the machine (the answer to its own previous call, or a new GET; never a
+shared poll) and stops with `TakenOver` when the token on the machine is not that one (the
+checks are `Custody`'s, custody.py).
+
+Every POST either succeeds, fails with MAAS's reason, or, when its outcome is uncertain (a
+dropped connection, a timeout, a 502/503/504, a 409 MAAS asks to retry, a 409 refusing the
+state), is resolved by re-reading the machine: it is sent again only when MAAS shows it did
+not apply, the token is still the one acted on, and the client's retry budget allows.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from teuthology_maas.errors import (
     MaasConflict,
     MaasError,
     MaasOutcomeUnknown,
+    MaasPermissionDenied,
     MaasTimeout,
+    MaasUnavailable,
     ReleaseFailed,
 )
 from teuthology_maas.models import (
     ABORT_ENDS,
     ABORT_FAILURE,
     ABORTABLE,
-    CLEANABLE,
     DEPLOY_FAILURE,
     DEPLOY_STARTED,
     DEPLOY_TARGET,
-    RELEASE_FAILED,
+    FREE,
     RELEASE_FAILURE,
-    RELEASE_IN_PROGRESS,
     RELEASE_STARTED,
     RELEASE_TARGET,
     Machine,
     NodeStatus,
 )
 from teuthology_maas.node import forensics
+from teuthology_maas.node.custody import Custody
 from teuthology_maas.node.erase import release_params
+from teuthology_maas.node.ownership import Stamp
 from teuthology_maas.node.recovery import recover_stuck_release
-
-if TYPE_CHECKING:
-    from teuthology_maas.config import MaasConfig
-    from teuthology_maas.endpoint import Endpoint
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
 
-class NodeActions:
-    """MAAS actions and waits for one machine, on behalf of one MAAS user."""
+Applied = Callable[[Machine], bool]
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        config: MaasConfig,
-        username: str,
-        machine: Machine,
-        *,
-        actor: str | None = None,
-    ) -> None:
-        self.endpoint = endpoint
-        self.client = endpoint.client
-        self.config = config
-        self.username = username
-        # Who the actions are for (teuthology owner, run, job): goes into MAAS's event log.
-        self.actor = actor or username
-        self.system_id = machine.system_id
-        self.last = machine
-        self.touched = False
 
-    @property
-    def name(self) -> str:
-        return self.last.describe()
+class NodeActions(Custody):
+    """MAAS actions for one machine, on behalf of one MAAS user and one deployment."""
 
-    def refresh(self) -> Machine:
-        self.last = self.client.get_machine(self.system_id)
-        return self.last
-
-    # -- actions -------------------------------------------------------------------------
+    # -- actions -------------------------------------------------------------------------------
 
     def allocate(self, *, comment: str) -> Machine:
         def applied(m: Machine) -> bool:
-            return m.owner == self.username and m.status is not NodeStatus.READY
+            return (
+                m.owner == self.username
+                and m.status not in FREE
+                and self.holder(m).token == self.own
+            )
 
-        return self._act(
+        machine = self._act(
             "allocate",
             lambda: self.client.allocate(
                 system_id=self.system_id, agent_name=self.config.agent_name, comment=comment
             ),
             applied,
+            guarded=False,
         )
+        self._acquired = machine
+        self.deployment = self.own
+        self._released = False  # a deployment of ours begins
+        return machine
 
-    def stamp(self, data: Mapping[str, str]) -> Machine:
+    def stamp(self, stamp: Stamp) -> Machine:
+        """Write our token (and who we are) into the owner data: from now on the machine says
+        it is this attempt's deployment. A takeover does this before anything else, so the
+        attempt it takes over sees at its next look that the machine is no longer its own."""
+        machine = self._act(
+            "set_owner_data",
+            lambda: self.client.set_owner_data(self.system_id, stamp.owner_data()),
+            stamp.applied_to,
+        )
+        self.deployment = stamp.token
+        self._released = False
+        return machine
+
+    def mark(self, data: Mapping[str, str]) -> Machine:
+        """Add `data` to the owner data of the deployment we act on (its token stays)."""
+
         def applied(m: Machine) -> bool:
             return all(m.owner_data.get(k) == v for k, v in data.items())
 
@@ -108,6 +112,13 @@ class NodeActions:
         options: Mapping[str, Any] | None = None,
     ) -> Machine:
         """`options`: further deploy fields (hwe_kernel, ephemeral_deploy; see deploy_plan)."""
+
+        def applied(m: Machine) -> bool:
+            if m.status not in DEPLOY_STARTED or self.holder(m).token != self.own:
+                return False
+            started = forensics.newest_tag(self.events(), forensics.START_DEPLOY)
+            return started is not None and started[1] is not None and started[1] == self.tag
+
         machine = self._act(
             "deploy",
             lambda: self.client.deploy(
@@ -118,50 +129,56 @@ class NodeActions:
                 comment=comment,
                 **(options or {}),
             ),
-            lambda m: m.status in DEPLOY_STARTED,
+            applied,
         )
+        if self.holder(machine).token != self.deployment:
+            # Another attempt stamped the machine while our deploy was on its way.
+            raise self.taken_over(machine, self.holder(machine), "deploy")
         return machine
 
     def abort(self, *, comment: str | None = None) -> Machine:
-        def applied(m: Machine) -> bool:
-            return m.status not in ABORTABLE
-
-        try:
-            return self._act(
-                "abort", lambda: self.client.abort(self.system_id, comment=comment), applied
-            )
-        except MaasConflict:
-            # MAAS refuses abort once the machine has left Deploying/Disk erasing by itself:
-            # the goal (not in flight) is reached either way.
-            machine = self.refresh()
-            if applied(machine):
-                return machine
-            raise
-
-    def lock(self) -> Machine:
+        # MAAS aborts asynchronously (its answer shows the machine before): after an uncertain
+        # outcome its event log says whether our request got through.
         return self._act(
-            "lock",
-            lambda: self.client.lock(self.system_id, comment=self.comment("lock")),
-            lambda m: m.locked,
+            "abort",
+            lambda: self.client.abort(self.system_id, comment=comment),
+            lambda m: m.status not in ABORTABLE or self._requested(forensics.ABORTS),
         )
 
+    def lock(self) -> Machine:
+        """Lock our deployment and return MAAS's answer; "already locked" is success when MAAS
+        shows it locked with our token on it. Locking undoes nothing, so MAAS's answer is
+        checked instead of a read before it: another token there means the machine changed
+        hands (TakenOver; the one who took it unlocks it as part of taking it over)."""
+
+        def applied(m: Machine) -> bool:
+            return m.locked and self.holder(m).token == self.deployment
+
+        machine = self._act(
+            "lock",
+            lambda: self.client.lock(self.system_id, comment=self.comment("lock")),
+            applied,
+            guarded=False,
+        )
+        holder = self.holder(machine)
+        if holder.token != self.deployment:
+            raise self.taken_over(machine, holder, "lock")
+        return machine
+
     def unlock(self) -> Machine:
-        try:
-            return self._act(
-                "unlock",
-                lambda: self.client.unlock(self.system_id, comment=self.comment("unlock")),
-                lambda m: not m.locked,
-            )
-        except MaasConflict:
-            # 409 "Machine is not locked": someone unlocked it meanwhile; that is what we wanted.
-            machine = self.refresh()
-            if not machine.locked:
-                return machine
-            raise
+        return self._act(
+            "unlock",
+            lambda: self.client.unlock(self.system_id, comment=self.comment("unlock")),
+            lambda m: not m.locked,
+        )
+
+    def unlock_if_locked(self) -> None:
+        if self.fresh().locked:
+            self.unlock()
 
     def release(self, *, erase: str | None = None) -> Machine:
         params = release_params(erase if erase is not None else self.config.erase)
-        return self._act(
+        machine = self._act(
             "release",
             lambda: self.client.release(
                 self.system_id,
@@ -174,12 +191,78 @@ class NodeActions:
             ),
             lambda m: m.status in RELEASE_STARTED,
         )
+        self._released = True
+        return machine
 
-    def unlock_if_locked(self) -> None:
-        if self.last.locked:
-            self.unlock()
+    def power_off(self, *, comment: str) -> Machine:
+        def call() -> Machine:
+            answer = self.client.power_off(self.system_id, comment=comment)
+            return answer if answer is not None else self.client.get_machine(self.system_id)
 
-    # -- composite steps -----------------------------------------------------------------
+        return self._act(
+            "power_off",
+            call,
+            lambda m: m.power_state == "off" or self._requested({forensics.POWER_OFF}),
+        )
+
+    def mark_broken(self, *, comment: str) -> Machine:
+        return self._act(
+            "mark_broken",
+            lambda: self.client.mark_broken(self.system_id, comment=comment),
+            lambda m: m.status is NodeStatus.BROKEN,
+        )
+
+    def mark_fixed(self, *, comment: str) -> Machine:
+        return self._act(
+            "mark_fixed",
+            lambda: self.client.mark_fixed(self.system_id, comment=comment),
+            lambda m: m.status is not NodeStatus.BROKEN,
+        )
+
+    # -- waits ---------------------------------------------------------------------------------
+
+    def wait(
+        self,
+        targets: Collection[NodeStatus],
+        failures: Collection[NodeStatus],
+        timeout: float,
+        *,
+        expected: Collection[NodeStatus] | None = None,
+    ) -> Machine:
+        """Wait through the shared poller until MAAS shows a target or failure status (raises
+        MaasTimeout). With `expected`, the wait also ends at once (TakenOver) when the machine
+        leaves those statuses or another token appears on it."""
+        poller = self.endpoint.status_poller(self.config)
+        machine = poller.wait(
+            self.system_id,
+            targets=frozenset(targets),
+            failures=frozenset(failures),
+            timeout=timeout,
+            on_change=self._observe if expected is None else self.watch(expected),
+            check=self.check_interrupt,
+        )
+        self.last = machine
+        self._fresh = False  # a shared poll: never the basis of a destructive action
+        if expected is not None:
+            self._still_ours(machine, expected, "wait")
+        return machine
+
+    def wait_deployed(self) -> Machine:
+        return self.wait(
+            DEPLOY_TARGET,
+            DEPLOY_FAILURE,
+            self.config.deploy_timeout,
+            expected=DEPLOY_TARGET | DEPLOY_FAILURE | {NodeStatus.DEPLOYING},
+        )
+
+    def wait_released(self) -> Machine:
+        return self.wait(RELEASE_TARGET, RELEASE_FAILURE, self.config.release_timeout)
+
+    def wait_aborted(self) -> Machine:
+        # A create() attempt aborting its own deployment stops at once when it changes hands;
+        # anyone else (an operator's abort, a release) only waits for it to leave flight.
+        expected = ABORT_ENDS | ABORT_FAILURE | ABORTABLE if self.own is not None else None
+        return self.wait(ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected)
 
     def check_released(self, machine: Machine) -> None:
         """ReleaseFailed, with MAAS's explanation, unless `machine` is back in the pool."""
@@ -205,129 +288,89 @@ class NodeActions:
         self.check_released(machine)
         return machine
 
-    def clean_up(self, *, wait: bool) -> str:
-        """After a failed create(): leave the machine neither Deploying, Allocated nor Deployed
-        to us. Returns what happened; never raises (the original failure must surface)."""
-        try:
-            machine = self.refresh()
-            if machine.owner and machine.owner != self.username:
-                return f"left alone: MAAS user {machine.owner!r} holds it now"
-            if machine.status is NodeStatus.DEPLOYING:
-                self.unlock_if_locked()
-                self.abort(comment=self.comment("abort after failure"))
-                try:
-                    machine = self.wait_aborted()
-                except MaasTimeout:
-                    machine = self.refresh()  # MAAS also releases from Deploying
-            if machine.status in CLEANABLE:
-                self.unlock_if_locked()
-                self.release()
-            elif machine.status in RELEASE_FAILED:
-                return f"needs an operator: the release ended in {status_text(machine)}"
-            elif machine.status not in RELEASE_IN_PROGRESS:
-                return f"nothing to undo ({machine.status_name})"
-            if not wait:
-                return f"release requested ({self.last.status_name})"
-            try:
-                machine = self.wait_released()
-            except MaasTimeout as exc:
-                recovery = recover_stuck_release(self)
-                if recovery.released:
-                    return f"released after it stuck ({exc}; {recovery.describe()})"
-                return f"the release stuck ({exc}); {recovery.describe()}"
-            if machine.status in RELEASE_FAILURE:
-                return f"needs an operator: the release ended in {status_text(machine)}"
-            return f"released ({machine.status_name})"
-        except BaseException as exc:  # report, never hide the original failure
-            return (
-                f"needs an operator: clean-up failed ({describe_error(exc)}); MAAS last showed "
-                f"{self.last.status_name}"
-            )
-
-    # -- waits ---------------------------------------------------------------------------
-
-    def wait(
-        self,
-        targets: Collection[NodeStatus],
-        failures: Collection[NodeStatus],
-        timeout: float,
-    ) -> Machine:
-        """Wait until MAAS shows a target or failure status (raises MaasTimeout)."""
-        poller = self.endpoint.status_poller(self.config)
-        machine = poller.wait(
-            self.system_id,
-            targets=frozenset(targets),
-            failures=frozenset(failures),
-            timeout=timeout,
-            on_change=self._log_change,
-        )
-        self.last = machine
-        return machine
-
-    def wait_deployed(self) -> Machine:
-        return self.wait(DEPLOY_TARGET, DEPLOY_FAILURE, self.config.deploy_timeout)
-
-    def wait_released(self) -> Machine:
-        return self.wait(RELEASE_TARGET, RELEASE_FAILURE, self.config.release_timeout)
-
-    def wait_aborted(self) -> Machine:
-        return self.wait(ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout)
-
-    # -- plumbing ------------------------------------------------------------------------
+    # -- plumbing ------------------------------------------------------------------------------
 
     def _act(
-        self, op: str, call: Callable[[], Machine], applied: Callable[[Machine], bool]
+        self, op: str, call: Callable[[], Machine], applied: Applied, *, guarded: bool = True
     ) -> Machine:
-        """POST; after each unknown outcome re-read the machine and send again only if MAAS
-        shows it did not apply, within the client's retry budget (attempts and total time)."""
+        """POST `op` for our deployment. After an uncertain outcome, and after a 409, re-read
+        the machine: done if MAAS shows it applied; stop (TakenOver) if the token changed;
+        else (uncertain only) send again after the wait MAAS asked for, or the policy's
+        back-off, within the client's retry budget."""
         policy = self.client.retry_policy
-        started = time.monotonic()
+        started = self.client.retry_clock()
         sends = 0
         while True:
+            self.check_interrupt()
+            if guarded:
+                self.guard(op)
             sends += 1
             log.debug("%s: %s", self.name, op)
             try:
                 machine = call()
             except MaasOutcomeUnknown as exc:
                 self.touched = True
-                machine = self.refresh()
-                if applied(machine):
-                    log.info("%s: %s went through despite %s", self.name, op, exc)
-                    self._kick()
-                    return machine
-                if sends >= policy.max_attempts or time.monotonic() - started > policy.max_total:
-                    raise
+                if self._resolved(op, applied, exc):
+                    return self.last
+                wait = exc.retry_after if exc.retry_after is not None else policy.backoff(sends)
+                elapsed = self.client.retry_clock() - started
+                if sends >= policy.max_attempts or elapsed + wait > policy.max_total:
+                    raise self._gave_up(op, exc, sends, elapsed) from exc
                 log.warning(
-                    "%s: %s did not take effect (%s); sending it again (attempt %d of %d)",
-                    self.name, op, exc, sends + 1, policy.max_attempts,
+                    "%s: %s did not take effect (%s); sending it again in %.1fs (attempt %d "
+                    "of %d)",
+                    self.name, op, exc, wait, sends + 1, policy.max_attempts,
                 )  # fmt: skip
+                self.client.retry_sleep(wait)
                 continue
-            except MaasConflict:
-                if sends == 1:
+            except MaasConflict as exc:
+                if self._resolved(op, applied, exc):
+                    return self.last
+                raise
+            except MaasPermissionDenied:
+                # 403: locked. If it is still our deployment (someone locked it under us),
+                # unlock it and send once more; otherwise it is not ours to act on.
+                if op in ("lock", "unlock") or sends > 1 or not self.refresh().locked:
                     raise
-                # A re-sent POST refused for the machine's state: an earlier send whose answer
-                # was lost may have been applied after our re-read. MAAS's state decides.
-                machine = self.refresh()
-                if not applied(machine):
-                    raise
-                log.info("%s: %s had gone through (a re-send was refused)", self.name, op)
+                self.unlock()
+                continue
             break
         self.touched = True
-        if isinstance(machine, Machine):
-            self.last = machine
+        self.last = machine
+        self._fresh = True
         self._kick()
-        return self.last
+        return machine
+
+    def _resolved(self, op: str, applied: Applied, exc: MaasError) -> bool:
+        """Re-read after an uncertain answer: True when MAAS shows `op` applied; TakenOver
+        when the machine no longer carries the deployment we act on."""
+        machine = self.refresh()
+        if applied(machine):
+            log.info("%s: %s went through despite %s", self.name, op, exc)
+            self._kick()
+            return True
+        if op != "allocate":
+            holder = self.holder(machine)
+            if not self.carries_ours(holder):
+                raise self.taken_over(machine, holder, op) from exc
+            if self.own is not None and op != "release" and self._released_by_another(machine):
+                raise self.taken_over(machine, holder, op) from exc
+        return False
+
+    def _gave_up(self, op: str, exc: MaasOutcomeUnknown, sends: int, elapsed: float) -> MaasError:
+        if exc.http_status in (503, 409):
+            return MaasUnavailable(
+                f"MAAS kept refusing {op} on {self.name}: sent {sends} time(s) in "
+                f"{elapsed:.1f}s, each time answered HTTP {exc.http_status} and the machine "
+                f"showed it had not applied; last answer: {exc.maas_message or exc}",
+                **self.last.error_fields(),
+                http_status=exc.http_status,
+                maas_message=exc.maas_message,
+            )
+        return exc
 
     def _kick(self) -> None:
         self.endpoint.status_poller(self.config).kick()
-
-    def comment(self, action: str) -> str:
-        return f"teuthology-maas {action} for {self.actor}"
-
-    def _log_change(self, machine: Machine) -> None:
-        self.last = machine
-        detail = f": {machine.status_message}" if machine.status_message else ""
-        log.info("%s: %s%s", machine.describe(), machine.status_name, detail)
 
 
 def status_text(machine: Machine) -> str:
@@ -335,9 +378,8 @@ def status_text(machine: Machine) -> str:
 
 
 def ended_in(machine: Machine, what: str) -> str:
-    """Why a wait ended short of its target (MAAS's status_message is left to forensics)."""
-    if machine.status is NodeStatus.ALLOCATED:
-        return f"MAAS reverted {what} to Allocated (usually: it could not power-control the node)"
+    """Why a wait ended short of its target, when MAAS's events cannot be read (what they
+    say is `forensics.explain_end`'s)."""
     return f"MAAS ended {what} in {machine.status_name}"
 
 

@@ -18,7 +18,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, TypeVar
 
 from teuthology_maas.errors import MaasError, MaasHTTPError, MaasUnavailable
-from teuthology_maas.models import Event, Machine
+from teuthology_maas.models import Event, Machine, NodeStatus
+from teuthology_maas.node.ownership import Stamp, Tag, comment_actor, parse_tag
 
 if TYPE_CHECKING:
     from teuthology_maas.maas.client import MaasClient
@@ -224,6 +225,110 @@ def sentence(text: str) -> str:
     messages usually end with one already ("No machine with system ID x available.")."""
     text = text.rstrip()
     return text if text.endswith((".", "!", "?")) else text + "."
+# MAAS's event types for requests a user made (DEBUG level; their description is the comment
+# the request carried) and the verb each stands for.
+ACQUIRE = "User acquiring node"
+START_DEPLOY = "User starting deployment"
+ABORTS = frozenset({"User aborting deployment", "User aborting disk erasing"})
+POWER_OFF = "User powering down node"
+USER_VERBS: dict[str, str] = {
+    "User aborting deployment": "aborted",
+    "User aborting disk erasing": "aborted",
+    "User releasing node": "released",
+    "User marking node broken": "marked broken",
+    "User powering down node": "powered down",
+    "User unlocking node": "unlocked",
+    "User locking node": "locked",
+    START_DEPLOY: "redeployed",
+    ACQUIRE: "allocated",
+}
+# What ends a deployment against the user's will: a user action, or MAAS failing to drive
+# the node's power.
+_ENDING_ACTIONS = ("User aborting deployment", "User releasing node", "User marking node broken")
+_PROBLEM_LEVELS = frozenset({"WARNING", "ERROR", "CRITICAL"})
+_POWER_TROUBLE = re.compile(r"\bBMC\b|power[- ]?(on|off|cycle|control|state)", re.IGNORECASE)
+
+
+def newest_tag(events: Sequence[Event], event_type: str) -> tuple[Event, Tag | None] | None:
+    """The newest event of `event_type` (events newest first) and the attempt its comment
+    names (None for a request that did not come from teuthology-maas)."""
+    for event in sorted(events, key=lambda e: e.id, reverse=True):
+        if event.type == event_type:
+            return event, parse_tag(event.description)
+    return None
+
+
+def since_our_start(events: Sequence[Event], own: Tag | None) -> list[Event]:
+    """The events after our own "User starting deployment" (all of them if it is not among
+    `events`), newest first."""
+    ordered = sorted(events, key=lambda e: e.id, reverse=True)
+    if own is None:
+        return ordered
+    for index, event in enumerate(ordered):
+        tag = parse_tag(event.description) if event.type == START_DEPLOY else None
+        if tag is not None and tag.token == own.token:
+            return ordered[:index]
+    return ordered
+
+
+def actor_text(event: Event, stamp: Stamp | None = None) -> str:
+    """`MAAS user 'teuthology' (teuthology-maas abort for bob@ctl, deployment 1a2b...)`: who
+    made a user request, from the event and, when its attempt is the one stamped on the
+    machine, the stamp's teuthology owner."""
+    who = f"MAAS user {event.username!r}"
+    tag = parse_tag(event.description)
+    details: list[str] = []
+    parsed = comment_actor(event.description)
+    if parsed is not None:
+        details.append(f"teuthology-maas {parsed[0]} for {parsed[1]}")
+    elif event.description:
+        details.append(f"comment: {_clip(event.description, _LINE_MAX_CHARS)}")
+    if tag is not None and tag.deployment:
+        owner = (
+            f", owner {stamp.owner}" if stamp and stamp.token == tag.token and stamp.owner else ""
+        )
+        details.append(f"deployment {tag.short()}{owner}")
+    return who + (f" ({'; '.join(details)})" if details else "")
+
+
+def explain_end(events: Sequence[Event], machine: Machine, what: str, own: Tag | None) -> str:
+    """Why `what` (a deployment of ours) ended in `machine`'s status short of its target,
+    from MAAS's own record: the user request that ended it, naming who made it, or the power
+    failure MAAS logged. Only a power event is reported as a power problem."""
+    recent = since_our_start(events, own)
+    status = machine.status_name
+    for event in recent:
+        if event.type in _ENDING_ACTIONS:
+            who = actor_text(event, Stamp.read(machine))
+            return f"{what} was {USER_VERBS[event.type]} by {who}; MAAS shows it {status}"
+        trouble = _POWER_TROUBLE.search(f"{event.type} {event.description}")
+        if trouble and event.level.upper() in _PROBLEM_LEVELS:
+            cause = f"it could not power-control the node ({_event_text(event)})"
+            if machine.status is NodeStatus.ALLOCATED:
+                return f"MAAS reverted {what} to Allocated: {cause}"
+            return f"MAAS ended {what} in {status}: {cause}"
+    if machine.status is NodeStatus.ALLOCATED:
+        return (
+            f"MAAS reverted {what} to Allocated; its events name no user request and no "
+            f"power failure"
+        )
+    return f"MAAS ended {what} in {status}"
+
+
+def other_actions(events: Sequence[Event], own: Tag | None, limit: int = 3) -> list[str]:
+    """The newest user requests on the node not made by our attempt, as `<verb> by <who>`."""
+    found: list[str] = []
+    for event in sorted(events, key=lambda e: e.id, reverse=True):
+        verb = USER_VERBS.get(event.type)
+        if verb is None:
+            continue
+        tag = parse_tag(event.description)
+        if own is not None and tag is not None and tag.token == own.token:
+            continue
+        found.append(f"{verb} by {actor_text(event)} at {event.created}")
+        if len(found) >= limit:
+            break
+    return found
 
 
 def _event_text(event: Event) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from teuthology_maas.errors import MachineStateError
+from teuthology_maas.errors import MachineStateError, OwnershipError
 from teuthology_maas.models import CLEANABLE, LOCKABLE, Machine
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def keep_failed(node: NodeActions, *, who: str, reason: str) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         # MAAS refuses every change to a locked machine, owner data too: mark, then lock
         node.unlock_if_locked()
-        node.stamp({KEPT_BY: who, KEPT_AT: stamp, KEPT_REASON: reason[:_REASON_LIMIT]})
+        node.mark({KEPT_BY: who, KEPT_AT: stamp, KEPT_REASON: reason[:_REASON_LIMIT]})
         locked = ""
         if machine.status in LOCKABLE:
             node.lock()
@@ -75,6 +75,8 @@ def keep_failed(node: NodeActions, *, who: str, reason: str) -> str:
             f"keep_on_failure): {locked}marked kept by {who}; `teuthology-maas release "
             f"{machine.hostname}` releases it"
         )
+    except OwnershipError as exc:  # another deployment is on it now: not ours to keep
+        return f"not kept, left alone: {exc.message}"
     except Exception as exc:  # report, never hide the original failure
         return f"keeping it failed ({type(exc).__name__}: {exc}); it is left as MAAS shows it"
 

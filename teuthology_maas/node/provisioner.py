@@ -3,8 +3,9 @@
 create() brings a node from whatever state it is found in to a fresh deployment of the requested
 OS that answers over SSH, or fails with MAAS's own explanation after putting the node back where
 nobody is left holding it. release() gives a node back to MAAS's pool; it never touches another
-user's node. Every step is decided from the machine's current status (see `node.decide`) and every
-MAAS action is safe against an uncertain outcome (see `node.actions`).
+user's node, nor another attempt's deployment it has no authority over (see `ownership`).
+Every step is decided from the machine's current status (see `decide`), acts only on the
+deployment it judged (see `actions`) and is safe against an uncertain outcome.
 """
 
 from __future__ import annotations
@@ -21,37 +22,29 @@ from teuthology_maas import names
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.endpoint import Endpoint, endpoint_for
 from teuthology_maas.errors import (
-    DeploymentFailed,
     ImageNotAvailable,
-    MaasTimeout,
+    MaasError,
     MachineNotFound,
     MachineStateError,
+    OwnershipError,
     ReleaseFailed,
 )
 from teuthology_maas.maas.client import MaasClient
-from teuthology_maas.models import (
-    ABORTABLE,
-    DEPLOY_TARGET,
-    Machine,
-    NodeStatus,
-)
+from teuthology_maas.models import ABORTABLE, Machine, NodeStatus
+from teuthology_maas.node import attempts, images, keep, userdata
 from teuthology_maas.node import decide as _decide
-from teuthology_maas.node import images, keep, userdata
-from teuthology_maas.node.actions import NodeActions, describe_error, ended_in
-from teuthology_maas.node.decide import CreateStep, ReleaseStep
+from teuthology_maas.node.actions import NodeActions, describe_error
+from teuthology_maas.node.create import MAX_STEPS, CreateAttempt, may_act
+from teuthology_maas.node.decide import ReleaseStep
 from teuthology_maas.node.deploy_options import parse_overrides
 from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
 from teuthology_maas.node.forensics import collect, failure
+from teuthology_maas.node.ownership import Authority, LockHolder, Stamp, Tag
 from teuthology_maas.node.ssh import verify_ssh
-from teuthology_maas.teuthology.lifetime import sigterm_exits, stopped_at_exit, wait_for_siblings
 
 __all__ = ["MaasProvisioner", "split_name"]
 
 log = logging.getLogger(__name__)
-
-# A create() or release() that needs more steps than this is chasing a machine someone else
-# keeps changing; stop and say so instead of looping.
-_MAX_STEPS = 8
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -68,7 +61,7 @@ def default_owner() -> str:
         return owner
     try:
         user = getpass.getuser()
-    except Exception:  # no login name in a container: the uid still says who it was
+    except (KeyError, OSError):  # no login name in a container: the uid still says who it was
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
 
@@ -90,6 +83,8 @@ class MaasProvisioner:
         job_id: str | None = None,
         machine_type: str | None = None,
         deploy_options: Mapping[str, Any] | None = None,
+        lock: LockHolder | None = None,
+        take_over: bool = False,
     ) -> None:
         # Checked before anything else: job input reaches MAAS, cloud-init, SSH and paths.
         self.shortname, given_fqdn = split_name(name)
@@ -111,6 +106,13 @@ class MaasProvisioner:
         # (same keys as one level of deploy:; teuthology itself passes none).
         self.machine_type = machine_type
         self.deploy_overrides = parse_overrides(deploy_options)
+        # The paddles lock this provisioner acts for (teuthology): who holds the node now.
+        self.lock = lock
+        # An operator's explicit takeover: create() may replace any deployment of our user.
+        self.take_over = take_over
+        # The deployment the last successful create() made, and every token it stamped.
+        self.deployment: Stamp | None = None
+        self._tokens: set[str] = set()
 
     def __repr__(self) -> str:
         return (
@@ -156,19 +158,38 @@ class MaasProvisioner:
 
     # -- create --------------------------------------------------------------------------
 
-    def create(self) -> None:
-        """Deploy a fresh `os_type os_version` and verify it over SSH (DeploymentFailed if not)."""
-        # How long an interrupted create() may take to clean up: abort, forensics, release.
-        stop_timeout = self.config.abort_timeout + 60.0
-        with sigterm_exits(), stopped_at_exit(stop_timeout):
-            try:
-                self._create()
-            except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    wait_for_siblings(stop_timeout)
-                raise
+    @property
+    def tokens(self) -> frozenset[str]:
+        """The deployment tokens of every create() attempt this provisioner made."""
+        return frozenset(self._tokens)
 
-    def _create(self) -> None:
+    def authority(self) -> Authority:
+        """What this provisioner may undo: its own deployments, and (teuthology) the one made
+        under the paddles lock it acts for."""
+        return Authority(tokens=frozenset(self._tokens), lock=self.lock)
+
+    def create(self) -> None:
+        """Deploy a fresh `os_type os_version` and verify it over SSH (DeploymentFailed if not).
+
+        Each call is one attempt with a token of its own, stamped on the machine before the
+        deploy is sent (see docs/lifecycle.md). It takes over a deployment it did not make
+        only with the authority to (`lock` held by its job in paddles, `take_over`, or a
+        deployment whose process has ended), and stops at once, touching nothing more, when
+        another attempt takes the machine over from it."""
+        stamp = Stamp.new(
+            owner=self.lock.locked_by if self.lock is not None else self.owner,
+            run=self.run_name,
+            job=str(self.job_id) if self.job_id else None,
+            lock=self.lock.description if self.lock is not None else None,
+            os_name=f"{self.os_type} {self.os_version}",
+            agent=self.config.agent_name,
+        )
+        self._tokens.add(stamp.token)
+        with attempts.running(stamp.token, self.name) as attempt:
+            self._create(stamp, attempt)
+        self.deployment = stamp
+
+    def _create(self, stamp: Stamp, attempt: attempts.Attempt) -> None:
         username = self.username
         machine = self.machine()
         # Everything that can be checked is checked before MAAS is asked to change anything.
@@ -193,122 +214,61 @@ class MaasProvisioner:
             os_version=self.os_version, machine_type=self.machine_type,
             overrides=self.deploy_overrides, resources=self.endpoint.images,
         )  # fmt: skip
-        node = self._actions(username, machine)
-        # A machine that was already ours is ours to clean up if this attempt fails.
-        node.touched = machine.owner == username
+        node = self._actions(username, machine, tag=stamp.tag, attempt=attempt)
+        authority = Authority(
+            tokens=frozenset({stamp.token}),
+            lock=self.lock,
+            claim=self.lock is not None,
+            operator=self.take_over,
+        )
+        keep_as = self.owner if self.config.keep_on_failure else None
+        run = CreateAttempt(node, stamp, authority, attempt, plan, keep_as=keep_as)
         log.info(
-            "%s: deploying %s %s (%s), found %s",
+            "%s: deploying %s %s (%s) as deployment %s, found %s",
             machine.describe(), self.os_type, self.os_version, spec.distro_series,
-            machine.status_name,
+            stamp.tag.short(), machine.status_name,
         )  # fmt: skip
         started = time.monotonic()
         try:
-            self._prepare(node, plan)
-            options = plan.before_deploy(node)  # may release and allocate again: stamp after
-            self._stamp(node)
-            node.deploy(
+            run.run(
                 distro_series=spec.distro_series,
                 user_data=user_data,
-                comment=node.comment(f"deploy {self.os_type} {self.os_version}"),
-                options=options,
+                os_text=f"{self.os_type} {self.os_version}",
+                verify=lambda: self._verify(run),
             )
-            deployed = node.wait_deployed()
-            if deployed.status not in DEPLOY_TARGET:
-                raise DeploymentFailed(
-                    ended_in(deployed, "the deployment"),
-                    **deployed.error_fields(),
-                )
-            if self.config.lock_after_deploy:
-                node.lock()
-            os_release = verify_ssh(self.fqdn, self.config)
-            mismatch = images.os_mismatch(os_release, self.os_type, self.os_version)
-            if mismatch:
-                raise DeploymentFailed(f"{self.fqdn} {mismatch}", machine=machine.hostname)
         except BaseException as exc:
-            failure = self._failed_create(node, exc)
+            error = run.failed(exc, f"deploying {self.os_type} {self.os_version} on {node.name}")
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt / SystemExit: the node is cleaned up; keep exiting
-            raise failure from exc
+            raise error from exc
         log.info(
-            "%s: %s %s deployed and reachable over SSH in %.0f s",
+            "%s: %s %s deployed and reachable over SSH in %.0f s (deployment %s)",
             machine.describe(), self.os_type, self.os_version, time.monotonic() - started,
+            stamp.tag.short(),
         )  # fmt: skip
 
-    def _prepare(self, node: NodeActions, plan: DeployPlan | None = None) -> None:
-        """Bring the machine to Allocated-to-us, one decided step at a time."""
-        for _ in range(_MAX_STEPS):
-            step = _decide.next_create_step(node.last, node.username)
-            if step is CreateStep.DEPLOY:
-                return
-            if step is CreateStep.ALLOCATE:
-                if plan is not None:
-                    plan.before_allocate(node)  # MAAS sets storage layouts on Ready machines
-                node.allocate(comment=node.comment("allocate"))
-            elif step is CreateStep.ABORT:
-                log.info("%s: aborting the deployment in progress", node.name)
-                node.unlock_if_locked()
-                node.abort(comment=node.comment("abort before redeploy"))
-                node.wait_aborted()
-            elif step is CreateStep.RELEASE:
-                # A failed release or erase is retried here too; if it fails again,
-                # finish_release raises ReleaseFailed with MAAS's explanation.
-                log.info("%s: releasing %s before the redeploy", node.name, node.last.status_name)
-                node.unlock_if_locked()
-                node.release()
-                node.finish_release()
-            elif step is CreateStep.WAIT_RELEASE:
-                log.info("%s: waiting for the release in progress", node.name)
-                node.finish_release()
-        raise MachineStateError(
-            f"{node.name} did not settle into a deployable state after {_MAX_STEPS} steps "
-            f"(last {node.last.status_name}); is someone else acting on it?",
-            **node.last.error_fields(),
-        )
-
-    def _stamp(self, node: NodeActions) -> None:
-        data = {
-            "teuthology_owner": self.owner,
-            "teuthology_os": f"{self.os_type} {self.os_version}",
-            "agent": self.config.agent_name,
-        }
-        if self.run_name:
-            data["teuthology_run"] = self.run_name
-        if self.job_id:
-            data["teuthology_job"] = str(self.job_id)
-        node.stamp(data)
-
-    def _failed_create(self, node: NodeActions, exc: BaseException) -> DeploymentFailed:
-        """Clean up after a failed create() and build the exception that explains it."""
-        interrupted = not isinstance(exc, Exception)
-        cause = _cause(exc, interrupted)
-        # MAAS's story of the failure first: the clean-up adds events of its own.
-        forensics = collect(self.client, node.last)
-        if node.touched and self.config.keep_on_failure and not interrupted:
-            outcome = keep.keep_failed(node, who=self.owner, reason=cause)
-        elif node.touched:
-            outcome = node.clean_up(wait=not interrupted)
-            if not interrupted:
-                outcome += restore_network(node)
-        else:
-            outcome = "nothing was changed in MAAS"
-        error = failure(
-            DeploymentFailed, f"deploying {self.os_type} {self.os_version} on {node.name}",
-            cause, forensics, then=f"Clean-up: {outcome}",
-            # a ReleaseFailed already carries MAAS's account
-            with_summary=not isinstance(exc, ReleaseFailed),
-        )  # fmt: skip
-        log.error("%s", error)
-        return error
+    def _verify(self, run: CreateAttempt) -> str | None:
+        os_release = verify_ssh(self.fqdn, self.config, watch=run.ssh_watch())
+        mismatch = images.os_mismatch(os_release, self.os_type, self.os_version)
+        return f"{self.fqdn} {mismatch}" if mismatch else None
 
     # -- release / abort -----------------------------------------------------------------
 
     def release(
-        self, erase: str | None = None, *, wait: bool = True, release_kept: bool = False
+        self,
+        erase: str | None = None,
+        *,
+        wait: bool = True,
+        authority: Authority | None = None,
+        release_kept: bool = False,
     ) -> None:
         """Give the machine back to MAAS (Ready); a no-op when it is already free.
 
-        `erase` overrides the configured erase mode for this release only. With `wait=False`
-        the release is only requested (MAAS finishes it by itself): no wait, so no poller
+        Only a deployment `authority` covers is undone (default: this provisioner's own, the
+        one made under its paddles `lock`, one carrying no token, or one whose process has
+        ended); another one is refused with TakenOver naming it, untouched. `erase`
+        overrides the configured erase mode for this release only. With `wait=False` the
+        release is only requested (MAAS finishes it by itself): no wait, so no poller
         thread, which is what a process that is exiting can still do. A machine kept for
         debugging (keep_on_failure) is left alone unless `release_kept`."""
         username = self.username
@@ -324,13 +284,14 @@ class MaasProvisioner:
             log.info("%s: already %s; nothing to release", machine.describe(), machine.status_name)
             return
         node = self._actions(username, machine)
+        node.deployment = may_act(node, machine, authority or self.authority(), "release").token
         try:
             self._release(node, erase, wait=wait)
             if wait and (undone := restore_network(node)):
                 log.info("%s:%s", node.name, undone)
-        except (MachineStateError, ReleaseFailed):
+        except (MachineStateError, ReleaseFailed, OwnershipError):
             raise
-        except Exception as exc:
+        except MaasError as exc:
             raise failure(
                 ReleaseFailed, f"releasing {node.name}", describe_error(exc),
                 collect(self.client, node.last),
@@ -341,8 +302,8 @@ class MaasProvisioner:
         self.release()
 
     def _release(self, node: NodeActions, erase: str | None, *, wait: bool = True) -> None:
-        for _ in range(_MAX_STEPS):
-            step = _decide.next_release_step(node.last, node.username)
+        for _ in range(MAX_STEPS):
+            step = _decide.next_release_step(node.last, node.username)  # each action re-reads first
             if step is ReleaseStep.NOTHING:
                 log.info("%s: released (%s)", node.name, node.last.status_name)
                 return
@@ -364,13 +325,14 @@ class MaasProvisioner:
                     return
                 node.finish_release()
         raise MachineStateError(
-            f"{node.name} did not reach Ready after {_MAX_STEPS} steps "
+            f"{node.name} did not reach Ready after {MAX_STEPS} steps "
             f"(last {node.last.status_name}); is someone else acting on it?",
             **node.last.error_fields(),
         )
 
-    def abort(self) -> None:
-        """Stop an in-flight deployment (or disk erasing) and wait until MAAS has stopped it."""
+    def abort(self, *, authority: Authority | None = None) -> None:
+        """Stop an in-flight deployment (or disk erasing) and wait until MAAS has stopped it.
+        Only a deployment `authority` covers is aborted (the default as for release())."""
         username = self.username
         machine = self.machine()
         _decide.check_ownership(machine, username, "abort")
@@ -378,6 +340,7 @@ class MaasProvisioner:
             log.info("%s: %s; nothing to abort", machine.describe(), machine.status_name)
             return
         node = self._actions(username, machine)
+        node.deployment = may_act(node, machine, authority or self.authority(), "abort").token
         node.unlock_if_locked()
         node.abort(comment=node.comment("abort"))
         done = node.wait_aborted()
@@ -397,26 +360,29 @@ class MaasProvisioner:
             os_release = verify_ssh(
                 self.fqdn, self.config, timeout=min(self.config.ssh_timeout, 15.0)
             )
-        except Exception as exc:
+        except MaasError as exc:  # verify_ssh turns every SSH failure into SSHNotReady
             log.debug("%s: not ready over SSH: %s", machine.describe(), exc)
             return False
         return images.os_mismatch(os_release, self.os_type, self.os_version) is None
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _actions(self, username: str, machine: Machine) -> NodeActions:
+    def _actions(
+        self,
+        username: str,
+        machine: Machine,
+        *,
+        tag: Tag | None = None,
+        attempt: attempts.Attempt | None = None,
+    ) -> NodeActions:
         job = f" job {self.job_id}" if self.job_id else ""
         run = f" run {self.run_name}" if self.run_name else ""
         return NodeActions(
-            self.endpoint, self.config, username, machine, actor=f"{self.owner}{run}{job}"
+            self.endpoint,
+            self.config,
+            username,
+            machine,
+            actor=f"{self.owner}{run}{job}",
+            tag=tag if tag is not None else Tag.request(),
+            attempt=attempt,
         )
-
-
-def _cause(exc: BaseException, interrupted: bool) -> str:
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (Ctrl-C)"
-    if interrupted:
-        return "stopped: the process is exiting"
-    if isinstance(exc, MaasTimeout):
-        return f"timed out: {exc}"
-    return describe_error(exc)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from teuthology_maas.errors import MaasError, MaasTimeout
+from teuthology_maas.errors import MaasError, MaasTimeout, OwnershipError
 from teuthology_maas.models import (
     RELEASE_FAILURE,
     RELEASE_IN_PROGRESS,
@@ -31,7 +31,6 @@ from teuthology_maas.models import (
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
-    from teuthology_maas.maas.client import MaasClient
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
 
@@ -40,7 +39,6 @@ class StuckNode(Protocol):
     """What the ladder needs of the machine whose release is stuck (node.actions.NodeActions
     is one; recovery does not import it, so the two modules do not import each other)."""
 
-    client: MaasClient
     config: MaasConfig
     system_id: str
     last: Machine
@@ -58,6 +56,12 @@ class StuckNode(Protocol):
     ) -> Machine: ...
 
     def comment(self, action: str) -> str: ...
+
+    # Each checked against the deployment the caller acts on (TakenOver when it changed).
+    def power_off(self, *, comment: str) -> Machine: ...
+    def abort(self, *, comment: str | None = None) -> Machine: ...
+    def mark_broken(self, *, comment: str) -> Machine: ...
+    def mark_fixed(self, *, comment: str) -> Machine: ...
 
 
 @dataclass
@@ -96,6 +100,8 @@ def recover_stuck_release(node: StuckNode) -> Recovery:
     def attempt(step: str, call: Callable[[], object]) -> bool:
         try:
             call()
+        except OwnershipError:
+            raise  # not our deployment any more: stop climbing, say who has it
         except MaasError as exc:
             recovery.tried.append(f"{step} (refused: {_short(exc)})")
             log.warning("%s: %s refused: %s", node.name, step, exc)
@@ -104,17 +110,13 @@ def recover_stuck_release(node: StuckNode) -> Recovery:
         log.warning("%s: stuck release: %s", node.name, step)
         return True
 
-    client, system_id = node.client, node.system_id
     if recovery.machine.status in RELEASE_IN_PROGRESS and attempt(
-        "power_off",
-        lambda: client.power_off(system_id, comment=node.comment("power off a stuck release")),
+        "power_off", lambda: node.power_off(comment=node.comment("power off a stuck release"))
     ):
         recovery.machine = settle(RELEASE_TARGET, RELEASE_FAILURE)
     aborted = False
     if recovery.machine.status is NodeStatus.DISK_ERASING:
-        aborted = attempt(
-            "abort", lambda: client.abort(system_id, comment=node.comment("abort a stuck erase"))
-        )
+        aborted = attempt("abort", lambda: node.abort(comment=node.comment("abort a stuck erase")))
         if aborted:
             recovery.machine = settle(
                 {NodeStatus.FAILED_DISK_ERASING, *RELEASE_TARGET}, {NodeStatus.BROKEN}
@@ -124,14 +126,13 @@ def recover_stuck_release(node: StuckNode) -> Recovery:
     )
     if stuck and attempt(
         "mark_broken",
-        lambda: client.mark_broken(
-            system_id, comment=node.comment(f"release stuck in {recovery.machine.status_name}")
+        lambda: node.mark_broken(
+            comment=node.comment(f"release stuck in {recovery.machine.status_name}")
         ),
     ):
         recovery.machine = node.refresh()
         if attempt(
-            "mark_fixed",
-            lambda: client.mark_fixed(system_id, comment=node.comment("recovered a stuck release")),
+            "mark_fixed", lambda: node.mark_fixed(comment=node.comment("recovered a stuck release"))
         ):
             recovery.machine = settle(RELEASE_TARGET, {NodeStatus.BROKEN})
     node.last = recovery.machine

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 
 from teuthology_maas import waits
-from teuthology_maas.errors import SSHNotReady
+from teuthology_maas.errors import MaasError, SSHNotReady
 from teuthology_maas.node.ssh_reasons import reason_for, unresolvable
 from teuthology_maas.node.ssh_target import SSHTarget
 from teuthology_maas.waits import Reason, State, WaitReport
@@ -136,12 +136,14 @@ def _retry(
     initial_delay: float,
     max_delay: float,
     resolve_grace: float | None = None,
+    watch: Callable[[], None] | None = None,
 ) -> None:
     """Connect and run `check` until it reports success (None) or the deadline passes.
 
     Each attempt is reported (`waits.report`) with the reason it failed; `not_yet` is the
     reason when the node answers but `check` is not satisfied yet. A name that keeps not
-    resolving for longer than `resolve_grace` seconds ends the wait early."""
+    resolving for longer than `resolve_grace` seconds ends the wait early. `watch` is called
+    before every attempt; whatever it raises ends the wait."""
     start = time.monotonic()
     deadline = start + timeout
     delay = initial_delay
@@ -150,6 +152,12 @@ def _retry(
     unresolved_since: float | None = None
     _report(target, Reason.CONNECTING, "", 0)
     while True:
+        if watch is not None:
+            try:
+                watch()
+            except BaseException as exc:  # the wait ends here: say so to whoever shows it
+                _report(target, "stopped", type(exc).__name__, attempts, state="failed")
+                raise
         attempts += 1
         remaining = deadline - time.monotonic()
         per_try = max(min(target.connect_timeout, remaining), 1.0)
@@ -230,10 +238,12 @@ def wait_for_ssh(
     initial_delay: float = _INITIAL_DELAY,
     max_delay: float = _MAX_DELAY,
     resolve_grace: float | None = None,
+    watch: Callable[[], None] | None = None,
 ) -> None:
     """Until `timeout` seconds pass: log in and run a command (and, with `sentinel_file`, find
     that file). Raises SSHNotReady naming the host, port, user and the last error, early when
-    the name has not resolved for `resolve_grace` seconds."""
+    the name has not resolved for `resolve_grace` seconds. `watch` is called before every
+    attempt; whatever it raises ends the wait."""
     if sentinel_file:
         wait_for_file(
             target,
@@ -242,6 +252,7 @@ def wait_for_ssh(
             initial_delay=initial_delay,
             max_delay=max_delay,
             resolve_grace=resolve_grace,
+            watch=watch,
         )
         return
 
@@ -258,6 +269,7 @@ def wait_for_ssh(
         initial_delay=initial_delay,
         max_delay=max_delay,
         resolve_grace=resolve_grace,
+        watch=watch,
     )
 
 
@@ -269,6 +281,7 @@ def wait_for_file(
     initial_delay: float = _INITIAL_DELAY,
     max_delay: float = _MAX_DELAY,
     resolve_grace: float | None = None,
+    watch: Callable[[], None] | None = None,
 ) -> None:
     """Until `timeout` seconds pass: log in and find `path` on the node (cloud-init's
     boot-finished, say). Connection and authentication failures are retried too."""
@@ -286,6 +299,7 @@ def wait_for_file(
         initial_delay=initial_delay,
         max_delay=max_delay,
         resolve_grace=resolve_grace,
+        watch=watch,
     )
 
 
@@ -339,8 +353,16 @@ def read_os_release(target: SSHTarget, *, timeout: float = 60.0) -> dict[str, st
 # requested OS.
 
 
-def verify_ssh(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -> dict[str, str]:
-    """Wait for SSH (and the sentinel file), then return the node's /etc/os-release."""
+def verify_ssh(
+    fqdn: str,
+    config: MaasConfig,
+    *,
+    timeout: float | None = None,
+    watch: Callable[[], None] | None = None,
+) -> dict[str, str]:
+    """Wait for SSH (and the sentinel file), then return the node's /etc/os-release.
+    `watch` is called before every SSH attempt; whatever it raises ends the wait (create()
+    stops at once when the node changes hands meanwhile)."""
     limit = config.ssh_timeout if timeout is None else timeout
     target = SSHTarget.resolve(fqdn, config)
     try:
@@ -349,9 +371,10 @@ def verify_ssh(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -
             timeout=limit,
             sentinel_file=config.sentinel_file,
             resolve_grace=config.ssh_resolve_grace,
+            watch=watch,
         )
         return read_os_release(target, timeout=limit)
-    except SSHNotReady:
+    except MaasError:  # SSHNotReady, or what `watch` raised (the node changed hands)
         raise
     except Exception as exc:  # anything paramiko or a socket raises: the node is not usable yet
         raise SSHNotReady(

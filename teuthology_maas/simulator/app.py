@@ -108,6 +108,11 @@ class RequestRecord:
     # The query then the form (or top-level JSON) parameters as (name, value), in the order
     # sent. oauth_* parameters are left out; user_data is kept as its length and SHA-256 only.
     params: tuple[tuple[str, str], ...] = ()
+    # The order in which the region applied requests (assigned under its state lock), and the
+    # machine the request was about as it was just before (status, owner, locked, owner_data):
+    # what a test needs to tell whose deployment a request acted on.
+    seq: int | None = None
+    before: dict[str, Any] | None = None
 
     def param(self, name: str) -> str | None:
         """The last value sent for `name` (Django's QueryDict.get), None if never sent."""
@@ -234,7 +239,7 @@ class MaasApp:
                 return Reply(
                     status, fault.response_body().encode(), fault.response_content_type(), headers
                 )
-        reply = self._dispatch(request, table, resource, op, user, query, body, args)
+        reply = self._dispatch(request, table, resource, op, user, query, body, args, record)
         if drop_after:
             self._drop(environ, record)
         return reply
@@ -262,6 +267,7 @@ class MaasApp:
         query: Params,
         body: Body,
         args: tuple[str, ...],
+        record: RequestRecord | None = None,
     ) -> Reply:
         method = request.method
         handler = table.get((method, op))
@@ -283,6 +289,8 @@ class MaasApp:
         try:
             with self.sim.state.lock:
                 self.sim.state.settle()
+                if record is not None:
+                    self._note_before(record, body)
                 result = handler(call)
         except ApiError as exc:
             return Reply(exc.status, exc.body.encode(), exc.content_type, exc.headers)
@@ -294,6 +302,20 @@ class MaasApp:
             reply.headers.setdefault("X-MAAS-API-Hash", API_HASH)
             reply.headers.setdefault("Vary", "Authorization")
         return reply
+
+    def _note_before(self, record: RequestRecord, body: Body) -> None:
+        """Number the request and keep its machine's state before it (caller holds the
+        state lock)."""
+        record.seq = self.sim.next_seq()
+        ident = record.system_id or body.form.get("system_id")
+        machine = self.sim.state.machines.get(ident) if ident else None
+        if machine is not None:
+            record.before = {
+                "status": machine.status.label,
+                "owner": machine.owner,
+                "locked": machine.locked,
+                "owner_data": dict(machine.workload_annotations),
+            }
 
     def _drop(self, environ: WSGIEnvironment, record: RequestRecord) -> None:
         # Logged first: the client may look at the log as soon as it sees the connection close.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class Simulator:
         for record in list(self.state.machines.values()):
             self._resume(record)
         self.request_log: list[RequestRecord] = []
+        self._seq = itertools.count(1)
         self.app = MaasApp(self, build_resources(self))
         if isinstance(self.clock, ManualClock):
             self.clock.subscribe(self.settle)
@@ -188,6 +190,10 @@ class Simulator:
         """The user_data exactly as the deploy request sent it."""
         with self.state.lock:
             return self.state.find(ident).user_data
+
+    def next_seq(self) -> int:
+        """The next number in the order requests are applied (RequestRecord.seq)."""
+        return next(self._seq)
 
     def requests(self, *, op: str | None = None, method: str | None = None) -> list[RequestRecord]:
         """The request log, optionally filtered."""

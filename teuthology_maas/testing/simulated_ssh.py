@@ -9,6 +9,7 @@ soak).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,12 +19,28 @@ from teuthology_maas.errors import SSHNotReady
 VerifySSH = Callable[..., dict[str, str]]
 
 
-def verify_ssh_from_files(ssh_root: Path) -> VerifySSH:
-    """verify_ssh(fqdn, config, *, timeout=None) over the files under `ssh_root`/<hostname>:
-    SSHNotReady until our key is authorized and (when the config names a sentinel file) boot
-    has finished; then the node's os-release as a dict."""
+def verify_ssh_from_files(ssh_root: Path, *, boot_time: float = 0.0) -> VerifySSH:
+    """verify_ssh(fqdn, config, *, timeout=None, watch=None) over the files under
+    `ssh_root`/<hostname>: SSHNotReady until our key is authorized and (when the config names
+    a sentinel file) boot has finished; then the node's os-release as a dict. `boot_time`
+    (real seconds) is spent first, calling `watch` as the real SSH wait does between its
+    attempts, so that the node can change hands while create() waits for SSH."""
 
-    def verify(fqdn: str, config: MaasConfig, *, timeout: float | None = None) -> dict[str, str]:
+    def verify(
+        fqdn: str,
+        config: MaasConfig,
+        *,
+        timeout: float | None = None,
+        watch: Callable[[], None] | None = None,
+    ) -> dict[str, str]:
+        deadline = time.monotonic() + boot_time
+        while True:
+            if watch is not None:
+                watch()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(remaining, 0.05))
         node = ssh_root / fqdn.split(".", 1)[0]
         keys = _read(node / "authorized_keys") or ""
         if not any(key.split()[1] in keys for key in config.ssh_keys):

@@ -8,9 +8,10 @@ Teuthology calls exactly this (see docs/teuthology-integration.md):
 - `MAAS(name, os_type, os_version).create()` from `provision.reimage()`; `MAAS(name).release()`
   from `lock.ops.stop_node()` when a node is unlocked.
 
-The work is MaasProvisioner's; this module maps teuthology's names and config onto it and adds
-what only the teuthology side can know about (the nodes this process is reimaging). It is the
-only module of the package that imports teuthology, and importing teuthology switches the
+The work is MaasProvisioner's; this module maps teuthology's names, config and lock records onto
+it: who holds the node in paddles (stamped on the deployment by create(), required of it by
+release()), who is unlocking it (`unlocking`), and the process's lifetime (`lifetime`). It is
+the only module of the package that imports teuthology, and importing teuthology switches the
 process to gevent: import this module only inside teuthology processes.
 
 Configuration is read from `teuthology.config.config` when called, never at import: its
@@ -20,17 +21,14 @@ Configuration is read from `teuthology.config.config` when called, never at impo
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import logging
 import os
-import sys
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-import requests
 from teuthology import misc
 from teuthology.config import config as teuthology_config
 
@@ -38,8 +36,16 @@ from teuthology_maas import names
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
 from teuthology_maas.node.forensics import sentence
-from teuthology_maas.node.provisioner import MaasProvisioner
-from teuthology_maas.teuthology.lifetime import resolve_without_threads
+from teuthology_maas.node.ownership import Authority, LockHolder
+from teuthology_maas.node.provisioner import MaasProvisioner, default_owner
+from teuthology_maas.teuthology import lifetime
+from teuthology_maas.teuthology.paddles import (
+    LockServerUnavailable,
+    PaddlesNode,
+    PaddlesReader,
+    unlock_refusal,
+)
+from teuthology_maas.teuthology.unlocking import unlock_request
 
 __all__ = ["MAAS", "enabled", "get_types", "load_config"]
 
@@ -54,7 +60,7 @@ PADDLES_TIMEOUT = 10.0
 def _top(name: str) -> Any:
     try:
         return teuthology_config.get(name)
-    except Exception:
+    except (AttributeError, KeyError, TypeError):  # a config object without the key or get()
         return None
 
 
@@ -66,9 +72,9 @@ def _config_dir() -> Path | None:
 def _problem() -> str | None:
     try:
         return MaasConfig.problem(
-            _top("maas"), base_dir=_config_dir(), top={"lab_domain": teuthology_config.lab_domain}
+            _top("maas"), base_dir=_config_dir(), top={"lab_domain": _top("lab_domain")}
         )
-    except Exception as exc:  # get_types() must never raise
+    except Exception as exc:  # get_types() must never raise, whatever the config holds
         return f"the maas: section could not be read ({type(exc).__name__}: {exc})"
 
 
@@ -86,7 +92,7 @@ def get_types() -> list[str]:
         if not enabled():
             return []
         return list(load_config().machine_types)
-    except Exception:
+    except Exception:  # teuthology calls this on every lock decision: never raise
         return []
 
 
@@ -130,40 +136,64 @@ class MAAS:
     def __repr__(self) -> str:
         return f"MAAS({self.name!r}, os_type={self.os_type!r}, os_version={self.os_version!r})"
 
-    def provisioner(self, config: MaasConfig | None = None) -> MaasProvisioner:
-        # The process's Endpoint for cfg (endpoint_for): one client, poller ... per MAAS.
-        return MaasProvisioner(self.name, self.os_type, self.os_version,
-                               config=config or load_config())
+    def provisioner(
+        self, config: MaasConfig | None = None, *, lock: LockHolder | None = None
+    ) -> MaasProvisioner:
+        # The process's Endpoint for the config (endpoint_for): one client, poller ... per MAAS.
+        run, job = _run_and_job(lock.description if lock is not None else None)
+        return MaasProvisioner(
+            self.name, self.os_type, self.os_version, config=config or load_config(),
+            owner=lock.locked_by if lock is not None else default_owner(),
+            run_name=run, job_id=job, lock=lock,
+        )  # fmt: skip
 
     def create(self) -> None:
-        """Deploy os_type/os_version and return once the node answers over SSH with it."""
-        provisioner = self.provisioner()
+        """Deploy os_type/os_version and return once the node answers over SSH with it.
+
+        The deployment is stamped with the paddles lock that holds the node (owner, and the
+        job's archive path as description), which is what release() later requires of it."""
+        cfg = load_config()
+        holder = _holder(_lock_record(self.name, cfg))
+        provisioner = self.provisioner(cfg, lock=holder)
         started = time.monotonic()
+        # These wordings ("Reimaging ...", "Reimaged ... in N s", "... failed after") are read
+        # from supervisors' logs (testing.dispatcher_lab, demo --suite): keep them.
         self.log.info("Reimaging %s with %s %s through MAAS", self.name, self.os_type,
                       self.os_version)
-        _tracker.started(self.name)
+        if holder is not None:
+            self.log.info("%s is locked in paddles by %s: the deployment is stamped with that "
+                          "lock", self.name, holder.describe())
         try:
-            provisioner.create()
-        except BaseException as exc:
-            _tracker.finished(self.name, deployed=False)
-            if isinstance(exc, Exception):
-                self.log.error("Reimaging %s through MAAS failed after %.0f s: %s", self.name,
-                               time.monotonic() - started, exc)
+            with lifetime.hosting():
+                provisioner.create()
+        except MaasError as exc:  # create() says every failure this way; anything else is a bug
+            self.log.error("Reimaging %s through MAAS failed after %.0f s: %s", self.name,
+                           time.monotonic() - started, exc)
             raise
-        _tracker.finished(self.name, deployed=True)
+        if provisioner.deployment is not None:
+            _deployed.add(self.name, provisioner.deployment.token)
         self.log.info("Reimaged %s with %s %s in %.0f s", self.name, self.os_type,
                       self.os_version, time.monotonic() - started)
 
     def release(self) -> None:
-        """Give the node back to MAAS. Refuses (OwnershipError, nothing touched) a node MAAS
-        says another MAAS user holds, and, when teuthology is unlocking it for a user, a node
-        paddles shows locked by someone else (or whose lock paddles cannot show)."""
-        provisioner = self.provisioner()
+        """Give the node back to MAAS, touching only what teuthology's unlock may undo.
+
+        Refused (OwnershipError, nothing touched in MAAS): a node another MAAS user holds; a
+        node whose unlock paddles will refuse (teuthology asks paddles only after this
+        returns: another user's lock, or another job's description); a node whose lock
+        paddles cannot show; a deployment other than the one made under paddles' current
+        lock (TakenOver, naming it)."""
+        cfg = load_config()
         started = time.monotonic()
         try:
-            _check_paddles_holder(self.name)
-            _tracker.cancel(self.name)
-            provisioner.release()
+            record = _lock_record(self.name, cfg, required=True)
+            _check_unlock(self.name, record)
+            holder = _holder(record)
+            # A create() of this node still running here (the supervisor unlocking after a
+            # sibling failed): stop it first instead of racing it.
+            lifetime.stop_node(lambda name: _same_node(name, self.name))
+            authority = Authority(tokens=_deployed.tokens(self.name), lock=holder)
+            self.provisioner(cfg, lock=holder).release(authority=authority)
         except (OwnershipError, MachineNotFound) as exc:
             # teuthology only logs what release() raises (and may unlock the node in paddles
             # anyway): say plainly that MAAS was left untouched and why. A non-admin key does
@@ -174,198 +204,142 @@ class MAAS:
         except MaasError as exc:
             self.log.error("Releasing %s in MAAS failed: %s", self.name, exc)
             raise
-        _tracker.released(self.name)
+        _deployed.discard(self.name)
         self.log.info("Released %s in MAAS in %.0f s", self.name, time.monotonic() - started)
 
 
-class _ReimageTracker:
-    """What this process is reimaging, for two teuthology hazards only this side can see.
-
-    1. When one node of a parallel reimage fails, teuthology does not cancel its siblings; it
-       unlocks every node in paddles without calling release() and exits, abandoning the
-       siblings mid-deploy. At exit we stop reimages still in flight (their create() then
-       aborts and releases) and release nodes we deployed that paddles no longer shows locked.
-    2. release() of a node whose create() is still running in this process (the supervisor
-       unlocking after a sibling failed) stops that create() first instead of racing it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: dict[str, Any] = {}
-        self._deployed: set[str] = set()
-        self._registered = False
-
-    def started(self, fqdn: str) -> None:
-        with self._lock:
-            self._running[fqdn] = _current_greenlet()
-            self._deployed.discard(fqdn)
-            if not self._registered:
-                atexit.register(self.clean_up_at_exit)
-                self._registered = True
-
-    def finished(self, fqdn: str, *, deployed: bool) -> None:
-        with self._lock:
-            self._running.pop(fqdn, None)
-            if deployed:
-                self._deployed.add(fqdn)
-
-    def released(self, fqdn: str) -> None:
-        with self._lock:
-            self._deployed.discard(fqdn)
-
-    def cancel(self, fqdn: str) -> None:
-        with self._lock:
-            greenlet = self._running.get(fqdn)
-        if greenlet is not None and greenlet is not _current_greenlet():
-            log.warning("%s: stopping its reimage still running in this process", fqdn)
-            _kill(greenlet)
-
-    def clean_up_at_exit(self) -> None:
-        try:
-            resolve_without_threads()
-            with self._lock:
-                running = dict(self._running)
-                deployed = set(self._deployed)
-            for fqdn, greenlet in running.items():
-                log.warning("%s: process exiting with its reimage unfinished; stopping it and "
-                            "giving the node back to MAAS", fqdn)
-                _kill(greenlet)
-            orphans = {fqdn: "its reimage was stopped at exit" for fqdn in running}
-            for fqdn in sorted(deployed - set(running)):
-                if _unlocked_in_paddles(fqdn):
-                    orphans[fqdn] = "deployed for teuthology but no longer locked in paddles"
-            if orphans:
-                _release_all(orphans)
-        except Exception:
-            log.exception("teuthology_maas: clean-up at exit failed")
+def _same_node(a: str, b: str) -> bool:
+    return str(misc.canonicalize_hostname(a, user=None)) == str(
+        misc.canonicalize_hostname(b, user=None)
+    )
 
 
-def _current_greenlet() -> Any:
-    try:
-        import gevent
-
-        return gevent.getcurrent()
-    except Exception:
-        return None
-
-
-def _kill(greenlet: Any) -> None:
-    """Raise GreenletExit in a running create(): its own clean-up then aborts or releases."""
-    kill = getattr(greenlet, "kill", None)  # a gevent.Greenlet (teuthology.parallel spawns)
-    if kill is None:
-        return
-    try:
-        kill(block=True, timeout=EXIT_RELEASE_TIMEOUT)
-    except Exception:
-        log.exception("could not stop a running reimage")
+def _run_and_job(description: str | None) -> tuple[str | None, str | None]:
+    """teuthology locks a job's nodes with the job's archive path as description
+    (`<archive_base>/<run>/<job_id>`): the run and job it names, when it looks like one."""
+    if not description:
+        return None, None
+    parts = PurePosixPath(description.strip()).parts
+    if len(parts) >= 2 and parts[-1].isdigit():
+        return parts[-2], parts[-1]
+    return None, None
 
 
-def _paddles_node(fqdn: str) -> dict[str, Any] | None:
-    """The lock server's record of a node; None when unknown or unreachable."""
-    lock_server = _top("lock_server")
-    if not lock_server:
+# -- paddles ----------------------------------------------------------------------------------
+
+
+def _lock_record(fqdn: str, cfg: MaasConfig, *, required: bool = False) -> PaddlesNode | None:
+    """The node's lock record in paddles; None when no lock server is configured, or (unless
+    `required`) when it cannot be read, which is logged."""
+    url = _top("lock_server")
+    if not url:
         return None
     try:
-        response = requests.get(
-            os.path.join(str(lock_server), "nodes", fqdn, ""), timeout=PADDLES_TIMEOUT
-        )
-        node = response.json() if response.ok else None
-        return node if isinstance(node, dict) else None
-    except Exception as exc:
+        with PaddlesReader(str(url), timeout=min(cfg.http_timeout, PADDLES_TIMEOUT)) as paddles:
+            return paddles.node(fqdn)
+    except LockServerUnavailable as exc:
+        if required:
+            raise OwnershipError(
+                f"cannot read {fqdn}'s lock from paddles to check who holds it ({exc}); not "
+                f"releasing it (teuthology's unlock needs paddles too)",
+                machine=fqdn,
+            ) from exc
         log.warning("%s: cannot read its lock from the lock server: %s", fqdn, exc)
         return None
 
 
-def _unlocked_in_paddles(fqdn: str) -> bool:
-    """True only when paddles answers that the node is not locked (unknown -> False)."""
-    node = _paddles_node(fqdn)
-    return node is not None and not node.get("locked")
+def _holder(record: PaddlesNode | None) -> LockHolder | None:
+    if record is None or not record.locked or not record.locked_by:
+        return None
+    return LockHolder(record.locked_by, record.description)
 
 
-_UNLOCK_ONE = ("teuthology.lock.ops", "unlock_one")
-
-
-def _unlocking_user() -> str | None:
-    """The `user` argument of teuthology.lock.ops.unlock_one() when that is what called
-    release(); None otherwise, or when it cannot be read.
-
-    Why read a caller's frame: unlock_one(name, user) calls stop_node() (our release())
-    *before* paddles checks who holds the lock, and passes no user down, so a wrong-owner
-    `teuthology-lock --unlock` would release a node another user's job runs on. The frame is
-    the only place the unlocking user is known. Anything unexpected (no frame support, a
-    teuthology whose unlock_one has no `user`) returns None: release() then relies on MAAS's
-    ownership check alone, as for every other caller, and the gap is logged.
-    """
-    try:
-        frame = sys._getframe(1)
-        while frame is not None:
-            module = frame.f_globals.get("__name__")
-            if (module, frame.f_code.co_name) == _UNLOCK_ONE:
-                user = frame.f_locals.get("user")
-                if user:
-                    return str(user)
-                log.warning("teuthology's unlock_one() has no 'user' argument here; cannot "
-                            "check paddles' lock holder, relying on MAAS's ownership check")
-                return None
-            frame = frame.f_back  # type: ignore[assignment]
-    except Exception as exc:
-        log.warning("cannot tell which user is unlocking (%s: %s); relying on MAAS's ownership "
-                    "check", type(exc).__name__, exc)
-    return None
-
-
-def _check_paddles_holder(fqdn: str) -> None:
-    """Refuse (OwnershipError) to release a node paddles shows locked by someone other than
-    the user teuthology is unlocking it for: paddles will refuse that unlock, and the node may
-    be running someone else's job. When paddles cannot be read, refuse too: whose node it is
-    is then unknown, and unlock_one cannot unlock it in paddles either."""
-    user = _unlocking_user()
-    if user is None or not _top("lock_server"):
+def _check_unlock(fqdn: str, record: PaddlesNode | None) -> None:
+    """Refuse (OwnershipError) when paddles is going to refuse the unlock teuthology is
+    performing: releasing first would take the node from the job that keeps holding it."""
+    request = unlock_request(fqdn)
+    if request is None or record is None:
         return
-    node = _paddles_node(fqdn)
-    if node is None:
+    refusal = unlock_refusal(record, request.user, request.description)
+    if refusal is not None:
         raise OwnershipError(
-            f"cannot read {fqdn}'s lock from paddles to check that {user!r} holds it; not "
-            f"releasing it (teuthology's unlock needs paddles too)",
-            machine=fqdn,
-        )
-    if node.get("locked") and node.get("locked_by") not in (None, user):
-        raise OwnershipError(
-            f"paddles shows {fqdn} locked by {node['locked_by']!r}, not by {user!r} who is "
-            f"unlocking it (teuthology releases before paddles checks the owner; paddles will "
-            f"refuse this unlock)",
+            f"paddles will refuse this unlock of {fqdn} by {request.user!r} ({refusal}); "
+            f"paddles shows it {record.describe_lock()} (teuthology releases before paddles "
+            f"checks the unlock)",
             machine=fqdn,
         )
 
 
-def _release_all(reasons: dict[str, str]) -> None:
-    """Release each node at exit, logging why. Runs in the exiting thread and starts no
-    thread of its own: from an exit hook, Python 3.12 refuses to start native threads. Every
-    release is requested first (MAAS then runs them side by side), then, when this process can
-    still start its poller, each is waited for within EXIT_RELEASE_TIMEOUT in all."""
-    resolve_without_threads()
+# -- the nodes this process deployed, for the exit hook -----------------------------------------
+
+
+class _Deployed:
+    """Deployments this process made for teuthology and has not released (FQDN -> tokens).
+
+    When one node of a parallel reimage fails, teuthology unlocks every node in paddles
+    without calling release() and exits. At exit, the nodes deployed here that paddles no
+    longer shows locked are released (only the deployment this process made: its token)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, set[str]] = {}
+
+    def add(self, fqdn: str, token: str) -> None:
+        with self._lock:
+            self._tokens.setdefault(fqdn, set()).add(token)
+        lifetime.at_exit(_release_orphans)
+
+    def discard(self, fqdn: str) -> None:
+        with self._lock:
+            self._tokens.pop(fqdn, None)
+
+    def tokens(self, fqdn: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._tokens.get(fqdn, ()))
+
+    def snapshot(self) -> dict[str, frozenset[str]]:
+        with self._lock:
+            return {fqdn: frozenset(tokens) for fqdn, tokens in self._tokens.items()}
+
+
+_deployed = _Deployed()
+
+
+def _release_orphans() -> None:
+    """At exit: release each node deployed here that paddles no longer shows locked, as its
+    own deployment only. Runs in the exiting thread and starts no thread of its own: from an
+    exit hook, Python 3.12 refuses to start native threads. Every release is requested first
+    (MAAS then runs them side by side), then, when this process can still start its poller,
+    each is waited for within EXIT_RELEASE_TIMEOUT in all."""
     try:
         base = load_config()
     except MaasError as exc:
-        log.error("cannot release %s in MAAS: %s", ", ".join(reasons), exc)
+        log.error("cannot release nodes at exit: %s", exc)
         return
+    orphans = {
+        fqdn: tokens
+        for fqdn, tokens in _deployed.snapshot().items()
+        if (record := _lock_record(fqdn, base)) is not None and not record.locked
+    }
     deadline = time.monotonic() + EXIT_RELEASE_TIMEOUT
-    requested: list[MaasProvisioner] = []
-    for fqdn in sorted(reasons):
-        log.warning("%s: %s; releasing it in MAAS", fqdn, reasons[fqdn])
+    requested: list[tuple[MaasProvisioner, Authority]] = []
+    for fqdn in sorted(orphans):
+        log.warning("%s: deployed for teuthology but no longer locked in paddles; releasing "
+                    "it in MAAS", fqdn)
         provisioner = MAAS(fqdn).provisioner(base)
+        authority = Authority(tokens=orphans[fqdn])
         try:
-            provisioner.release(wait=False)
-        except Exception as exc:
+            provisioner.release(wait=False, authority=authority)
+        except MaasError as exc:
             log.error("%s: release at exit failed: %s", fqdn, exc)
         else:
-            requested.append(provisioner)
+            requested.append((provisioner, authority))
     if requested and not _threads_can_start():
         log.warning("%s: release requested; not waiting for it to finish (the interpreter is "
                     "shutting down and cannot start the status poller)",
-                    ", ".join(p.name for p in requested))
+                    ", ".join(p.name for p, _ in requested))
         return
-    for provisioner in requested:
+    for provisioner, authority in requested:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             log.warning("%s: release requested; not waited for (%.0f s spent at exit)",
@@ -375,8 +349,8 @@ def _release_all(reasons: dict[str, str]) -> None:
             base, release_timeout=min(base.release_timeout, remaining)
         )
         try:
-            provisioner.release()
-        except Exception as exc:
+            provisioner.release(authority=authority)
+        except MaasError as exc:
             log.error("%s: release at exit failed: %s", provisioner.name, exc)
 
 
@@ -391,6 +365,3 @@ def _threads_can_start() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-_tracker = _ReimageTracker()

@@ -1,27 +1,31 @@
-"""Interrupted create(): clean up first, then exit.
+"""Process lifetime, owned by the host: signals, the interpreter exiting, stopping create()s.
 
-Python's default SIGTERM kills the process on the spot, which would leave the node Deploying
-and allocated to us with nobody to undo it. While a create() runs, and unless the application
-has claimed SIGTERM itself, SIGTERM instead ends the process through SystemExit after the
-clean-up (abort, release) has run, as Ctrl-C does. A second SIGTERM gets the default
-behaviour again: whoever insists wins.
+The library's node code only cleans up after its own exceptions; whoever owns the process
+decides what a signal or an exit means for the create() attempts running in it. The hosts are
+the teuthology adapter (every teuthology process that reimages) and the `teuthology-maas`
+entry point; an application that runs create() in its own threads can be one too, by running
+them inside `hosting()`. There is one mechanism (`stop`): every running attempt
+(`teuthology_maas.node.attempts`) is asked to stop, wherever it runs; each raises at its next
+check point (a status wait wakes at least twice a second, an SSH attempt, a MAAS action), or at
+once in a gevent greenlet, which is killed; its own clean-up then aborts or releases the node;
+and `stop` waits (bounded) for all of them.
 
-Two worlds:
-
-* plain threads: the handler raises SystemExit in the main thread, which is where create()
-  runs when it can be interrupted at all (only the main thread receives signals);
-* gevent (teuthology): every create() runs in a greenlet of the main thread, and a plain
-  signal handler may run inside any of them, even the hub. So the handler is a gevent signal
-  handler (its own greenlet). It raises SystemExit inside every create() in flight; each
-  cleans up, waits for the others, and re-raises: gevent hands that SystemExit to the main
-  greenlet, and the process exits with every node handled. (Cleaning up later, at
-  interpreter shutdown, is unreliable: gevent's resolver cannot start threads then.)
-
-A gevent process that exits (SystemExit from SIGTERM or from anywhere else) would drop the
-greenlets still in create(); an exit hook first raises GreenletExit in all of them at once and
-waits for their clean-up. Exit hooks run when Python 3.12 no longer lets any native thread
-start, and gevent's default resolver runs getaddrinfo in a native thread pool: the hook first
-switches gevent to resolving in the calling greenlet (`resolve_without_threads`).
+* Signals (SIGTERM, SIGHUP, SIGINT), while `hosting()` is active and unless the application
+  installed a handler of its own: every attempt in another thread or greenlet is stopped and
+  waited for; then the process exits with the signal's status (143, 129) or KeyboardInterrupt.
+  An attempt running in the main thread itself gets the exception directly. A second signal
+  gets the default action at once: whoever insists wins. Under gevent the handler is a gevent
+  signal handler (its own greenlet), so it never runs inside a random greenlet.
+* Exit: an exit hook stops the attempts still running (a gevent process that exits would
+  otherwise drop their greenlets mid-deploy), then runs the host's own exit callbacks (the
+  adapter releases nodes it deployed that paddles no longer shows locked). Exit hooks run when
+  Python 3.12 no longer lets a native thread start, and gevent's default resolver runs
+  getaddrinfo in a native thread pool: the hook first makes gevent resolve in the calling
+  greenlet (`resolve_without_threads`).
+* Without a host (a plain script calling create() in worker threads), signals keep Python's
+  defaults: SIGINT interrupts the main thread only, SIGTERM and SIGHUP end the process on the
+  spot. The node is then left as the attempt had it, stamped with the attempt's process;
+  docs/lifecycle.md says what `teuthology-maas reconcile` and the next create() do with it.
 """
 
 from __future__ import annotations
@@ -32,145 +36,253 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-log = logging.getLogger("teuthology_maas.node.provisioner")
+from teuthology_maas.node.attempts import Attempt, running_attempts
 
-EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+__all__ = ["at_exit", "hosting", "resolve_without_threads", "stop", "stop_node"]
 
-_lock = threading.Lock()
+log = logging.getLogger("teuthology_maas.teuthology.lifetime")
+
+# How long one attempt may take to clean up once stopped (abort, forensics, release request).
+STOP_TIMEOUT = 360.0
+HANDLED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+_lock = threading.RLock()
 _users = 0
-_gevent_watcher: Any = None
-_terminating = False
-_stopping: dict[int, bool] = {}  # greenlets SIGTERM stopped -> their clean-up is done
-_siblings_done: Any = None
-_in_flight: dict[int, tuple[Any, float]] = {}
+_installed: dict[int, Any] = {}  # signum -> the previous handler (or the gevent watcher)
+_signalled: set[int] = set()
+_exit_callbacks: list[Callable[[], None]] = []
 _atexit_registered = False
 
 
 def _patched_gevent() -> Any:
-    """The gevent module when this process is monkey-patched (teuthology), else None."""
+    """The gevent module when this process runs on gevent's hub (teuthology patches sockets,
+    and threads unless its API server needs native ones), else None."""
     gevent = sys.modules.get("gevent")
     monkey = sys.modules.get("gevent.monkey")
     if gevent is None or monkey is None:
         return None
-    return gevent if monkey.is_module_patched("threading") else None
+    patched = monkey.is_module_patched("threading") or monkey.is_module_patched("socket")
+    return gevent if patched else None
+
+
+def _killable(runner: Any) -> bool:
+    return callable(getattr(runner, "kill", None)) and callable(getattr(runner, "join", None))
+
+
+def _exception_for(signum: int | None, attempt: Attempt) -> BaseException:
+    if _killable(attempt.runner):
+        # A gevent greenlet ends quietly on GreenletExit (teuthology.parallel does not take it
+        # for a failure); any other exception would reach the main greenlet first.
+        from gevent import GreenletExit
+
+        stop: BaseException = GreenletExit()
+        return stop
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt()
+    return SystemExit(128 + (signum or signal.SIGTERM))
+
+
+def stop(
+    targets: list[Attempt] | None = None,
+    *,
+    signum: int | None = None,
+    timeout: float = STOP_TIMEOUT,
+    why: str = "stopping",
+) -> list[Attempt]:
+    """Ask every attempt in `targets` (default: all running, except the caller's own) to
+    stop, and wait until each has cleaned up or `timeout` seconds passed. Returns those that
+    had not finished in time."""
+    here = threading.get_ident()
+    current = _current_greenlet()
+    chosen = [
+        a
+        for a in (running_attempts() if targets is None else targets)
+        if not (a.thread == here and (a.runner is None or a.runner is current))
+    ]
+    for attempt in chosen:
+        if not attempt.interrupt(_exception_for(signum, attempt)):
+            continue
+        log.warning("%s: %s its create() (deployment %s)", attempt.name, why, attempt.token[:12])
+        if _killable(attempt.runner) and attempt.runner is not current:
+            try:
+                attempt.runner.kill(attempt.stopping_with, block=False)
+            except Exception:  # a dead or foreign greenlet: the flag still stops it
+                log.debug("could not kill the greenlet of %s", attempt.name, exc_info=True)
+    deadline = time.monotonic() + timeout
+    late = []
+    for attempt in chosen:
+        remaining = max(0.0, deadline - time.monotonic())
+        if _killable(attempt.runner) and attempt.runner is not current:
+            attempt.runner.join(remaining)  # cooperative, whatever threading is patched to
+        else:
+            attempt.done.wait(remaining)
+        if not attempt.done.is_set():
+            late.append(attempt)
+    for attempt in late:
+        log.error("%s: its create() did not finish cleaning up within %.0f s", attempt.name,
+                  timeout)  # fmt: skip
+    return late
+
+
+def stop_node(name_matches: Callable[[str], bool], *, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop the create() of a node (`name_matches` its name) running in this process in
+    another thread or greenlet, and wait for its clean-up. False when there was none."""
+    targets = [a for a in running_attempts() if name_matches(a.name)]
+    if not targets:
+        return False
+    stop(targets, timeout=timeout, why="stopping its reimage still running in this process:")
+    return True
 
 
 def _current_greenlet() -> Any:
-    """The gevent Greenlet running us, or None (no gevent, or the main greenlet)."""
-    gevent = _patched_gevent()
-    if gevent is None:
-        return None
-    current = gevent.getcurrent()
-    return current if callable(getattr(current, "kill", None)) else None
+    greenlet = sys.modules.get("greenlet")
+    return greenlet.getcurrent() if greenlet is not None else None
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise SystemExit(EXIT_STATUS)
+# -- signals -----------------------------------------------------------------------------------
 
 
-def _gevent_exit_on_sigterm() -> None:
-    global _terminating, _siblings_done
-    if _terminating:
-        os._exit(EXIT_STATUS)  # a second SIGTERM: the sender insists
-    _terminating = True
+def _exit_for(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + signum)
+
+
+def _insist(signum: int) -> None:
+    """A second signal: the default action, now."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _first(signum: int) -> bool:
+    """Record a signal; False when one came before (the sender insists: default action)."""
     with _lock:
-        running = list(_in_flight.values())
-        _stopping.update({id(greenlet): False for greenlet, _ in running})
-        _siblings_done = threading.Event()
-    if not running:
-        raise SystemExit(EXIT_STATUS)  # gevent hands it to the main greenlet
-    log.warning("SIGTERM: cleaning up %d deployment(s) in flight, then exiting", len(running))
-    # Each create() cleans up, waits for its siblings (wait_for_siblings), then re-raises; the
-    # first SystemExit to leave a greenlet ends the process, with every node already handled.
-    for greenlet, _ in running:
-        greenlet.kill(SystemExit(EXIT_STATUS), block=False)
+        again = bool(_signalled)
+        _signalled.add(signum)
+    if again:
+        _insist(signum)
+        return False
+    running = running_attempts()
+    if running:
+        log.warning("%s: cleaning up %d deployment(s) in flight, then exiting",
+                    signal.Signals(signum).name, len(running))  # fmt: skip
+    return True
 
 
-def wait_for_siblings(timeout: float) -> None:
-    """In a create() stopped by SIGTERM, after its clean-up: wait (up to `timeout`) until the
-    other create()s stopped with it are cleaned up too, so exiting abandons none of them."""
-    greenlet = _current_greenlet()
-    with _lock:
-        if greenlet is None or id(greenlet) not in _stopping or _siblings_done is None:
-            return
-        _stopping[id(greenlet)] = True
-        done, event = all(_stopping.values()), _siblings_done
-    if done:
-        event.set()
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """A plain signal handler (main thread, no gevent)."""
+    if not _first(signum):
+        return
+    why = f"{signal.Signals(signum).name}:"
+    here = threading.get_ident()
+    if any(a.thread == here for a in running_attempts()):
+        # create() runs in this very thread: the exception starts its clean-up; the others
+        # are stopped now and waited for at exit.
+        stop(signum=signum, timeout=0.0, why=why)
     else:
-        event.wait(timeout)
+        stop(signum=signum, why=why)
+    raise _exit_for(signum)
 
 
-def _claim() -> bool:
-    """Install our SIGTERM handling if SIGTERM is free; True when it is ours to release."""
-    global _users, _gevent_watcher
-    with _lock:
-        if _users > 0:
-            _users += 1
-            return True
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return False  # the application's own handler stays in charge
-        gevent = _patched_gevent()
+def _on_gevent_signal(signum: int) -> None:
+    """Under gevent: runs in a greenlet of its own. Every attempt's greenlet is killed (its
+    clean-up starts at once); the SystemExit raised here reaches the main greenlet, and the
+    exit hook waits for every clean-up before the process ends. (Waiting here instead would
+    race the main greenlet, which resumes as soon as the killed greenlets end.)"""
+    if not _first(signum):
+        return
+    stop(signum=signum, timeout=0.0, why=f"{signal.Signals(signum).name}:")
+    raise _exit_for(signum)
+
+
+def _is_default(signum: int) -> bool:
+    handler = signal.getsignal(signum)
+    if signum == signal.SIGINT:
+        return handler is signal.default_int_handler
+    return handler is signal.SIG_DFL
+
+
+def _install() -> None:
+    gevent = _patched_gevent()
+    for signum in HANDLED:
+        if not _is_default(signum):
+            continue  # the application's own handler stays in charge
         try:
             if gevent is not None:
-                _gevent_watcher = gevent.signal_handler(signal.SIGTERM, _gevent_exit_on_sigterm)
+                _installed[signum] = gevent.signal_handler(signum, _on_gevent_signal, signum)
             else:
-                signal.signal(signal.SIGTERM, _exit_on_sigterm)
+                _installed[signum] = signal.signal(signum, _on_signal)
         except ValueError:
-            return False  # not the main OS thread: only it may set handlers (and gets signals)
-        _users = 1
-        return True
+            return  # not the main OS thread: only it may set handlers (and gets signals)
 
 
-def _unclaim() -> None:
-    global _users, _gevent_watcher
-    with _lock:
-        _users -= 1
-        if _users:
-            return
-        if _gevent_watcher is not None:
-            _gevent_watcher.cancel()
-            _gevent_watcher = None
-        elif signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def _uninstall() -> None:
+    _signalled.clear()
+    for signum, previous in list(_installed.items()):
+        if hasattr(previous, "cancel"):
+            previous.cancel()
+        elif signal.getsignal(signum) is _on_signal:
+            signal.signal(signum, previous)
+        del _installed[signum]
 
 
 @contextmanager
-def sigterm_exits() -> Iterator[None]:
-    """Within the block, SIGTERM exits through SystemExit after clean-up (see module doc)."""
-    ours = _claim()
-    try:
-        yield
-    finally:
-        if ours:
-            _unclaim()
-
-
-@contextmanager
-def stopped_at_exit(timeout: float) -> Iterator[None]:
-    """Within the block, an exit of a gevent process first stops this greenlet (GreenletExit,
-    waiting up to `timeout` for its clean-up)."""
-    global _atexit_registered
-    greenlet = _current_greenlet()
-    if greenlet is None:
-        yield
-        return
+def hosting() -> Iterator[None]:
+    """Within the block, this process is a host for create() attempts: signals and exit stop
+    them with their clean-up (see the module docstring). Nestable; thread-safe."""
+    global _users
     with _lock:
-        _in_flight[id(greenlet)] = (greenlet, timeout)
-        if not _atexit_registered:
-            atexit.register(_stop_in_flight)
-            _atexit_registered = True
+        if _users == 0:
+            _install()
+        _users += 1
+        _register_exit_hook()
     try:
         yield
     finally:
         with _lock:
-            _in_flight.pop(id(greenlet), None)
+            _users -= 1
+            if _users == 0:
+                _uninstall()
+
+
+# -- exit --------------------------------------------------------------------------------------
+
+
+def at_exit(callback: Callable[[], None]) -> None:
+    """Run `callback` when the process exits, after the running attempts were stopped."""
+    with _lock:
+        if callback not in _exit_callbacks:
+            _exit_callbacks.append(callback)
+        _register_exit_hook()
+
+
+def _register_exit_hook() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_at_exit)
+        _atexit_registered = True
+
+
+def _at_exit() -> None:
+    """Stop every create() still running, all at once, and wait for their clean-up; then the
+    host's callbacks."""
+    if running_attempts():
+        resolve_without_threads()
+        stop(why="process exiting:")
+    with _lock:
+        callbacks = list(_exit_callbacks)
+    for callback in callbacks:
+        resolve_without_threads()
+        try:
+            callback()
+        except Exception:  # an exit hook must not hide the others (or the exit status)
+            log.exception("teuthology_maas: clean-up at exit failed")
 
 
 def resolve_without_threads() -> None:
@@ -188,23 +300,5 @@ def resolve_without_threads() -> None:
         hub = gevent.get_hub()
         # Set, never read: reading creates the default resolver, and with it the thread pool.
         hub.resolver = Resolver(hub)
-    except Exception:
+    except (ImportError, AttributeError, RuntimeError):
         log.debug("could not switch gevent to a blocking resolver", exc_info=True)
-
-
-def _stop_in_flight() -> None:
-    """Raise GreenletExit in every create() still running, all at once, and wait for their
-    clean-up (each bounded by its own timeout)."""
-    with _lock:
-        running = list(_in_flight.values())
-    if not running:
-        return
-    resolve_without_threads()
-    for greenlet, _ in running:
-        try:
-            greenlet.kill(block=False)
-        except Exception:
-            log.exception("could not stop a create() still running at exit")
-    gevent = _patched_gevent()
-    if gevent is not None:
-        gevent.joinall([g for g, _ in running], timeout=max(t for _, t in running))
