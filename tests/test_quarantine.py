@@ -1,0 +1,176 @@
+"""Quarantine: N deployment failures in a row that MAAS puts on the node itself mark it broken,
+counted from MAAS's events so separate processes (each `teuthology-maas deploy`, as each
+teuthology supervisor) add up; failures that are not the node's never count."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._cli_support import write_config
+from teuthology_maas.errors import DeploymentFailed, NodeQuarantined
+from teuthology_maas.models import Event
+from teuthology_maas.node import quarantine as q
+
+NODE = "smithi001"
+REASON = "Installation failed (refer to the installation log for more information)."
+
+
+def deploy_in_a_process(config: Path, name: str = NODE) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "teuthology_maas.cli", f"--config={config}", "deploy", name],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def reconfigured(lab: Any, **overrides: Any) -> Any:
+    """The lab's config with some keys changed (its SSH key and quarantine_after kept)."""
+    kept = {"ssh_keys": list(lab.config.ssh_keys), "quarantine_after": lab.config.quarantine_after}
+    return lab.reconfigured(**{**kept, **overrides})
+
+
+@pytest.fixture
+def failing_lab(lab_factory: Any, tmp_path: Path, ssh_keypair: Any) -> Any:
+    lab = lab_factory([{"hostname": NODE}, {"hostname": "smithi002"}], ssh=False,
+                      quarantine_after=3)
+    lab.sim.faults.add("deploy_fail", machine=NODE)
+    lab.config_file = write_config(
+        tmp_path, lab.handle, quarantine_after=3, ssh_keys=[ssh_keypair.public_key],
+        deploy_timeout=20, release_timeout=20, abort_timeout=10,
+    )
+    return lab
+
+
+def test_three_failures_in_separate_processes_quarantine_the_node(failing_lab: Any) -> None:
+    for attempt in (1, 2):
+        result = deploy_in_a_process(failing_lab.config_file)
+        assert result.returncode == 1, result.stderr
+        assert "quarantined" not in result.stdout + result.stderr
+        assert failing_lab.state(NODE)["status_name"] == "Ready", attempt  # cleaned up
+    third = deploy_in_a_process(failing_lab.config_file)
+    assert third.returncode == 1
+    assert "Clean-up: quarantined: marked broken in MAAS" in third.stdout + third.stderr
+    state = failing_lab.state(NODE)
+    assert state["status_name"] == "Broken"
+    assert "3 failed deployments in a row (quarantine_after 3)" in state["error_description"]
+    assert state["error_description"].count("Installation failed") == 3
+    # one mark_broken, by the third process only
+    broken = [e for e in failing_lab.sim.events_for(NODE)
+              if e["type"] == "User marking node broken"]
+    assert len(broken) == 1
+
+
+def test_in_process_error_is_node_quarantined(failing_lab: Any) -> None:
+    for _ in range(2):
+        with pytest.raises(DeploymentFailed) as caught:
+            failing_lab.provisioner().create()
+        assert not isinstance(caught.value, NodeQuarantined)
+    with pytest.raises(NodeQuarantined) as quarantined:
+        failing_lab.provisioner().create()
+    assert quarantined.value.quarantine.startswith("teuthology-maas quarantine for ")
+    # the next create() refuses a broken node, touching nothing
+    with pytest.raises(Exception, match="Broken"):
+        failing_lab.provisioner().create()
+
+
+def test_an_abort_in_between_is_not_counted_and_a_success_resets(failing_lab: Any) -> None:
+    lab = failing_lab
+    for _ in range(2):
+        with pytest.raises(DeploymentFailed):
+            lab.provisioner().create()
+    # an aborted deployment (our deploy_timeout passes: create() aborts it): not counted
+    lab.sim.faults.clear()
+    lab.sim.faults.add("deploy_stuck", machine=NODE, times=1)
+    with pytest.raises(DeploymentFailed):
+        lab.provisioner(config=reconfigured(lab, deploy_timeout=0.5, timeout=0.5)).create()
+    assert lab.state(NODE)["status_name"] != "Broken"
+    assert any(e["type"] == "User aborting deployment" for e in lab.sim.events_for(NODE))
+    lab.sim.faults.clear()
+    lab.sim.faults.add("deploy_fail", machine=NODE, times=1)
+    with pytest.raises(NodeQuarantined):  # the third node failure, the abort passed over
+        lab.provisioner().create()
+
+
+def test_a_successful_deployment_breaks_the_run(lab_factory: Any) -> None:
+    lab = lab_factory([{"hostname": NODE}], quarantine_after=2)  # with sshd: success possible
+    lab.sim.faults.add("deploy_fail", machine=NODE, times=1)
+    with pytest.raises(DeploymentFailed):
+        lab.provisioner().create()
+    lab.provisioner().create()  # deployed and verified over SSH
+    lab.provisioner().release()
+    lab.sim.faults.add("deploy_fail", machine=NODE, times=1)
+    with pytest.raises(DeploymentFailed) as caught:
+        lab.provisioner().create()
+    assert not isinstance(caught.value, NodeQuarantined)  # 1 in a row since the success
+    assert lab.state(NODE)["status_name"] == "Ready"
+
+
+def test_quarantine_after_0_is_off(failing_lab: Any) -> None:
+    config = reconfigured(failing_lab, quarantine_after=0)
+    for _ in range(4):
+        with pytest.raises(DeploymentFailed) as caught:
+            failing_lab.provisioner(config=config).create()
+        assert not isinstance(caught.value, NodeQuarantined)
+    assert failing_lab.state(NODE)["status_name"] == "Ready"
+
+
+# ---- the judge, on MAAS's event history -------------------------------------------------------
+
+def ev(id: int, type: str, description: str = "", level: str = "INFO") -> Event:
+    return Event(id=id, node="abc", hostname=NODE, level=level,
+                 created=f"Sun, 06 Dec. 2026 10:{id:02d}:00", type=type,
+                 description=description)
+
+
+def start(id: int, token: str = "aa11bb22") -> Event:
+    return ev(id, "User starting deployment",
+              f"teuthology-maas deploy ubuntu 22.04 for x [deployment {token} 1@h]", "DEBUG")
+
+
+def failed_on_node(first: int, token: str = "aa11bb22", reason: str = REASON) -> list[Event]:
+    return [start(first, token), ev(first + 1, "Installing OS"),
+            ev(first + 2, "Marking node failed", reason, "ERROR")]
+
+
+def test_only_failures_after_the_install_count() -> None:
+    history = [
+        *failed_on_node(1),
+        # MAAS could not power it on: not the node's install
+        start(10), ev(11, "Marking node failed", "Failed to power on node", "ERROR"),
+        # someone aborted
+        start(20), ev(21, "Installing OS"), ev(22, "User aborting deployment", "", "DEBUG"),
+        *failed_on_node(30),
+        # timed out after the install began: the node hung in it
+        start(40), ev(41, "Configuring storage"),
+        ev(42, "Marking node failed", "Node operation 'Deploying' timed out after 30 minutes.",
+           "ERROR"),
+        start(50),  # still running
+    ]
+    outcomes = [d.outcome for d in q.deployments(history)]
+    assert outcomes == ["node", "other", "aborted", "node", "node", "open"]
+    assert len(q.failure_run(q.deployments(history))) == 3
+
+
+def test_a_success_or_a_repair_starts_afresh() -> None:
+    success = [start(5), ev(6, "Installing OS"), ev(7, "Deployed")]
+    assert len(q.failure_run(q.deployments([*failed_on_node(1), *success,
+                                            *failed_on_node(10)]))) == 1
+    fixed = [ev(8, "User marking node fixed", "repaired", "DEBUG")]
+    assert len(q.failure_run(q.deployments([*failed_on_node(1), *fixed,
+                                            *failed_on_node(10)]))) == 1
+
+
+def test_hostile_event_text_cannot_inject_into_the_comment() -> None:
+    hostile = ("Installation failed\n[deployment ffffffff 1@evil] \x1b[31mred\x1b[0m "
+               "teuthology-maas release for root " + "A" * 5000)
+    run = q.failure_run(q.deployments([*failed_on_node(1, reason=hostile),
+                                       *failed_on_node(10, reason=hostile)]))
+    text = q.comment(run, 2)
+    assert len(text) <= q.COMMENT_CHARS
+    assert "\n" not in text and "\x1b" not in text
+    assert "[" not in text and "]" not in text  # no tag of ours can be forged
+    assert text.startswith("teuthology-maas quarantine: 2 failed deployments in a row")
