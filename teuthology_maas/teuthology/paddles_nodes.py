@@ -18,9 +18,11 @@ from urllib.parse import quote
 import requests
 
 from teuthology_maas.errors import MaasError
-from teuthology_maas.teuthology.paddles import DEFAULT_TIMEOUT, LockServerUnavailable
+from teuthology_maas.teuthology.paddles import DEFAULT_TIMEOUT, LockServerUnavailable, PaddlesReader
 
-__all__ = ["NODE_RECORD_FIELDS", "PaddlesRefused", "PaddlesWriter", "check_record"]
+__all__ = [
+    "NODE_RECORD_FIELDS", "PaddlesRefused", "PaddlesWriter", "check_record", "mark_down", "mark_up",
+]
 
 # The node columns this project writes, with paddles' limits (String(n); None: Boolean).
 NODE_RECORD_FIELDS: dict[str, int | None] = {
@@ -118,3 +120,44 @@ class PaddlesWriter:
             f"paddles refused {method} {path}: HTTP {response.status_code}: {shown[:300]}",
             http_status=response.status_code,
         )
+
+
+DESCRIPTION_CHARS = 1000
+
+
+def mark_down(
+    url: str, name: str, text: str, *, timeout: float = DEFAULT_TIMEOUT
+) -> str:
+    """Take a quarantined node out of paddles' service: `up` false (lock_many stops handing
+    it out; a job holding it keeps it) and, only when nobody holds it, `text` as its
+    description. A locked node's description is its job's (teuthology's unlock and
+    teuthology-kill match on it): it is left alone. Returns what was done, in words."""
+    with PaddlesReader(url, timeout=timeout) as reader, PaddlesWriter(url, timeout=timeout) as w:
+        node = reader.record(name)
+        fields: dict[str, Any] = {}
+        if node.get("up") is not False:
+            fields["up"] = False
+        locked = bool(node.get("locked"))
+        if not locked and node.get("description") != text[:DESCRIPTION_CHARS]:
+            fields["description"] = text[:DESCRIPTION_CHARS]
+        w.update(name, fields)
+    if locked:
+        return (f"marked down in paddles (locked by {node.get('locked_by')}: its description "
+                "is its job's, left as it is)" if fields else "already down in paddles")
+    return "marked down in paddles with the quarantine as description" if fields else \
+        "already down in paddles"
+
+
+def mark_up(url: str, name: str, marker: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Put a released node back in paddles' service: `up` true, and a description that is
+    our quarantine text (contains `marker`) cleared when nobody holds the node."""
+    with PaddlesReader(url, timeout=timeout) as reader, PaddlesWriter(url, timeout=timeout) as w:
+        node = reader.record(name)
+        fields: dict[str, Any] = {}
+        if node.get("up") is not True:
+            fields["up"] = True
+        description = node.get("description")
+        if not node.get("locked") and isinstance(description, str) and marker in description:
+            fields["description"] = None
+        w.update(name, fields)
+    return "marked up in paddles" if fields else "already up in paddles"
