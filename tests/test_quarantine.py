@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,118 @@ def test_hostile_event_text_cannot_inject_into_the_comment() -> None:
     assert "\n" not in text and "\x1b" not in text
     assert "[" not in text and "]" not in text  # no tag of ours can be forged
     assert text.startswith("teuthology-maas quarantine: 2 failed deployments in a row")
+
+
+# ---- the command: list, release, and what machines and reconcile say -------------------------
+
+def quarantine_smithi001(lab: Any) -> None:
+    for _ in range(3):
+        with pytest.raises(DeploymentFailed):
+            lab.provisioner().create()
+    assert lab.state(NODE)["status_name"] == "Broken"
+    lab.sim.faults.clear()
+
+
+@pytest.fixture
+def paddles_for(failing_lab: Any) -> Iterator[Any]:
+    from teuthology_maas.testing.lockserver import LockServer
+
+    server = LockServer([{"name": f"smithi00{i}.front.example.com", "machine_type": "smithi"}
+                         for i in (1, 2)])
+    handle = server.serve()
+    config = failing_lab.config_file
+    config.write_text(config.read_text() + f"lock_server: {handle.url}\n")
+    yield server
+    handle.stop()
+
+
+def test_list_release_and_reports(failing_lab: Any, paddles_for: Any) -> None:
+    from tests._cli_support import run_cli
+    from teuthology_maas.cli._common import ExitCode
+
+    lab, server, config = failing_lab, paddles_for, failing_lab.config_file
+    fqdn = f"{NODE}.front.example.com"
+    quarantine_smithi001(lab)
+    listed = run_cli("quarantine", "list", "--json", config=config)
+    assert listed.code == ExitCode.OK, listed.err
+    rows = listed.json()["quarantined"]
+    assert [r["hostname"] for r in rows] == [NODE]
+    assert "3 failed deployments in a row" in rows[0]["reason"]
+    assert rows[0]["paddles"]["up"] is True  # no teuthology here: paddles not marked yet
+
+    machines = run_cli("machines", "--json", config=config)
+    entry = next(m for m in machines.json()["machines"] if m["hostname"] == NODE)
+    assert entry["status"] == "Broken" and "failed deployments" in entry["quarantine"]
+    assert "Broken (quarantined)" in run_cli("machines", config=config).out
+
+    dry = run_cli("reconcile", "--json", config=config)
+    assert dry.code == ExitCode.FINDINGS
+    finding = next(f for f in dry.json()["findings"] if f["hostname"] == NODE)
+    assert finding["kind"] == "quarantined"  # not a leak, though our user may own it
+    assert dry.json()["counts"]["quarantined"] == 1
+    applied = run_cli("reconcile", "--apply", config=config)
+    assert "marked down in paddles with the quarantine as description" in applied.out
+    node = server.node(fqdn)
+    assert node["up"] is False and node["description"].startswith("teuthology-maas quarantine")
+    assert lab.state(NODE)["status_name"] == "Broken"  # --apply never releases it
+
+    # marking fixed is MAAS's admin action: the teuthology user's key is told so
+    refused = run_cli("quarantine", "release", NODE, config=config)
+    assert refused.code == ExitCode.FAILURE
+    assert "marking fixed is a MAAS administrator's action" in refused.err
+    admin = config.with_name("admin.yaml")
+    admin.write_text(config.read_text().replace(lab.handle.api_key,
+                                                lab.handle.key_for("admin")))
+    released = run_cli("quarantine", "release", f"{NODE}.front.example.com", config=admin)
+    assert released.code == ExitCode.OK, released.err
+    assert lab.state(NODE)["status_name"] == "Ready"
+    node = server.node(fqdn)
+    assert node["up"] is True and node["description"] is None
+    assert run_cli("quarantine", "list", config=config).out.strip() == "0 quarantined node(s)"
+    # and the count starts afresh after the repair: one more failure is not a quarantine
+    lab.sim.faults.add("deploy_fail", machine=NODE, times=1)
+    with pytest.raises(DeploymentFailed) as caught:
+        lab.provisioner().create()
+    assert not isinstance(caught.value, NodeQuarantined)
+
+
+def test_paddles_description_of_a_locked_node_is_left_to_its_job(
+    failing_lab: Any, paddles_for: Any
+) -> None:
+    from tests._cli_support import run_cli
+
+    fqdn = f"{NODE}.front.example.com"
+    paddles_for.add_node(fqdn, "smithi", locked=True, locked_by="bob@ctl",
+                         description="/archive/run/5")
+    quarantine_smithi001(failing_lab)
+    run_cli("reconcile", "--apply", config=failing_lab.config_file)
+    node = paddles_for.node(fqdn)
+    assert (node["up"], node["locked"], node["locked_by"], node["description"]) == (
+        False, True, "bob@ctl", "/archive/run/5")
+
+
+def test_release_refuses_a_node_an_operator_marked_broken(
+    failing_lab: Any, paddles_for: Any
+) -> None:
+    from tests._cli_support import run_cli
+    from teuthology_maas.cli._common import ExitCode
+
+    failing_lab.sim.update_machine("smithi002", status="broken",
+                                   error_description="disk replaced, burn-in running")
+    refused = run_cli("quarantine", "release", "smithi002", config=failing_lab.config_file)
+    assert refused.code == ExitCode.FAILURE
+    assert "not quarantined by teuthology-maas" in refused.err
+    assert failing_lab.state("smithi002")["status_name"] == "Broken"
+    listed = run_cli("quarantine", "list", "--json", config=failing_lab.config_file)
+    assert listed.json()["total"] == 0
+
+
+def test_failures_that_are_not_the_nodes_never_quarantine(lab_factory: Any) -> None:
+    lab = lab_factory([{"hostname": NODE}], ssh=False, quarantine_after=2)
+    # MAAS cannot drive the node's power: back to Allocated, no install ran
+    lab.sim.faults.add("deploy_revert", machine=NODE)
+    for _ in range(3):
+        with pytest.raises(DeploymentFailed) as caught:
+            lab.provisioner().create()
+        assert not isinstance(caught.value, NodeQuarantined)
+    assert lab.state(NODE)["status_name"] != "Broken"

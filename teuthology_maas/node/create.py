@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 from teuthology_maas.errors import (
     DeploymentFailed,
-    NodeQuarantined,
     MaasConflict,
     MaasError,
     MaasTimeout,
     MachineStateError,
+    NodeQuarantined,
     NoMachineAvailable,
     ReleaseFailed,
     SSHNotReady,
