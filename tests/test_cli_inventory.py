@@ -209,3 +209,32 @@ def test_paddles_unreachable_exits_5(maas_sim: Any, config_for: Any) -> None:
     result = run_cli("inventory", "--lock-server", "http://127.0.0.1:9",
                      config=config_for(maas_sim))
     assert result.code == ExitCode.UNREACHABLE
+
+
+def test_without_lab_domain_a_node_paddles_knows_by_fqdn_is_not_registered_twice(
+    maas_sim: Any, empty_paddles: Any, config_for: Any
+) -> None:
+    server, url = empty_paddles
+    server.add_node(f"smithi001.{DOMAIN}", "smithi", mac_address="52:54:00:00:00:01".upper())
+    config = config_for(maas_sim, lock_server=url)
+    config.write_text(config.read_text().replace(f"lab_domain: {DOMAIN}\n", ""))
+    result = run_cli("inventory", "--json", config=config)
+    plans = {n["hostname"]: n for n in result.json()["nodes"]}
+    assert plans["smithi001"]["name"] == f"smithi001.{DOMAIN}"
+    assert plans["smithi001"]["action"] == "unchanged"  # MAC case does not matter
+    assert plans["smithi002"]["name"] == "smithi002"  # a new node: the name as configured
+
+
+def test_machines_and_reconcile_use_type_match_too(
+    maas_sim_factory: Any, empty_paddles: Any, config_for: Any
+) -> None:
+    handle = maas_sim_factory({"machines": [
+        {"hostname": "node-a1", "tags": ["fast"], "architecture": "amd64/generic"},
+        {"hostname": "mira001", "architecture": "amd64/generic"},
+    ]})
+    _, url = empty_paddles
+    config = config_for(handle, lock_server=url, machine_types=["mira"],
+                        type_match={"mira": {"tag": "fast"}})
+    listed = run_cli("machines", "--json", config=config).json()["machines"]
+    # the rule replaces the default for mira: mira001 (hostname only) is not a mira now
+    assert [(m["hostname"], m["type"]) for m in listed] == [("node-a1", "mira")]

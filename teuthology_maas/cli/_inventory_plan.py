@@ -119,7 +119,7 @@ def plan_node(name: str, machine: Machine, kind: str, node: Mapping[str, Any] | 
     locked = bool(node.get("locked"))
     for key, new in wanted.items():
         old = node.get(key)
-        if old == new:
+        if old == new or (key == "mac_address" and str(old).lower() == new):
             continue
         if not locked or key in LOCKED_SAFE or (key == "up" and new is False):
             plan.changes[key] = (old, new)
@@ -133,6 +133,17 @@ def plan_node(name: str, machine: Machine, kind: str, node: Mapping[str, Any] | 
     return plan
 
 
+def paddles_name(hostname: str, nodes: Mapping[str, Mapping[str, Any]], fqdn: Any) -> str:
+    """The node's name in paddles: the hostname with lab_domain, as teuthology names it; when
+    paddles has no such node but exactly one whose short name is the hostname (a lab_domain
+    not configured here), that one, so a node is never registered twice."""
+    name = str(fqdn(hostname))
+    if name in nodes:
+        return name
+    same = [n for n in nodes if n.split(".", 1)[0] == hostname]
+    return same[0] if len(same) == 1 else name
+
+
 def make_plan(
     typed: Sequence[tuple[Machine, str]],
     nodes: Mapping[str, Mapping[str, Any]],
@@ -143,7 +154,8 @@ def make_plan(
     line for each paddles node of those types that MAAS does not show (never deleted)."""
     by_name: dict[str, list[tuple[Machine, str]]] = {}
     for machine, kind in typed:
-        by_name.setdefault(fqdn(machine.hostname), []).append((machine, kind))
+        by_name.setdefault(paddles_name(machine.hostname, nodes, fqdn), []).append(
+            (machine, kind))
     plans: list[NodePlan] = []
     for name, found in sorted(by_name.items()):
         if len(found) > 1:

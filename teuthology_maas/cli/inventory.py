@@ -18,7 +18,7 @@ from teuthology_maas.cli._paddles import lock_server_from_config
 from teuthology_maas.errors import MaasError
 from teuthology_maas.models import Machine
 from teuthology_maas.teuthology.paddles import PaddlesReader
-from teuthology_maas.teuthology.paddles_nodes import PaddlesWriter
+from teuthology_maas.teuthology.paddles_nodes import PaddlesRefused, PaddlesWriter
 from teuthology_maas.type_match import type_of
 
 
@@ -64,16 +64,17 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         kind = type_of(machine, known, cfg.type_match)
         if kind is not None and kind in wanted:
             typed.append((machine, kind))
-    machines = {cfg.fqdn(m.hostname): m for m, _ in typed}
     with PaddlesReader(url, timeout=cfg.http_timeout) as reader:
         nodes = {str(n.get("name")): n for n in reader.records()}
         plans = make_plan(typed, nodes, cfg.fqdn, wanted)
+        machines = {m.system_id: m for m, _ in typed}
         failed = False
         if args.apply:
             with PaddlesWriter(url, timeout=cfg.http_timeout) as writer:
                 for plan in plans:
                     if plan.action in ("create", "update"):
-                        failed |= _apply(plan, machines[plan.name], reader, writer)
+                        machine = machines[str(plan.system_id)]
+                        failed |= _apply(plan, machine, reader, writer)
     counts = Counter(p.action for p in plans)
     pending = not args.apply and (counts["create"] or counts["update"])
     if ctx.json:
@@ -104,7 +105,17 @@ def _apply(plan: NodePlan, machine: Machine, reader: PaddlesReader,
     plan.changes, plan.held, plan.reason = again.changes, again.held, again.reason
     try:
         if again.action == "create":
-            writer.create(plan.name, again.fields)
+            try:
+                writer.create(plan.name, again.fields)
+            except PaddlesRefused as exc:
+                if "already exists" not in exc.message:
+                    raise
+                # created by someone else since our read: plan it as an update instead
+                again = plan_node(plan.name, machine, kind, reader.record(plan.name))
+                plan.changes, plan.held, plan.reason = again.changes, again.held, again.reason
+                writer.update(plan.name, {k: new for k, (_, new) in again.changes.items()})
+                plan.result = "updated (created meanwhile by someone else)"
+                return False
             plan.result = "created"
         elif again.action == "update":
             writer.update(plan.name, {k: new for k, (_, new) in again.changes.items()})

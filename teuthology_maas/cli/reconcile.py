@@ -86,7 +86,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     maas_user = str(client.whoami().get("username", ""))
     visible = client.list_machines()
     check_types(requested, visible, cfg.machine_types)
-    grouped = machines_by_type(visible, wanted)
+    grouped = machines_by_type(visible, wanted, cfg.type_match)
     machines = [m for kind in wanted for m in grouped.get(kind, [])]
 
     paddles = PaddlesReader(url, timeout=cfg.http_timeout)
