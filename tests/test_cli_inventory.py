@@ -238,3 +238,20 @@ def test_machines_and_reconcile_use_type_match_too(
     listed = run_cli("machines", "--json", config=config).json()["machines"]
     # the rule replaces the default for mira: mira001 (hostname only) is not a mira now
     assert [(m["hostname"], m["type"]) for m in listed] == [("node-a1", "mira")]
+
+
+def test_hostile_names_are_printed_not_interpreted(
+    maas_sim: Any, empty_paddles: Any, config_for: Any
+) -> None:
+    from tests._cli_support import CONTROL_CHARS
+
+    server, url = empty_paddles
+    server.add_node("evil\x1b[2J\x1b]0;pwned\x07.x", "smithi")
+    maas_sim.sim.update_machine("smithi002", status="deployed", owner="teuthology",
+                                osystem="ubuntu\x1b[31m", distro_series="jammy")
+    result = run_cli("inventory", config=config_for(maas_sim, lock_server=url))
+    assert "ORPHAN" in result.out
+    assert not CONTROL_CHARS.search(result.out)
+    plans = {n["hostname"]: n for n in run_cli(
+        "inventory", "--json", config=config_for(maas_sim, lock_server=url)).json()["nodes"]}
+    assert plans["smithi002"]["action"] == "skip"  # a hostile OS name never reaches paddles

@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from teuthology_maas.errors import InvalidNodeName
+from teuthology_maas.errors import InvalidNodeName, InvalidOSName
 from teuthology_maas.machine_parts import interfaces_of
 from teuthology_maas.models import Machine, NodeStatus
-from teuthology_maas.names import parse_node_name
+from teuthology_maas.names import check_os, parse_node_name
 from teuthology_maas.node.images import canonical_version
+from teuthology_maas.redact import excerpt
 from teuthology_maas.teuthology.paddles_nodes import check_record
 
 Action = Literal["create", "update", "unchanged", "skip", "orphan"]
@@ -41,6 +42,7 @@ SERVING = frozenset({
 # holding it keeps it). description, locked and locked_by are never written.
 LOCKED_SAFE = frozenset({"arch", "mac_address", "is_vm"})
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_ARCH = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 @dataclass
@@ -93,13 +95,18 @@ def record_of(machine: Machine, kind: str) -> dict[str, Any]:
     record: dict[str, Any] = {"machine_type": kind, "is_vm": is_vm(machine),
                               "up": machine.status in SERVING}
     if machine.arch:
-        record["arch"] = ARCH_NAMES.get(machine.arch, machine.arch)
+        arch = ARCH_NAMES.get(machine.arch, machine.arch)
+        if not _ARCH.match(arch):
+            raise ValueError(f"MAAS's architecture {excerpt(machine.architecture, 60)} is not "
+                             "an architecture name")
+        record["arch"] = arch
     mac = mac_of(machine)
     if mac:
         record["mac_address"] = mac
     if machine.status is NodeStatus.DEPLOYED and machine.osystem and machine.distro_series:
-        record["os_type"] = machine.osystem
-        record["os_version"] = canonical_version(machine.osystem, machine.distro_series)
+        os_type, _ = check_os(machine.osystem, machine.distro_series)  # plain names only
+        record["os_type"] = os_type
+        record["os_version"] = canonical_version(os_type, machine.distro_series)
     return record
 
 
@@ -110,7 +117,7 @@ def plan_node(name: str, machine: Machine, kind: str, node: Mapping[str, Any] | 
         parse_node_name(name)
         wanted = record_of(machine, kind)
         check_record(wanted)
-    except (InvalidNodeName, ValueError) as exc:
+    except (InvalidNodeName, InvalidOSName, ValueError) as exc:
         plan.action, plan.reason = "skip", str(exc)
         return plan
     if node is None:

@@ -15,6 +15,7 @@ from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli._inventory import add_machine_type_option, check_types, requested_types
 from teuthology_maas.cli._inventory_plan import ACTIONS, NodePlan, make_plan, plan_node
 from teuthology_maas.cli._paddles import lock_server_from_config
+from teuthology_maas.cli._table import printable
 from teuthology_maas.errors import MaasError
 from teuthology_maas.models import Machine
 from teuthology_maas.teuthology.paddles import PaddlesReader
@@ -129,13 +130,15 @@ def _apply(plan: NodePlan, machine: Machine, reader: PaddlesReader,
 
 
 def _show(value: Any) -> str:
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else \
-        str(value)
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else printable(value)
 
 
 def _render(ctx: Context, plans: list[NodePlan], *, dry_run: bool) -> None:
     for plan in plans:
-        ctx.out(f"{plan.action.upper():<9}  {plan.name}  ({plan.machine_type or '-'})")
+        kind = printable(plan.machine_type or "-")
+        ctx.out(f"{plan.action.upper():<9}  {printable(plan.name)}  ({kind})")
         if plan.action == "create":
             ctx.out("           " + ", ".join(f"{k}={_show(v)}" for k, v in plan.fields.items()))
         for key, (old, new) in plan.changes.items():
@@ -143,9 +146,9 @@ def _render(ctx: Context, plans: list[NodePlan], *, dry_run: bool) -> None:
         for key, (old, new) in plan.held.items():
             ctx.out(f"           {key}: {_show(old)} -> {_show(new)} (held back)")
         if plan.reason:
-            ctx.out(f"           {plan.reason}")
+            ctx.out(f"           {printable(plan.reason)}")
         if plan.result:
-            ctx.out(f"           -> {plan.result}")
+            ctx.out(f"           -> {printable(plan.result)}")
     counts = Counter(p.action for p in plans)
     parts = [f"{counts[a]} {a if a != 'update' else 'to update'}" for a in ACTIONS if counts[a]]
     head = f"{len(plans)} node(s): " + (", ".join(parts) if parts else "nothing")

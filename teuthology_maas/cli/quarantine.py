@@ -18,6 +18,7 @@ from teuthology_maas.cli._common import (
 )
 from teuthology_maas.cli._inventory import add_machine_type_option, check_types, requested_types
 from teuthology_maas.cli._paddles import lock_server_from_config
+from teuthology_maas.cli._table import printable
 from teuthology_maas.cli.nodes import find_machine
 from teuthology_maas.errors import (
     ConfigError,
@@ -122,8 +123,9 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
         ctx.emit_json({"quarantined": rows, "total": len(rows)})
         return int(ExitCode.OK)
     for row in rows:
-        ctx.out(f"{row['hostname']}  ({row['machine_type']})  {_paddles_words(row['paddles'])}")
-        ctx.out(f"    {row['reason']}")
+        ctx.out(printable(f"{row['hostname']}  ({row['machine_type']})  "
+                          f"{_paddles_words(row['paddles'])}"))
+        ctx.out(f"    {printable(row['reason'])}")
     ctx.out(f"{len(rows)} quarantined node(s)" + (
         "; `teuthology-maas quarantine release NODE` after the repair" if rows else ""))
     return int(ExitCode.OK)
@@ -186,5 +188,5 @@ def run_release(ctx: Context, args: argparse.Namespace) -> int:
         ctx.emit_json(result)
     else:
         for line in lines:
-            ctx.out(line)
+            ctx.out(printable(line))
     return int(ExitCode.FAILURE if failed else ExitCode.OK)
