@@ -290,3 +290,24 @@ def test_failures_that_are_not_the_nodes_never_quarantine(lab_factory: Any) -> N
             lab.provisioner().create()
         assert not isinstance(caught.value, NodeQuarantined)
     assert lab.state(NODE)["status_name"] != "Broken"
+
+
+def test_teuthologys_unlock_leaves_a_quarantined_node_broken(
+    failing_lab: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    quarantine_smithi001(failing_lab)
+    before = failing_lab.mark()
+    failing_lab.provisioner().release()  # what teuthology's unlock calls: no error, no change
+    assert failing_lab.posts(NODE, since=before) == []
+    assert failing_lab.state(NODE)["status_name"] == "Broken"
+    assert any("quarantined; not released" in r.getMessage() for r in caplog.records)
+
+
+def test_release_command_points_at_quarantine_release(failing_lab: Any) -> None:
+    from tests._cli_support import run_cli
+
+    quarantine_smithi001(failing_lab)
+    result = run_cli("release", NODE, config=failing_lab.config_file)
+    assert "quarantined (Broken in MAAS): nothing released" in result.out + result.err
+    assert "released in" not in result.out
+    assert failing_lab.state(NODE)["status_name"] == "Broken"
