@@ -128,7 +128,8 @@ TEXT_LIMITS = {"name": 256, "machine_type": 32, "arch": 16, "os_type": 32, "os_v
 _NOT_NULL = frozenset({"is_vm", "locked"})
 
 
-def check_node_body(nodes: Mapping[str, Mapping[str, Any]], body: Mapping[str, Any]) -> list[str]:
+def check_node_body(nodes: Mapping[str, Mapping[str, Any]], body: Mapping[str, Any], *,
+                    creating: bool = False) -> list[str]:
     """What POST /nodes/ and PUT /nodes/<name>/ do with `body` before anything is stored (the
     transaction is rolled back on any failure): a value a column cannot hold is a 500, as
     SQLAlchemy 1.3 on PostgreSQL fails it. Returns the keys paddles ignores (not columns)."""
@@ -151,8 +152,8 @@ def check_node_body(nodes: Mapping[str, Mapping[str, Any]], body: Mapping[str, A
         limit = TEXT_LIMITS.get(key)
         if limit is not None and len(str(value)) > limit:
             raise PaddlesError(500, f"value too long for type character varying({limit})")
-    name = body.get("name")
-    if isinstance(name, str) and len(name) > TEXT_LIMITS["name"]:
+    name = body.get("name")  # a column only on creation: PUT ignores it
+    if creating and isinstance(name, str) and len(name) > TEXT_LIMITS["name"]:
         raise PaddlesError(500, "value too long for type character varying(256)")
     return sorted(str(key) for key in body if key not in NODE_UPDATE_KEYS and key != "name")
 

@@ -170,7 +170,8 @@ class LockServer:
             raise PaddlesError(400, "could not find required key: 'name'")
         if name in self._nodes:
             raise PaddlesError(400, f"Node with name {name} already exists")
-        self._note_ignored("POST", str(name), rules.check_node_body(self._nodes, body))
+        self._note_ignored("POST", str(name),
+                           rules.check_node_body(self._nodes, body, creating=True))
         node = rules.new_node(str(name))
         rules.update_node(node, body, check=False)
         self._nodes[node["name"]] = node
