@@ -90,8 +90,7 @@ class LockServer:
         self.log_href_template = log_href_template
         self.lock_many_window = lock_many_window
         self.request_log: list[LockRequest] = []
-        # (method, node name, key) of every key a node POST or PUT sent that paddles ignores:
-        # real paddles drops them silently, tests can see them here.
+        # (method, node, key): what a node POST or PUT sent that paddles silently ignores
         self.ignored_keys: list[tuple[str, str, str]] = []
         for node in nodes:
             self.add_node(**node)
@@ -170,8 +169,7 @@ class LockServer:
             raise PaddlesError(400, "could not find required key: 'name'")
         if name in self._nodes:
             raise PaddlesError(400, f"Node with name {name} already exists")
-        self._note_ignored("POST", str(name),
-                           rules.check_node_body(self._nodes, body, creating=True))
+        self._note_ignored("POST", name, rules.check_node_body(self._nodes, body, creating=True))
         node = rules.new_node(str(name))
         rules.update_node(node, body, check=False)
         self._nodes[node["name"]] = node
