@@ -156,7 +156,7 @@ def test_machines_json(maas_sim: Any, config_for: Any) -> None:
     assert set(first) == {"hostname", "system_id", "type", "status", "seconds_in_status",
                           "owner", "teuthology_owner", "locked", "os", "ip_addresses",
                           "architecture", "pool", "zone", "tags", "power", "status_message",
-                          "kept"}
+                          "kept", "quarantine"}
     assert first["architecture"] == "amd64/generic" and first["pool"] == "smithi"
     assert first["tags"] == ["smithi"] and first["ip_addresses"]
 

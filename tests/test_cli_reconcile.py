@@ -80,7 +80,7 @@ def test_json_output(maas_sim: Any, paddles: Any, config_for: Any) -> None:
     data = result.json()
     assert data["dry_run"] is True
     assert data["maas_user"] == "teuthology"
-    assert data["counts"] == {"leak": 1, "drift": 1, "stuck": 0}
+    assert data["counts"] == {"leak": 1, "drift": 1, "stuck": 0, "quarantined": 0}
     kinds = {(f["kind"], f["hostname"]) for f in data["findings"]}
     assert kinds == {("leak", "smithi001"), ("drift", "smithi003")}
     assert all(f["action"] is None for f in data["findings"])
@@ -295,7 +295,7 @@ def test_apply_with_json_keeps_the_shape_and_sends_progress_to_stderr(
                      config=config_for(maas_sim, lock_server=url))
     data = result.json()
     assert set(data) == {"dry_run", "maas_user", "lock_server", "findings", "counts"}
-    assert set(data["counts"]) == {"leak", "drift", "stuck"}
+    assert set(data["counts"]) == {"leak", "drift", "stuck", "quarantined"}
     assert "smithi001: released in " in result.err
 
 

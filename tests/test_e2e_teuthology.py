@@ -351,3 +351,23 @@ def test_stop_node_during_a_reimage_in_the_same_process_stops_it_first(mode, e2e
     assert (ops.count("abort"), ops.count("release")) == (1, 1), ops
     lab.wait_for(lambda: lab.status("smithi001") == "Ready", "smithi001 Ready")
     assert lab.machine("smithi001")["owner"] is None
+
+
+def test_a_quarantined_node_is_marked_broken_in_maas_and_down_in_paddles(mode, e2e_lab):
+    lab = e2e_lab(mode, machines=1, quarantine_after=1)
+    lab.sim.faults.add("deploy_fail", machine="smithi001", reason=REASON)
+    done = lab.run("teuthology-lock", "--lock-many", "1", "-m", MACHINE_TYPE, "--os-type",
+                   "ubuntu", "--os-version", "22.04", "--owner", OWNER)
+    assert done.returncode == 1, done
+    assert "quarantined" in done.stderr, done
+    machine = lab.machine("smithi001")
+    assert machine["status_name"] == "Broken"
+    assert "1 failed deployments in a row (quarantine_after 1)" in machine["error_description"]
+    node = lab.paddles.node(lab.fqdn("smithi001"))
+    # locked by the job when the create() failed: only `up` changed; teuthology then
+    # unlocked it (its lock calls are its own), and lock_many no longer hands it out
+    assert node["up"] is False and node["locked"] is False
+    again = lab.run("teuthology-lock", "--lock-many", "1", "-m", MACHINE_TYPE, "--os-type",
+                    "ubuntu", "--os-version", "22.04", "--owner", OWNER)
+    assert again.returncode != 0
+    assert lab.machine("smithi001")["status_name"] == "Broken"

@@ -129,7 +129,7 @@ def test_reconcile_reports_a_kept_node_as_kept_not_leaked(
     as_json = run_cli("reconcile", "--json", config=config).json()
     finding = as_json["findings"][0]
     assert finding["kind"] == "kept" and finding["kept_by"]
-    assert as_json["counts"] == {"leak": 0, "drift": 0, "stuck": 0}
+    assert as_json["counts"] == {"leak": 0, "drift": 0, "stuck": 0, "quarantined": 0}
 
 
 def test_deploy_keep_on_failure_from_the_command_then_release(

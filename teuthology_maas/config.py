@@ -24,6 +24,7 @@ from teuthology_maas.deploy_config import DeployConfig
 from teuthology_maas.errors import ConfigError
 from teuthology_maas.redact import REDACTED, excerpt, register_secret
 from teuthology_maas.suggest import did_you_mean
+from teuthology_maas.type_match import TypeRule, parse_type_match
 
 __all__ = [
     "DEFAULT_SENTINEL_FILE",
@@ -153,6 +154,10 @@ class MaasConfig:
     keep_on_failure: bool = False
     # Deploy settings per machine type and OS (kernel, memory, storage, bonds): deploy_config.
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    # Which MAAS machines belong to a machine type, per type (type_match.py); others: default.
+    type_match: Mapping[str, TypeRule] = field(default_factory=dict)
+    # Deployment failures in a row MAAS attributes to a node before it is quarantined (0: off).
+    quarantine_after: int = 3
     source: str = field(default="<mapping>", compare=False, metadata=_BOOKKEEPING)
 
     # ---- construction -------------------------------------------------------------------
@@ -261,6 +266,8 @@ class MaasConfig:
             ),
             keep_on_failure=values.boolean("keep_on_failure", s["keep_on_failure"]),
             deploy=DeployConfig.parse(s.get("deploy"), machine_types=machine_types),
+            type_match=parse_type_match(s.get("type_match"), machine_types),
+            quarantine_after=_quarantine_after(s["quarantine_after"]),
             source=source,
         )
 
@@ -386,6 +393,18 @@ class MaasConfig:
         if "." in hostname or not self.lab_domain:
             return hostname
         return f"{hostname}.{self.lab_domain}"
+
+
+MAX_QUARANTINE_AFTER = 20  # MAAS's event history of a node holds about that many deployments
+
+
+def _quarantine_after(value: Any) -> int:
+    count = values.integer("quarantine_after", value, minimum=0)
+    if count > MAX_QUARANTINE_AFTER:
+        raise values.fail(
+            "quarantine_after", value, f"an integer from 0 (off) to {MAX_QUARANTINE_AFTER}"
+        )
+    return count
 
 
 # What a user may write in the section: MaasConfig's own fields, plus _NOT_FIELDS.

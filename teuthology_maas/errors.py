@@ -205,6 +205,14 @@ class DeploymentFailed(MaasError):
     """create() did not deliver a deployed, reachable node; the message carries forensics."""
 
 
+class NodeQuarantined(DeploymentFailed):
+    """create() failed, and the failure was the node's Nth in a row (`quarantine_after`): the
+    node is marked broken in MAAS. `quarantine` is the comment naming the failures (also the
+    description its host puts in paddles)."""
+
+    quarantine: str = ""
+
+
 class ReleaseFailed(MaasError):
     """release() could not bring the machine back to Ready."""
 

@@ -27,7 +27,7 @@ from teuthology_maas.cli._common import (
 from teuthology_maas.errors import MaasError
 
 # Order is the order `--help` lists them in.
-_OWN_SUBCOMMANDS = ("doctor", "machines", "nodes", "events", "reconcile")
+_OWN_SUBCOMMANDS = ("doctor", "machines", "nodes", "events", "reconcile", "inventory", "quarantine")
 # Written by other areas; wired in when present so a missing one never breaks the command.
 _OPTIONAL_SUBCOMMANDS = ("simulator", "demo")
 
@@ -37,7 +37,8 @@ exit codes:
   1    the operation failed (MAAS refused it, the deployment or release failed)
   2    usage or configuration error: nothing was attempted
   3    doctor: at least one check is FAIL
-  4    reconcile: leaks, drift or stuck nodes were found (and remain)
+  4    reconcile: leaks, drift or stuck nodes were found (and remain); inventory: a dry
+       run found nodes to create or update
   5    MAAS or the lock server could not be reached, or the API key was rejected
   130  interrupted
   141  stdout was closed early (e.g. piped into head)

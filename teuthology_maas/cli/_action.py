@@ -14,6 +14,7 @@ from teuthology_maas.cli._progress import Progress, format_elapsed
 from teuthology_maas.cli._watch import MachineWatcher, library_log_as_notes, waits_shown
 from teuthology_maas.errors import MaasError
 from teuthology_maas.models import ABORTABLE, FREE, Machine
+from teuthology_maas.node.quarantine import quarantine_text
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
@@ -40,6 +41,9 @@ def nothing_to_abort(machine: Machine) -> str | None:
 
 
 def nothing_to_release(machine: Machine) -> str | None:
+    if quarantine_text(machine) is not None:
+        return (f"quarantined (Broken in MAAS): nothing released; `teuthology-maas quarantine "
+                f"release {machine.hostname}` after the repair")
     if machine.status in FREE:
         return f"already {machine.status_name}: nothing to release"
     return None

@@ -30,7 +30,7 @@ def check_machine_types(state: DoctorState) -> list[CheckResult]:
         state.machines = state.client.list_machines()
     except MaasError as exc:
         return [CheckResult("machines", "FAIL", f"cannot list machines: {exc}", "")]
-    state.typed = machines_by_type(state.machines, cfg.machine_types)
+    state.typed = machines_by_type(state.machines, cfg.machine_types, cfg.type_match)
     results = []
     for kind, machines in state.typed.items():
         ready = sum(1 for m in machines if m.status == NodeStatus.READY)

@@ -8,10 +8,11 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from teuthology_maas.cli._common import Context
-from teuthology_maas.cli._inventory import check_types, machine_type_of
+from teuthology_maas.cli._inventory import check_types
 from teuthology_maas.cli._paddles import paddles_nodes
 from teuthology_maas.errors import ConfigError, NoMachineAvailable
 from teuthology_maas.models import Machine, NodeStatus
+from teuthology_maas.type_match import type_of
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
@@ -24,7 +25,8 @@ def pick_free(ctx: Context, cfg: MaasConfig, client: MaasClient, kind: str) -> M
     machines = client.list_machines()
     check_types([kind], machines, cfg.machine_types)
     of_type = sorted(
-        (m for m in machines if machine_type_of(m, [kind]) == kind), key=lambda m: m.hostname
+        (m for m in machines if type_of(m, [kind], cfg.type_match) == kind),
+        key=lambda m: m.hostname,
     )
     free = [
         m for m in of_type if m.status == NodeStatus.READY and not m.owner and not m.locked

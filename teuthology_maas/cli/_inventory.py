@@ -2,17 +2,19 @@
 
 teuthology only knows machine types; MAAS knows tags, pools and hostnames. A lab marks a type
 with a tag or a resource pool of the same name, or (Sepia style) names its nodes after it
-(`smithi001`). The first of those that matches a configured type wins."""
+(`smithi001`). The first of those that matches a configured type wins. The config's
+`type_match` gives a type a rule of its own (teuthology_maas.type_match)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from teuthology_maas.cli._common import UsageError
 from teuthology_maas.models import Machine
 from teuthology_maas.node.deploy_options import hostname_prefix, machine_type_of
 from teuthology_maas.suggest import did_you_mean
+from teuthology_maas.type_match import TypeRule, type_of
 
 __all__ = [
     "add_machine_type_option",
@@ -25,12 +27,15 @@ __all__ = [
 
 
 def machines_by_type(
-    machines: Sequence[Machine], machine_types: Sequence[str]
+    machines: Sequence[Machine],
+    machine_types: Sequence[str],
+    rules: Mapping[str, TypeRule] | None = None,
 ) -> dict[str, list[Machine]]:
-    """Every configured type (even one with no machines), with its machines in MAAS order."""
+    """Every configured type (even one with no machines), with its machines in MAAS order;
+    `rules`: the config's type_match (a type without one: the rule above)."""
     grouped: dict[str, list[Machine]] = {t: [] for t in machine_types}
     for machine in machines:
-        kind = machine_type_of(machine, machine_types)
+        kind = type_of(machine, machine_types, rules or {})
         if kind is not None:
             grouped[kind].append(machine)
     return grouped

@@ -16,6 +16,7 @@ from teuthology_maas.cli._reconcile import parse_event_time, region_now
 from teuthology_maas.errors import MaasError
 from teuthology_maas.models import Machine, NodeStatus
 from teuthology_maas.node.keep import KeptMark
+from teuthology_maas.node.quarantine import quarantine_text
 from teuthology_maas.suggest import did_you_mean
 from teuthology_maas.teuthology.paddles import PaddlesNode
 
@@ -79,6 +80,7 @@ class Row:
             "status_message": m.status_message,
             "kept": None if kept is None else {"by": kept.by, "at": kept.at,
                                                "reason": kept.reason},
+            "quarantine": quarantine_text(m),
         }
         if self.paddles_known:
             node = self.paddles
@@ -131,7 +133,8 @@ COLUMNS: dict[str, Column] = {
     "hostname": Column("HOSTNAME", lambda r: r.machine.hostname),
     "system_id": Column("SYSTEM_ID", lambda r: r.machine.system_id),
     "type": Column("TYPE", lambda r: r.kind or "-"),
-    "status": Column("STATUS", lambda r: r.machine.status_name),
+    "status": Column("STATUS", lambda r: r.machine.status_name + (
+        " (quarantined)" if quarantine_text(r.machine) else "")),
     "since": Column("SINCE", lambda r: format_age(r.since)),
     "owner": Column("OWNER", lambda r: r.machine.owner or "-"),
     "for": Column("FOR", lambda r: r.teuthology_owner or "-"),

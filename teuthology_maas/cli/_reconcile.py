@@ -13,10 +13,11 @@ from typing import Any, Literal
 from teuthology_maas.models import FREE, Event, Machine, NodeStatus
 from teuthology_maas.node.keep import KeptMark
 from teuthology_maas.node.ownership import Stamp
+from teuthology_maas.node.quarantine import quarantine_text
 from teuthology_maas.teuthology.paddles import PaddlesNode
 
-Kind = Literal["leak", "kept", "drift", "stuck"]
-KINDS: tuple[Kind, ...] = ("leak", "kept", "drift", "stuck")
+Kind = Literal["leak", "kept", "drift", "stuck", "quarantined"]
+KINDS: tuple[Kind, ...] = ("leak", "kept", "drift", "stuck", "quarantined")
 
 # MAAS's own bounds. node_timeout (config, minutes; 30 by default) bounds deploying,
 # commissioning, testing and disk erasing; a release whose power-off is not seen within five
@@ -92,6 +93,16 @@ def find_leaks_and_drift(
     findings: list[Finding] = []
     for machine in machines:
         node = paddles.get(machine.hostname)
+        reason = quarantine_text(machine)
+        if reason is not None:  # Broken on purpose: not a leak, whoever holds it
+            held = node.describe_lock() if node is not None else "not in paddles"
+            findings.append(Finding(
+                "quarantined", machine.hostname, machine.system_id, machine.status_name,
+                machine.owner, f"quarantined ({held}): {reason}",
+                extra={"paddles_name": node.name if node is not None else None,
+                       "quarantine": reason},
+            ))
+            continue
         if node is None:
             continue
         kept = KeptMark.of(machine)

@@ -149,6 +149,25 @@ def _release_one(
     return False
 
 
+def mark_quarantined_down(url: str, findings: list[Finding], timeout: float) -> bool:
+    """Finish a quarantine in paddles (down; the quarantine as description when nobody holds
+    the node), for the quarantined machines paddles knows; True when a write failed."""
+    from teuthology_maas.teuthology.paddles_nodes import mark_down
+
+    failed = False
+    for finding in findings:
+        name = finding.extra.get("paddles_name")
+        if finding.kind != "quarantined" or not name:
+            continue
+        try:
+            finding.action = mark_down(url, str(name), str(finding.extra["quarantine"]),
+                                       timeout=timeout)
+        except (MaasError, ValueError) as exc:
+            finding.action = f"paddles not updated: {exc}"
+            failed = True
+    return failed
+
+
 def _plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
 
@@ -168,7 +187,8 @@ def summary(findings: Sequence[Finding], *, checked: int, dry_run: bool) -> str:
             if count:
                 parts.append(f"{_plural(count, 'leak')} {words}")
     named = {"kept": ("machine kept for debugging", "machines kept for debugging"),
-             "drift": ("drift", "drifts"), "stuck": ("stuck machine", "stuck machines")}
+             "drift": ("drift", "drifts"), "stuck": ("stuck machine", "stuck machines"),
+             "quarantined": ("quarantined machine", "quarantined machines")}
     for kind, (one, many) in named.items():
         count = sum(1 for f in findings if f.kind == kind)
         if count:
@@ -184,4 +204,5 @@ def summary(findings: Sequence[Finding], *, checked: int, dry_run: bool) -> str:
 
 def count_summary(findings: Sequence[Finding]) -> dict[str, Any]:
     """The JSON counts: one per kind that needs attention (kept machines are intended)."""
-    return {k: sum(1 for f in findings if f.kind == k) for k in ("leak", "drift", "stuck")}
+    return {k: sum(1 for f in findings if f.kind == k)
+            for k in ("leak", "drift", "stuck", "quarantined")}

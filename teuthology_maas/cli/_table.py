@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from teuthology_maas.models import NodeStatus
@@ -68,3 +69,12 @@ def render_table(
             cells.append(paint(padded, cell_colour, colour))
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: object) -> str:
+    """`text` with every terminal control character (ESC included) shown as `?`: what MAAS or
+    paddles answered is printed, never interpreted by the terminal."""
+    return _UNPRINTABLE.sub("?", str(text))

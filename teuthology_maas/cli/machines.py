@@ -10,7 +10,6 @@ from teuthology_maas.cli._common import Context, ExitCode, UsageError, add_commo
 from teuthology_maas.cli._inventory import (
     add_machine_type_option,
     check_types,
-    machine_type_of,
     requested_types,
 )
 from teuthology_maas.cli._machine_rows import (
@@ -24,6 +23,7 @@ from teuthology_maas.cli._table import label_colour, paint, render_table, status
 from teuthology_maas.models import NodeStatus
 from teuthology_maas.suggest import did_you_mean
 from teuthology_maas.teuthology.paddles import PaddlesNode
+from teuthology_maas.type_match import type_of
 
 
 def register(subparsers: Any) -> None:
@@ -133,7 +133,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     )
     rows: list[Row] = []
     for machine in visible:
-        kind = machine_type_of(machine, known)
+        kind = type_of(machine, known, cfg.type_match)
         if (wanted and kind not in wanted) or (not wanted and kind is None and not args.all):
             continue
         if statuses and machine.status not in statuses:

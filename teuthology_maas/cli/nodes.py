@@ -18,13 +18,13 @@ from teuthology_maas.cli._common import Context, UsageError, add_common_options,
 from teuthology_maas.cli._free import pick_free
 from teuthology_maas.cli._inventory import (
     add_machine_type_option,
-    machine_type_of,
     requested_types,
 )
 from teuthology_maas.config_values import ERASE_MODES
 from teuthology_maas.errors import ImageNotAvailable, MachineNotFound
 from teuthology_maas.models import Machine
 from teuthology_maas.suggest import did_you_mean
+from teuthology_maas.type_match import type_of
 
 if TYPE_CHECKING:
     from teuthology_maas.config import MaasConfig
@@ -123,7 +123,7 @@ def find_machine(client: MaasClient, name: str) -> Machine:
 def check_machine_type(cfg: MaasConfig, machine: Machine, *, force: bool) -> None:
     """Refuse a machine that belongs to none of the configured machine types: teuthology
     would never touch it through MAAS, so it is probably a typo or another lab's machine."""
-    if force or machine_type_of(machine, cfg.machine_types) is not None:
+    if force or type_of(machine, cfg.machine_types, cfg.type_match) is not None:
         return
     configured = ", ".join(cfg.machine_types) or "none"
     raise UsageError(

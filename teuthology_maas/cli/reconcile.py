@@ -22,13 +22,19 @@ from teuthology_maas.cli._reconcile import (
     status_timeout,
     stuck_finding,
 )
-from teuthology_maas.cli._reconcile_apply import apply_leaks, count_summary, summary
+from teuthology_maas.cli._reconcile_apply import (
+    apply_leaks,
+    count_summary,
+    mark_quarantined_down,
+    summary,
+)
 from teuthology_maas.cli._table import paint
 from teuthology_maas.errors import MaasError
 from teuthology_maas.teuthology.paddles import PaddlesReader
 
 _KIND_COLOURS = {
-    "leak": "\x1b[31m", "kept": "\x1b[36m", "drift": "\x1b[33m", "stuck": "\x1b[35m"
+    "leak": "\x1b[31m", "kept": "\x1b[36m", "drift": "\x1b[33m", "stuck": "\x1b[35m",
+    "quarantined": "\x1b[31m",
 }
 
 
@@ -44,7 +50,9 @@ def register(subparsers: Any) -> None:
         "Releasing). A dry run by default; --apply releases the leaks through the "
         "provisioner (only machines our MAAS user owns, and only if still unlocked in "
         "paddles), a few at a time, with a line for every step. Exit status 4 when leaks, "
-        "drift or stuck machines remain.",
+        "drift or stuck machines remain. QUARANTINED: Broken in MAAS by teuthology-maas's "
+        "quarantine (repeated deployment failures on the node); --apply marks it down in "
+        "paddles if it is not yet.",
     )
     add_common_options(parser, top_level=False)
     parser.add_argument(
@@ -78,7 +86,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     maas_user = str(client.whoami().get("username", ""))
     visible = client.list_machines()
     check_types(requested, visible, cfg.machine_types)
-    grouped = machines_by_type(visible, wanted)
+    grouped = machines_by_type(visible, wanted, cfg.type_match)
     machines = [m for kind in wanted for m in grouped.get(kind, [])]
 
     paddles = PaddlesReader(url, timeout=cfg.http_timeout)
@@ -102,6 +110,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             # releases get the library's full retry budget, like any teuthology unlock
             stream = ctx.stderr if ctx.json else ctx.stdout
             failed = apply_leaks(cfg, ctx.endpoint(), client, paddles, findings, stream)
+            failed |= mark_quarantined_down(paddles.url, findings, cfg.http_timeout)
             if not ctx.json and any(f.kind == "leak" for f in findings):
                 ctx.out()
     finally:
@@ -133,6 +142,9 @@ def render(ctx: Context, findings: list[Finding], *, dry_run: bool, checked: int
             ctx.out(f"       -> {finding.action}")
         elif finding.kind == "leak" and dry_run:
             ctx.out("       -> would release (run with --apply)")
+        elif finding.kind == "quarantined":
+            ctx.out(f"       -> `teuthology-maas quarantine release {finding.hostname}` after "
+                    "the repair")
         elif finding.kind == "kept":
             ctx.out(f"       -> left as it is; `teuthology-maas release {finding.hostname}` "
                     "when done with it")

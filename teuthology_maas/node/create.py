@@ -21,6 +21,7 @@ from teuthology_maas.errors import (
     MaasError,
     MaasTimeout,
     MachineStateError,
+    NodeQuarantined,
     NoMachineAvailable,
     ReleaseFailed,
     SSHNotReady,
@@ -28,7 +29,7 @@ from teuthology_maas.errors import (
 )
 from teuthology_maas.models import DEPLOY_TARGET, Machine, NodeStatus
 from teuthology_maas.node import decide as _decide
-from teuthology_maas.node import forensics, keep
+from teuthology_maas.node import forensics, keep, quarantine
 from teuthology_maas.node.actions import NodeActions, describe_error
 from teuthology_maas.node.attempts import running_tokens
 from teuthology_maas.node.decide import CreateStep
@@ -274,21 +275,40 @@ class CreateAttempt:
         cause = _cause(exc, interrupted)
         if isinstance(exc, Ended):
             cause = forensics.explain_end(found.events, exc.machine, "the deployment", node.tag)
+        quarantined: str | None = None
         if not node.touched:
             outcome = "nothing was changed in MAAS"
         elif self.keep_as is not None and not interrupted and not isinstance(exc, TakenOver):
             outcome = keep.keep_failed(node, who=self.keep_as, reason=cause)
+        elif (quarantined := self.quarantine(exc)) is not None:
+            outcome = f"quarantined: marked broken in MAAS ({quarantined})"
         else:
             outcome = clean_up(node, wait=not interrupted)
             if not interrupted:
                 outcome += restore_network(node)
         error = forensics.failure(
-            DeploymentFailed, what, cause, found, then=f"Clean-up: {outcome}",
+            DeploymentFailed if quarantined is None else NodeQuarantined,
+            what, cause, found, then=f"Clean-up: {outcome}",
             # a ReleaseFailed already carries MAAS's account
             with_summary=not isinstance(exc, ReleaseFailed),
         )  # fmt: skip
+        if isinstance(error, NodeQuarantined):
+            error.quarantine = quarantined or ""
         log.error("%s", error)
         return error
+
+    def quarantine(self, exc: BaseException) -> str | None:
+        """When MAAS failed our deployment on the node and that makes `quarantine_after`
+        failures in a row, mark the node broken (node/quarantine.py); the comment, or None
+        (then the usual clean-up runs)."""
+        if not isinstance(exc, Ended) or exc.machine.status is not NodeStatus.FAILED_DEPLOYMENT:
+            return None
+        try:
+            return quarantine.check(self.node, self.node.config.quarantine_after)
+        except MaasError as exc2:
+            log.warning("%s: could not quarantine it (%s); cleaning up instead",
+                        self.node.name, exc2)
+            return None
 
 
 def _cause(exc: BaseException, interrupted: bool) -> str:

@@ -24,10 +24,10 @@ from teuthology_maas.node.deploy_options import (
     DeployOptions,
     describe,
     describe_storage,
-    machine_type_of,
     resolve,
 )
 from teuthology_maas.node.images import ImageSpec
+from teuthology_maas.type_match import type_of
 
 log = logging.getLogger("teuthology_maas.node.provisioner")
 
@@ -73,8 +73,8 @@ class DeployPlan:
     ) -> DeployPlan:
         """Resolve and check; DeploySettingError (nothing changed in MAAS) on a problem."""
         deploy = config.deploy
-        kind = machine_type or machine_type_of(
-            machine, [*config.machine_types, *deploy.machine_types]
+        kind = machine_type or type_of(
+            machine, [*config.machine_types, *deploy.machine_types], config.type_match
         )
         options = resolve(
             deploy, machine_type=kind, os_type=os_type, os_version=os_version, overrides=overrides

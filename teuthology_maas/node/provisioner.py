@@ -40,6 +40,7 @@ from teuthology_maas.node.deploy_options import parse_overrides
 from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
 from teuthology_maas.node.forensics import collect, failure
 from teuthology_maas.node.ownership import Authority, LockHolder, Stamp, Tag
+from teuthology_maas.node.quarantine import quarantine_text
 from teuthology_maas.node.ssh import verify_ssh
 
 __all__ = ["MaasProvisioner", "split_name"]
@@ -270,7 +271,8 @@ class MaasProvisioner:
         overrides the configured erase mode for this release only. With `wait=False` the
         release is only requested (MAAS finishes it by itself): no wait, so no poller
         thread, which is what a process that is exiting can still do. A machine kept for
-        debugging (keep_on_failure) is left alone unless `release_kept`."""
+        debugging (keep_on_failure) is left alone unless `release_kept`, and so is a
+        quarantined one (node/quarantine.py)."""
         username = self.username
         machine = self.machine()
         kept = keep.KeptMark.of(machine)
@@ -279,6 +281,10 @@ class MaasProvisioner:
                 "%s: %s; not released (teuthology-maas release %s releases it)",
                 machine.describe(), kept.describe(), machine.hostname,
             )  # fmt: skip
+            return
+        if quarantine_text(machine) is not None:  # Broken on purpose, until its repair
+            log.warning("%s: quarantined; not released (teuthology-maas quarantine release "
+                        "%s after the repair)", machine.describe(), machine.hostname)
             return
         if _decide.next_release_step(machine, username) is ReleaseStep.NOTHING:
             log.info("%s: already %s; nothing to release", machine.describe(), machine.status_name)

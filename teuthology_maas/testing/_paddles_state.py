@@ -121,6 +121,43 @@ def check_lock_change(node: Mapping[str, Any], values: Mapping[str, Any]) -> Non
         raise PaddlesError(403, "Cannot unlock - description values must match")
 
 
+# Column sizes (String(n)) and NOT NULL booleans of paddles' nodes table: PostgreSQL refuses a
+# value that does not fit, and paddles, which does not catch it, answers 500.
+TEXT_LIMITS = {"name": 256, "machine_type": 32, "arch": 16, "os_type": 32, "os_version": 16,
+               "locked_by": 64, "mac_address": 17}
+_NOT_NULL = frozenset({"is_vm", "locked"})
+
+
+def check_node_body(nodes: Mapping[str, Mapping[str, Any]], body: Mapping[str, Any], *,
+                    creating: bool = False) -> list[str]:
+    """What POST /nodes/ and PUT /nodes/<name>/ do with `body` before anything is stored (the
+    transaction is rolled back on any failure): a value a column cannot hold is a 500, as
+    SQLAlchemy 1.3 on PostgreSQL fails it. Returns the keys paddles ignores (not columns)."""
+    for key, value in body.items():
+        if key not in NODE_UPDATE_KEYS:
+            continue
+        if value is None:
+            if key in _NOT_NULL:
+                raise PaddlesError(500, f'null value in column "{key}" violates not-null '
+                                        "constraint")
+            continue
+        if key in _BOOL_COLUMNS:
+            # SQLAlchemy's Boolean takes True, False, None (and 0 and 1), nothing else
+            if not isinstance(value, bool) and value not in (0, 1):
+                raise PaddlesError(500, f"Not a boolean value: {value!r}")
+        elif isinstance(value, Mapping | list):
+            raise PaddlesError(500, f"can't adapt type '{type(value).__name__}'")
+        elif key == "vm_host" and value not in nodes:
+            raise PaddlesError(500, "No row was found for one()")
+        limit = TEXT_LIMITS.get(key)
+        if limit is not None and len(str(value)) > limit:
+            raise PaddlesError(500, f"value too long for type character varying({limit})")
+    name = body.get("name")  # a column only on creation: PUT ignores it
+    if creating and isinstance(name, str) and len(name) > TEXT_LIMITS["name"]:
+        raise PaddlesError(500, "value too long for type character varying(256)")
+    return sorted(str(key) for key in body if key not in NODE_UPDATE_KEYS and key != "name")
+
+
 def update_node(node: dict[str, Any], values: Mapping[str, Any], *, check: bool = True) -> None:
     """paddles' Node.update: lock rules first (not for a node being created), then every
     allowed key (others ignored)."""

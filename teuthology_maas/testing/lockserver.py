@@ -10,7 +10,9 @@ _paddles_state has them):
 - `GET /nodes/` (filters locked, up, machine_type `a|b`, os_type, os_version, locked_by, count;
   any other parameter, arch and is_vm included, is ignored as paddles ignores it),
   `POST /nodes/` (up and arch NULL unless given; answers `{}`), `GET|PUT /nodes/<fqdn>/` (PUT
-  ignores unknown keys and answers `{}`), `PUT|POST /nodes/<fqdn>/lock/`,
+  ignores unknown keys and answers `{}`; both answer 500, storing nothing, for a value a
+  paddles column cannot hold: text past its String(n) size, a non-boolean for up/is_vm/locked,
+  a null is_vm, an object or list, a vm_host naming no node), `PUT|POST /nodes/<fqdn>/lock/`,
   `POST /nodes/lock_many/` (needs count, locked_by, machine_type and description; takes `up`
   nodes only, in no defined order), `POST /nodes/unlock_many/` (exactly names and locked_by;
   not atomic), `GET /nodes/<fqdn>/jobs/?count=N`;
@@ -88,6 +90,8 @@ class LockServer:
         self.log_href_template = log_href_template
         self.lock_many_window = lock_many_window
         self.request_log: list[LockRequest] = []
+        # (method, node, key): what a node POST or PUT sent that paddles silently ignores
+        self.ignored_keys: list[tuple[str, str, str]] = []
         for node in nodes:
             self.add_node(**node)
 
@@ -165,10 +169,14 @@ class LockServer:
             raise PaddlesError(400, "could not find required key: 'name'")
         if name in self._nodes:
             raise PaddlesError(400, f"Node with name {name} already exists")
+        self._note_ignored("POST", name, rules.check_node_body(self._nodes, body, creating=True))
         node = rules.new_node(str(name))
         rules.update_node(node, body, check=False)
         self._nodes[node["name"]] = node
         return {}
+
+    def _note_ignored(self, method: str, name: str, keys: list[str]) -> None:
+        self.ignored_keys.extend((method, name, key) for key in keys)
 
     def _lock_many(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         count = rules.lock_many_count(body)
@@ -290,10 +298,9 @@ class LockServer:
             case ("GET", ["nodes", name]):
                 return dict(self._get_node(name))
             case ("PUT", ["nodes", name]):
-                rules.update_node(
-                    self._get_node(name, missing="attempted to update a non-existent node"),
-                    body,
-                )
+                node = self._get_node(name, missing="attempted to update a non-existent node")
+                self._note_ignored("PUT", name, rules.check_node_body(self._nodes, body))
+                rules.update_node(node, body)
                 return {}
             case (("PUT" | "POST"), ["nodes", name, "lock"]):
                 return self._lock_node(self._get_node(name), body)

@@ -34,7 +34,7 @@ from teuthology.config import config as teuthology_config
 
 from teuthology_maas import names
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.errors import MaasError, MachineNotFound, OwnershipError
+from teuthology_maas.errors import MaasError, MachineNotFound, NodeQuarantined, OwnershipError
 from teuthology_maas.node.forensics import sentence
 from teuthology_maas.node.ownership import Authority, LockHolder
 from teuthology_maas.node.provisioner import MaasProvisioner, default_owner
@@ -45,6 +45,7 @@ from teuthology_maas.teuthology.paddles import (
     PaddlesReader,
     unlock_refusal,
 )
+from teuthology_maas.teuthology.paddles_nodes import mark_down
 from teuthology_maas.teuthology.unlocking import unlock_request
 
 __all__ = ["MAAS", "enabled", "get_types", "load_config"]
@@ -169,6 +170,8 @@ class MAAS:
         except MaasError as exc:  # create() says every failure this way; anything else is a bug
             self.log.error("Reimaging %s through MAAS failed after %.0f s: %s", self.name,
                            time.monotonic() - started, exc)
+            if isinstance(exc, NodeQuarantined):
+                _quarantine_in_paddles(self.name, cfg, exc.quarantine)
             raise
         if provisioner.deployment is not None:
             _deployed.add(self.name, provisioner.deployment.token)
@@ -246,6 +249,21 @@ def _lock_record(fqdn: str, cfg: MaasConfig, *, required: bool = False) -> Paddl
             ) from exc
         log.warning("%s: cannot read its lock from the lock server: %s", fqdn, exc)
         return None
+
+
+def _quarantine_in_paddles(fqdn: str, cfg: MaasConfig, text: str) -> None:
+    """The create() that quarantined the node in MAAS marks it down in paddles (never its
+    lock; its description only when nobody holds it). Best effort: the failure being raised
+    is what teuthology must see; `reconcile --apply` finishes what could not be done here."""
+    url = _top("lock_server")
+    if not url:
+        return
+    try:
+        done = mark_down(str(url), fqdn, text, timeout=min(cfg.http_timeout, PADDLES_TIMEOUT))
+    except (MaasError, ValueError) as exc:
+        log.warning("%s: quarantined in MAAS, but not marked down in paddles: %s", fqdn, exc)
+        return
+    log.warning("%s: quarantined: %s", fqdn, done)
 
 
 def _holder(record: PaddlesNode | None) -> LockHolder | None:

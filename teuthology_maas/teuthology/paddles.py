@@ -1,7 +1,8 @@
 """The one reader of teuthology's lock server (paddles): lock records, nothing else.
 
 Used by the teuthology adapter (who holds a node, before create() stamps it and before
-release() undoes it) and by the CLI (`machines --paddles`, `reconcile`). It never imports
+release() undoes it) and by the CLI (`machines --paddles`, `reconcile`, `inventory`).
+Writing node records (not locks) is teuthology.paddles_nodes. It never imports
 teuthology, so the CLI reads paddles without switching the process to gevent, and it only
 GETs: changing a lock is teuthology's business.
 
@@ -122,6 +123,20 @@ class PaddlesReader:
         if not isinstance(data, Mapping):
             raise LockServerUnavailable(f"lock server {self.url}: nodes/{name}/ is not a node")
         return PaddlesNode.from_json(data)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every node as paddles shows it (all its fields), for `inventory`."""
+        data = self._get(("nodes",))
+        if not isinstance(data, list):
+            raise LockServerUnavailable(f"lock server {self.url}: nodes/ is not a list")
+        return [dict(item) for item in data if isinstance(item, Mapping) and item.get("name")]
+
+    def record(self, name: str) -> dict[str, Any]:
+        """One node as paddles shows it; LockServerUnavailable (http_status 404) if none."""
+        data = self._get(("nodes", name))
+        if not isinstance(data, Mapping):
+            raise LockServerUnavailable(f"lock server {self.url}: nodes/{name}/ is not a node")
+        return dict(data)
 
     def _get(self, segments: Sequence[str], params: Mapping[str, str] | None = None) -> Any:
         # Each segment is quoted on its own: a node name can never add a path level or a

@@ -1,0 +1,159 @@
+"""`teuthology-maas inventory`: paddles' node records from MAAS's machines.
+
+A dry run by default: one line per node saying what --apply would do. --apply creates the
+missing nodes (POST /nodes/) and updates the others (PUT /nodes/<name>/), each after reading
+the node again (a node locked since the plan keeps its job's fields). It never deletes a
+node, never locks or unlocks one, and never writes a description."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Any
+
+from teuthology_maas.cli._common import Context, ExitCode, add_common_options
+from teuthology_maas.cli._inventory import add_machine_type_option, check_types, requested_types
+from teuthology_maas.cli._inventory_plan import ACTIONS, NodePlan, make_plan, plan_node
+from teuthology_maas.cli._paddles import lock_server_from_config
+from teuthology_maas.cli._table import printable
+from teuthology_maas.errors import MaasError
+from teuthology_maas.models import Machine
+from teuthology_maas.teuthology.paddles import PaddlesReader
+from teuthology_maas.teuthology.paddles_nodes import PaddlesRefused, PaddlesWriter
+from teuthology_maas.type_match import type_of
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "inventory",
+        help="create or update paddles' node records from MAAS's machines",
+        description="Compare the MAAS machines of the configured machine types with paddles' "
+        "node records and say, per node, what would change: CREATE (not in paddles), UPDATE "
+        "(fields old -> new), UNCHANGED, SKIP (with the reason), ORPHAN (in paddles, not in "
+        "MAAS: never deleted). Fields: machine_type, arch, mac_address (the boot interface), "
+        "is_vm, up (MAAS can deploy it) and, for a Deployed machine, os_type and os_version. "
+        "A node locked in paddles only gets arch, mac_address, is_vm and up -> down; its "
+        "lock and description are never touched. A dry run by default; --apply writes. Exit "
+        "status 4 when a dry run finds changes to make, 1 when a write failed.",
+    )
+    add_common_options(parser, top_level=False)
+    parser.add_argument(
+        "--lock-server",
+        metavar="URL",
+        help="paddles URL (default: lock_server from the teuthology config file)",
+    )
+    add_machine_type_option(
+        parser, help="only these configured machine types (repeatable, or comma-separated)"
+    )
+    parser.add_argument(
+        "--apply", action="store_true", help="create and update the nodes (default: only report)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    cfg = ctx.config()
+    url = args.lock_server or lock_server_from_config(ctx.config_file())
+    requested = requested_types(args.machine_type)
+    wanted = requested or list(cfg.machine_types)
+    client = ctx.client(interactive=True)
+    visible = client.list_machines()
+    check_types(requested, visible, cfg.machine_types)
+    known = list(dict.fromkeys([*cfg.machine_types, *requested]))
+    typed: list[tuple[Machine, str]] = []
+    for machine in visible:
+        kind = type_of(machine, known, cfg.type_match)
+        if kind is not None and kind in wanted:
+            typed.append((machine, kind))
+    with PaddlesReader(url, timeout=cfg.http_timeout) as reader:
+        nodes = {str(n.get("name")): n for n in reader.records()}
+        plans = make_plan(typed, nodes, cfg.fqdn, wanted)
+        machines = {m.system_id: m for m, _ in typed}
+        failed = False
+        if args.apply:
+            with PaddlesWriter(url, timeout=cfg.http_timeout) as writer:
+                for plan in plans:
+                    if plan.action in ("create", "update"):
+                        machine = machines[str(plan.system_id)]
+                        failed |= _apply(plan, machine, reader, writer)
+    counts = Counter(p.action for p in plans)
+    pending = not args.apply and (counts["create"] or counts["update"])
+    if ctx.json:
+        ctx.emit_json({
+            "dry_run": not args.apply, "lock_server": reader.url,
+            "nodes": [p.as_json() for p in plans],
+            "counts": {action: counts[action] for action in ACTIONS},
+        })
+    else:
+        _render(ctx, plans, dry_run=not args.apply)
+    if failed:
+        return int(ExitCode.FAILURE)
+    return int(ExitCode.FINDINGS if pending else ExitCode.OK)
+
+
+def _apply(plan: NodePlan, machine: Machine, reader: PaddlesReader,
+           writer: PaddlesWriter) -> bool:
+    """Write one node, planned again on a fresh read; True when it failed."""
+    kind = plan.machine_type or ""
+    try:
+        fresh = reader.record(plan.name)
+    except MaasError as exc:
+        if exc.http_status != 404:
+            plan.result = f"failed: cannot re-read paddles: {exc}"
+            return True
+        fresh = None
+    again = plan_node(plan.name, machine, kind, fresh)
+    plan.changes, plan.held, plan.reason = again.changes, again.held, again.reason
+    try:
+        if again.action == "create":
+            try:
+                writer.create(plan.name, again.fields)
+            except PaddlesRefused as exc:
+                if "already exists" not in exc.message:
+                    raise
+                # created by someone else since our read: plan it as an update instead
+                again = plan_node(plan.name, machine, kind, reader.record(plan.name))
+                plan.changes, plan.held, plan.reason = again.changes, again.held, again.reason
+                writer.update(plan.name, {k: new for k, (_, new) in again.changes.items()})
+                plan.result = "updated (created meanwhile by someone else)"
+                return False
+            plan.result = "created"
+        elif again.action == "update":
+            writer.update(plan.name, {k: new for k, (_, new) in again.changes.items()})
+            plan.result = "updated"
+        else:
+            plan.result = f"nothing to do now ({again.action})"
+    except (MaasError, ValueError) as exc:
+        plan.result = f"failed: {exc}"
+        return True
+    return False
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else printable(value)
+
+
+def _render(ctx: Context, plans: list[NodePlan], *, dry_run: bool) -> None:
+    for plan in plans:
+        kind = printable(plan.machine_type or "-")
+        ctx.out(f"{plan.action.upper():<9}  {printable(plan.name)}  ({kind})")
+        if plan.action == "create":
+            ctx.out("           " + ", ".join(f"{k}={_show(v)}" for k, v in plan.fields.items()))
+        for key, (old, new) in plan.changes.items():
+            ctx.out(f"           {key}: {_show(old)} -> {_show(new)}")
+        for key, (old, new) in plan.held.items():
+            ctx.out(f"           {key}: {_show(old)} -> {_show(new)} (held back)")
+        if plan.reason:
+            ctx.out(f"           {printable(plan.reason)}")
+        if plan.result:
+            ctx.out(f"           -> {printable(plan.result)}")
+    counts = Counter(p.action for p in plans)
+    parts = [f"{counts[a]} {a if a != 'update' else 'to update'}" for a in ACTIONS if counts[a]]
+    head = f"{len(plans)} node(s): " + (", ".join(parts) if parts else "nothing")
+    if dry_run and (counts["create"] or counts["update"]):
+        head += " (dry run: nothing changed; --apply writes them)"
+    if plans:
+        ctx.out()
+    ctx.out(head)
