@@ -1,0 +1,236 @@
+"""Prometheus metrics (teuthology_maas.metrics): what is recorded, with which labels, when
+prometheus_client is absent or switched off, and adding up across processes (multiprocess
+mode, as teuthology's supervisors run). The end-to-end scrape after a real teuthology-lock is
+in tests/test_metrics_e2e.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from teuthology_maas import errors, metrics
+from teuthology_maas.maas.client import MaasClient
+from teuthology_maas.node.create import Ended
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of the registry's exposition text, parsed back: what Prometheus sees."""
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    """The sum over the series of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in found.items() if n == name and wanted <= ls)
+
+
+@pytest.fixture
+def registry():
+    registry = CollectorRegistry()
+    with metrics.recording_to(metrics.Recorder(registry)):
+        yield registry
+
+
+class Node:
+    """What `metrics.measured` needs of the object whose methods it measures."""
+
+    def metrics_labels(self) -> tuple[str, metrics.Labels]:
+        return "smithi007", metrics.Labels("smithi", "maas.example.com:5240")
+
+    @metrics.measured("create")
+    def create(self, fail: BaseException | None = None) -> str:
+        with metrics.phase("allocate"):
+            pass
+        with metrics.phase("deploy_wait"):
+            if fail is not None:
+                raise fail
+        return "done"
+
+
+def test_request_kind_keeps_the_label_bounded():
+    assert metrics.request_kind("machines/4y3h7n/", "deploy") == "machines/{id}/?op=deploy"
+    assert metrics.request_kind("machines/", None) == "machines/"
+    assert metrics.request_kind("nodes/abc/interfaces/12/", "link_subnet") == (
+        "nodes/{id}/interfaces/{id}/?op=link_subnet"
+    )
+    # a hostile or unexpected path cannot grow the label set
+    hostile = metrics.request_kind("machines/../../etc/passwd/", None)
+    assert hostile == "machines/{id}/{id}/{id}/{id}/"
+
+
+def test_region_is_the_api_host_never_a_secret_or_path():
+    region = metrics.region_of
+    assert region("http://maas.example.com:5240/MAAS/api/2.0/") == "maas.example.com:5240"
+    assert region("https://user:secret@MAAS.example.com/MAAS/api/2.0/") == "maas.example.com"
+    metrics.name_region("http://10.0.0.9:5240/MAAS/api/2.0/", "lab-a")
+    assert region("http://10.0.0.9:5240/MAAS/api/2.0/") == "lab-a"
+
+
+@pytest.mark.parametrize(("exc", "reason"), [
+    (errors.TakenOver("x"), "taken_over"),
+    (errors.OwnershipError("x"), "not_ours"),
+    (errors.InvalidNodeName("x"), "not_found"),
+    (errors.NoMachineAvailable("x"), "no_machine_available"),
+    (errors.MaasOutcomeUnknown("x", op="deploy"), "maas_uncertain"),
+    (errors.MaasServerError("x"), "maas_http_error"),
+    (errors.ReleaseFailed("x"), "release_failed"),
+    (errors.DeploymentFailed("os mismatch"), "deploy_failed"),
+    (KeyboardInterrupt(), "interrupted"),
+    (ValueError("bug"), "internal"),
+])  # fmt: skip
+def test_failure_reason_comes_from_the_exception_type(exc, reason):
+    assert metrics.failure_reason(exc) == reason
+    assert reason in metrics.REASONS
+
+
+def test_a_wrapped_failure_is_classified_by_its_cause():
+    """create() wraps every failure in DeploymentFailed: its cause names the reason."""
+    for cause, reason in [(errors.SSHNotReady("no ssh"), "ssh"),
+                          (errors.MaasTimeout("slow"), "timeout"),
+                          (Ended.__new__(Ended), "deploy_failed")]:
+        try:
+            try:
+                raise cause
+            except BaseException as exc:
+                raise errors.DeploymentFailed("deploying failed") from exc
+        except errors.DeploymentFailed as wrapped:
+            assert metrics.failure_reason(wrapped) == reason
+
+
+def test_an_operation_records_phases_outcome_and_the_failing_node(registry):
+    node = Node()
+    assert node.create() == "done"
+    with pytest.raises(errors.SSHNotReady):
+        node.create(errors.SSHNotReady("port 22 refused"))
+    found = samples(registry)
+    where = {"machine_type": "smithi", "region": "maas.example.com:5240"}
+    ops = "teuthology_maas_operations_total"
+    assert value(found, ops, operation="create", outcome="success", reason="none", **where) == 1
+    assert value(found, ops, operation="create", outcome="failure", reason="ssh", **where) == 1
+    assert value(found, "teuthology_maas_node_failures_total", node="smithi007",
+                 reason="ssh") == 1
+    hist = "teuthology_maas_phase_duration_seconds_count"
+    assert value(found, hist, phase="allocate", outcome="success", **where) == 2
+    assert value(found, hist, phase="deploy_wait", outcome="success") == 1
+    assert value(found, hist, phase="deploy_wait", outcome="failure") == 1
+    # nothing is left in progress once the phases ended, however they ended
+    assert value(found, "teuthology_maas_phase_in_progress") == 0
+    assert value(found, "teuthology_maas_operation_duration_seconds_count",
+                 operation="create") == 2
+
+
+def test_a_phase_is_in_progress_while_it_runs(registry):
+    with metrics.operation("release", node="n1", labels=metrics.Labels("smithi", "r")):
+        metrics.relabel(machine_type="mira")
+        with metrics.phase("erase"):
+            inside = samples(registry)
+    assert value(inside, "teuthology_maas_phase_in_progress", phase="erase",
+                 machine_type="mira", region="r") == 1
+    assert value(samples(registry), "teuthology_maas_operations_total",
+                 operation="release", machine_type="mira") == 1
+
+
+def test_maas_requests_and_retries_are_counted_by_kind_and_status(registry, maas_sim):
+    maas_sim.sim.faults.add("error", status=503, times=1, path="version/", retry_after=0)
+    client = MaasClient(maas_sim.api_url, maas_sim.api_key)
+    try:
+        client.version()
+        with pytest.raises(errors.MaasNotFound):
+            client.get_machine("nosuch")
+    finally:
+        client.close()
+    found = samples(registry)
+    region = metrics.region_of(client.base_url)
+    requests = "teuthology_maas_maas_requests_total"
+    assert value(found, requests, region=region, kind="version/", status="503") == 1
+    assert value(found, requests, region=region, kind="version/", status="200") == 1
+    assert value(found, requests, kind="machines/{id}/", method="GET", status="404") == 1
+    assert value(found, "teuthology_maas_maas_retries_total", kind="version/",
+                 cause="503") == 1
+    assert value(found, "teuthology_maas_maas_request_duration_seconds_count",
+                 kind="version/") == 2
+
+
+def test_without_prometheus_client_nothing_is_recorded_and_nothing_fails(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
+    monkeypatch.setattr(metrics, "_setup", None)
+    on, text = metrics.status()
+    assert on is False
+    assert "prometheus_client is not installed" in text and "teuthology-maas[metrics]" in text
+    assert Node().create() == "done"
+    with pytest.raises(errors.SSHNotReady):
+        Node().create(errors.SSHNotReady("x"))
+    metrics.maas_request("http://m/MAAS/api/2.0/", "GET", "version/", None, "200", 0.1)
+    metrics.maas_retry("http://m/MAAS/api/2.0/", "version/", None, "503")
+
+
+def test_switched_off_or_without_the_shared_directory_it_records_nothing(monkeypatch, tmp_path):
+    monkeypatch.setattr(metrics, "_setup", None)
+    monkeypatch.setenv(metrics.SWITCH_ENV, "off")
+    assert metrics.status() == (False, f"off ({metrics.SWITCH_ENV}=off)")
+    monkeypatch.setattr(metrics, "_setup", None)
+    monkeypatch.delenv(metrics.SWITCH_ENV)
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path / "absent"))
+    on, text = metrics.status()
+    assert not on and "is not a directory" in text
+
+
+WORKER = textwrap.dedent("""
+    import sys
+    from teuthology_maas import metrics, errors
+    labels = metrics.Labels("smithi", "maas:5240")
+    print(metrics.status()[1])
+    for node in sys.argv[1:]:
+        try:
+            with metrics.operation("create", node=node, labels=labels):
+                with metrics.phase("deploy_wait"):
+                    if node.endswith("bad"):
+                        raise errors.DeploymentFailed("MAAS said Failed deployment")
+        except errors.DeploymentFailed:
+            pass
+""")
+
+
+def test_several_processes_add_up_in_multiprocess_mode(tmp_path):
+    """As teuthology's supervisors: each process writes its own files, and the collector
+    teuthology's exporter uses adds them up; no gauge of an ended process stays behind."""
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    for nodes in (["smithi001", "smithi002"], ["smithi003", "smithi004bad"]):
+        done = subprocess.run([sys.executable, "-c", WORKER, *nodes], env=env,
+                              capture_output=True, text=True, timeout=60, check=True)
+        assert "on (multiprocess" in done.stdout, done
+    assert len(list(directory.glob("counter_*.db"))) == 2  # one file per process
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    found = samples(registry)
+    ops = "teuthology_maas_operations_total"
+    assert value(found, ops, operation="create", outcome="success", reason="none") == 3
+    assert value(found, ops, operation="create", outcome="failure",
+                 reason="deploy_failed") == 1
+    assert value(found, "teuthology_maas_node_failures_total", node="smithi004bad") == 1
+    assert value(found, "teuthology_maas_phase_duration_seconds_count",
+                 phase="deploy_wait") == 4
+    assert value(found, "teuthology_maas_phase_in_progress") == 0
+    assert list(directory.glob("gauge_live*")) == []  # removed at each process's exit
+
+
+def test_metric_names_do_not_collide_with_teuthologys():
+    registry = CollectorRegistry()
+    metrics.Recorder(registry)
+    names = {family.name for family in registry.collect()}
+    assert names and all(name.startswith(metrics.PREFIX) for name in names)
+    assert Path(metrics.__file__).read_text().count("teuthology_reimaging") == 0
