@@ -350,12 +350,23 @@ def relabel(*, machine_type: str) -> None:
     _labels.set(replace(_labels.get(), machine_type=machine_type))
 
 
+class Phase:
+    """A phase under way; `failed()` when it ended short of its goal without raising (a wait
+    that saw MAAS's failure status)."""
+
+    ok = True
+
+    def failed(self) -> None:
+        self.ok = False
+
+
 @contextmanager
-def phase(name: str) -> Iterator[None]:
+def phase(name: str) -> Iterator[Phase]:
     """Time one phase (one of PHASES) and count it as in progress while it runs."""
     recorder = _current().recorder
+    under_way = Phase()
     if recorder is None:
-        yield
+        yield under_way
         return
     at = _labels.get()
     where: Mapping[str, str] = {"phase": name, "machine_type": at.machine_type,
@@ -364,8 +375,8 @@ def phase(name: str) -> Iterator[None]:
     started = time.monotonic()
     outcome = "failure"
     try:
-        yield
-        outcome = "success"
+        yield under_way
+        outcome = "success" if under_way.ok else "failure"
     finally:
         elapsed = time.monotonic() - started
         _safely("a phase end", lambda: recorder.in_progress.labels(**where).dec())

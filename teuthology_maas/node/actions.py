@@ -256,13 +256,16 @@ class NodeActions(Custody):
         return machine
 
     def wait_deployed(self) -> Machine:
-        with metrics.phase("deploy_wait"):
-            return self.wait(
+        with metrics.phase("deploy_wait") as phase:
+            machine = self.wait(
                 DEPLOY_TARGET,
                 DEPLOY_FAILURE,
                 self.config.deploy_timeout,
                 expected=DEPLOY_TARGET | DEPLOY_FAILURE | {NodeStatus.DEPLOYING},
             )
+            if machine.status not in DEPLOY_TARGET:
+                phase.failed()
+        return machine
 
     def wait_released(self) -> Machine:
         return self.wait(RELEASE_TARGET, RELEASE_FAILURE, self.config.release_timeout)
@@ -289,8 +292,10 @@ class NodeActions(Custody):
         """Wait for the release under way to reach Ready; ReleaseFailed (with MAAS's
         explanation) on a failure status, or after the recovery ladder when it is stuck."""
         try:
-            with metrics.phase(self.release_phase):
+            with metrics.phase(self.release_phase) as phase:
                 machine = self.wait_released()
+                if machine.status not in RELEASE_TARGET:
+                    phase.failed()
         except MaasTimeout as exc:
             with metrics.phase("recovery"):
                 recovery = recover_stuck_release(self)
