@@ -234,3 +234,23 @@ def test_metric_names_do_not_collide_with_teuthologys():
     names = {family.name for family in registry.collect()}
     assert names and all(name.startswith(metrics.PREFIX) for name in names)
     assert Path(metrics.__file__).read_text().count("teuthology_reimaging") == 0
+
+
+def test_doctor_says_whether_teuthology_workers_record(monkeypatch, tmp_path):
+    from teuthology_maas.cli._checks import DoctorState
+    from teuthology_maas.cli._checks_metrics import check_metrics
+
+    state = DoctorState(config_path=None, make_client=None, cfg=object())  # type: ignore[arg-type]
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv(metrics.SWITCH_ENV, raising=False)
+    (row,) = check_metrics(state)
+    assert row.verdict == "WARN" and "does not exist" in row.detail
+    assert "teuthology-exporter" in row.hint
+    (tmp_path / ".cache" / "teuthology-exporter").mkdir(parents=True)
+    (row,) = check_metrics(state)
+    assert row.verdict == "OK" and row.detail.startswith("on:")
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    (row,) = check_metrics(state)
+    assert (row.verdict, row.hint) == ("WARN", metrics.INSTALL_HINT)
+    assert row.detail.startswith("off: prometheus_client is not installed")

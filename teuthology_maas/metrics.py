@@ -53,7 +53,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PREFIX = "teuthology_maas_"
-SWITCH_ENV = "TEUTHOLOGY_MAAS_METRICS"  # "off" / "0" / "no": record nothing
+SWITCH_ENV = "TEUTHOLOGY_MAAS_METRICS"  # one of OFF: record nothing
+OFF = frozenset({"0", "off", "no", "false"})
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 INSTALL_HINT = "pip install 'teuthology-maas[metrics]'"
 
@@ -218,7 +219,7 @@ _setup_lock = threading.Lock()
 
 def _decide() -> _Setup:
     switch = os.environ.get(SWITCH_ENV, "").strip().lower()
-    if switch in ("0", "off", "no", "false"):
+    if switch in OFF:
         return _Setup(None, f"off ({SWITCH_ENV}={switch})")
     directory = os.environ.get(MULTIPROC_ENV)
     if directory and not os.path.isdir(directory):
