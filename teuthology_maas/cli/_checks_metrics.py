@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from pathlib import Path
 
 from teuthology_maas import metrics
 from teuthology_maas.cli._checks import CheckResult, DoctorState
-
-# Where teuthology's processes record (teuthology/exporter.py sets PROMETHEUS_MULTIPROC_DIR to
-# this when it is imported, whatever the environment said).
-TEUTHOLOGY_DIR = Path("~/.cache/teuthology-exporter")
+from teuthology_maas.metrics_export import TEUTHOLOGY_DIR
 
 
 def check_metrics(state: DoctorState) -> list[CheckResult]:
