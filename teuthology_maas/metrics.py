@@ -35,20 +35,10 @@ from urllib.parse import urlsplit
 from teuthology_maas import errors
 
 __all__ = [
-    "PHASES",
-    "REASONS",
-    "Recorder",
-    "failure_reason",
-    "maas_request",
-    "maas_retry",
-    "operation",
-    "phase",
-    "recording_to",
-    "region_of",
-    "relabel",
-    "request_kind",
+    "PHASES", "REASONS", "Labels", "Recorder", "failure_reason", "maas_request", "maas_retry",
+    "measured", "operation", "phase", "recording_to", "region_of", "relabel", "request_kind",
     "status",
-]
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 

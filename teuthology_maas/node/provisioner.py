@@ -131,24 +131,16 @@ class MaasProvisioner:
         """The one MAAS machine whose hostname is our short name (MachineNotFound otherwise)."""
         with metrics.phase("lookup"):
             machine = self._lookup()
-        metrics.relabel(machine_type=self.metrics_type(machine))
+        metrics.relabel(machine_type=self.metrics_labels(machine)[1].machine_type)
         return machine
 
-    def metrics_labels(self) -> tuple[str, metrics.Labels]:
-        """The node and labels of its operations in the metrics (docs/metrics.md)."""
-        return self.shortname, metrics.Labels(
-            self.metrics_type(), metrics.region_of(self.client.base_url)
-        )
-
-    def metrics_type(self, machine: Machine | None = None) -> str:
-        """The `machine_type` label: a configured type (given, or the machine's), else
-        "other", so that the label stays bounded."""
+    def metrics_labels(self, machine: Machine | None = None) -> tuple[str, metrics.Labels]:
+        """The node and its labels in the metrics: a configured machine type (the one given,
+        else the machine's; "other" keeps the label bounded) and the MAAS region."""
         types = self.config.machine_types
-        if self.machine_type in types:
-            return self.machine_type
-        found = machine_type_of(machine, types) if machine is not None else None
-        prefix = hostname_prefix(self.shortname)
-        return found or (prefix if prefix in types else "other")
+        found = machine_type_of(machine, types) if machine else hostname_prefix(self.shortname)
+        kind = next((t for t in (self.machine_type, found) if t in types), "other")
+        return self.shortname, metrics.Labels(kind, metrics.region_of(self.client.base_url))
 
     def _lookup(self) -> Machine:
         attempts = self.config.lookup_retries + 1
