@@ -254,3 +254,24 @@ def test_doctor_says_whether_teuthology_workers_record(monkeypatch, tmp_path):
     (row,) = check_metrics(state)
     assert (row.verdict, row.hint) == ("WARN", metrics.INSTALL_HINT)
     assert row.detail.startswith("off: prometheus_client is not installed")
+
+
+def test_labels_stay_bounded_whatever_maas_or_the_caller_sends(registry):
+    """A hostile server's odd statuses, and names MAAS does not know, add no series."""
+    for status in ("418", "599", "999", "200"):
+        metrics.maas_request("http://m:5240/MAAS/api/2.0/", "GET", "version/", None, status, 0.1)
+    labels = metrics.Labels("smithi", "m:5240")
+    for typo in ("smithi9999", "not-a-node"):
+        with (pytest.raises(errors.MachineNotFound),
+              metrics.operation("create", node=typo, labels=labels)):
+            raise errors.MachineNotFound(f"MAAS has no machine with hostname {typo!r}")
+    with metrics.phase("lookup"):  # outside an operation: nothing says what it belongs to
+        metrics.relabel(machine_type="mira")
+    found = samples(registry)
+    statuses = {dict(ls)["status"] for n, ls in found if n == "teuthology_maas_maas_requests_total"}
+    assert statuses == {"4xx", "5xx", "9xx", "200"}
+    nodes = {dict(ls)["node"] for n, ls in found if n == "teuthology_maas_node_failures_total"}
+    assert nodes == {"unknown"}
+    assert value(found, "teuthology_maas_node_failures_total", reason="not_found") == 2
+    assert value(found, "teuthology_maas_phase_duration_seconds_count") == 0
+    assert value(found, "teuthology_maas_operations_total", machine_type="mira") == 0

@@ -100,10 +100,14 @@ class Labels:
     region: str = ""
 
 
-_NO_LABELS = Labels()
-_labels: contextvars.ContextVar[Labels] = contextvars.ContextVar(
-    "teuthology_maas_metric_labels", default=_NO_LABELS
+# The labels of the operation under way in this thread or greenlet; phases outside one (an
+# is_ready() lookup) are not recorded: nothing would say what they belong to.
+_labels: contextvars.ContextVar[Labels | None] = contextvars.ContextVar(
+    "teuthology_maas_metric_labels", default=None
 )
+# HTTP statuses kept as they are in the `status` label; any other is its class ("4xx").
+_STATUSES = frozenset({"200", "201", "204", "400", "401", "403", "404", "409", "500", "502",
+                       "503", "504"})  # fmt: skip
 _region_names: dict[str, str] = {}
 
 
@@ -325,7 +329,7 @@ def _operation_done(
     recorder = _current().recorder
     if recorder is None:
         return
-    at = _labels.get()
+    at = _labels.get() or Labels()
     reason = "none" if exc is None else failure_reason(exc)
     where = {"machine_type": at.machine_type, "region": at.region}
     recorder.operations.labels(operation=name, outcome=outcome, reason=reason, **where).inc()
@@ -333,12 +337,16 @@ def _operation_done(
         time.monotonic() - started
     )
     if exc is not None:
+        # A name MAAS does not know is not a node of the lab: it must not become a series.
+        node = "unknown" if reason == "not_found" else node
         recorder.node_failures.labels(node=node, operation=name, reason=reason, **where).inc()
 
 
 def relabel(*, machine_type: str) -> None:
     """The machine type became known (after the lookup): label what follows with it."""
-    _labels.set(replace(_labels.get(), machine_type=machine_type))
+    at = _labels.get()
+    if at is not None:
+        _labels.set(replace(at, machine_type=machine_type))
 
 
 class Phase:
@@ -354,12 +362,11 @@ class Phase:
 @contextmanager
 def phase(name: str) -> Iterator[Phase]:
     """Time one phase (one of PHASES) and count it as in progress while it runs."""
-    recorder = _current().recorder
+    recorder, at = _current().recorder, _labels.get()
     under_way = Phase()
-    if recorder is None:
+    if recorder is None or at is None:
         yield under_way
         return
-    at = _labels.get()
     where: Mapping[str, str] = {"phase": name, "machine_type": at.machine_type,
                                 "region": at.region}  # fmt: skip
     _safely("a phase start", lambda: recorder.in_progress.labels(**where).inc())
@@ -378,15 +385,16 @@ def phase(name: str) -> Iterator[Phase]:
 def maas_request(
     base_url: str, method: str, path: str, op: str | None, status: str, seconds: float
 ) -> None:
-    """One request attempt ended: `status` is the HTTP status ("200") or the transport
-    failure's kind ("timeout", "connection", "tls" ...)."""
+    """One request attempt ended: `status` is the HTTP status ("200") or how the attempt
+    failed without one ("transient", "deadline", "tls" ...)."""
     recorder = _current().recorder
     if recorder is None:
         return
 
     def record() -> None:
         region, kind = region_of(base_url), request_kind(path, op)
-        recorder.requests.labels(region=region, kind=kind, method=method, status=status).inc()
+        code = status if not status.isdigit() or status in _STATUSES else f"{status[0]}xx"
+        recorder.requests.labels(region=region, kind=kind, method=method, status=code).inc()
         recorder.request_seconds.labels(region=region, kind=kind, method=method).observe(seconds)
 
     _safely("a request", record)
