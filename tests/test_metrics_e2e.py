@@ -13,8 +13,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fixtures_dispatcher import OWNER as DISPATCHED
 from tests.fixtures_e2e import LAB_DOMAIN, MACHINE_TYPE, OWNER
 from teuthology_maas import metrics
+from teuthology_maas.testing.dispatcher_lab import job_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd, pytest.mark.slow]
 
@@ -23,10 +25,11 @@ REASON = "curtin: Installation failed with exception: Unexpected error while run
 
 def exporter_dir(lab) -> Path:
     """Where teuthology points PROMETHEUS_MULTIPROC_DIR (teuthology/exporter.py sets it when
-    imported, to ~/.cache/teuthology-exporter, and creates it when its exporter runs)."""
-    directory = Path(lab.lab.env["HOME"]) / ".cache" / "teuthology-exporter"
+    imported, to ~/.cache/teuthology-exporter, and creates it when its exporter runs).
+    `lab`: the lab's TeuthologyLab."""
+    directory = Path(lab.env["HOME"]) / ".cache" / "teuthology-exporter"
     directory.mkdir(parents=True)
-    lab.lab.env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    lab.env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     return directory
 
 
@@ -53,7 +56,7 @@ def sent(lab, op: str, method: str = "POST") -> int:
 
 def test_lock_many_then_unlock_is_measured_across_processes(e2e_lab):
     lab = e2e_lab("activation", machines=3)
-    directory = exporter_dir(lab)
+    directory = exporter_dir(lab.lab)
     done = lab.run("teuthology-lock", "--lock-many", "2", "-m", MACHINE_TYPE, "--os-type",
                    "ubuntu", "--os-version", "22.04", "--owner", OWNER)
     assert done.returncode == 0, done
@@ -91,7 +94,7 @@ def test_lock_many_then_unlock_is_measured_across_processes(e2e_lab):
 
 def test_a_failed_deployment_counts_its_reason_and_node(e2e_lab):
     lab = e2e_lab("activation", machines=3)
-    directory = exporter_dir(lab)
+    directory = exporter_dir(lab.lab)
     lab.sim.faults.add("deploy_fail", machine="smithi002", reason=REASON)
     done = lab.run("teuthology-lock", "--lock-many", "3", "-m", MACHINE_TYPE, "--os-type",
                    "ubuntu", "--os-version", "22.04", "--owner", OWNER)
@@ -107,3 +110,34 @@ def test_a_failed_deployment_counts_its_reason_and_node(e2e_lab):
     assert value(found, "teuthology_maas_phase_duration_seconds_count", phase="deploy_wait",
                  outcome="failure") >= 1
     assert value(found, "teuthology_maas_phase_in_progress") == 0
+
+
+def test_supervisors_of_the_dispatcher_add_up(dispatch_lab):
+    """teuthology's production path: the dispatcher starts one teuthology-supervisor process
+    per job; each reimages its job's nodes and releases them at the end. Their values add up
+    in the directory teuthology-exporter collects."""
+    lab = dispatch_lab("activation", machines=3)
+    machine_type = lab.lab.machine_type
+    directory = exporter_dir(lab.lab.lab)
+    run = f"metrics-{machine_type}"
+    ids = lab.lab.schedule([job_config("ubuntu", "22.04", nodes=2),
+                            job_config("ubuntu", "24.04", nodes=1)], name=run, owner=DISPATCHED)
+    lab.lab.start_dispatcher()
+    assert lab.lab.wait_for_run(run, ids, timeout=300) == dict.fromkeys(ids, "pass")
+    lab.wait_for(lambda: set(lab.statuses().values()) == {"Ready"}, "every node Ready")
+    supervisors = {int(p.stem.split("_")[-1]) for p in directory.glob("counter_*.db")}
+    assert set(lab.lab.supervisor_pids()) <= supervisors  # each supervisor wrote its own
+
+    found = scrape(directory)
+    where = {"machine_type": machine_type, "region": metrics.region_of(lab.maas.api_url)}
+    ops = "teuthology_maas_operations_total"
+    assert value(found, ops, operation="create", outcome="success", **where) == 3
+    assert value(found, ops, operation="release", outcome="success", **where) == 3
+    assert value(found, ops, outcome="failure") == 0
+    phases = "teuthology_maas_phase_duration_seconds_count"
+    assert value(found, phases, phase="deploy_wait", outcome="success", **where) == 3
+    assert value(found, phases, phase="erase", outcome="success", **where) == 3
+    assert value(found, "teuthology_maas_phase_in_progress") == 0
+    requests = "teuthology_maas_maas_requests_total"
+    assert value(found, requests, kind="machines/{id}/?op=deploy", status="200") == sent(
+        lab, "deploy") == 3
