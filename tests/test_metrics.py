@@ -275,3 +275,41 @@ def test_labels_stay_bounded_whatever_maas_or_the_caller_sends(registry):
     assert value(found, "teuthology_maas_node_failures_total", reason="not_found") == 2
     assert value(found, "teuthology_maas_phase_duration_seconds_count") == 0
     assert value(found, "teuthology_maas_operations_total", machine_type="mira") == 0
+
+
+# -- the library over the simulator (in this process) -------------------------------------------
+
+def test_create_and_a_stuck_release_record_their_phases(registry, lab_factory):
+    """create() with SSH, then a release MAAS cannot finish: the ladder is its own phase, and
+    the release fails with its reason."""
+    lab = lab_factory(machine_types=["smithi"], release_timeout=0.5)
+    provisioner = lab.provisioner()
+    provisioner.create()
+    lab.sim.faults.add("release_stuck", machine="smithi001")
+    with pytest.raises(errors.ReleaseFailed):
+        provisioner.release()
+    found = samples(registry)
+    where = {"machine_type": "smithi", "region": metrics.region_of(lab.client.base_url)}
+    phases = "teuthology_maas_phase_duration_seconds_count"
+    for phase in ("lookup", "allocate", "deploy_wait", "ssh_wait", "lock"):
+        assert value(found, phases, phase=phase, outcome="success", **where) >= 1, phase
+    assert value(found, phases, phase="erase", outcome="failure", **where) == 1  # timed out
+    assert value(found, phases, phase="recovery", **where) == 1
+    ops = "teuthology_maas_operations_total"
+    assert value(found, ops, operation="create", outcome="success", **where) == 1
+    assert value(found, ops, operation="release", reason="release_failed", **where) == 1
+    assert value(found, "teuthology_maas_node_failures_total", node="smithi001",
+                 operation="release") == 1
+
+
+def test_an_abort_is_an_operation_with_its_wait(registry, lab_factory):
+    lab = lab_factory(ssh=False, machine_types=["smithi"])
+    lab.sim.faults.add("deploy_stuck", machine="smithi001")
+    system_id = lab.state("smithi001")["system_id"]
+    lab.client.deploy(system_id, distro_series="ubuntu/jammy")
+    lab.provisioner().abort()
+    found = samples(registry)
+    assert value(found, "teuthology_maas_operations_total", operation="abort",
+                 outcome="success", machine_type="smithi") == 1
+    assert value(found, "teuthology_maas_phase_duration_seconds_count", phase="abort",
+                 outcome="success") == 1
