@@ -23,7 +23,10 @@ def verdicts(checks: dict[str, dict[str, str]]) -> dict[str, str]:
     return {name: check["status"] for name, check in checks.items()}
 
 
-def test_all_ok(maas_sim: Any, config_for: Any) -> None:
+def test_all_ok(maas_sim: Any, config_for: Any, monkeypatch: Any, tmp_path: Any) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # where teuthology workers record metrics
+    monkeypatch.delenv("TEUTHOLOGY_MAAS_METRICS", raising=False)
+    (tmp_path / ".cache" / "teuthology-exporter").mkdir(parents=True)
     code, checks = doctor(config_for(maas_sim), "--os", "centos:9.stream")
     assert code == ExitCode.OK
     assert verdicts(checks) == {
@@ -37,6 +40,7 @@ def test_all_ok(maas_sim: Any, config_for: Any) -> None:
         "user_data ubuntu 22.04": "OK",
         "user_data centos 9.stream": "OK",
         "ssh key": "OK",
+        "metrics": "OK",
     }
     assert "6 machine(s), 6 Ready" in checks["machines smithi"]["detail"]
     assert "'teuthology' (non-admin)" in checks["api key"]["detail"]
@@ -44,7 +48,11 @@ def test_all_ok(maas_sim: Any, config_for: Any) -> None:
     assert "ubuntu/jammy synced for amd64/generic" in checks["image ubuntu 22.04"]["detail"]
 
 
-def test_human_output_has_verdicts_hints_and_a_summary(maas_sim: Any, config_for: Any) -> None:
+def test_human_output_has_verdicts_hints_and_a_summary(
+    maas_sim: Any, config_for: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no teuthology-exporter: metrics WARN
+    monkeypatch.delenv("TEUTHOLOGY_MAAS_METRICS", raising=False)
     result = run_cli("doctor", config=config_for(maas_sim, ssh_keys=[]))
     assert result.code == ExitCode.DOCTOR_FAIL
     lines = result.out.splitlines()
@@ -52,7 +60,9 @@ def test_human_output_has_verdicts_hints_and_a_summary(maas_sim: Any, config_for
     fail = next(i for i, line in enumerate(lines) if line.startswith("FAIL  ssh key"))
     assert "fix: create one (ssh-keygen" in lines[fail + 1]
     # one cause, one FAIL: the templates are still checked (with a stand-in key)
-    assert lines[-1] == "7 OK, 1 FAIL"
+    warn = next(i for i, line in enumerate(lines) if line.startswith("WARN  metrics"))
+    assert "fix: start teuthology-exporter" in lines[warn + 1]
+    assert lines[-1] == "7 OK, 1 WARN, 1 FAIL"
     assert not CONTROL_CHARS.search(result.out)
 
 

@@ -27,7 +27,9 @@ from teuthology_maas.cli._common import (
 from teuthology_maas.errors import MaasError
 
 # Order is the order `--help` lists them in.
-_OWN_SUBCOMMANDS = ("doctor", "machines", "nodes", "events", "reconcile", "inventory", "quarantine")
+_OWN_SUBCOMMANDS = (
+    "doctor", "machines", "nodes", "events", "reconcile", "inventory", "quarantine", "metrics",
+)
 # Written by other areas; wired in when present so a missing one never breaks the command.
 _OPTIONAL_SUBCOMMANDS = ("simulator", "demo")
 

@@ -15,6 +15,7 @@ from teuthology_maas.cli._checks_lab import (
     check_templates,
 )
 from teuthology_maas.cli._checks_maas import check_api, check_config, check_key, check_version
+from teuthology_maas.cli._checks_metrics import check_metrics
 from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli._table import VERDICT_COLOURS, paint
 
@@ -86,6 +87,7 @@ CHECKS = (
     check_templates,
     check_ssh_keys,
     check_results_server,
+    check_metrics,
 )
 
 

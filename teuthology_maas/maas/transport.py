@@ -23,7 +23,7 @@ from typing import Any, Literal
 import requests
 from requests_oauthlib import OAuth1
 
-from teuthology_maas import waits
+from teuthology_maas import metrics, waits
 from teuthology_maas.api_url import warn_if_plaintext
 from teuthology_maas.errors import (
     MaasError,
@@ -234,6 +234,8 @@ class Transport:
                     raise  # not a symptom of the cut connection: a bug worth its traceback
                 failure = _describe(exc, deadline)
         elapsed = time.monotonic() - began
+        status = failure.kind if failure is not None else str(answer.status_code)
+        metrics.maas_request(self.base_url, method, target.path, target.op, status, elapsed)
         if failure is not None:
             log.debug("MAAS %s -> %s after %.3fs", target.describe(), failure.reason, elapsed)
             return failure
@@ -280,6 +282,7 @@ class Transport:
         wait = self._retry_wait(wanted, attempt, started)
         if wait is not None:
             after = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
+            metrics.maas_retry(self.base_url, target.path, target.op, str(status))
             self._log_retry(target, f"HTTP {status}{after}", attempt, wait, Reason.BUSY)
             return wait
         error = http_error(answer, target)
@@ -316,6 +319,7 @@ class Transport:
             raise self.outcome_unknown(target, reason)
         wait = self._retry_wait(self.policy.backoff(attempt), attempt, started)
         if wait is not None:
+            metrics.maas_retry(self.base_url, target.path, target.op, failure.kind)
             self._log_retry(target, reason, attempt, wait, failure.trouble)
             return wait
         spent = f"{attempt} attempt(s) in {self._clock() - started:.1f}s"

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from teuthology_maas import metrics
 from teuthology_maas.errors import (
     MaasConflict,
     MaasError,
@@ -57,6 +58,9 @@ Applied = Callable[[Machine], bool]
 class NodeActions(Custody):
     """MAAS actions for one machine, on behalf of one MAAS user and one deployment."""
 
+    # The metrics phase of the wait for a release: "erase" once a release erasing disks is sent.
+    release_phase = "release"
+
     # -- actions -------------------------------------------------------------------------------
 
     def allocate(self, *, comment: str) -> Machine:
@@ -67,14 +71,16 @@ class NodeActions(Custody):
                 and self.holder(m).token == self.own
             )
 
-        machine = self._act(
-            "allocate",
-            lambda: self.client.allocate(
-                system_id=self.system_id, agent_name=self.config.agent_name, comment=comment
-            ),
-            applied,
-            guarded=False,
-        )
+        with metrics.phase("allocate"):
+            machine = self._act(
+                "allocate",
+                lambda: self.client.allocate(
+                    system_id=self.system_id, agent_name=self.config.agent_name,
+                    comment=comment,
+                ),
+                applied,
+                guarded=False,
+            )
         self._acquired = machine
         self.deployment = self.own
         self._released = False  # a deployment of ours begins
@@ -154,12 +160,13 @@ class NodeActions(Custody):
         def applied(m: Machine) -> bool:
             return m.locked and self.holder(m).token == self.deployment
 
-        machine = self._act(
-            "lock",
-            lambda: self.client.lock(self.system_id, comment=self.comment("lock")),
-            applied,
-            guarded=False,
-        )
+        with metrics.phase("lock"):
+            machine = self._act(
+                "lock",
+                lambda: self.client.lock(self.system_id, comment=self.comment("lock")),
+                applied,
+                guarded=False,
+            )
         holder = self.holder(machine)
         if holder.token != self.deployment:
             raise self.taken_over(machine, holder, "lock")
@@ -192,6 +199,7 @@ class NodeActions(Custody):
             lambda m: m.status in RELEASE_STARTED,
         )
         self._released = True
+        self.release_phase = "erase" if params.erases else "release"
         return machine
 
     def power_off(self, *, comment: str) -> Machine:
@@ -248,12 +256,16 @@ class NodeActions(Custody):
         return machine
 
     def wait_deployed(self) -> Machine:
-        return self.wait(
-            DEPLOY_TARGET,
-            DEPLOY_FAILURE,
-            self.config.deploy_timeout,
-            expected=DEPLOY_TARGET | DEPLOY_FAILURE | {NodeStatus.DEPLOYING},
-        )
+        with metrics.phase("deploy_wait") as phase:
+            machine = self.wait(
+                DEPLOY_TARGET,
+                DEPLOY_FAILURE,
+                self.config.deploy_timeout,
+                expected=DEPLOY_TARGET | DEPLOY_FAILURE | {NodeStatus.DEPLOYING},
+            )
+            if machine.status not in DEPLOY_TARGET:
+                phase.failed()
+        return machine
 
     def wait_released(self) -> Machine:
         return self.wait(RELEASE_TARGET, RELEASE_FAILURE, self.config.release_timeout)
@@ -262,7 +274,10 @@ class NodeActions(Custody):
         # A create() attempt aborting its own deployment stops at once when it changes hands;
         # anyone else (an operator's abort, a release) only waits for it to leave flight.
         expected = ABORT_ENDS | ABORT_FAILURE | ABORTABLE if self.own is not None else None
-        return self.wait(ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected)
+        with metrics.phase("abort"):
+            return self.wait(
+                ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected
+            )
 
     def check_released(self, machine: Machine) -> None:
         """ReleaseFailed, with MAAS's explanation, unless `machine` is back in the pool."""
@@ -277,9 +292,13 @@ class NodeActions(Custody):
         """Wait for the release under way to reach Ready; ReleaseFailed (with MAAS's
         explanation) on a failure status, or after the recovery ladder when it is stuck."""
         try:
-            machine = self.wait_released()
+            with metrics.phase(self.release_phase) as phase:
+                machine = self.wait_released()
+                if machine.status not in RELEASE_TARGET:
+                    phase.failed()
         except MaasTimeout as exc:
-            recovery = recover_stuck_release(self)
+            with metrics.phase("recovery"):
+                recovery = recover_stuck_release(self)
             raise forensics.failure(
                 ReleaseFailed, f"releasing {self.name}",
                 f"timed out: {exc}; {recovery.describe()}",

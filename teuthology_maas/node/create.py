@@ -52,6 +52,8 @@ MAX_STEPS = 8
 class Ended(Exception):
     """A wait for our deployment ended short of its target (MAAS's events say why)."""
 
+    metrics_reason = "deploy_failed"  # MAAS failed the deployment (teuthology_maas.metrics)
+
     def __init__(self, machine: Machine) -> None:
         super().__init__(f"MAAS ended the deployment in {machine.status_name}")
         self.machine = machine

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from teuthology_maas import names
+from teuthology_maas import metrics, names
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.endpoint import Endpoint, endpoint_for
 from teuthology_maas.errors import (
@@ -36,7 +36,7 @@ from teuthology_maas.node import decide as _decide
 from teuthology_maas.node.actions import NodeActions, describe_error
 from teuthology_maas.node.create import MAX_STEPS, CreateAttempt, may_act
 from teuthology_maas.node.decide import ReleaseStep
-from teuthology_maas.node.deploy_options import parse_overrides
+from teuthology_maas.node.deploy_options import hostname_prefix, machine_type_of, parse_overrides
 from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
 from teuthology_maas.node.forensics import collect, failure
 from teuthology_maas.node.ownership import Authority, LockHolder, Stamp, Tag
@@ -130,6 +130,20 @@ class MaasProvisioner:
 
     def machine(self) -> Machine:
         """The one MAAS machine whose hostname is our short name (MachineNotFound otherwise)."""
+        with metrics.phase("lookup"):
+            machine = self._lookup()
+        metrics.relabel(machine_type=self.metrics_labels(machine)[1].machine_type)
+        return machine
+
+    def metrics_labels(self, machine: Machine | None = None) -> tuple[str, metrics.Labels]:
+        """The node and its labels in the metrics: a configured machine type (the one given,
+        else the machine's; "other" keeps the label bounded) and the MAAS region."""
+        types = self.config.machine_types
+        found = machine_type_of(machine, types) if machine else hostname_prefix(self.shortname)
+        kind = next((t for t in (self.machine_type, found) if t in types), "other")
+        return self.shortname, metrics.Labels(kind, metrics.region_of(self.client.base_url))
+
+    def _lookup(self) -> Machine:
         attempts = self.config.lookup_retries + 1
         found: list[Machine] = []
         for attempt in range(attempts):
@@ -169,6 +183,7 @@ class MaasProvisioner:
         under the paddles lock it acts for."""
         return Authority(tokens=frozenset(self._tokens), lock=self.lock)
 
+    @metrics.measured("create")
     def create(self) -> None:
         """Deploy a fresh `os_type os_version` and verify it over SSH (DeploymentFailed if not).
 
@@ -249,12 +264,14 @@ class MaasProvisioner:
         )  # fmt: skip
 
     def _verify(self, run: CreateAttempt) -> str | None:
-        os_release = verify_ssh(self.fqdn, self.config, watch=run.ssh_watch())
+        with metrics.phase("ssh_wait"):
+            os_release = verify_ssh(self.fqdn, self.config, watch=run.ssh_watch())
         mismatch = images.os_mismatch(os_release, self.os_type, self.os_version)
         return f"{self.fqdn} {mismatch}" if mismatch else None
 
     # -- release / abort -----------------------------------------------------------------
 
+    @metrics.measured("release")
     def release(
         self,
         erase: str | None = None,
@@ -336,6 +353,7 @@ class MaasProvisioner:
             **node.last.error_fields(),
         )
 
+    @metrics.measured("abort")
     def abort(self, *, authority: Authority | None = None) -> None:
         """Stop an in-flight deployment (or disk erasing) and wait until MAAS has stopped it.
         Only a deployment `authority` covers is aborted (the default as for release())."""
