@@ -39,6 +39,7 @@ FLOORS: list[set[str]] = [
 ]
 PART_OF = {
     "config_values": "config", "deploy_config": "config", "api_url": "config",
+    "api_key": "config", "config_regions": "config",
     "machine_parts": "models", "answers": "models", "names": "models",
 }
 DOUBLES = {"simulator", "testing"}

@@ -247,6 +247,7 @@ class Endpoint:
             return False  # a stand-in a test built: only those it was given to use it
         return (
             self.key == EndpointKey(config.api_url, config.api_key.consumer_key)
+            and client.base_urls == (config.api_urls or (config.api_url,))
             and client.api_key == config.api_key
             and client.session.verify == config.verify
             and client.timeout == config.http_timeout
