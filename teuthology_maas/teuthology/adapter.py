@@ -345,8 +345,9 @@ def _release_orphans() -> None:
             log.warning("%s: release requested; not waited for (%.0f s spent at exit)",
                         provisioner.name, EXIT_RELEASE_TIMEOUT)
             continue
+        region = provisioner.config  # the node's own MAAS region's settings (maas: regions:)
         provisioner.config = dataclasses.replace(
-            base, release_timeout=min(base.release_timeout, remaining)
+            region, release_timeout=min(region.release_timeout, remaining)
         )
         try:
             provisioner.release(authority=authority)
