@@ -6,7 +6,8 @@ take one region down (`region_a.refuse_connections()`) or drop a request there, 
 region each request reached (`region_a.records()`).
 
 `two_installations`: two separate simulators (two MAAS installations, each with its own
-machines, users and keys): `sepia` has smithi001-002, `octo` has mira001-002, each machine
+machines, users and keys): `sepia` has smithi001-002, `octo` mira001-002 and qa-box (tagged
+mira), each machine
 backed by a loopback sshd. `.section()` is the `maas:` section in the `regions:` form.
 """
 
@@ -18,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures_provisioner import Lab
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.endpoint import forget_endpoints
 from teuthology_maas.simulator import ServerHandle
 from teuthology_maas.testing.faultproxy import FaultProxy
-from tests.fixtures_provisioner import Lab
 
 # Fast polling and short bounds: every wait in these tests is seconds at most.
 QUICK = {
@@ -120,6 +121,9 @@ class TwoInstallations:
 @pytest.fixture
 def two_installations(lab_factory: Callable[..., Lab]) -> Iterator[TwoInstallations]:
     sepia = lab_factory([{"hostname": "smithi001"}, {"hostname": "smithi002"}])
-    octo = lab_factory([{"hostname": "mira001"}, {"hostname": "mira002"}])
+    # qa-box: a mira whose name does not say so (found by asking each region)
+    octo = lab_factory(
+        [{"hostname": "mira001"}, {"hostname": "mira002"}, {"hostname": "qa-box", "tags": ["mira"]}]
+    )
     yield TwoInstallations(sepia, octo)
     forget_endpoints()
