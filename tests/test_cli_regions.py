@@ -141,3 +141,18 @@ def test_doctor_checks_every_region_url_of_an_ha_maas(ha_regions, tmp_path):
     regions.region_b.refuse_connections()
     result = run_cli("doctor", "--json", config=config)
     assert result.code == ExitCode.DOCTOR_FAIL
+
+
+def test_deploy_and_release_act_through_the_node_s_own_installation(two_installations, tmp_path):
+    two = two_installations
+    config = write(tmp_path, two.section())
+    result = run_cli("deploy", "qa-box", config=config)  # its name does not say its type
+    assert result.code == ExitCode.OK, result.out + result.err
+    assert two.octo.state("qa-box")["status_name"] == "Deployed"
+    assert not two.sepia.sim.requests(op="deploy")
+    result = run_cli("deploy", "-m", "smithi", config=config)
+    assert result.code == ExitCode.OK, result.out + result.err
+    assert len(two.sepia.sim.requests(op="deploy")) == 1
+    result = run_cli("release", "qa-box", config=config)
+    assert result.code == ExitCode.OK, result.out + result.err
+    assert two.octo.state("qa-box")["status_name"] == "Ready"
