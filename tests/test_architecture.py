@@ -31,7 +31,7 @@ FLOORS: list[set[str]] = [
     {"node"},
     {"endpoint"},
     {"maas", "fleet"},
-    {"config"},  # config.py, config_values.py, deploy_config.py, api_url.py, api_key.py, config_regions.py
+    {"config"},  # config, config_values, deploy_config, api_url, api_key, config_regions
     {"models"},  # models.py, machine_parts.py, answers.py (parsing MAAS answers), names.py
     {"errors"},  # every message passes through redact
     # The ground: modules that import nothing of the package, used from every floor above.
