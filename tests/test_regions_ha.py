@@ -142,3 +142,19 @@ def test_region_a_killed_mid_deploy_the_wait_continues_on_region_b(ha_regions, c
     assert len(regions.lab.sim.requests(op="deploy")) == 1
     assert provisioner.client.current_url == config.api_urls[1]
     assert config.api_key.token_secret not in caplog.text
+
+
+def test_waits_name_the_maas_by_its_first_url_whichever_region_answers(ha_regions):
+    from teuthology_maas import waits
+
+    regions = ha_regions(ssh=False)
+    client = _client(regions)
+    seen = []
+    regions.region_a.refuse_connections()
+    with waits.watching(seen.append):
+        client.whoami()
+        regions.region_a.accept_connections()
+        regions.region_b.add("gateway_after", method="GET", status=503)
+        client.whoami()
+    assert [r.what for r in seen] and {r.subject for r in seen} == {client.base_url}
+    assert client.current_url == client.base_urls[0]  # B's 503 sent it back to A

@@ -410,8 +410,8 @@ class Transport:
     ) -> None:
         waits.report(
             WaitReport(
-                "maas", target.base_url or self.base_url, reason, detail=detail,
-                attempt=attempt, state=state,
+                # the MAAS (named by its first region URL, whichever region answered)
+                "maas", self.base_url, reason, detail=detail, attempt=attempt, state=state,
                 target=target.describe(), retry_in=retry_in,
             )
         )  # fmt: skip
