@@ -36,6 +36,7 @@ from teuthology_maas.maas import answer as _answer
 from teuthology_maas.maas import deadline as _deadline
 from teuthology_maas.maas import wire as _wire
 from teuthology_maas.maas.answer import Answer, Target, http_error
+from teuthology_maas.maas.regions import RegionUrls
 from teuthology_maas.maas.retry import (
     UNCERTAIN_STATUSES,
     RetryPolicy,
@@ -435,34 +436,6 @@ class Transport:
             retry_after=retry_after,
             maas_message=maas_message,
         )
-
-
-class RegionUrls:
-    """The region URLs of one MAAS and which of them requests go to now: the first until it
-    fails, then the next, and so on round the list (sticky: a healthy region keeps serving
-    until it fails in turn). Shared by every thread using the client."""
-
-    def __init__(self, urls: str | Sequence[str]) -> None:
-        self.urls: tuple[str, ...] = (urls,) if isinstance(urls, str) else tuple(urls)
-        if not self.urls:
-            raise ValueError("a MAAS needs at least one region URL")
-        self._index = 0
-        self._lock = threading.Lock()
-
-    def current(self) -> str:
-        return self.urls[self._index]
-
-    def fail_over(self, failed: str) -> tuple[str, bool] | None:
-        """`failed` failed: the URL in use from now on, and whether this call moved to it
-        (None with a single URL). A failure of a URL that is no longer current (another
-        thread moved on already) moves nothing."""
-        if len(self.urls) < 2:
-            return None
-        with self._lock:
-            moved = self.urls[self._index] == failed
-            if moved:
-                self._index = (self._index + 1) % len(self.urls)
-            return self.urls[self._index], moved
 
 
 def _describe(exc: BaseException, deadline: _deadline.Deadline) -> _Failure:
