@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -363,6 +363,13 @@ class MaasConfig:
     def region_configs(self) -> tuple[MaasConfig, ...]:
         """Each MAAS installation's own config: the regions, or this one (the flat form)."""
         return self.regions or (self,)
+
+    def map_regions(self, change: Callable[[MaasConfig], MaasConfig]) -> MaasConfig:
+        """`change` applied to this config and to each region's: for settings that come
+        from outside the `maas:` section (teuthology's own ssh_key, say)."""
+        if not self.regions:
+            return change(self)
+        return dataclasses.replace(change(self), regions=tuple(change(r) for r in self.regions))
 
     def for_type(self, machine_type: str) -> MaasConfig | None:
         """The config of the region provisioning `machine_type` (None: no region does)."""

@@ -103,7 +103,11 @@ def load_config() -> MaasConfig:
     entry, if a list) and `ssh_config_path` are used, if those files exist: teuthology only
     uses them when they do, and the node must be reachable the way teuthology reaches it.
     """
-    cfg = MaasConfig.from_teuthology(teuthology_config)
+    # with `maas: regions:`, each region's own settings get the same fall-backs
+    return MaasConfig.from_teuthology(teuthology_config).map_regions(_ssh_fallbacks)
+
+
+def _ssh_fallbacks(cfg: MaasConfig) -> MaasConfig:
     updates: dict[str, Any] = {}
     ssh_key = _top("ssh_key")
     if isinstance(ssh_key, list | tuple):
