@@ -39,6 +39,7 @@ exit codes:
   3    doctor: at least one check is FAIL
   4    reconcile: leaks, drift or stuck nodes were found (and remain)
   5    MAAS or the lock server could not be reached, or the API key was rejected
+       (with several MAAS regions: any one of them; the others' results are shown)
   130  interrupted
   141  stdout was closed early (e.g. piped into head)
 
