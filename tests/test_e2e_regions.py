@@ -78,7 +78,7 @@ def lock_one(lab: TeuthologyLab, kind: str) -> Any:
 
 
 def test_teuthology_locks_each_type_through_its_own_maas(two_maas_lab):
-    lab, sims, paddles = two_maas_lab()
+    lab, sims, _ = two_maas_lab()
     for host, kind in HOSTS.items():
         done = lock_one(lab, kind)
         assert done.returncode == 0, done.stderr[-4000:]
@@ -102,7 +102,7 @@ def test_teuthology_locks_each_type_through_its_own_maas(two_maas_lab):
 
 
 def test_a_wrong_key_for_one_maas_fails_only_its_type(two_maas_lab):
-    lab, sims, paddles = two_maas_lab()
+    lab, sims, _ = two_maas_lab()
     config = lab.config()
     config["maas"]["regions"]["octo"]["api_key"] = sims["smithi"].api_key  # sepia's key
     lab.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
