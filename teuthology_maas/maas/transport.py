@@ -313,7 +313,7 @@ class Transport:
             self._log_retry(target, f"HTTP {status}{after}", attempt, wait, Reason.BUSY)
             return wait
         error = http_error(answer, target)
-        if status == 500:  # every region tried said so: MAAS's own error, as with one region
+        if status == 500:  # MAAS's own error (after another region was asked), as with one region
             raise error
         hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
         raise MaasUnavailable(
