@@ -9,4 +9,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures_e2e",
     "tests.fixtures_dispatcher",
     "tests.fixtures_cli",
+    "tests.fixtures_regions",
 ]

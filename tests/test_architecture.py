@@ -31,7 +31,7 @@ FLOORS: list[set[str]] = [
     {"node"},
     {"endpoint"},
     {"maas", "fleet"},
-    {"config"},  # config.py, config_values.py and deploy_config.py
+    {"config"},  # config, config_values, deploy_config, api_url, api_key, config_regions
     {"models"},  # models.py, machine_parts.py, answers.py (parsing MAAS answers), names.py
     {"metrics"},  # prometheus metrics (metrics, metrics_export): reasons from the exception types
     {"errors"},  # every message passes through redact
@@ -41,6 +41,7 @@ FLOORS: list[set[str]] = [
 PART_OF = {
     "config_values": "config", "deploy_config": "config", "api_url": "config",
     "type_match": "config",
+    "api_key": "config", "config_regions": "config",
     "machine_parts": "models", "answers": "models", "names": "models",
     "metrics_export": "metrics",
 }

@@ -97,6 +97,34 @@ def normalize_api_url(value: Any, *, key: str = "api_url") -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+# More region URLs than this is not a MAAS deployment (MAAS HA runs a handful of regions).
+MAX_REGION_URLS = 16
+
+
+def normalize_api_urls(value: Any, *, key: str = "api_url") -> tuple[str, ...]:
+    """`api_url` as one URL or a list of the region URLs of one MAAS (HA: same database, same
+    key): each normalised and checked like a single one, the error naming which entry (by
+    position and value) was wrong; duplicates after normalisation dropped (first wins)."""
+    if isinstance(value, str):
+        return (normalize_api_url(value, key=key),)
+    if not isinstance(value, list | tuple) or isinstance(value, bool):
+        raise fail(
+            key, value, "the MAAS URL, or a list of the region URLs of one MAAS (HA)"
+        )
+    if not value:
+        raise fail(
+            key, Shown("an empty list"), "at least one region URL, e.g. [http://maas:5240/MAAS/]"
+        )
+    if len(value) > MAX_REGION_URLS:
+        raise fail(
+            key, Shown(f"a list of {len(value)} URLs"), f"at most {MAX_REGION_URLS} region URLs"
+        )
+    urls: list[str] = []
+    for index, item in enumerate(value):
+        url = normalize_api_url(item, key=f"{key}[{index}]")
+        if url not in urls:
+            urls.append(url)
+    return tuple(urls)
 
 
 def is_loopback(host: str) -> bool:

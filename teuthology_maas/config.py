@@ -9,8 +9,9 @@ for a mapping built in code, unless `base_dir` is given). No network access here
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ from typing import Any
 import yaml
 
 from teuthology_maas import config_values as values
-from teuthology_maas.api_url import normalize_api_url
+from teuthology_maas.api_key import ApiKey, register_key_secret
+from teuthology_maas.api_url import normalize_api_url, normalize_api_urls
+from teuthology_maas.config_regions import DEFAULT_REGION, parse_regions, region_of
 from teuthology_maas.config_values import ERASE_MODES, EraseMode
 from teuthology_maas.deploy_config import DeployConfig
 from teuthology_maas.errors import ConfigError
-from teuthology_maas.redact import REDACTED, excerpt, register_secret
+from teuthology_maas.redact import excerpt
 from teuthology_maas.suggest import did_you_mean
 from teuthology_maas.type_match import TypeRule, parse_type_match
 
@@ -51,69 +54,6 @@ _BOOKKEEPING = {"key": False}
 
 _CONFIG_SEARCH = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
 _MAX_SECTION_KEYS = 200  # the known keys are ~30: more is not a configuration
-
-
-def _register_key_secret(value: Any) -> None:
-    """Register the token secret of an api_key before validation echoes anything, so that it
-    is redacted wherever it was also pasted (another key, a malformed api_key)."""
-    if isinstance(value, str):
-        for part in value.strip().split(":")[2:]:
-            register_secret(part)
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """A MAAS API key `consumer_key:token_key:token_secret`; the secret never shows in reprs."""
-
-    consumer_key: str
-    token_key: str
-    token_secret: str = field(repr=False)
-
-    def __post_init__(self) -> None:
-        register_secret(self.token_secret)
-
-    @classmethod
-    def parse(cls, value: Any, *, key: str = "api_key") -> ApiKey:
-        if isinstance(value, ApiKey):
-            return value
-        if not isinstance(value, str):
-            raise values.fail(
-                key,
-                values.Shown(f"a value of type {type(value).__name__}"),
-                "a string consumer_key:token_key:token_secret",
-            )
-        parts = value.strip().split(":")
-        if len(parts) != 3 or not all(parts) or any(c.isspace() for c in value.strip()):
-            for part in parts[2:]:
-                register_secret(part)
-            raise values.fail(
-                key,
-                redact_api_key(value),
-                "consumer_key:token_key:token_secret (three non-empty fields separated by ':'; "
-                "copy it from the MAAS UI under your user's API keys)",
-            )
-        return cls(parts[0], parts[1], parts[2])
-
-    def __repr__(self) -> str:
-        return f"ApiKey(consumer_key={self.consumer_key!r}, token_key={self.token_key!r}, token_secret={REDACTED!r})"  # noqa: E501
-
-    def __str__(self) -> str:
-        return f"{self.consumer_key}:{self.token_key}:{REDACTED}"
-
-
-def redact_api_key(value: str) -> values.Shown:
-    """How a (possibly malformed) key is shown: the two non-secret fields of a three-field
-    key, otherwise only its shape."""
-    parts = value.strip().split(":")
-    if len(parts) == 3:
-        names = ("consumer_key", "token_key", "token_secret")
-        empty = [name for name, part in zip(names, parts, strict=True) if not part]
-        note = f" (empty: {', '.join(empty)})" if empty else ""
-        return values.Shown(repr(f"{parts[0]}:{parts[1]}:{REDACTED}") + note)
-    return values.Shown(
-        f"a value (redacted) of {len(value.strip())} characters in {len(parts)} "
-        "':'-separated field(s)"
-    )
 
 
 @dataclass(frozen=True)
@@ -159,6 +99,13 @@ class MaasConfig:
     # Deployment failures in a row MAAS attributes to a node before it is quarantined (0: off).
     quarantine_after: int = 3
     source: str = field(default="<mapping>", compare=False, metadata=_BOOKKEEPING)
+    # Several MAAS installations (config_regions): each region's own config, in order; this
+    # object then answers for all of them (machine_types: every region's) and `for_node` /
+    # `for_type` pick one. Empty in the flat form, which is the one region `region`.
+    regions: tuple[MaasConfig, ...] = ()
+    region: str = field(default=DEFAULT_REGION, metadata=_BOOKKEEPING)
+    # Every region URL of this MAAS (HA; `api_url` is the first and names it).
+    api_urls: tuple[str, ...] = field(default=(), metadata=_BOOKKEEPING)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -176,7 +123,7 @@ class MaasConfig:
         if not isinstance(section, Mapping):
             # Only its shape: a malformed section may hold the API key anywhere.
             raise values.fail("maas", values.shape(section), "a mapping of maas settings")
-        _register_key_secret(section.get("api_key"))  # before any other value is echoed
+        register_key_secret(section.get("api_key"))  # before any other value is echoed
         if len(section) > _MAX_SECTION_KEYS:
             raise values.fail("maas", values.shape(section), "a mapping of maas settings")
         for name, value in section.items():
@@ -186,6 +133,42 @@ class MaasConfig:
         unknown = unknown_keys(section)
         if unknown:
             values.warn_once(f"{source}: ignoring unknown maas key(s): {'; '.join(unknown)}")
+        if section.get("regions") is None:
+            return cls._one_region(section, base=base, top=top, source=source)
+        if isinstance(section["regions"], Mapping):  # every region's key, before any echo
+            for entry in section["regions"].values():
+                if isinstance(entry, Mapping):
+                    register_key_secret(entry.get("api_key"))
+
+        def build(merged: Mapping[str, Any], name: str, all_types: Sequence[str]) -> MaasConfig:
+            return cls._one_region(
+                merged, base=base, top=top, source=source, region=name,
+                deploy_types=None if "deploy" in section["regions"][name] else all_types,
+                match_types=None if "type_match" in section["regions"][name] else all_types,
+            )  # fmt: skip
+
+        regions = [cfg for _, cfg in parse_regions(section, known_keys=KNOWN_KEYS, build=build)]
+        every_type = tuple(t for cfg in regions for t in cfg.machine_types)
+        # Each type by its own region's rule, for the commands that sort every region's machines.
+        rules = {t: r for cfg in regions for t, r in cfg.type_match.items() if t in cfg.machine_types}
+        return dataclasses.replace(
+            regions[0], machine_types=every_type, type_match=rules, regions=tuple(regions)
+        )
+
+    @classmethod
+    def _one_region(
+        cls,
+        section: Mapping[str, Any],
+        *,
+        base: Path,
+        top: Mapping[str, Any] | None,
+        source: str,
+        region: str = DEFAULT_REGION,
+        deploy_types: Sequence[str] | None = None,
+        match_types: Sequence[str] | None = None,
+    ) -> MaasConfig:
+        """One MAAS installation's settings (`deploy_types`, `match_types`: the types an
+        inherited `deploy:` or `type_match:` may name, every region's)."""
         s = _WithDefaults(section)
         for required in ("api_url", "api_key"):
             if s.get(required) in (None, ""):
@@ -198,7 +181,7 @@ class MaasConfig:
                     ),
                     key=required,
                 )
-        api_url = normalize_api_url(s["api_url"])
+        api_urls = normalize_api_urls(s["api_url"])
         api_key = ApiKey.parse(s["api_key"])
         timeout = values.number("timeout", s["timeout"])
         # Never give up on a deployment before MAAS does, whatever `timeout` says.
@@ -227,7 +210,8 @@ class MaasConfig:
             ssh_config = str(values.readable_file("ssh_config", ssh_config, base))
         machine_types = values.string_list("machine_types", s["machine_types"])
         return cls(
-            api_url=api_url,
+            api_url=api_urls[0],
+            api_urls=api_urls,
             api_key=api_key,
             machine_types=machine_types,
             timeout=timeout,
@@ -265,10 +249,17 @@ class MaasConfig:
                 "ssh_resolve_grace", s["ssh_resolve_grace"], allow_zero=True
             ),
             keep_on_failure=values.boolean("keep_on_failure", s["keep_on_failure"]),
-            deploy=DeployConfig.parse(s.get("deploy"), machine_types=machine_types),
-            type_match=parse_type_match(s.get("type_match"), machine_types),
+            deploy=DeployConfig.parse(
+                s.get("deploy"),
+                machine_types=machine_types if deploy_types is None else deploy_types,
+            ),
+            type_match=parse_type_match(
+                s.get("type_match"),
+                machine_types if match_types is None else match_types,
+            ),
             quarantine_after=_quarantine_after(s["quarantine_after"]),
             source=source,
+            region=region,
         )
 
     @classmethod
@@ -383,6 +374,27 @@ class MaasConfig:
 
     def handles(self, machine_type: str | None) -> bool:
         return machine_type is not None and machine_type in self.machine_types
+
+    @property
+    def region_configs(self) -> tuple[MaasConfig, ...]:
+        """Each MAAS installation's own config: the regions, or this one (the flat form)."""
+        return self.regions or (self,)
+
+    def map_regions(self, change: Callable[[MaasConfig], MaasConfig]) -> MaasConfig:
+        """`change` applied to this config and to each region's: for settings that come
+        from outside the `maas:` section (teuthology's own ssh_key, say)."""
+        if not self.regions:
+            return change(self)
+        return dataclasses.replace(change(self), regions=tuple(change(r) for r in self.regions))
+
+    def for_type(self, machine_type: str) -> MaasConfig | None:
+        """The config of the region provisioning `machine_type` (None: no region does)."""
+        return next((r for r in self.region_configs if machine_type in r.machine_types), None)
+
+    def for_node(self, hostname: str, machine_type: str | None = None) -> MaasConfig | None:
+        """The config of the node's region when known without asking MAAS: the only region,
+        `machine_type`'s, or the one whose type the hostname is made of (`smithi001`)."""
+        return region_of(self.region_configs, hostname, machine_type)
 
     @property
     def ca_bundle(self) -> str | None:

@@ -32,7 +32,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from teuthology_maas.config import MaasConfig
-from teuthology_maas.errors import MaasError
+from teuthology_maas.config_regions import DEFAULT_REGION
+from teuthology_maas.errors import MaasAuthError, MaasError, MaasPermissionDenied
 from teuthology_maas.fleet.lookup import HostnameLookups
 from teuthology_maas.fleet.poller import DEFAULT_MAX_INTERVAL, DEFAULT_MIN_INTERVAL, StatusPoller
 from teuthology_maas.maas.client import MaasClient
@@ -219,7 +220,16 @@ class Endpoint:
 
     def _fetch_username(self, fetch: _WhoamiFetch) -> str:
         try:
-            username = self.client.whoami().get("username")
+            try:
+                username = self.client.whoami().get("username")
+            except (MaasAuthError, MaasPermissionDenied) as exc:
+                # Several MAAS installations (maas: regions:): say which refused its key.
+                raise type(exc)(
+                    f"{exc} (MAAS at {self.client.base_url}{self._region_label()}: check "
+                    "this MAAS's api_key)",
+                    http_status=exc.http_status,
+                    maas_message=exc.maas_message,
+                ) from None
             if not username:
                 raise MaasError(
                     f"MAAS at {self.client.base_url} answered whoami without a username; "
@@ -238,6 +248,11 @@ class Endpoint:
                     self._whoami = None
             fetch.done.set()
 
+    def _region_label(self) -> str:
+        """`, region 'octo'` for a region of `maas: regions:` (nothing in the flat form)."""
+        region = self.config.region if self.config is not None else DEFAULT_REGION
+        return "" if region == DEFAULT_REGION else f", region {region!r}"
+
     def serves(self, config: MaasConfig) -> bool:
         """Whether this endpoint's client is what `config` asks for (same key, TLS check,
         request timeout, deadline and size cap, and action cap), so that the config's users may
@@ -247,6 +262,7 @@ class Endpoint:
             return False  # a stand-in a test built: only those it was given to use it
         return (
             self.key == EndpointKey(config.api_url, config.api_key.consumer_key)
+            and client.base_urls == (config.api_urls or (config.api_url,))
             and client.api_key == config.api_key
             and client.session.verify == config.verify
             and client.timeout == config.http_timeout

@@ -42,6 +42,7 @@ exit codes:
   4    reconcile: leaks, drift or stuck nodes were found (and remain); inventory: a dry
        run found nodes to create or update
   5    MAAS or the lock server could not be reached, or the API key was rejected
+       (with several MAAS regions: any one of them; the others' results are shown)
   130  interrupted
   141  stdout was closed early (e.g. piped into head)
 

@@ -3,10 +3,11 @@ version."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -20,6 +21,9 @@ from teuthology_maas.cli._checks import (
     DoctorState,
 )
 from teuthology_maas.cli._hints import is_tls_problem, tls_hint
+
+if TYPE_CHECKING:
+    from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import (
     ConfigError,
     MaasAuthError,
@@ -54,7 +58,11 @@ def check_config(state: DoctorState) -> list[CheckResult]:
         dict.fromkeys([*DEFAULT_OS, *os_list_from_image_map(cfg.image_map), *state.os_list])
     )
     kinds = ", ".join(cfg.machine_types) or "none"
-    detail = f"{cfg.source}: {cfg.api_url}, machine types: {kinds}"
+    detail = f"{cfg.source}: {', '.join(cfg.api_urls or (cfg.api_url,))}, machine types: {kinds}"
+    if cfg.regions:
+        detail = f"{cfg.source}: regions " + "; ".join(
+            f"{r.region} ({', '.join(r.machine_types)})" for r in cfg.regions
+        )
     results = []
     if typos:
         results.append(
@@ -125,6 +133,37 @@ def check_api(state: DoctorState) -> list[CheckResult]:
     cfg = state.cfg
     if cfg is None:
         return [CheckResult("api", "SKIP", "no usable configuration")]
+    if len(cfg.api_urls) > 1:
+        return _check_region_urls(state, cfg)
+    return _check_one_url(state, cfg)
+
+
+def _check_region_urls(state: DoctorState, cfg: MaasConfig) -> list[CheckResult]:
+    """HA: every region URL of the MAAS on its own. The later checks use the first that
+    answers; one that does not is a WARN while another answers (requests fail over)."""
+    results: list[CheckResult] = []
+    answered: DoctorState | None = None
+    for url in cfg.api_urls:
+        only = dataclasses.replace(cfg, api_url=url, api_urls=(url,))
+        one = DoctorState(state.config_path, state.make_client, cfg=only)
+        found = _check_one_url(one, only)
+        results.extend(dataclasses.replace(r, name=f"api {url}") for r in found)
+        if one.reachable and answered is None:
+            answered = one
+    if answered is None:
+        return results
+    state.client, state.reachable = answered.client, True
+    state.version_info = answered.version_info
+    return [
+        dataclasses.replace(
+            r, verdict="WARN",
+            detail=r.detail + "; requests fail over to the region URLs that answer",
+        ) if r.verdict == "FAIL" else r
+        for r in results
+    ]  # fmt: skip
+
+
+def _check_one_url(state: DoctorState, cfg: MaasConfig) -> list[CheckResult]:
     parts = urlsplit(cfg.api_url)
     where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
     try:

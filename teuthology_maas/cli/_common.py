@@ -105,8 +105,11 @@ class Context:
             self._config = MaasConfig.load(self.config_path)
         return self._config
 
-    def client(self, *, interactive: bool = False) -> MaasClient:
-        """A new client on the configured MAAS; closed when the command ends.
+    def client(
+        self, *, interactive: bool = False, config: MaasConfig | None = None
+    ) -> MaasClient:
+        """A new client on the configured MAAS (`config`: one region's, see cli/_regions);
+        closed when the command ends.
 
         `interactive` (read-only listings an operator waits for): give up on an unreachable
         MAAS after a couple of seconds instead of the library's full retry budget."""
@@ -116,14 +119,14 @@ class Context:
         overrides: dict[str, Any] = {}
         if interactive:
             overrides["retry"] = RetryPolicy(max_attempts=3, max_total=10.0, backoff_initial=0.5)
-        return self.track(MaasClient.from_config(self.config(), **overrides))
+        return self.track(MaasClient.from_config(config or self.config(), **overrides))
 
-    def endpoint(self) -> Endpoint:
-        """The configured MAAS endpoint, as the library and teuthology get it (for the
-        provisioner); its client is closed when the command ends."""
+    def endpoint(self, config: MaasConfig | None = None) -> Endpoint:
+        """The configured MAAS endpoint (`config`: one region's), as the library and
+        teuthology get it (for the provisioner); its client is closed when the command ends."""
         from teuthology_maas.endpoint import endpoint_for
 
-        endpoint = endpoint_for(self.config())
+        endpoint = endpoint_for(config or self.config())
         if endpoint not in self._endpoints:
             self._endpoints.append(endpoint)
         return endpoint

@@ -38,6 +38,7 @@ class Row:
     since: float | None = None  # seconds in the current status; None when unknown
     paddles: PaddlesNode | None = None
     paddles_known: bool = False  # --paddles was asked for
+    region: str | None = None  # the MAAS installation (maas: regions:); None: the only one
 
     @property
     def teuthology_owner(self) -> str | None:
@@ -82,6 +83,8 @@ class Row:
                                                "reason": kept.reason},
             "quarantine": quarantine_text(m),
         }
+        if self.region is not None:
+            entry["region"] = self.region
         if self.paddles_known:
             node = self.paddles
             entry["paddles"] = None if node is None else {
@@ -131,6 +134,7 @@ class Column:
 
 COLUMNS: dict[str, Column] = {
     "hostname": Column("HOSTNAME", lambda r: r.machine.hostname),
+    "region": Column("REGION", lambda r: r.region or "-"),
     "system_id": Column("SYSTEM_ID", lambda r: r.machine.system_id),
     "type": Column("TYPE", lambda r: r.kind or "-"),
     "status": Column("STATUS", lambda r: r.machine.status_name + (
@@ -159,10 +163,13 @@ DEFAULT_COLUMNS = ("hostname", "type", "status", "since", "owner", "locked", "os
 PADDLES_COLUMNS = ("paddles", "description")
 
 
-def choose_columns(spec: str | None, *, paddles: bool) -> list[str]:
-    """The columns to show: the defaults (plus paddles and description with --paddles), or
-    `spec`: `a,b,c` for exactly those, `+a,b` for the defaults and those."""
+def choose_columns(spec: str | None, *, paddles: bool, regions: bool = False) -> list[str]:
+    """The columns to show: the defaults (plus paddles and description with --paddles, and
+    region with several MAAS regions), or `spec`: `a,b,c` for exactly those, `+a,b` for the
+    defaults and those."""
     defaults = list(DEFAULT_COLUMNS)
+    if regions:
+        defaults.insert(1, "region")
     if paddles:
         defaults[defaults.index("locked") + 1 : defaults.index("locked") + 1] = ["paddles"]
         defaults.insert(defaults.index("message"), "description")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from teuthology_maas.cli._checks import CheckResult, DoctorState
@@ -14,7 +15,13 @@ from teuthology_maas.cli._checks_lab import (
     check_ssh_keys,
     check_templates,
 )
-from teuthology_maas.cli._checks_maas import check_api, check_config, check_key, check_version
+from teuthology_maas.cli._checks_maas import (
+    check_api,
+    check_config,
+    check_key,
+    check_version,
+    os_list_from_image_map,
+)
 from teuthology_maas.cli._checks_metrics import check_metrics
 from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli._table import VERDICT_COLOURS, paint
@@ -91,9 +98,33 @@ CHECKS = (
 )
 
 
+# With `maas: regions:`, what is checked once for the host; the rest per MAAS installation.
+HOST_CHECKS = (check_results_server, check_metrics)
+REGION_CHECKS = tuple(check for check in CHECKS[1:] if check not in HOST_CHECKS)
+
+
 def run_all(state: DoctorState) -> list[CheckResult]:
-    results: list[CheckResult] = []
-    for check in CHECKS:
+    results = check_config(state)
+    cfg = state.cfg
+    if cfg is None or len(cfg.region_configs) == 1:
+        for check in CHECKS[1:]:
+            results.extend(check(state))
+        return results
+    # Each installation on its own: one that is down or refuses its key FAILs (and SKIPs)
+    # its own checks only, named after it.
+    for region in cfg.region_configs:
+        own = DoctorState(
+            config_path=state.config_path,
+            make_client=state.make_client,
+            os_list=list(dict.fromkeys([*state.os_list,
+                                        *os_list_from_image_map(region.image_map)])),
+            cfg=region,
+        )  # fmt: skip
+        for check in REGION_CHECKS:
+            results.extend(
+                dataclasses.replace(r, name=f"{r.name} [{region.region}]") for r in check(own)
+            )
+    for check in HOST_CHECKS:
         results.extend(check(state))
     return results
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from teuthology_maas.cli._common import Context, ExitCode, UsageError, add_common_options
 from teuthology_maas.cli._inventory import (
@@ -19,11 +20,16 @@ from teuthology_maas.cli._machine_rows import (
     seconds_in_status,
 )
 from teuthology_maas.cli._paddles import paddles_nodes
+from teuthology_maas.cli._regions import each_region, report_failures, several_regions
 from teuthology_maas.cli._table import label_colour, paint, render_table, status_colour
-from teuthology_maas.models import NodeStatus
+from teuthology_maas.models import Machine, NodeStatus
 from teuthology_maas.suggest import did_you_mean
 from teuthology_maas.teuthology.paddles import PaddlesNode
 from teuthology_maas.type_match import type_of
+
+if TYPE_CHECKING:
+    from teuthology_maas.config import MaasConfig
+    from teuthology_maas.maas.client import MaasClient
 
 
 def register(subparsers: Any) -> None:
@@ -117,7 +123,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     wanted = requested_types(args.machine_type)
     statuses = wanted_statuses(args.status)
     with_paddles = bool(args.paddles or args.lock_server)
-    columns = choose_columns(args.columns, paddles=with_paddles)
+    several = several_regions(cfg)
+    columns = choose_columns(args.columns, paddles=with_paddles, regions=several)
     if not wanted and not cfg.machine_types and not args.all:
         raise UsageError(
             f"maas.machine_types is empty in {cfg.source}, so no machine has a configured "
@@ -125,36 +132,51 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             "--all"
         )
     known = list(dict.fromkeys([*cfg.machine_types, *wanted]))
-    client = ctx.client(interactive=True)
-    visible = sorted(client.list_machines(), key=lambda m: m.hostname)
+
+    def listed(region: MaasConfig) -> tuple[MaasClient, list[Machine]]:
+        client = ctx.client(interactive=True, config=region)
+        return client, client.list_machines()
+
+    # each MAAS installation (maas: regions:) on its own: one that fails fails its types only
+    found = each_region(cfg, listed, wanted_types=wanted)
+    visible = sorted((m for _, (_, ms) in found.done for m in ms), key=lambda m: m.hostname)
     check_types(wanted, visible, cfg.machine_types)
     locks: dict[str, PaddlesNode] = (
         paddles_nodes(ctx, args.lock_server, known) if with_paddles else {}
     )
     rows: list[Row] = []
-    for machine in visible:
-        kind = type_of(machine, known, cfg.type_match)
-        if (wanted and kind not in wanted) or (not wanted and kind is None and not args.all):
-            continue
-        if statuses and machine.status not in statuses:
-            continue
-        rows.append(Row(machine, kind, paddles=locks.get(machine.hostname),
-                        paddles_known=with_paddles))
-    if args.owner:
-        rows = [r for r in rows if args.owner in (r.machine.owner, r.teuthology_owner,
-                                                  r.paddles.locked_by if r.paddles else None)]
-    if args.free:
-        rows = [r for r in rows if r.free]
-    if not args.summary and ("since" in columns or ctx.json):
-        since = seconds_in_status(client, [r.machine for r in rows])
-        rows = [Row(r.machine, r.kind, since.get(r.machine.system_id), r.paddles,
-                    r.paddles_known) for r in rows]
-    if args.summary:
-        return _summary(ctx, rows)
-    return _listing(ctx, rows, columns)
+    for region, (client, machines) in found.done:
+        mine: list[Row] = []
+        for machine in machines:
+            kind = type_of(machine, known, region.type_match)
+            if (wanted and kind not in wanted) or (not wanted and kind is None and not args.all):
+                continue
+            if statuses and machine.status not in statuses:
+                continue
+            mine.append(Row(machine, kind, paddles=locks.get(machine.hostname),
+                            paddles_known=with_paddles,
+                            region=region.region if several else None))
+        if args.owner:
+            mine = [r for r in mine if args.owner in (r.machine.owner, r.teuthology_owner,
+                                                      r.paddles.locked_by if r.paddles else None)]
+        if args.free:
+            mine = [r for r in mine if r.free]
+        if not args.summary and ("since" in columns or ctx.json):
+            since = seconds_in_status(client, [r.machine for r in mine])
+            mine = [dataclasses.replace(r, since=since.get(r.machine.system_id)) for r in mine]
+        rows.extend(mine)
+    rows.sort(key=lambda r: r.machine.hostname)
+    extra = {"region_errors": [f.as_json() for f in found.failures]} if several else {}
+    code = _summary(ctx, rows, extra) if args.summary else _listing(ctx, rows, columns, extra)
+    if found.failures:
+        report_failures(ctx, found.failures, what="its machines are not listed")
+        return int(ExitCode.UNREACHABLE)
+    return code
 
 
-def _listing(ctx: Context, rows: list[Row], columns: list[str]) -> int:
+def _listing(
+    ctx: Context, rows: list[Row], columns: list[str], extra: dict[str, Any] | None = None
+) -> int:
     counts: Counter[str] = Counter(r.machine.status_name for r in rows)
     # statuses in MAAS's own numeric order, so summaries read the same every time
     order = sorted(counts, key=_status_rank)
@@ -164,6 +186,7 @@ def _listing(ctx: Context, rows: list[Row], columns: list[str]) -> int:
                 "machines": [r.as_json() for r in rows],
                 "summary": {label: counts[label] for label in order},
                 "total": len(rows),
+                **(extra or {}),
             }
         )
         return int(ExitCode.OK)
@@ -181,7 +204,7 @@ def _listing(ctx: Context, rows: list[Row], columns: list[str]) -> int:
     return int(ExitCode.OK)
 
 
-def _summary(ctx: Context, rows: list[Row]) -> int:
+def _summary(ctx: Context, rows: list[Row], extra: dict[str, Any] | None = None) -> int:
     """Like teuthology-lock --summary: how many machines of each type are in each status, for
     whom."""
     groups: Counter[tuple[str, str, str]] = Counter(
@@ -196,6 +219,7 @@ def _summary(ctx: Context, rows: list[Row]) -> int:
                     for t, s, o in keys
                 ],
                 "total": len(rows),
+                **(extra or {}),
             }
         )
         return int(ExitCode.OK)

@@ -139,9 +139,20 @@ def _provisioner(
     from teuthology_maas.node.provisioner import MaasProvisioner
 
     return MaasProvisioner(
-        name, os_type=os_type, os_version=os_version, config=cfg, endpoint=ctx.endpoint(),
+        name, os_type=os_type, os_version=os_version, config=cfg, endpoint=ctx.endpoint(cfg),
         take_over=take_over,
     )  # fmt: skip
+
+
+def node_config(cfg: MaasConfig, name: str | None, kinds: list[str]) -> MaasConfig:
+    """The config of the MAAS installation (`maas: regions:`) that NAME, or a machine of
+    type -m TYPE, belongs to; `cfg` itself in the flat form."""
+    from teuthology_maas.node.region import node_region
+
+    if kinds:
+        return cfg.for_type(kinds[0]) or cfg
+    assert name is not None
+    return node_region(cfg, short_hostname(name))
 
 
 def operator(forced: bool) -> Authority | None:
@@ -156,20 +167,21 @@ def run_deploy(ctx: Context, args: argparse.Namespace) -> int:
     from teuthology_maas.node import images
 
     cfg = ctx.config()
-    if args.keep_on_failure:
-        cfg = dataclasses.replace(cfg, keep_on_failure=True)
     # Checked before the first request: the name and OS go to MAAS, cloud-init and SSH.
     if args.name is not None:
         names.parse_node_name(args.name)
     names.check_os(args.os_type, args.os_version)
+    kinds = requested_types(args.machine_type)
+    if (args.name is None) == (not kinds):
+        raise UsageError("name one machine (NAME) or a machine type (-m TYPE), not both")
+    cfg = node_config(cfg, args.name, kinds)
+    if args.keep_on_failure:
+        cfg = dataclasses.replace(cfg, keep_on_failure=True)
     try:
         images.resolve(args.os_type, args.os_version, cfg.image_map)
     except ImageNotAvailable as exc:
         raise UsageError(str(exc)) from None
-    kinds = requested_types(args.machine_type)
-    if (args.name is None) == (not kinds):
-        raise UsageError("name one machine (NAME) or a machine type (-m TYPE), not both")
-    watch_client = ctx.client(interactive=True)
+    watch_client = ctx.client(interactive=True, config=cfg)
     if kinds:
         if len(kinds) > 1:
             raise UsageError("-m takes one machine type for deploy")
@@ -194,9 +206,9 @@ def _on_one_machine(
     ctx: Context, args: argparse.Namespace, verb: Verb, action: Callable[[Any], object]
 ) -> int:
     """`release` and `abort`: the named machine (of a configured type, or --force)."""
-    cfg = ctx.config()
     names.parse_node_name(args.name)  # checked before the first request
-    watch_client = ctx.client(interactive=True)
+    cfg = node_config(ctx.config(), args.name, [])
+    watch_client = ctx.client(interactive=True, config=cfg)
     machine = find_machine(watch_client, args.name)
     check_machine_type(cfg, machine, force=args.force)
     return run_action(

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from oauthlib.oauth1 import SIGNATURE_PLAINTEXT, SIGNATURE_TYPE_AUTH_HEADER
 from requests_oauthlib import OAuth1
 
-from teuthology_maas.config import ApiKey, MaasConfig, normalize_api_url
+from teuthology_maas.api_url import normalize_api_urls
+from teuthology_maas.config import ApiKey, MaasConfig
 from teuthology_maas.errors import MaasNotFound
 from teuthology_maas.maas import shapes
 from teuthology_maas.maas.answer import DEFAULT_MAX_RESPONSE, OBJECT_LIMIT
@@ -49,11 +50,14 @@ def _as_list(value: Any) -> list[Any] | None:
 
 
 class MaasClient(MachineSetupCalls):
-    """A MAAS region's API, for one API key. Thread- and greenlet-safe."""
+    """A MAAS region's API, for one API key. Thread- and greenlet-safe.
+
+    `api_url` may be a list of the region URLs of one MAAS (HA): requests fail over between
+    them (see `transport.RegionUrls`); `base_url`, which names the MAAS, is the first."""
 
     def __init__(
         self,
-        api_url: str,
+        api_url: str | Sequence[str],
         api_key: ApiKey | str,
         *,
         verify: bool | str = True,
@@ -67,7 +71,8 @@ class MaasClient(MachineSetupCalls):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.base_url = normalize_api_url(api_url)
+        self.base_urls = normalize_api_urls(api_url)
+        self.base_url = self.base_urls[0]
         self.api_key = ApiKey.parse(api_key)
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
@@ -88,7 +93,7 @@ class MaasClient(MachineSetupCalls):
         )
         self.session = build_session(max(1, pool_size), verify, auth)
         self._transport = Transport(
-            self.base_url,
+            self.base_urls,
             self.session,
             timeout=self.timeout,
             deadline=self.deadline,
@@ -110,7 +115,7 @@ class MaasClient(MachineSetupCalls):
             "max_concurrent_actions": cfg.max_concurrent_actions,
         }
         kwargs.update(overrides)
-        return cls(cfg.api_url, cfg.api_key, **kwargs)
+        return cls(cfg.api_urls or cfg.api_url, cfg.api_key, **kwargs)
 
     def __repr__(self) -> str:
         return f"MaasClient({self.base_url!r}, consumer_key={self.api_key.consumer_key!r})"
@@ -127,6 +132,11 @@ class MaasClient(MachineSetupCalls):
     @property
     def retry_policy(self) -> RetryPolicy:
         return self._transport.policy
+
+    @property
+    def current_url(self) -> str:
+        """The region URL requests go to now (the first, until it fails: see `base_urls`)."""
+        return self._transport.regions.current()
 
     def retry_clock(self) -> float:
         """The clock the retry budget is measured on (monotonic seconds)."""

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,6 +36,7 @@ from teuthology_maas.maas import answer as _answer
 from teuthology_maas.maas import deadline as _deadline
 from teuthology_maas.maas import wire as _wire
 from teuthology_maas.maas.answer import Answer, Target, http_error
+from teuthology_maas.maas.regions import RegionUrls
 from teuthology_maas.maas.retry import (
     UNCERTAIN_STATUSES,
     RetryPolicy,
@@ -104,11 +105,12 @@ class _Failure:
 
 
 class Transport:
-    """Executes MAAS calls for one API root with one session."""
+    """Executes MAAS calls for one MAAS (one or more region URLs: `failover`) with one
+    session."""
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         session: requests.Session,
         *,
         timeout: float,
@@ -121,8 +123,10 @@ class Transport:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         install_log_filter()
-        warn_if_plaintext(base_url)
-        self.base_url = base_url
+        self.regions = RegionUrls(base_url)
+        for url in self.regions.urls:
+            warn_if_plaintext(url)
+        self.base_url = self.regions.urls[0]  # what names this MAAS (the first region URL)
         self.session = session
         self.timeout = timeout
         self.deadline = deadline
@@ -151,7 +155,6 @@ class Transport:
         false), passed through `parse` (which validates it) when given. `signed=False` sends
         no Authorization header (MAAS's anonymous endpoints); `max_bytes` lowers the size cap
         for answers that are one object. Raises a `MaasError` subclass on failure."""
-        target = Target(method, path, op, system_id, self.base_url)
         form = _wire.fields(params)
         query: list[tuple[str, str]] = [("op", op)] if op else []
         body: bytes | None = None
@@ -161,19 +164,24 @@ class Transport:
                 body, headers["Content-Type"] = _wire.multipart(form)
         else:
             query.extend(form)
-        url = self.base_url + path.lstrip("/")
         limit = min(max_bytes or self.max_response_bytes, self.max_response_bytes)
         started = self._clock()
         attempt = 0
+        tried: list[str] = []  # the region URLs this call has been sent to, in order
         while True:
             attempt += 1
+            base = self.regions.current()
+            if base not in tried:
+                tried.append(base)
+            target = Target(method, path, op, system_id, base)
+            url = base + path.lstrip("/")
             outcome = self._attempt(
                 method, url, query, body, headers, timeout, target, signed=signed, limit=limit
             )
             if isinstance(outcome, _Failure):
-                wait = self._after_failure(outcome, target, attempt, started)
+                wait = self._after_failure(outcome, target, attempt, started, tried)
             else:
-                retry_in = self._after_response(outcome, target, attempt, started)
+                retry_in = self._after_response(outcome, target, attempt, started, tried)
                 if retry_in is None:
                     if attempt > 1:
                         self._report(target, "answering again", "", attempt, state="done")
@@ -255,8 +263,24 @@ class Transport:
             return None
         return wanted
 
+    def _fail_over(self, target: Target, reason: str, tried: list[str]) -> bool:
+        """After a failure that says the region may be down (no connection, a timeout, a
+        5xx): make the next region URL the current one, for this call and every later one
+        (sticky, not round-robin). True when that URL has not been tried by this call yet,
+        so that it is tried at once, without the retry's wait."""
+        result = self.regions.fail_over(target.base_url)
+        if result is None:
+            return False
+        now, moved = result
+        if moved:
+            log.warning(
+                "MAAS region %s failed (%s: %s); using region %s from now on",
+                target.base_url, target.describe(), clip(reason, 200), now,
+            )  # fmt: skip
+        return now not in tried
+
     def _after_response(
-        self, answer: Answer, target: Target, attempt: int, started: float
+        self, answer: Answer, target: Target, attempt: int, started: float, tried: list[str]
     ) -> float | None:
         """None when the answer is final (success, or raise); else seconds to wait."""
         status = answer.status_code
@@ -265,6 +289,10 @@ class Transport:
         retry_after = parse_retry_after(answer.headers.get("Retry-After"))
         retryable = status == 503 or (status == 409 and retry_after is not None)
         if status in UNCERTAIN_STATUSES:
+            retryable = True
+        fresh = status >= 500 and self._fail_over(target, f"HTTP {status}", tried)
+        if status >= 500 and fresh and target.method not in _STATE_CHANGING:
+            # Another region of the same MAAS may answer a read this one could not.
             retryable = True
         if retryable and target.method in _STATE_CHANGING:
             # MAAS, or a proxy in front of it, may have applied the POST before this answer:
@@ -279,6 +307,8 @@ class Transport:
         if not retryable:
             raise http_error(answer, target)
         wanted = retry_after if retry_after is not None else self.policy.backoff(attempt)
+        if fresh:
+            wanted = 0.0
         wait = self._retry_wait(wanted, attempt, started)
         if wait is not None:
             after = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
@@ -286,6 +316,8 @@ class Transport:
             self._log_retry(target, f"HTTP {status}{after}", attempt, wait, Reason.BUSY)
             return wait
         error = http_error(answer, target)
+        if status == 500:  # MAAS's own error (after another region was asked), as with one region
+            raise error
         hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
         raise MaasUnavailable(
             f"MAAS {target.describe()} still failing after {attempt} attempt(s) in "
@@ -296,12 +328,12 @@ class Transport:
         )
 
     def _after_failure(
-        self, failure: _Failure, target: Target, attempt: int, started: float
+        self, failure: _Failure, target: Target, attempt: int, started: float, tried: list[str]
     ) -> float:
         reason = failure.reason
         if failure.kind == "tls":
             raise MaasUnavailable(
-                f"MAAS {target.describe()}: TLS failure talking to {self.base_url}: {reason} "
+                f"MAAS {target.describe()}: TLS failure talking to {target.base_url}: {reason} "
                 "(check maas: verify / ca_bundle)",
                 system_id=target.system_id,
             )
@@ -315,9 +347,13 @@ class Transport:
             if state_changing:  # MAAS said 2xx: applied, but what it made of it is unknown
                 raise self.outcome_unknown(target, f"MAAS answered with {reason}")
             raise _answer.protocol_error(target, f"with {reason}")
+        # The region may be down: later requests go to the next region URL. A POST that may
+        # have reached this one is not sent again there: the regions share one database.
+        fresh = self._fail_over(target, reason, tried)
         if state_changing and failure.sent:
             raise self.outcome_unknown(target, reason)
-        wait = self._retry_wait(self.policy.backoff(attempt), attempt, started)
+        wanted = 0.0 if fresh else self.policy.backoff(attempt)
+        wait = self._retry_wait(wanted, attempt, started)
         if wait is not None:
             metrics.maas_retry(self.base_url, target.path, target.op, failure.kind)
             self._log_retry(target, reason, attempt, wait, failure.trouble)
@@ -331,8 +367,8 @@ class Transport:
                 system_id=target.system_id,
             )
         raise MaasUnavailable(
-            f"MAAS at {self.base_url} unreachable: {target.describe()} failed {spent}; last "
-            f"error: {reason}",
+            f"MAAS at {', '.join(tried)} unreachable: {target.describe()} failed {spent}; "
+            f"last error: {reason}",
             system_id=target.system_id,
         )
 
@@ -379,6 +415,7 @@ class Transport:
     ) -> None:
         waits.report(
             WaitReport(
+                # the MAAS (named by its first region URL, whichever region answered)
                 "maas", self.base_url, reason, detail=detail, attempt=attempt, state=state,
                 target=target.describe(), retry_in=retry_in,
             )

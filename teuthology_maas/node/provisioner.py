@@ -41,6 +41,7 @@ from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
 from teuthology_maas.node.forensics import collect, failure
 from teuthology_maas.node.ownership import Authority, LockHolder, Stamp, Tag
 from teuthology_maas.node.quarantine import quarantine_text
+from teuthology_maas.node.region import node_region
 from teuthology_maas.node.ssh import verify_ssh
 
 __all__ = ["MaasProvisioner", "split_name"]
@@ -95,7 +96,11 @@ class MaasProvisioner:
             raise TypeError("MaasProvisioner: give a client or an endpoint, not both")
         if config is None:
             config = endpoint.config if endpoint is not None else None
-        self.config = config if config is not None else MaasConfig.load()
+        config = config if config is not None else MaasConfig.load()
+        if endpoint is None and client is None:
+            # `maas: regions:`: the MAAS installation this node's type belongs to.
+            config = node_region(config, self.shortname, machine_type)
+        self.config = config
         # Everything per MAAS endpoint (client, user name, poller ...) is shared in-process.
         self.endpoint = endpoint or endpoint_for(self.config, client=client)
         self.client = self.endpoint.client

@@ -104,7 +104,11 @@ def load_config() -> MaasConfig:
     entry, if a list) and `ssh_config_path` are used, if those files exist: teuthology only
     uses them when they do, and the node must be reachable the way teuthology reaches it.
     """
-    cfg = MaasConfig.from_teuthology(teuthology_config)
+    # with `maas: regions:`, each region's own settings get the same fall-backs
+    return MaasConfig.from_teuthology(teuthology_config).map_regions(_ssh_fallbacks)
+
+
+def _ssh_fallbacks(cfg: MaasConfig) -> MaasConfig:
     updates: dict[str, Any] = {}
     ssh_key = _top("ssh_key")
     if isinstance(ssh_key, list | tuple):
@@ -363,8 +367,9 @@ def _release_orphans() -> None:
             log.warning("%s: release requested; not waited for (%.0f s spent at exit)",
                         provisioner.name, EXIT_RELEASE_TIMEOUT)
             continue
+        region = provisioner.config  # the node's own MAAS region's settings (maas: regions:)
         provisioner.config = dataclasses.replace(
-            base, release_timeout=min(base.release_timeout, remaining)
+            region, release_timeout=min(region.release_timeout, remaining)
         )
         try:
             provisioner.release(authority=authority)
