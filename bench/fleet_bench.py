@@ -1,234 +1,172 @@
-"""Fleet benchmark: our MaasProvisioner against upstream teuthology's MAAS, N nodes at once.
+"""Fleet benchmark: our provisioner against upstream teuthology 1.3.0's MAAS code, in the shapes
+a lab runs, through the real entry point.
 
-For N = 1, 10, 50, 200 nodes and each implementation, one child process reimages N simulated
-machines concurrently (one thread/greenlet per node calling create(), under gevent as inside
-teuthology) against a fresh simulator whose clock runs `--factor` times faster than real time.
-Every machine gets a deploy time drawn from 8-15 simulated minutes (same draws for both
-implementations). Measured:
+A shape is K processes x k nodes started together: 25x2 is the dispatcher's (one supervisor
+per job, a few nodes each), 1x1 a lone job, 1xN teuthology-lock --lock-many. Each process
+(bench/_fleet_child.py) imports teuthology as teuthology-supervisor does and calls
+teuthology.provision.maas.MAAS(fqdn, "ubuntu", "22.04").create() for its nodes at once; with
+our activation hook on that is our adapter, with TEUTHOLOGY_MAAS_ACTIVATE=0 upstream's class.
+Every run has a fresh simulator whose clock runs `--factor` times faster than real time, and
+both sides sleep scaled by the same factor. Each shape runs for several seeds; a seed fixes
+the lab (every node's deploy timings), the same for both sides. Measured per run
+(bench/_fleet_run.py): added latency per node, MAAS requests and machines rendered per node,
+peak RSS per process, CPU while provisioning. Printed: a table per shape and side with the
+spread over seeds, ours/upstream ratios, one MET/MISSED line per target of issue 14, and where
+the requests go for the lone node and the production shape. docs/performance.md: the method.
 
-(a) added latency per node = the moment create() returned minus the moment MAAS reached
-    Deployed (the simulator's "Deployed" event time), in unscaled seconds: the part spent
-    waiting for the status read that saw Deployed is sleeping, which the benchmark scaled
-    down, so it is multiplied back by the factor; the rest (that read, the lock call, the
-    return) is real work and counted as measured. The naive figure (everything x factor) is in
-    the JSON output as `naive_p95`.
-(b) MAAS requests per node, from the simulator's request log;
-(c) peak RSS and CPU seconds of the child process (os.wait4 resource usage); CPU % is CPU
-    seconds over the run's unscaled duration.
-
-Usage: python bench/fleet_bench.py [--quick] [--sizes 1,10,50,200] [--factor 20] [--json out]
+Usage: python bench/fleet_bench.py [--quick] [--shapes 1x1,25x2,50,200,1000] [--seeds 3]
+         [--lone-seeds 10] [--factor 40] [--timing noisy|fixed] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
-import subprocess
 import sys
-import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fleet_stats import Variant, ratios, request_breakdown, table, targets
+from _fleet_model import TIMINGS, Shape, describe
+from _fleet_run import Run, run
+from _fleet_stats import Side, fmt, percentile, ratios, table, where_requests_go
+from _fleet_targets import targets
 
-from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
-
-CHILD = Path(__file__).resolve().parent / "_fleet_child.py"
-DEPLOY_MIN, DEPLOY_MAX = 8 * 60.0, 15 * 60.0
-LAB_DOMAIN = "bench.test"
-# Any syntactically valid key: nothing logs in (SSH verification is stubbed in both).
-PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJbenchmarkbenchmarkbenchmarkbenchmark00 bench"
-
-
-def deploy_times(n: int, seed: int) -> list[float]:
-    rng = random.Random(seed * 1000 + n)
-    return [rng.uniform(DEPLOY_MIN, DEPLOY_MAX) for _ in range(n)]
+FULL_SHAPES = "1x1,25x2,50,200,1000"
+QUICK_SHAPES = "1x1,25x2,50,200"
+LONE_NODE, PRODUCTION = "1x1", "25x2"
 
 
-def inventory_for(durations: list[float]) -> Inventory:
-    machines = [
-        {
-            "hostname": f"bench{i:03d}",
-            "tags": ["bench"],
-            "pool": "bench",
-            "timings": {"deploying": round(seconds, 3)},
-        }
-        for i, seconds in enumerate(durations)
-    ]
-    return Inventory.from_mapping({"machines": machines, "seed": 1})
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"shapes {QUICK_SHAPES}, 1 seed (lone node 3) at factor 60: "
+                        "about 3 minutes, to check the bench works, not to judge targets")
+    parser.add_argument("--shapes", help=f"PROCESSESxNODES or a node count for one process, "
+                        f"comma-separated (default {FULL_SHAPES})")
+    parser.add_argument("--seeds", type=int, help="seeds per shape (default 3; --quick 1)")
+    parser.add_argument("--lone-seeds", type=int,
+                        help="seeds for the lone node, 1x1 (default 10; --quick 3)")
+    parser.add_argument("--factor", type=float,
+                        help="simulated seconds per real second (default 40; --quick 60)")
+    parser.add_argument("--big-factor", type=float, default=60.0,
+                        help="factor for shapes of 1000 nodes or more (default 60)")
+    parser.add_argument("--timing", choices=TIMINGS, default="noisy",
+                        help="noisy: per-node reboot of 90-240 s, jittered progress (default); "
+                        "fixed: progress at fixed fractions of the deploy")
+    parser.add_argument("--impl", default="ours,upstream", help="ours, upstream or both")
+    parser.add_argument("--upstream-max-nodes", type=int, default=200,
+                        help="upstream is not run for larger shapes: each of its nodes polls on "
+                        "its own, which at N=1000 and these factors is more than the "
+                        "simulator can serve (default 200)")
+    parser.add_argument("--parallel", type=int, default=4,
+                        help="lone-node runs at once, each with its own simulator (default 4)")
+    parser.add_argument("--json", type=Path, help="write every figure to this file")
+    return parser.parse_args(argv)  # fmt: skip
 
 
-def _request_kind(record: Any) -> str:
-    method = str(getattr(record, "method", "?"))
-    path = str(getattr(record, "path", ""))
-    op = getattr(record, "op", None)
-    system_id = getattr(record, "system_id", None)
-    if "machines/" in path and not system_id and not op and method == "GET":
-        param_list = getattr(record, "param_list", None)
-        if callable(param_list) and param_list("hostname"):
-            return "GET machines/?hostname= (lookup)"
-        return "GET machines/ (list)"
-    if system_id and not op and method == "GET":
-        return "GET machines/<id>/"
-    resource = path.rstrip("/").split("/")[-1] if not system_id else "machines/<id>"
-    return f"{method} {resource}" + (f" op={op}" if op else "")
+def plan(args: argparse.Namespace) -> list[tuple[Shape, str, int, float]]:
+    shapes = [Shape.parse(s) for s in (args.shapes or (
+        QUICK_SHAPES if args.quick else FULL_SHAPES)).split(",") if s.strip()]  # fmt: skip
+    seeds = args.seeds or (1 if args.quick else 3)
+    lone_seeds = args.lone_seeds or (3 if args.quick else 10)
+    factor = args.factor or (60.0 if args.quick else 40.0)
+    impls = [i.strip() for i in args.impl.split(",") if i.strip()]
+    unknown = set(impls) - {"ours", "upstream"}
+    if unknown:
+        raise SystemExit(f"--impl: unknown {sorted(unknown)}; expected ours and/or upstream")
+    runs = []
+    for shape in shapes:
+        shape_factor = args.big_factor if shape.nodes >= 1000 else factor
+        for seed in range(1, (lone_seeds if shape.lone else seeds) + 1):
+            for impl in impls:
+                if impl == "upstream" and shape.nodes > args.upstream_max_nodes:
+                    continue
+                runs.append((shape, impl, seed, shape_factor))
+    return runs
 
 
-def deployed_times(sim: Simulator, real0: float, sim0: float, factor: float) -> dict[str, float]:
-    """When each machine reached Deployed, in this process's monotonic seconds. The event log
-    keeps the exact simulated time of each step (the API's `created` has whole seconds)."""
-    deployed: dict[str, float] = {}
-    with sim.state.lock:
-        for record in sim.state.machines.values():
-            for event in sim.state.events.for_node(record.system_id):
-                if event.type == "Deployed":
-                    deployed[record.hostname] = real0 + (event.created - sim0) / factor
-    return deployed
+def one(shape: Shape, impl: str, seed: int, factor: float, timing: str) -> Run:
+    started = time.monotonic()
+    try:
+        result = run(shape, impl, seed, factor, timing)
+    except Exception as exc:  # one broken run must not lose the figures of the others
+        result = Run(shape.name, impl, seed, factor, shape.nodes, shape.processes)
+        result.errors.append(f"{type(exc).__name__}: {exc}")
+    print(
+        f"  {impl:<9} {shape.name:<7} seed {seed:<3} {time.monotonic() - started:6.1f} s: "
+        f"{result.ok}/{shape.nodes} ok, {result.requests / shape.nodes:6.1f} req/node, "
+        f"{result.rendered / shape.nodes:6.1f} rendered/node, "
+        f"p95 {fmt(percentile(result.latencies, 0.95))} s",
+        flush=True,
+    )
+    for error in result.errors[:3]:
+        print(f"    error: {error[:1500]}", flush=True)
+    return result
 
 
-def run_variant(impl: str, durations: list[float], factor: float, mode: str) -> Variant:
-    n = len(durations)
-    variant = Variant(impl=impl, nodes=n, factor=factor)
-    clock = ScaledClock(factor)
-    # The same instant on both clocks, to turn simulated event times into monotonic seconds.
-    real0, sim0 = time.monotonic(), clock.now()
-    sim = Simulator(inventory_for(durations), clock=clock)
-    with sim.serve() as server, tempfile.TemporaryFile() as stderr:
-        job = {
-            "impl": impl,
-            "mode": mode,
-            "factor": factor,
-            "api_url": server.api_url,
-            "api_key": sim.api_key("teuthology"),
-            "lab_domain": LAB_DOMAIN,
-            "ssh_public_key": PUBLIC_KEY,
-            "hostnames": [f"bench{i:03d}" for i in range(n)],
-        }
-        spawned = time.monotonic()
-        # Upstream must run teuthology's own MAAS code, not our activation hook's dispatchers.
-        env = dict(os.environ, TEUTHOLOGY_MAAS_ACTIVATE="0" if impl == "upstream" else "1")
-        child = subprocess.Popen(
-            [sys.executable, str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=stderr, env=env,
-        )  # fmt: skip
-        assert child.stdin is not None and child.stdout is not None
-        try:
-            child.stdin.write(json.dumps(job).encode())
-            child.stdin.close()
-            output = child.stdout.read()
-            # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would mix variants).
-            _, status, usage = os.wait4(child.pid, 0)
-        except BaseException:
-            # Interrupted (Ctrl-C): the child must not outlive the simulator it talks to.
-            child.kill()
-            child.wait()
-            raise
-        child.returncode = os.waitstatus_to_exitcode(status)
-        exited = time.monotonic()
-        if child.returncode != 0:
-            stderr.seek(0)
-            raise SystemExit(
-                f"{impl} N={n}: the provisioning process failed ({child.returncode}):\n"
-                + stderr.read().decode(errors="replace")[-4000:]
-            )
-        result = json.loads(output.decode().strip().splitlines()[-1])
-        log = list(sim.request_log)
-        deployed = deployed_times(sim, real0, sim0, factor)
-    variant.requests = len(log)
-    for record in log:
-        kind = _request_kind(record)
-        variant.request_kinds[kind] = variant.request_kinds.get(kind, 0) + 1
-    variant.notes = result.get("notes", [])
-    variant.poller = result.get("poller", {})
-    for node in result["nodes"]:
-        if node.get("error"):
-            variant.errors.append(f"{node['hostname']}: {node['error']}")
-            continue
-        done = deployed.get(node["hostname"])
-        noticed = node.get("noticed")
-        if done is None or noticed is None:
-            variant.errors.append(f"{node['hostname']}: no Deployed event / status read")
-            continue
-        variant.ok += 1
-        wait = max(0.0, noticed - done) * factor
-        work = node["returned"] - max(noticed, done)
-        variant.waits.append(wait)
-        variant.works.append(work)
-        variant.latencies.append(wait + work)
-        variant.naive.append((node["returned"] - done) * factor)
-    variant.cpu_seconds = usage.ru_utime + usage.ru_stime
-    variant.peak_rss_mb = usage.ru_maxrss / 1024.0  # KiB on Linux
-    began, ended = result["began"], result["ended"]
-    variant.wall_real = exited - spawned
-    variant.wall_unscaled = (began - spawned) + (ended - began) * factor + (exited - ended)
-    return variant
+def execute(runs: list[tuple[Shape, str, int, float]], args: argparse.Namespace) -> list[Run]:
+    done: list[Run] = []
+    lone = [r for r in runs if r[0].lone]
+    if lone:
+        # Lone nodes barely load the machine; several at once, each with its own simulator.
+        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+            done += list(pool.map(lambda r: one(*r, args.timing), lone))
+    for shape, impl, seed, factor in (r for r in runs if not r[0].lone):
+        done.append(one(shape, impl, seed, factor, args.timing))
+    return done
+
+
+def report(done: list[Run], args: argparse.Namespace, began: float) -> list[Side]:
+    sides: dict[tuple[str, str], Side] = {}
+    for result in done:
+        sides.setdefault((result.shape, result.impl), Side(result.shape, result.impl, []))
+        sides[(result.shape, result.impl)].runs.append(result)
+    ordered = list(sides.values())
+    print()
+    print("Per shape and side: spreads are min/median/max over the seeds; latencies are in "
+          "unscaled seconds, p50/p95 over every node of every seed; CPU % of one core over "
+          "the unscaled provisioning time, all processes of a run together.")  # fmt: skip
+    print(table(ordered))
+    print()
+    print(ratios(ordered))
+    print()
+    print("Targets (issue 14):")
+    print(targets(ordered))
+    for shape, title in ((LONE_NODE, "a lone node"), (PRODUCTION, "the production shape")):
+        breakdown = where_requests_go(ordered, shape)
+        if breakdown:
+            print()
+            print(f"Where requests go, {title}:")
+            print(breakdown)
+    print()
+    print("How it was driven:")
+    print(f"  - timing model {describe(args.timing)}")
+    for note in dict.fromkeys(n for r in done for n in r.notes):
+        print(f"  - {note}")
+    if any(r.nodes > args.upstream_max_nodes for r in done):
+        print(f"  - upstream not run above {args.upstream_max_nodes} nodes (--upstream-max-nodes)")
+    print(f"  - total {time.monotonic() - began:.0f} s; see docs/performance.md for the method")
+    return ordered
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="N = 1, 10, 50 at factor 60 (about 2 minutes)")
-    parser.add_argument("--sizes", help="comma-separated node counts (default 1,10,50,200)")
-    parser.add_argument("--factor", type=float,
-                        help="simulated seconds per real second (default 20; --quick 60)")
-    parser.add_argument("--impl", default="ours,upstream", help="ours, upstream or both")
-    parser.add_argument("--mode", choices=("gevent", "threads"), default="gevent",
-                        help="gevent: import teuthology first, as in production (default); "
-                        "threads: our side on native threads (upstream always needs gevent)")
-    parser.add_argument("--seed", type=int, default=6)
-    parser.add_argument("--json", type=Path, help="write every figure to this file")
-    args = parser.parse_args(argv)  # fmt: skip
-
-    default_sizes = "1,10,50" if args.quick else "1,10,50,200"
-    sizes = [int(s) for s in (args.sizes or default_sizes).split(",")]
-    factor = args.factor or (60.0 if args.quick else 20.0)
-    impls = [i.strip() for i in args.impl.split(",") if i.strip()]
-    print(
-        f"fleet benchmark: N={sizes}, time factor {factor:g} (deploys of "
-        f"{DEPLOY_MIN / 60:.0f}-{DEPLOY_MAX / 60:.0f} simulated min = "
-        f"{DEPLOY_MIN / factor:.0f}-{DEPLOY_MAX / factor:.0f} s real), mode {args.mode}",
-        flush=True,
-    )
-    variants: list[Variant] = []
-    for n in sizes:
-        durations = deploy_times(n, args.seed)
-        for impl in impls:
-            started = time.monotonic()
-            variant = run_variant(impl, durations, factor, args.mode)
-            variants.append(variant)
-            print(
-                f"  {impl:<9} N={n:<4} done in {time.monotonic() - started:5.1f} s: "
-                f"{variant.ok}/{n} deployed, {variant.requests_per_node:.1f} requests/node",
-                flush=True,
-            )
-            for error in variant.errors[:3]:
-                print(f"    error: {error}", flush=True)
-    print()
-    print(table(variants))
-    print()
-    print(ratios(variants))
-    print()
-    print(targets(variants))
-    print()
-    breakdown_at = 50 if 50 in sizes else max(sizes)
-    print(request_breakdown(variants, breakdown_at))
-    print()
-    print("How it was driven:")
-    for note in dict.fromkeys(n for v in variants for n in v.notes):
-        print(f"  - {note}")
-    print(
-        "  - latency = (status read that saw Deployed - MAAS Deployed) x factor + (create() "
-        "return - that read) unscaled; see docs/performance.md"
-    )
+    args = parse_args(argv)
+    runs = plan(args)
+    began = time.monotonic()
+    shapes = ", ".join(dict.fromkeys(f"{s.name} ({s.label()})" for s, *_ in runs))
+    factors = ", ".join(f"{f:g}" for f in sorted({f for *_, f in runs}))
+    print(f"fleet benchmark: {len(runs)} runs; shapes {shapes}; time factor {factors}; "
+          f"timing {args.timing}", flush=True)  # fmt: skip
+    done = execute(runs, args)
+    sides = report(done, args, began)
     if args.json:
-        args.json.write_text(json.dumps([v.as_dict() for v in variants], indent=2))
+        figures = {"timing": args.timing, "sides": [s.as_dict() for s in sides]}
+        args.json.write_text(json.dumps(figures, indent=2))
         print(f"figures written to {args.json}")
-    return 0
+    return 1 if any(r.ok < r.nodes for r in done) else 0
 
 
 if __name__ == "__main__":
