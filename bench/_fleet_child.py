@@ -47,6 +47,9 @@ FACTOR: float = float(JOB["factor"])
 SSH_ROOT = Path(JOB["ssh_root"])
 NOTES: list[str] = []
 _real_sleep = time.sleep
+# SSH functions of teuthology_maas.node.ssh -> their file-backed doubles in
+# teuthology_maas.testing.simulated_ssh (each takes the simulator's ssh_root).
+SSH_SEAMS = {"verify_ssh": "verify_ssh_from_files", "probe_ready": "probe_from_files"}
 
 
 def scaled_intervals() -> dict[str, float]:
@@ -98,20 +101,31 @@ def use_simulated_ssh() -> None:
     Deployed: our key, the cloud-init sentinel, os-release), on both sides."""
     if OURS:
         # What the activation's dispatcher imports on the first call, imported now so that
-        # the modules holding verify_ssh are there to patch.
+        # the modules holding the SSH functions are there to patch.
         import teuthology_maas.teuthology.adapter  # noqa: F401
         from teuthology_maas.node import ssh
-        from teuthology_maas.testing.simulated_ssh import verify_ssh_from_files
+        from teuthology_maas.testing import simulated_ssh
 
-        fake = verify_ssh_from_files(SSH_ROOT)
-        real = ssh.verify_ssh
-        # Every module that imported the real function by name gets the file-backed one.
-        patched = []
-        for name, module in list(sys.modules.items()):
-            if name.startswith("teuthology_maas") and getattr(module, "verify_ssh", None) is real:
-                module.verify_ssh = fake  # type: ignore[attr-defined]
-                patched.append(name)
-        NOTES.append(f"ours: verify_ssh reads the simulator's node files ({', '.join(patched)})")
+        for real_name, double_name in SSH_SEAMS.items():
+            real = getattr(ssh, real_name, None)
+            if real is None:
+                continue
+            factory = getattr(simulated_ssh, double_name, None)
+            if factory is None:
+                NOTES.append(f"ours: node.ssh.{real_name} has no file-backed double "
+                             f"(testing.simulated_ssh.{double_name}): left as it is")  # fmt: skip
+                continue
+            fake = factory(SSH_ROOT)
+            # Every module that imported the real function by name gets the file-backed one.
+            patched = [
+                name
+                for name, module in list(sys.modules.items())
+                if name.startswith("teuthology_maas") and getattr(module, real_name, None) is real
+            ]
+            for name in patched:
+                setattr(sys.modules[name], real_name, fake)
+            NOTES.append(f"ours: {real_name} reads the simulator's node files "
+                         f"({', '.join(patched)})")  # fmt: skip
         return
     from teuthology.orchestra.opsys import OS
 

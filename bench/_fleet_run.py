@@ -112,10 +112,11 @@ class _Child:
 
 
 def _environment(impl: str, home: Path) -> dict[str, str]:
-    # A host of its own per run: whatever the library keeps per host (files, sockets under
-    # $HOME, $XDG_*, $TMPDIR) is shared by the run's processes and by nobody else.
-    dirs = {name: home / name.lower() for name in ("XDG_RUNTIME_DIR", "XDG_CACHE_HOME",
-                                                   "XDG_STATE_HOME", "TMPDIR")}  # fmt: skip
+    # The host: whatever the library keeps per host (files and sockets under $HOME, $XDG_*,
+    # $TMPDIR) is shared by the processes given the same home, and by nobody else.
+    names = {"XDG_RUNTIME_DIR": "run", "XDG_CACHE_HOME": "cache", "XDG_STATE_HOME": "state",
+             "TMPDIR": "tmp"}  # fmt: skip
+    dirs = {name: home / short for name, short in names.items()}
     for path in dirs.values():
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = dict(os.environ, HOME=str(home), **{k: str(v) for k, v in dirs.items()})
@@ -124,21 +125,26 @@ def _environment(impl: str, home: Path) -> dict[str, str]:
     return env
 
 
-def run(shape: Shape, impl: str, seed: int, factor: float, model: str) -> Run:
+def run(
+    shape: Shape, impl: str, seed: int, factor: float, model: str, host: Path | None = None
+) -> Run:
+    """One run. `host`: the home directory of the host the processes run on (a lab host that
+    has run jobs before); None: a fresh one for this run."""
     result = Run(shape.name, impl, seed, factor, shape.nodes, shape.processes)
     clock = ScaledClock(factor)
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         sim = Simulator(inventory_for(shape, model, seed), clock=clock, ssh_root=Path(tmp, "ssh"))
         with sim.serve() as server:
-            _drive(result, sim, server.api_url, Path(tmp), shape, clock)
+            _drive(result, sim, server.api_url, Path(tmp), shape, clock, host or Path(tmp, "h"))
     return result
 
 
 def _drive(
-    result: Run, sim: Simulator, api_url: str, tmp: Path, shape: Shape, clock: ScaledClock
-) -> None:
+    result: Run, sim: Simulator, api_url: str, tmp: Path, shape: Shape, clock: ScaledClock,
+    host: Path,
+) -> None:  # fmt: skip
     impl, factor = result.impl, result.factor
-    env = _environment(impl, tmp / "home")
+    env = _environment(impl, host)
     common = {
         "impl": impl, "factor": factor, "api_url": api_url,
         "api_key": sim.api_key("teuthology"), "lab_domain": LAB_DOMAIN,

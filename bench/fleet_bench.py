@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,8 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="upstream is not run for larger shapes: each of its nodes polls on "
                         "its own, which at N=1000 and these factors is more than the "
                         "simulator can serve (default 200)")
-    parser.add_argument("--parallel", type=int, default=4,
-                        help="lone-node runs at once, each with its own simulator (default 4)")
+    parser.add_argument("--host-state", choices=("warm", "fresh"), default="warm",
+                        help="warm: all runs of a side share one host home (host store, "
+                        "sockets), as on a lab host that has run jobs before (default); "
+                        "fresh: every run on a host of its own")
+    parser.add_argument("--parallel", type=int, default=5,
+                        help="lone-node runs at once, each with its own simulator (default 5)")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     return parser.parse_args(argv)  # fmt: skip
 
@@ -88,10 +93,11 @@ def plan(args: argparse.Namespace) -> list[tuple[Shape, str, int, float]]:
     return runs
 
 
-def one(shape: Shape, impl: str, seed: int, factor: float, timing: str) -> Run:
+def one(shape: Shape, impl: str, seed: int, factor: float, args: argparse.Namespace) -> Run:
     started = time.monotonic()
+    host = args.hosts / impl if args.host_state == "warm" else None
     try:
-        result = run(shape, impl, seed, factor, timing)
+        result = run(shape, impl, seed, factor, args.timing, host)
     except Exception as exc:  # one broken run must not lose the figures of the others
         result = Run(shape.name, impl, seed, factor, shape.nodes, shape.processes)
         result.errors.append(f"{type(exc).__name__}: {exc}")
@@ -113,9 +119,9 @@ def execute(runs: list[tuple[Shape, str, int, float]], args: argparse.Namespace)
     if lone:
         # Lone nodes barely load the machine; several at once, each with its own simulator.
         with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-            done += list(pool.map(lambda r: one(*r, args.timing), lone))
+            done += list(pool.map(lambda r: one(*r, args), lone))
     for shape, impl, seed, factor in (r for r in runs if not r[0].lone):
-        done.append(one(shape, impl, seed, factor, args.timing))
+        done.append(one(shape, impl, seed, factor, args))
     return done
 
 
@@ -144,6 +150,10 @@ def report(done: list[Run], args: argparse.Namespace, began: float) -> list[Side
     print()
     print("How it was driven:")
     print(f"  - timing model {describe(args.timing)}")
+    print("  - host state: " + (
+        "warm (the runs of a side share one host home: host store, sockets), in the order run: "
+        "lone-node runs first, then the others" if args.host_state == "warm"
+        else "fresh (every run on a host of its own)"))  # fmt: skip
     for note in dict.fromkeys(n for r in done for n in r.notes):
         print(f"  - {note}")
     if any(r.nodes > args.upstream_max_nodes for r in done):
@@ -160,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     factors = ", ".join(f"{f:g}" for f in sorted({f for *_, f in runs}))
     print(f"fleet benchmark: {len(runs)} runs; shapes {shapes}; time factor {factors}; "
           f"timing {args.timing}", flush=True)  # fmt: skip
-    done = execute(runs, args)
+    with tempfile.TemporaryDirectory(prefix="fleet-hosts-") as hosts:
+        args.hosts = Path(hosts)
+        done = execute(runs, args)
     sides = report(done, args, began)
     if args.json:
         figures = {"timing": args.timing, "sides": [s.as_dict() for s in sides]}
