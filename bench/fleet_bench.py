@@ -38,6 +38,7 @@ from _fleet_targets import targets
 FULL_SHAPES = "1x1,25x2,50,200,1000"
 QUICK_SHAPES = "1x1,25x2,50,200"
 LONE_NODE, PRODUCTION = "1x1", "25x2"
+BIG = 1000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,15 +54,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--factor", type=float,
                         help="simulated seconds per real second (default 40; --quick 60)")
     parser.add_argument("--big-factor", type=float, default=60.0,
-                        help="factor for shapes of 1000 nodes or more (default 60)")
+                        help=f"factor for shapes of {BIG} nodes or more (default 60)")
+    parser.add_argument("--big-seeds", type=int, default=1,
+                        help=f"seeds for shapes of {BIG} nodes or more (default 1: a thousand "
+                        "latency samples, ours only; more seeds cost about a minute each)")
     parser.add_argument("--timing", choices=TIMINGS, default="noisy",
                         help="noisy: per-node reboot of 90-240 s, jittered progress (default); "
                         "fixed: progress at fixed fractions of the deploy")
     parser.add_argument("--impl", default="ours,upstream", help="ours, upstream or both")
     parser.add_argument("--upstream-max-nodes", type=int, default=200,
-                        help="upstream is not run for larger shapes: each of its nodes polls on "
-                        "its own, which at N=1000 and these factors is more than the "
-                        "simulator can serve (default 200)")
+                        help="upstream is not run for larger shapes: each of its nodes reads "
+                        "MAAS on its own every 60 s, at N=1000 and factor 60 about 1000 reads "
+                        "per real second, more than one simulator process serves (default 200)")
     parser.add_argument("--host-state", choices=("warm", "fresh"), default="warm",
                         help="warm: all runs of a side share one host home (host store, "
                         "sockets), as on a lab host that has run jobs before (default); "
@@ -84,8 +88,10 @@ def plan(args: argparse.Namespace) -> list[tuple[Shape, str, int, float]]:
         raise SystemExit(f"--impl: unknown {sorted(unknown)}; expected ours and/or upstream")
     runs = []
     for shape in shapes:
-        shape_factor = args.big_factor if shape.nodes >= 1000 else factor
-        for seed in range(1, (lone_seeds if shape.lone else seeds) + 1):
+        big = shape.nodes >= BIG
+        shape_factor = args.big_factor if big else factor
+        count = lone_seeds if shape.lone else args.big_seeds if big else seeds
+        for seed in range(1, count + 1):
             for impl in impls:
                 if impl == "upstream" and shape.nodes > args.upstream_max_nodes:
                     continue
