@@ -83,7 +83,7 @@ def configure() -> None:
         # safe_while sleeps through the module-level `time` of teuthology.contextutil.
         import teuthology.contextutil
 
-        teuthology.contextutil.time = types.SimpleNamespace(  # type: ignore[attr-defined]
+        teuthology.contextutil.time = types.SimpleNamespace(
             sleep=lambda seconds: _real_sleep(seconds / FACTOR)
         )
         NOTES.append(

@@ -103,8 +103,16 @@ class _Child:
         self.stdin.flush()
 
     def line(self) -> dict[str, Any] | None:
-        raw = self.stdout.readline()
-        return json.loads(raw) if raw.strip() else None
+        """The child's next JSON object; None when it exited first. Anything else it prints
+        on stdout (a library's stray print) is skipped."""
+        for raw in iter(self.stdout.readline, b""):
+            if raw.startswith(b"{"):
+                try:
+                    message: dict[str, Any] = json.loads(raw)
+                except ValueError:
+                    continue
+                return message
+        return None
 
     def tail(self) -> str:
         self.stderr.seek(0)
@@ -155,7 +163,12 @@ def _drive(
     # Generous: start-up under load, the longest deploy, upstream's last 60 s sleep, N nodes.
     deadline = 180 + (DEPLOY_MAX + 900) / factor + 0.2 * shape.nodes
     children: list[_Child] = []
-    watchdog = threading.Timer(deadline, lambda: [c.proc.kill() for c in children])
+
+    def kill_all() -> None:
+        for child in children:
+            child.proc.kill()
+
+    watchdog = threading.Timer(deadline, kill_all)
     watchdog.start()
     with contextlib.ExitStack() as files:
         try:

@@ -125,7 +125,7 @@ def execute(runs: list[tuple[Shape, str, int, float]], args: argparse.Namespace)
     if lone:
         # Lone nodes barely load the machine; several at once, each with its own simulator.
         with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-            done += list(pool.map(lambda r: one(*r, args), lone))
+            done += list(pool.map(lambda r: one(r[0], r[1], r[2], r[3], args), lone))
     for shape, impl, seed, factor in (r for r in runs if not r[0].lone):
         done.append(one(shape, impl, seed, factor, args))
     return done
