@@ -182,6 +182,9 @@ def _drive(
                 if child.proc.returncode is None:
                     child.proc.kill()
                     child.proc.wait()
+                for pipe in (child.stdin, child.stdout):
+                    with contextlib.suppress(OSError):
+                        pipe.close()
     result.wall_real = time.monotonic() - spawned
     log = list(sim.request_log)
     _count_requests(result, log)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fleet_model import TIMINGS, Shape, describe
+from _fleet_model import DEPLOY_MAX, TIMINGS, Shape, describe
 from _fleet_run import Run, run
 from _fleet_stats import Side, fmt, percentile, ratios, table, where_requests_go
 from _fleet_targets import targets
@@ -97,6 +97,18 @@ def plan(args: argparse.Namespace) -> list[tuple[Shape, str, int, float]]:
                     continue
                 runs.append((shape, impl, seed, shape_factor))
     return runs
+
+
+def planned_seconds(runs: list[tuple[Shape, str, int, float]], parallel: int) -> float:
+    """A rough wall time on an idle 2-core machine: the longest deployment (plus upstream's
+    last 60 s sleep) over the factor, plus start-up (about 0.7 s of teuthology imports per
+    process on 2 cores) and the simulator's work for large N; lone-node runs overlap."""
+
+    def seconds(shape: Shape, factor: float) -> float:
+        return (DEPLOY_MAX + 60) / factor + 3 + 0.7 * shape.processes + 0.03 * shape.nodes
+
+    lone = sum(seconds(s, f) for s, _, _, f in runs if s.lone) / max(1, parallel)
+    return lone + sum(seconds(s, f) for s, _, _, f in runs if not s.lone)
 
 
 def one(shape: Shape, impl: str, seed: int, factor: float, args: argparse.Namespace) -> Run:
@@ -175,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     shapes = ", ".join(dict.fromkeys(f"{s.name} ({s.label()})" for s, *_ in runs))
     factors = ", ".join(f"{f:g}" for f in sorted({f for *_, f in runs}))
     print(f"fleet benchmark: {len(runs)} runs; shapes {shapes}; time factor {factors}; "
-          f"timing {args.timing}", flush=True)  # fmt: skip
+          f"timing {args.timing}; about {planned_seconds(runs, args.parallel) / 60:.0f} min on "
+          "an idle 2-core machine", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="fleet-hosts-") as hosts:
         args.hosts = Path(hosts)
         done = execute(runs, args)
