@@ -88,7 +88,9 @@ def node_timings(model: str, seed: int, index: int) -> dict[str, float]:
     return timings
 
 
-def inventory_for(shape: Shape, model: str, seed: int) -> Inventory:
+def inventory_for(shape: Shape, model: str, seed: int, api_key: str | None = None) -> Inventory:
+    """The run's lab; `api_key`: the `teuthology` user's key (one key for every run on a host,
+    as in a lab), or a fresh one."""
     machines: list[dict[str, Any]] = [
         {
             "hostname": hostname,
@@ -99,6 +101,8 @@ def inventory_for(shape: Shape, model: str, seed: int) -> Inventory:
         for index, hostname in enumerate(h for group in shape.hostnames() for h in group)
     ]
     data: dict[str, Any] = {"machines": machines, "seed": seed}
+    if api_key is not None:
+        data["users"] = [{"username": "teuthology", "api_key": api_key}]
     if model == "noisy":
         data["timings"] = {"progress_jitter": PROGRESS_JITTER}
     return Inventory.from_mapping(data)

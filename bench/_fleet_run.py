@@ -27,13 +27,24 @@ from typing import IO, Any
 
 from _fleet_model import DEPLOY_MAX, MACHINE_TYPE, Shape, inventory_for
 
-from teuthology_maas.simulator import ScaledClock, Simulator
+from teuthology_maas.simulator import ScaledClock, ServerHandle, Simulator
 from teuthology_maas.simulator.app import RequestRecord
 
 CHILD = Path(__file__).resolve().parent / "_fleet_child.py"
 LAB_DOMAIN = "bench.test"
 # Any syntactically valid key: nothing logs in (SSH readiness is read from the node files).
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJbenchmarkbenchmarkbenchmarkbenchmark00 bench"
+
+
+@dataclass
+class Host:
+    """A lab host that runs jobs one after another against one MAAS: its home directory
+    (whatever the library keeps per host), and the MAAS endpoint and key its processes use,
+    the same for every run on it (port 0: any free one, then kept)."""
+
+    home: Path
+    api_key: str
+    port: int = 0
 
 
 @dataclass
@@ -134,17 +145,29 @@ def _environment(impl: str, home: Path) -> dict[str, str]:
 
 
 def run(
-    shape: Shape, impl: str, seed: int, factor: float, model: str, host: Path | None = None
+    shape: Shape, impl: str, seed: int, factor: float, model: str, host: Host | None = None
 ) -> Run:
-    """One run. `host`: the home directory of the host the processes run on (a lab host that
-    has run jobs before); None: a fresh one for this run."""
+    """One run, on `host` (None: a fresh host, endpoint and key for this run only)."""
     result = Run(shape.name, impl, seed, factor, shape.nodes, shape.processes)
     clock = ScaledClock(factor)
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
-        sim = Simulator(inventory_for(shape, model, seed), clock=clock, ssh_root=Path(tmp, "ssh"))
-        with sim.serve() as server:
-            _drive(result, sim, server.api_url, Path(tmp), shape, clock, host or Path(tmp, "h"))
+        lab = inventory_for(shape, model, seed, host.api_key if host else None)
+        sim = Simulator(lab, clock=clock, ssh_root=Path(tmp, "ssh"))
+        with _serve(sim, host) as server:
+            home = host.home if host else Path(tmp, "h")
+            _drive(result, sim, server.api_url, Path(tmp), shape, clock, home)
     return result
+
+
+def _serve(sim: Simulator, host: Host | None) -> ServerHandle:
+    if host is None:
+        return sim.serve()
+    try:
+        server = sim.serve(port=host.port)
+    except OSError:  # someone took the port meanwhile: the host's MAAS moves, once
+        server = sim.serve()
+    host.port = server.port
+    return server
 
 
 def _drive(

@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,12 +32,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _fleet_model import DEPLOY_MAX, TIMINGS, Shape, describe
-from _fleet_run import Run, run
+from _fleet_run import Host, Run, run
 from _fleet_stats import Side, fmt, percentile, ratios, table, where_requests_go
 from _fleet_targets import targets
 
+from teuthology_maas.simulator.inventory import generate_api_key
+
 FULL_SHAPES = "1x1,25x2,50,200,1000"
-QUICK_SHAPES = "1x1,25x2,50,200"
+QUICK_SHAPES = "1x1,25x2,50"
 LONE_NODE, PRODUCTION = "1x1", "25x2"
 BIG = 1000
 
@@ -67,9 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "MAAS on its own every 60 s, at N=1000 and factor 60 about 1000 reads "
                         "per real second, more than one simulator process serves (default 200)")
     parser.add_argument("--host-state", choices=("warm", "fresh"), default="warm",
-                        help="warm: all runs of a side share one host home (host store, "
-                        "sockets), as on a lab host that has run jobs before (default); "
-                        "fresh: every run on a host of its own")
+                        help="warm: runs go to lab hosts that keep their home (host store, "
+                        "sockets), MAAS endpoint and key, each having reimaged a node before "
+                        "(default); fresh: every run on a new host")
     parser.add_argument("--parallel", type=int, default=5,
                         help="lone-node runs at once, each with its own simulator (default 5)")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
@@ -99,21 +102,53 @@ def plan(args: argparse.Namespace) -> list[tuple[Shape, str, int, float]]:
     return runs
 
 
-def planned_seconds(runs: list[tuple[Shape, str, int, float]], parallel: int) -> float:
+def planned_seconds(
+    runs: list[tuple[Shape, str, int, float]], parallel: int, warm: bool
+) -> float:
     """A rough wall time on an idle 2-core machine: the longest deployment (plus upstream's
     last 60 s sleep) over the factor, plus start-up (about 0.7 s of teuthology imports per
-    process on 2 cores) and the simulator's work for large N; lone-node runs overlap."""
+    process on 2 cores) and the simulator's work for large N; lone-node runs overlap; the
+    warm-up runs of the hosts overlap too."""
 
     def seconds(shape: Shape, factor: float) -> float:
         return (DEPLOY_MAX + 60) / factor + 3 + 0.7 * shape.processes + 0.03 * shape.nodes
 
     lone = sum(seconds(s, f) for s, _, _, f in runs if s.lone) / max(1, parallel)
-    return lone + sum(seconds(s, f) for s, _, _, f in runs if not s.lone)
+    warmups = max((seconds(Shape(1, 1), f) for _, i, _, f in runs if i == "ours" and warm),
+                  default=0.0)  # fmt: skip
+    return warmups + lone + sum(seconds(s, f) for s, _, _, f in runs if not s.lone)
 
 
-def one(shape: Shape, impl: str, seed: int, factor: float, args: argparse.Namespace) -> Run:
+class Hosts:
+    """The lab hosts runs go to. warm: one per side and lane (a lane runs its runs one after
+    another), each keeping its home, MAAS endpoint and key for the whole invocation; on our
+    side each host first reimages one node, unmeasured, as a host that has run jobs before
+    has (upstream keeps nothing between processes). fresh: none, every run on a new host."""
+
+    def __init__(self, root: Path, warm: bool) -> None:
+        self.root, self.warm = root, warm
+        self._hosts: dict[tuple[str, int], Host] = {}
+        self._lock = threading.Lock()
+
+    def get(self, impl: str, lane: int) -> tuple[Host | None, bool]:
+        """(the host, whether it still needs its warm-up run)."""
+        if not self.warm:
+            return None, False
+        with self._lock:
+            key = (impl, lane)
+            fresh = key not in self._hosts
+            if fresh:
+                self._hosts[key] = Host(self.root / f"{impl}{lane}", generate_api_key())
+            return self._hosts[key], fresh and impl == "ours"
+
+
+def one(spec: tuple[Shape, str, int, float], args: argparse.Namespace, lane: int = 0) -> Run:
+    shape, impl, seed, factor = spec
+    host, cold = args.hosts.get(impl, lane)
+    if cold:
+        warmup = run(Shape(1, 1), impl, 0, factor, args.timing, host)
+        print(f"  {impl:<9} warm-up of host {lane}: {warmup.ok}/1 ok", flush=True)
     started = time.monotonic()
-    host = args.hosts / impl if args.host_state == "warm" else None
     try:
         result = run(shape, impl, seed, factor, args.timing, host)
     except Exception as exc:  # one broken run must not lose the figures of the others
@@ -135,11 +170,15 @@ def execute(runs: list[tuple[Shape, str, int, float]], args: argparse.Namespace)
     done: list[Run] = []
     lone = [r for r in runs if r[0].lone]
     if lone:
-        # Lone nodes barely load the machine; several at once, each with its own simulator.
-        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-            done += list(pool.map(lambda r: one(r[0], r[1], r[2], r[3], args), lone))
-    for shape, impl, seed, factor in (r for r in runs if not r[0].lone):
-        done.append(one(shape, impl, seed, factor, args))
+        # Lone nodes barely load the machine: several lanes at once, each with its own
+        # simulator per run, each lane's runs one after another.
+        count = max(1, min(args.parallel, len(lone)))
+        lanes = [lone[i::count] for i in range(count)]
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            for results in pool.map(lambda i: [one(r, args, i) for r in lanes[i]], range(count)):
+                done += results
+    for spec in (r for r in runs if not r[0].lone):
+        done.append(one(spec, args))
     return done
 
 
@@ -169,9 +208,10 @@ def report(done: list[Run], args: argparse.Namespace, began: float) -> list[Side
     print("How it was driven:")
     print(f"  - timing model {describe(args.timing)}")
     print("  - host state: " + (
-        "warm (the runs of a side share one host home: host store, sockets), in the order run: "
-        "lone-node runs first, then the others" if args.host_state == "warm"
-        else "fresh (every run on a host of its own)"))  # fmt: skip
+        f"warm (each host keeps its home, MAAS endpoint and key across its runs; our side's "
+        f"hosts each reimaged one node first, unmeasured; {args.parallel} lone-node lanes, the "
+        "other shapes on lane 0's hosts)" if args.host_state == "warm"
+        else "fresh (every run on a new host, endpoint and key)"))  # fmt: skip
     for note in dict.fromkeys(n for r in done for n in r.notes):
         print(f"  - {note}")
     if any(r.nodes > args.upstream_max_nodes for r in done):
@@ -186,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     shapes = ", ".join(dict.fromkeys(f"{s.name} ({s.label()})" for s, *_ in runs))
     factors = ", ".join(f"{f:g}" for f in sorted({f for *_, f in runs}))
+    planned = planned_seconds(runs, args.parallel, args.host_state == "warm")
     print(f"fleet benchmark: {len(runs)} runs; shapes {shapes}; time factor {factors}; "
-          f"timing {args.timing}; about {planned_seconds(runs, args.parallel) / 60:.0f} min on "
-          "an idle 2-core machine", flush=True)  # fmt: skip
+          f"timing {args.timing}; about {planned / 60:.0f} min on an idle 2-core machine",
+          flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="fleet-hosts-") as hosts:
-        args.hosts = Path(hosts)
+        args.hosts = Hosts(Path(hosts), warm=args.host_state == "warm")
         done = execute(runs, args)
     sides = report(done, args, began)
     if args.json:
