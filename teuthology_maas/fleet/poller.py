@@ -18,7 +18,8 @@ from teuthology_maas.errors import (
     MaasPermissionDenied,
     MachineNotFound,
 )
-from teuthology_maas.fleet.estimate import FinishEstimator
+from teuthology_maas.fleet import schedule
+from teuthology_maas.fleet.estimate import Bracket, FinishEstimator
 from teuthology_maas.fleet.policy import TickPolicy
 from teuthology_maas.fleet.waiter import PollerStats, Waiter
 from teuthology_maas.models import Machine, NodeStatus
@@ -38,6 +39,9 @@ _PERMANENT_ERRORS: tuple[type[MaasError], ...] = (
 )
 
 OnChange = Callable[[Machine], None]
+# Told each time a wait begun right after its action reached its target: (kind, when it
+# finished, the status messages it showed), all relative to the start of the wait.
+OnLearn = Callable[[str, Bracket, dict[str, Bracket]], None]
 
 
 class PollerStartError(RuntimeError):
@@ -81,6 +85,8 @@ class StatusPoller:
         self._last_kick: float | None = None
         self._due: float | None = None
         self._last_error: str | None = None
+        # Called (in the poller's thread, outside its lock) with what a finished wait taught.
+        self.on_learn: OnLearn | None = None
 
     def __repr__(self) -> str:
         return (
@@ -111,7 +117,10 @@ class StatusPoller:
             slow = max(slow, fast)
             if (fast, slow) != (self.policy.fast, self.policy.slow):
                 self.policy = TickPolicy(fast, slow, jitter=self.policy.jitter)
-                self._reschedule(time.monotonic())
+                now = time.monotonic()
+                schedule.plan(self._waiters, (), self.policy, self.history, now=now, since=now)
+                self._next_tick(now)
+                self._cond.notify_all()
 
     def kick(self) -> None:
         """An action was just taken: poll soon (once, within a near tick of the previous poll;
@@ -125,7 +134,8 @@ class StatusPoller:
             now = time.monotonic()
             self._last_kick = now
             earliest = now if self._last_poll is None else self._last_poll + self.policy.near
-            self._due = max(now, earliest) if self._due is None else min(self._due, earliest)
+            schedule.earlier(self._waiters, max(now, earliest))
+            self._next_tick(now)
             self._cond.notify_all()
 
     def wait(
@@ -139,6 +149,9 @@ class StatusPoller:
         expected_duration: float | None = None,
         check: Callable[[], None] | None = None,
         check_interval: float = 0.5,
+        failure_interval: float | None = None,
+        probe: Callable[[], bool] | None = None,
+        kind: str | None = None,
     ) -> Machine:
         """Block until MAAS shows `system_id` in one of `targets` or `failures` and return the
         machine as MAAS showed it; the caller decides what a failure status means.
@@ -150,6 +163,14 @@ class StatusPoller:
         trouble (MAAS unreachable, 5xx, a machine missing from a list answer) is retried until
         the deadline. `check` is called in the caller's thread at least every
         `check_interval` seconds; whatever it raises (or `on_change` raises) ends the wait.
+
+        A long job (a deployment) gives `failure_interval`: MAAS is then read about it only
+        that often while it cannot be near its finish (a failure still shows within that
+        time). `probe`, called in the caller's thread near the expected finish, is a signal
+        that costs MAAS nothing (the node answering over SSH); when it returns True, MAAS is
+        read about the machine at once (together with any other confirmation due), and only
+        what MAAS shows ends the wait. `kind` names what the wait times ("deploy smithi
+        ubuntu/jammy"), so that learned timings are kept apart and can be shared.
         """
         target_set = frozenset(NodeStatus(s) for s in targets)
         failure_set = frozenset(NodeStatus(s) for s in failures)
@@ -163,6 +184,9 @@ class StatusPoller:
             started=now,
             deadline=now + max(0.0, timeout),
             expected=expected_duration,
+            label=kind,
+            calm=failure_interval,
+            probe=probe,
         )
         with self._cond:
             # Learned timings count from the start of the wait; that is the start of the job
@@ -174,14 +198,17 @@ class StatusPoller:
             self._waiters.append(waiter)
             # Only the newcomer's wish can move the next poll earlier: no need to ask everyone
             # (a 200-node start would cost 200 x 200 evaluations).
-            self._reschedule(now, among=[waiter])
+            schedule.plan(
+                [waiter], self._waiters, self.policy, self.history, now=now, since=now
+            )
+            self._next_tick(now)
             try:
                 self._ensure_thread(system_id)
             except BaseException:  # any way out: undo, then re-raise
                 # Nobody would ever poll for this waiter: leave no trace of it.
                 self._remove(waiter)
                 self._due = None
-                self._reschedule(now)
+                self._next_tick(now)
                 raise
             self._cond.notify_all()
         try:
@@ -203,9 +230,14 @@ class StatusPoller:
         while True:
             if check is not None:
                 check()
-            remaining = waiter.deadline - time.monotonic()
+            probe_at = self._maybe_probe(waiter)
+            now = time.monotonic()
+            remaining = waiter.deadline - now
             if remaining > 0:
-                waiter.wake.wait(remaining if check is None else min(remaining, check_interval))
+                pause = remaining if check is None else min(remaining, check_interval)
+                if probe_at is not None:
+                    pause = min(pause, max(0.0, probe_at - now))
+                waiter.wake.wait(pause)
             with self._cond:
                 waiter.wake.clear()
                 changes, waiter.changes = waiter.changes, []
@@ -223,6 +255,37 @@ class StatusPoller:
                 return outcome
             if timed_out:
                 raise waiter.timeout_error(timeout, last_error)
+
+    def _maybe_probe(self, waiter: Waiter) -> float | None:
+        """Run the waiter's probe when it is due (in the caller's thread); when it answers,
+        ask for one read of the machine at once. Returns when the next probe is due."""
+        if waiter.probe is None:
+            return None
+        with self._cond:
+            now = time.monotonic()
+            at = schedule.probe_at(waiter, self.policy, self.history, now=now)
+        if at is None or at > now:
+            return at
+        try:
+            answered = bool(waiter.probe())
+        except Exception as exc:  # a probe is a hint: failing, it says "not yet"
+            log.debug("probe for %s failed: %s", waiter.system_id, exc)
+            answered = False
+        with self._cond:
+            now = time.monotonic()
+            self.stats.probes += 1
+            waiter.probe_last = now
+            if not answered:
+                waiter.probe_missed = now
+            elif waiter.outcome is None and waiter in self._waiters:
+                # Only MAAS says whether it is done (the node may answer for another
+                # deployment): read it now, with any other confirmation due.
+                self.stats.confirms += 1
+                waiter.confirming = True
+                waiter.due = now
+                self._next_tick(now)
+                self._cond.notify_all()
+            return schedule.probe_at(waiter, self.policy, self.history, now=now)
 
     # -- the poller's side ----------------------------------------------------------------------
 
@@ -250,22 +313,10 @@ class StatusPoller:
             ) from exc
         self._thread = thread
 
-    def _reschedule(
-        self, now: float, *, since: float | None = None, among: list[Waiter] | None = None
-    ) -> None:
-        """Recompute when the next poll is due (caller holds the lock), from the wishes of
-        `among` (default: every waiter). The delay counts from `since` (the start of the poll
-        just made) so that slow answers of a loaded MAAS do not stretch the tick: a 1 s answer
-        with a 1.5 s tick still polls every 1.5 s."""
-        if not self._waiters:
-            self._due = None
-            return
-        waiters = self._waiters if among is None else among
-        delay = self.policy.next_interval((w.timing() for w in waiters), now, self.history)
-        due = (now if since is None else since) + delay
-        if self._last_poll is not None:
-            due = max(due, self._last_poll + self.policy.fast)
-        self._due = due if self._due is None else min(self._due, due)
+    def _next_tick(self, now: float) -> None:
+        """When the next poll is due, from every waiter's due time (caller holds the lock)."""
+        floor = None if self._last_poll is None else self._last_poll + self.policy.fast
+        self._due = schedule.next_tick(self._waiters, now=now, floor=floor)
 
     def _run(self) -> None:
         while True:
@@ -278,12 +329,16 @@ class StatusPoller:
                         return
                     now = time.monotonic()
                     if self._due is None:
-                        self._reschedule(now)
+                        self._next_tick(now)
                     assert self._due is not None
                     if self._due <= now:
-                        break
+                        reading = schedule.due_now(self._waiters, now=now, policy=self.policy)
+                        if reading:
+                            break
+                        self._next_tick(now)
+                        continue
                     self._cond.wait(self._due - now)
-                system_ids = list(dict.fromkeys(w.system_id for w in self._waiters))
+                system_ids = list(dict.fromkeys(w.system_id for w in reading))
                 self._last_poll = now
                 self._due = None
             try:
@@ -294,8 +349,15 @@ class StatusPoller:
                     self.stats.errors += 1
                     self._last_error = "unexpected error in the poller (logged)"
             with self._cond:
-                # Any kick or new waiter during the poll already set an earlier due time.
-                self._reschedule(time.monotonic(), since=self._last_poll)
+                now = time.monotonic()
+                for waiter in reading:
+                    waiter.confirming = False  # answered or failed: the probe may try again
+                left = [w for w in reading if w in self._waiters]
+                schedule.plan(
+                    left, self._waiters, self.policy, self.history, now=now, since=self._last_poll
+                )
+                # Any kick or new waiter during the poll set its own due time meanwhile.
+                self._next_tick(now)
 
     def _poll(self, system_ids: list[str]) -> None:
         self.stats.ticks += 1
@@ -366,6 +428,7 @@ class StatusPoller:
     def _deliver(self, machines: dict[str, Machine], sent: float, received: float) -> None:
         """Hand what one request answered to the waiters; `sent`/`received` bracket when MAAS
         looked."""
+        learned: list[tuple[str, Bracket, dict[str, Bracket]]] = []
         with self._cond:
             if machines:
                 self._last_error = None
@@ -376,5 +439,13 @@ class StatusPoller:
                 reached = waiter.observe(machine, sent, received)
                 if reached is not None and waiter.anchored:
                     self.history.learn(waiter.kind, reached, waiter.seen)
+                    if waiter.label is not None:
+                        learned.append((waiter.label, reached, dict(waiter.seen)))
                 if waiter.outcome is not None:
                     self._remove(waiter)
+        if self.on_learn is not None:
+            for kind, reached, seen in learned:
+                try:
+                    self.on_learn(kind, reached, seen)
+                except Exception:  # saving what was learned must never break a wait
+                    log.exception("saving learned timings failed")

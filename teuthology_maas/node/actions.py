@@ -57,6 +57,14 @@ Applied = Callable[[Machine], bool]
 class NodeActions(Custody):
     """MAAS actions for one machine, on behalf of one MAAS user and one deployment."""
 
+    # A free sign that our deployment finished (the node answering over SSH with our key and
+    # cloud-init's sentinel): only a reason to read MAAS sooner, never believed by itself.
+    probe: Callable[[], bool] | None = None
+    # What the poller learns waits as: the teuthology machine type ("" when unknown).
+    machine_type: str = ""
+    _series: str = ""
+    _erase: str = ""
+
     # -- actions -------------------------------------------------------------------------------
 
     def allocate(self, *, comment: str) -> Machine:
@@ -119,6 +127,7 @@ class NodeActions(Custody):
             started = forensics.newest_tag(self.events(), forensics.START_DEPLOY)
             return started is not None and started[1] is not None and started[1] == self.tag
 
+        self._series = distro_series
         machine = self._act(
             "deploy",
             lambda: self.client.deploy(
@@ -177,7 +186,8 @@ class NodeActions(Custody):
             self.unlock()
 
     def release(self, *, erase: str | None = None) -> Machine:
-        params = release_params(erase if erase is not None else self.config.erase)
+        self._erase = erase if erase is not None else self.config.erase
+        params = release_params(self._erase)
         machine = self._act(
             "release",
             lambda: self.client.release(
@@ -228,11 +238,20 @@ class NodeActions(Custody):
         timeout: float,
         *,
         expected: Collection[NodeStatus] | None = None,
+        kind: str | None = None,
+        long_job: bool = False,
     ) -> Machine:
         """Wait through the shared poller until MAAS shows a target or failure status (raises
         MaasTimeout). With `expected`, the wait also ends at once (TakenOver) when the machine
-        leaves those statuses or another token appears on it."""
+        leaves those statuses or another token appears on it. `kind` names the wait for the
+        timings the poller learns; a `long_job` (a deployment) is read for failures every
+        `install_poll_interval` and, near its finish, watched through `probe`."""
         poller = self.endpoint.status_poller(self.config)
+        extra: dict[str, Any] = {}
+        if long_job:
+            extra["failure_interval"] = self.config.install_poll_interval
+            if self.probe is not None and self.config.ssh_probe:
+                extra["probe"] = self.probe
         machine = poller.wait(
             self.system_id,
             targets=frozenset(targets),
@@ -240,6 +259,8 @@ class NodeActions(Custody):
             timeout=timeout,
             on_change=self._observe if expected is None else self.watch(expected),
             check=self.check_interrupt,
+            kind=kind,
+            **extra,
         )
         self.last = machine
         self._fresh = False  # a shared poll: never the basis of a destructive action
@@ -253,16 +274,26 @@ class NodeActions(Custody):
             DEPLOY_FAILURE,
             self.config.deploy_timeout,
             expected=DEPLOY_TARGET | DEPLOY_FAILURE | {NodeStatus.DEPLOYING},
+            kind=f"deploy {self.machine_type or '-'} {self._series or '-'}",
+            long_job=True,
         )
 
     def wait_released(self) -> Machine:
-        return self.wait(RELEASE_TARGET, RELEASE_FAILURE, self.config.release_timeout)
+        return self.wait(
+            RELEASE_TARGET,
+            RELEASE_FAILURE,
+            self.config.release_timeout,
+            kind=f"release {self.machine_type or '-'} {self._erase or '-'}",
+        )
 
     def wait_aborted(self) -> Machine:
         # A create() attempt aborting its own deployment stops at once when it changes hands;
         # anyone else (an operator's abort, a release) only waits for it to leave flight.
         expected = ABORT_ENDS | ABORT_FAILURE | ABORTABLE if self.own is not None else None
-        return self.wait(ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected)
+        return self.wait(
+            ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected,
+            kind=f"abort {self.machine_type or '-'}",
+        )  # fmt: skip
 
     def check_released(self, machine: Machine) -> None:
         """ReleaseFailed, with MAAS's explanation, unless `machine` is back in the pool."""
