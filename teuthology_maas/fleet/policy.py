@@ -43,6 +43,9 @@ LATE_MARGIN = 0.25
 # status_message prefixes MAAS shows during the last phase of a deployment.
 FINAL_PHASE_MESSAGES: tuple[str, ...] = ("Rebooting",)
 DEFAULT_JITTER = 0.1
+# A long job's reads spread out this fast: the next read comes this many times the time since
+# the action later.
+LONG_JOB_GROWTH = 2.0
 
 
 @dataclass
@@ -134,21 +137,25 @@ class TickPolicy:
     def _long_job_interval(
         self, timing: WaitTiming, now: float, history: FinishEstimator, calm: float
     ) -> float:
+        # Right after the action the reads come quickly and spread out fast (1.5, 4.5, 13.5,
+        # 40 s ...: a refused power-on shows within seconds, a short job is not kept
+        # waiting), reaching the calm cadence within a few reads.
+        interval = min(calm, max(self.near, (now - timing.started) * LONG_JOB_GROWTH))
         window = self.finish_window(timing, history)
         if window is None:
-            return calm  # the calm reads show the last phase ("Rebooting") when it comes
+            return interval  # the calm reads show the last phase ("Rebooting") when it comes
         opens, closes = window
         if timing.probing:
             if now < closes:
-                return calm  # the probe watches for the finish; MAAS only for failures
+                return interval  # the probe watches for the finish; MAAS only for failures
             # Later than every estimate: the probe may be failing for reasons of its own
             # (firewall, DNS); do not rely on it alone.
-            return min(calm, max(self.slow, (now - closes) * BACKOFF_RATIO))
+            return min(interval, max(self.slow, (now - closes) * BACKOFF_RATIO))
         if now < opens:
-            return min(calm, max(self.fast, opens - now + self.near))
+            return min(interval, max(self.fast, opens - now + self.near))
         if now < closes:
-            return min(calm, self.near)
-        return min(calm, self._clamp((now - closes) * BACKOFF_RATIO, self.near))
+            return min(interval, self.near)
+        return min(interval, self._clamp((now - closes) * BACKOFF_RATIO, self.near))
 
     def probe_schedule(
         self, timing: WaitTiming, now: float, history: FinishEstimator

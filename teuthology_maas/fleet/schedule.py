@@ -7,7 +7,7 @@ those, and machines due a little later join it so that one request serves them a
 
 - a machine due within a quarter of its own interval (at most a near tick; a short wait within
   a near tick) is read with a tick that happens anyway;
-- a new due time snaps back to an existing one up to a quarter of its interval earlier, so that
+- a new due time snaps back to an existing one up to half its interval earlier, so that
   machines whose waits began seconds apart (lock-many: one deploy after another) fall into
   step and share their reads from then on;
 - the jitter is drawn once per tick, not per machine, so what was read together stays together.
@@ -28,8 +28,11 @@ from teuthology_maas.fleet.estimate import FinishEstimator
 from teuthology_maas.fleet.policy import TickPolicy
 from teuthology_maas.fleet.waiter import Waiter
 
-# How much earlier than wished a machine may be read to share a request.
+# How much earlier than wished a machine may be read to share a request that happens anyway.
 ALIGN_FRACTION = 0.25
+# How much earlier than wished a new due time may snap to an existing one: up to half an
+# interval, so that two groups half a cycle apart still merge (once; then they share reads).
+SNAP_FRACTION = 0.5
 # Probes MAAS did not confirm slow the next ones down (doubling), up to this many times.
 MAX_PROBE_BACKOFF = 6
 
@@ -57,9 +60,9 @@ def plan(
         waiter.interval = interval
         due = since + max(policy.fast, interval * spread)
         if interval > policy.near:
-            # The latest existing due time in [due - a quarter of the interval, due].
+            # The latest existing due time in [due - half the interval, due].
             at = bisect.bisect_right(dues, due)
-            if at and dues[at - 1] >= due - ALIGN_FRACTION * interval and dues[at - 1] > now:
+            if at and dues[at - 1] >= due - SNAP_FRACTION * interval and dues[at - 1] > now:
                 due = dues[at - 1]
         waiter.due = due
         if due not in known:
