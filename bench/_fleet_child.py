@@ -101,6 +101,8 @@ def run_ours(hostnames: list[str]) -> dict[str, Any]:
             # The configured ticks, scaled like everything else that waits.
             "poll_interval": 10.0 / FACTOR,
             "poll_min_interval": 0.5 / FACTOR,
+            "install_poll_interval": 120.0 / FACTOR,
+            "host_store": JOB["host_store"],
             "ssh_keys": [JOB["ssh_public_key"]],
             "lock_after_deploy": True,
         },
@@ -108,12 +110,21 @@ def run_ours(hostnames: list[str]) -> dict[str, Any]:
     )
     NOTES.append(
         f"ours: poll_interval={cfg.poll_interval:.4g} s, poll_min_interval="
-        f"{cfg.poll_min_interval:.4g} s (10 s and 0.5 s scaled by 1/{FACTOR:g}); one "
+        f"{cfg.poll_min_interval:.4g} s, install_poll_interval={cfg.install_poll_interval:.4g} "
+        f"s (10 s, 0.5 s and 120 s scaled by 1/{FACTOR:g}); SSH probe from the simulator's "
+        "per-node files; a fresh host store; one "
         "MaasProvisioner per node sharing the process's Endpoint (one client, one poller), as "
         "the teuthology adapter makes them; lock_after_deploy=true; verify_ssh (SSH) stubbed out"
     )
     endpoint = endpoint_for(cfg)
     provisioner.verify_ssh = lambda fqdn, config, **kw: {"ID": "ubuntu", "VERSION_ID": "22.04"}
+    # The probe near the end of a deployment: what a login would find, from the simulator's
+    # per-node files (key authorized, cloud-init's sentinel present), instead of SSH.
+    from pathlib import Path
+
+    from teuthology_maas.testing.simulated_ssh import probe_from_files
+
+    provisioner.probe_ready = probe_from_files(Path(JOB["ssh_root"]))  # type: ignore[assignment]
     original = MaasClient.list_machines
 
     def recording(self: MaasClient, **kwargs: Any) -> list[Any]:

@@ -97,8 +97,11 @@ def run_variant(impl: str, durations: list[float], factor: float, mode: str) -> 
     clock = ScaledClock(factor)
     # The same instant on both clocks, to turn simulated event times into monotonic seconds.
     real0, sim0 = time.monotonic(), clock.now()
-    sim = Simulator(inventory_for(durations), clock=clock)
-    with sim.serve() as server, tempfile.TemporaryFile() as stderr:
+    # What an SSH login would find on each node (written when it reaches Deployed): our
+    # side's probe near the end of a deployment reads it instead of logging in.
+    ssh_root = tempfile.TemporaryDirectory(prefix="bench-ssh-")
+    sim = Simulator(inventory_for(durations), clock=clock, ssh_root=ssh_root.name)
+    with ssh_root, sim.serve() as server, tempfile.TemporaryFile() as stderr:
         job = {
             "impl": impl,
             "mode": mode,
@@ -108,6 +111,9 @@ def run_variant(impl: str, durations: list[float], factor: float, mode: str) -> 
             "lab_domain": LAB_DOMAIN,
             "ssh_public_key": PUBLIC_KEY,
             "hostnames": [f"bench{i:03d}" for i in range(n)],
+            "ssh_root": ssh_root.name,
+            # A host store of its own: each variant runs as the first process of a host.
+            "host_store": os.path.join(ssh_root.name, "host-store.json"),
         }
         spawned = time.monotonic()
         # Upstream must run teuthology's own MAAS code, not our activation hook's dispatchers.

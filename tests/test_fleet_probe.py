@@ -96,6 +96,26 @@ def test_a_probe_that_answers_asks_for_one_read_and_only_maas_ends_the_wait():
     assert waiters.results["n1"].status is NodeStatus.DEPLOYED
 
 
+def test_confirm_reads_a_long_job_at_once_and_only_maas_decides():
+    client = FakeMaas()
+    client.add("c1", NodeStatus.DEPLOYING)
+    poller = make_poller(client, min_interval=0.01, max_interval=0.05)
+    waiters = Waiters(poller)
+    waiters.start("c1", timeout=10, failure_interval=30.0)
+    eventually(lambda: poller.waiting == 1, "registered")
+    time.sleep(1.0)  # its reads have spread out: the next is seconds away
+    reads = len(client.list_calls())
+    assert poller.confirm("c1") is True
+    eventually(lambda: len(client.list_calls()) > reads, "the confirming read", limit=1.0)
+    time.sleep(0.1)
+    assert "c1" not in waiters.results  # MAAS still said Deploying
+    client.set("c1", NodeStatus.DEPLOYED)
+    assert poller.confirm("c1") is True
+    waiters.join()
+    assert waiters.results["c1"].status is NodeStatus.DEPLOYED
+    assert poller.confirm("c1") is False  # nobody waits for it any more
+
+
 # -- over real HTTP on the simulator ---------------------------------------------------------
 
 
