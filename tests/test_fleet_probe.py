@@ -96,6 +96,36 @@ def test_a_probe_that_answers_asks_for_one_read_and_only_maas_ends_the_wait():
     assert waiters.results["n1"].status is NodeStatus.DEPLOYED
 
 
+def test_with_nothing_known_a_long_job_probes_from_the_start_and_later_ones_wait_for_a_window():
+    client = FakeMaas()
+    client.add("first", NodeStatus.DEPLOYING)
+    # (a wait counts as timing its action when it begins within a fastest tick of the kick)
+    poller = make_poller(client, min_interval=0.1, max_interval=0.5)
+    ready = threading.Event()
+    waiters = Waiters(poller)
+    # nothing learned, no expected duration: a lone node is probed from the start
+    poller.kick()  # the deploy was just sent: what this wait sees is learned
+    waiters.start("first", timeout=10, failure_interval=30.0, probe=ready.is_set, kind="deploy")
+    eventually(lambda: poller.stats.probes >= 3, "blind probes")
+    client.set("first", NodeStatus.DEPLOYED)
+    ready.set()
+    waiters.join()
+    assert waiters.results["first"].status is NodeStatus.DEPLOYED
+    assert poller.history.total("deploy") is not None
+    # the first deployment taught when a deployment ends: the next one probes only near it
+    poller.kick()  # (its wait follows its action, so what it sees is learned too)
+    client.add("second", NodeStatus.DEPLOYING)
+    probes = poller.stats.probes
+    later = Waiters(poller)
+    later.start("second", timeout=10, failure_interval=30.0, probe=lambda: False,
+                kind="deploy")
+    time.sleep(0.05)
+    assert poller.stats.probes == probes
+    client.set("second", NodeStatus.DEPLOYED)
+    assert poller.confirm("second")
+    later.join()
+
+
 def test_confirm_reads_a_long_job_at_once_and_only_maas_decides():
     client = FakeMaas()
     client.add("c1", NodeStatus.DEPLOYING)
@@ -187,3 +217,47 @@ def test_a_node_answering_is_never_believed_without_maas(maas_sim_factory):
     # unconfirmed probes back off, and the reads stay a handful, not one per 0.15 s tick
     assert poller.stats.confirms >= 1
     assert 2 <= reads <= 9
+
+
+def test_probes_and_confirmations_under_gevent(maas_sim_factory, tmp_path):
+    """teuthology monkey-patches with gevent: the probes run in the waiting greenlets, the
+    confirmations in the poller's, and nobody blocks anybody."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    handle = maas_sim_factory(clock=ScaledClock(200), ssh_root=tmp_path)
+    hosts = ["smithi001", "smithi002", "smithi003", "smithi004"]
+    script = textwrap.dedent(
+        f"""
+        from gevent import monkey
+        monkey.patch_all()
+        import json, os, gevent
+        from teuthology_maas.endpoint import endpoint_for
+        from teuthology_maas.maas.client import MaasClient
+        from teuthology_maas.models import DEPLOY_FAILURE, DEPLOY_TARGET
+        client = MaasClient({handle.api_url!r}, {handle.api_key!r})
+        poller = endpoint_for(client=client).status_poller()
+        poller.configure(min_interval=0.03, max_interval=0.3)
+        machines = client.list_machines(hostname={hosts!r})
+        for m in machines:
+            client.deploy(m.system_id, distro_series="ubuntu/jammy")
+        def wait(m):
+            path = os.path.join({str(tmp_path)!r}, m.hostname, "boot-finished")
+            return poller.wait(m.system_id, targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE,
+                               timeout=30, failure_interval=60.0, expected_duration=2.5,
+                               probe=lambda: os.path.exists(path))
+        jobs = [gevent.spawn(wait, m) for m in machines]
+        gevent.joinall(jobs, timeout=30, raise_error=True)
+        print(json.dumps({{"statuses": sorted(j.value.status_name for j in jobs),
+                          "probes": poller.stats.probes, "confirms": poller.stats.confirms}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["statuses"] == ["Deployed"] * len(hosts)
+    assert result["probes"] > len(hosts)
+    assert 1 <= result["confirms"] <= len(hosts)

@@ -43,6 +43,8 @@ LATE_MARGIN = 0.25
 # status_message prefixes MAAS shows during the last phase of a deployment.
 FINAL_PHASE_MESSAGES: tuple[str, ...] = ("Rebooting",)
 DEFAULT_JITTER = 0.1
+# A late long job's probes back off this much more slowly than reads.
+PROBE_BACKOFF_RATIO = 0.05
 # A long job's reads spread out this fast: the next read comes this many times the time since
 # the action later.
 LONG_JOB_GROWTH = 2.0
@@ -169,7 +171,10 @@ class TickPolicy:
         if window is None:
             return None
         opens, closes = window
-        gap = self.near if now < closes else self._clamp((now - closes) * BACKOFF_RATIO, self.near)
+        # Later than every estimate: keep trying often (it costs MAAS nothing), backing off
+        # slowly, since estimates learned from a few nodes are often too early.
+        late = (now - closes) * PROBE_BACKOFF_RATIO
+        gap = self.near if now < closes else self._clamp(late, self.near)
         return opens, gap
 
     def spread(self) -> float:

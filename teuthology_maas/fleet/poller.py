@@ -54,6 +54,7 @@ class StatusPoller(MaasReads):
         self._last_kick: float | None = None
         self._due: float | None = None
         self._last_error: str | None = None
+        self._blind = 0  # waits probing with no finish window known (fleet.schedule)
         # Called (in the poller's thread, outside its lock) with what a finished wait taught.
         self.on_learn: OnLearn | None = None
 
@@ -164,6 +165,8 @@ class StatusPoller(MaasReads):
             waiter.anchored = (
                 self._last_kick is not None and now - self._last_kick <= self.policy.fast
             )
+            waiter.blind = schedule.blind(waiter, self.history)
+            self._blind += waiter.blind
             self._waiters.append(waiter)
             # Only the newcomer's wish can move the next poll earlier: no need to ask everyone
             # (a 200-node start would cost 200 x 200 evaluations).
@@ -232,7 +235,9 @@ class StatusPoller(MaasReads):
             return None
         with self._cond:
             now = time.monotonic()
-            at = schedule.probe_at(waiter, self.policy, self.history, now=now)
+            at = schedule.probe_at(
+                waiter, self.policy, self.history, now=now, blind=self._blind
+            )
         if at is None or at > now:
             return at
         try:
@@ -250,7 +255,9 @@ class StatusPoller(MaasReads):
                 # Only MAAS says whether it is done (the node may answer for another
                 # deployment): read it now, with any other confirmation due.
                 self._confirm([waiter], now)
-            return schedule.probe_at(waiter, self.policy, self.history, now=now)
+            return schedule.probe_at(
+                waiter, self.policy, self.history, now=now, blind=self._blind
+            )
 
     def confirm(self, system_id: str) -> bool:
         """Something that costs MAAS nothing says `system_id` may have reached its target:

@@ -62,10 +62,12 @@ class MaasReads:
     _cond: threading.Condition
     _waiters: list[Waiter]
     _last_error: str | None
+    _blind: int
 
     def _remove(self, waiter: Waiter) -> None:
         if waiter in self._waiters:
             self._waiters.remove(waiter)
+            self._blind -= waiter.blind
 
     def _poll(self, system_ids: list[str]) -> None:
         self.stats.ticks += 1

@@ -12,6 +12,13 @@ those, and machines due a little later join it so that one request serves them a
   step and share their reads from then on;
 - the jitter is drawn once per tick, not per machine, so what was read together stays together.
 
+A long job's probe runs only inside its finish window, so that hundreds of nodes are not tried
+over SSH all through their installs. When nothing is known yet (no timings learned on this
+host, no expected duration, MAAS's last phase not seen), such waits probe from the start
+anyway, sharing a budget of `BLIND_PROBERS` probes per near tick: a lone node is then seen
+within a near tick even by the first process of a host, and the first of a fleet to finish
+gives every other a window (when probing stops being blind).
+
 A confirmation (a waiter's probe answered, see `fleet.poller`) is due at once and is not held
 back by the floor between polls: it is one request per finished node, and latency is made there.
 
@@ -35,6 +42,19 @@ ALIGN_FRACTION = 0.25
 SNAP_FRACTION = 0.5
 # Probes MAAS did not confirm slow the next ones down (doubling), up to this many times.
 MAX_PROBE_BACKOFF = 6
+# Probes per near tick that the long jobs probing with no finish window known share.
+BLIND_PROBERS = 4
+
+
+def blind(waiter: Waiter, history: FinishEstimator) -> bool:
+    """Whether a new long job should probe from the start: nothing at all tells when it may
+    finish."""
+    return (
+        waiter.probe is not None
+        and waiter.calm is not None
+        and waiter.expected is None
+        and history.total(waiter.kind) is None
+    )
 
 
 def plan(
@@ -111,15 +131,19 @@ def due_now(waiters: Iterable[Waiter], *, now: float, policy: TickPolicy) -> lis
 
 
 def probe_at(
-    waiter: Waiter, policy: TickPolicy, history: FinishEstimator, *, now: float
+    waiter: Waiter, policy: TickPolicy, history: FinishEstimator, *, now: float, blind: int = 0
 ) -> float | None:
     """When the waiter's probe should next run (monotonic), or None: not yet known (no finish
-    window), no probe, or a confirmation under way."""
+    window, and not `blind`), no probe, or a confirmation under way. `blind`: how many waits
+    probe with no window known."""
     if waiter.probe is None or waiter.confirming or waiter.outcome is not None:
         return None
     schedule = policy.probe_schedule(waiter.timing(), now, history)
     if schedule is None:
-        return None
+        if not waiter.blind:
+            return None
+        # `blind` waits share the budget: a lone one probes every near tick.
+        schedule = (waiter.started, policy.near * max(1.0, blind / BLIND_PROBERS))
     opens, gap = schedule
     if waiter.probe_last is None:
         return opens

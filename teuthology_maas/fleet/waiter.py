@@ -75,6 +75,9 @@ class Waiter:
     # When the latest probe found nothing (bounds when the target was reached).
     probe_missed: float | None = None
     probe_last: float | None = None
+    # Probing from the start, nothing being known yet about when it may finish (the first
+    # few deployments of their kind in a process with no learned timings: see fleet.schedule).
+    blind: bool = False
 
     @property
     def kind(self) -> Hashable:

@@ -36,7 +36,7 @@ from teuthology_maas.node import decide as _decide
 from teuthology_maas.node.actions import NodeActions, describe_error
 from teuthology_maas.node.create import MAX_STEPS, CreateAttempt, may_act
 from teuthology_maas.node.decide import ReleaseStep
-from teuthology_maas.node.deploy_options import parse_overrides
+from teuthology_maas.node.deploy_options import machine_type_of, parse_overrides
 from teuthology_maas.node.deploy_plan import DeployPlan, restore_network
 from teuthology_maas.node.forensics import collect, failure
 from teuthology_maas.node.ownership import Authority, LockHolder, Stamp, Tag
@@ -388,5 +388,8 @@ class MaasProvisioner:
             tag=tag if tag is not None else Tag.request(),
             attempt=attempt,
         )
-        node.machine_type = self.machine_type or ""
+        # What the poller learns this machine's waits as (deployments differ per hardware).
+        node.machine_type = (
+            self.machine_type or machine_type_of(machine, self.config.machine_types) or ""
+        )
         return node
