@@ -60,10 +60,7 @@ class NodeActions(Custody):
     # A free sign that our deployment finished (the node answering over SSH with our key and
     # cloud-init's sentinel): only a reason to read MAAS sooner, never believed by itself.
     probe: Callable[[], bool] | None = None
-    # What the poller learns waits as: the teuthology machine type ("" when unknown).
-    machine_type: str = ""
-    _series: str = ""
-    _erase: str = ""
+    machine_type = _series = _erase = ""  # what the poller learns the waits as
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -247,11 +244,8 @@ class NodeActions(Custody):
         timings the poller learns; a `long_job` (a deployment) is read for failures every
         `install_poll_interval` and, near its finish, watched through `probe`."""
         poller = self.endpoint.status_poller(self.config)
-        extra: dict[str, Any] = {}
-        if long_job:
-            extra["failure_interval"] = self.config.install_poll_interval
-            if self.probe is not None and self.config.ssh_probe:
-                extra["probe"] = self.probe
+        probe = self.probe if long_job and self.config.ssh_probe else None
+        extra = {"failure_interval": self.config.install_poll_interval} if long_job else {}
         machine = poller.wait(
             self.system_id,
             targets=frozenset(targets),
@@ -260,6 +254,7 @@ class NodeActions(Custody):
             on_change=self._observe if expected is None else self.watch(expected),
             check=self.check_interrupt,
             kind=kind,
+            probe=probe,
             **extra,
         )
         self.last = machine
