@@ -168,8 +168,9 @@ def test_a_probe_runs_only_inside_a_known_finish_window():
     assert p.probe_schedule(unknown, 100.0, history) is None
     rebooting = WaitTiming(started=0.0, kind="deploy", calm=120.0, probing=True,
                            message="Rebooting", message_since=400.0)
-    assert p.probe_schedule(rebooting, 410.0, history) == (400.0, 1.5)
+    # (opening a tenth earlier: a window learned from few noisy nodes may open late)
+    assert p.probe_schedule(rebooting, 410.0, history) == (360.0, 1.5)
     expected = WaitTiming(started=0.0, kind="deploy", calm=120.0, probing=True, expected=600.0)
-    assert p.probe_schedule(expected, 100.0, history) == (540.0, 1.5)
+    assert p.probe_schedule(expected, 100.0, history) == (486.0, 1.5)
     not_long = WaitTiming(started=0.0, kind="release", probing=True, expected=60.0)
     assert p.probe_schedule(not_long, 100.0, history) is None

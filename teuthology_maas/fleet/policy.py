@@ -171,6 +171,9 @@ class TickPolicy:
         if window is None:
             return None
         opens, closes = window
+        # A little before the window: a probe costs MAAS nothing, a window learned from a few
+        # noisy nodes may open late.
+        opens -= EARLY_MARGIN * max(0.0, opens - timing.started)
         # Later than every estimate: keep trying often (it costs MAAS nothing), backing off
         # slowly, since estimates learned from a few nodes are often too early.
         late = (now - closes) * PROBE_BACKOFF_RATIO

@@ -249,9 +249,7 @@ class StatusPoller(MaasReads):
             now = time.monotonic()
             self.stats.probes += 1
             waiter.probe_last = now
-            if not answered:
-                waiter.probe_missed = now
-            elif waiter.outcome is None and waiter in self._waiters:
+            if answered and waiter.outcome is None and waiter in self._waiters:
                 # Only MAAS says whether it is done (the node may answer for another
                 # deployment): read it now, with any other confirmation due.
                 self._confirm([waiter], now)

@@ -72,8 +72,6 @@ class Waiter:
     # A probe answered: read MAAS at once. `unconfirmed`: how often MAAS then disagreed.
     confirming: bool = False
     unconfirmed: int = 0
-    # When the latest probe found nothing (bounds when the target was reached).
-    probe_missed: float | None = None
     probe_last: float | None = None
     # Probing from the start, nothing being known yet about when it may finish (the first
     # few deployments of their kind in a process with no learned timings: see fleet.schedule).
@@ -116,9 +114,9 @@ class Waiter:
             self.changes.append(machine)
         reached: Bracket | None = None
         if machine.status in self.targets and self.last_sent is not None:
-            # A probe that found nothing since the previous read narrows when it happened.
-            after = max(self.last_sent, self.probe_missed or self.last_sent)
-            reached = Bracket(min(after, sent) - self.started, received - self.started)
+            # (Not narrowed by the probes that found nothing: a node may answer over SSH a
+            # little after MAAS says Deployed, and a bracket too narrow misleads the model.)
+            reached = Bracket(self.last_sent - self.started, received - self.started)
         if self.confirming:
             self.confirming = False
             if machine.status not in self.targets:
