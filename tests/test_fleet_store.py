@@ -125,3 +125,34 @@ def test_a_new_process_endpoint_asks_maas_neither_whoami_nor_the_images(maas_sim
     assert [r.path for r in maas_sim.sim.request_log[before:]][-1].endswith("boot-resources/")
     first.close()
     second.close()
+
+
+def test_many_greenlets_save_at_once_under_gevent(tmp_path):
+    """flock blocks a whole gevent process: greenlets of one process must never wait for it
+    behind each other (they take a cooperative lock first)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        from gevent import monkey
+        monkey.patch_all()
+        import gevent, logging
+        logging.basicConfig(level=logging.DEBUG)
+        from teuthology_maas.fleet.store import HostStore
+        path = {str(tmp_path / "h.json")!r}
+        def save(n):
+            store = HostStore(path)
+            for i in range(5):
+                store.add_sample("u", "k", f"kind{{n}}", {{"total": [1.0, 2.0], "seen": {{}}}})
+                gevent.sleep(0)
+        gevent.joinall([gevent.spawn(save, n) for n in range(20)], timeout=60,
+                       raise_error=True)
+        print(sorted(len(v) for v in HostStore(path).samples("u", "k").values()))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == str([5] * 20)

@@ -54,6 +54,15 @@ MAX_IMAGES = 2000
 _USERNAME = re.compile(r"^[\w.@+-]{1,150}$")
 
 Sample = dict[str, Any]
+_WRITING = threading.Lock()
+
+
+def _after_fork() -> None:
+    global _WRITING
+    _WRITING = threading.Lock()  # a fork while another thread wrote must not leave it held
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def default_path() -> Path:
@@ -108,7 +117,6 @@ class HostStore:
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path).expanduser()
         self._clock = clock
-        self._lock = threading.Lock()
         self._warned = False
 
     def __repr__(self) -> str:
@@ -264,7 +272,10 @@ class HostStore:
         """Read, change one endpoint's entry, write back: under a lock between threads and
         processes, atomically. A failure is logged; the caller carries on without the store."""
         try:
-            with self._lock, self._file_lock():
+            # One writer per process at a time first (a cooperative lock under gevent): the
+            # file lock then blocks only against other processes, never a greenlet of ours
+            # that holds it (flock would block our whole process, the holder included).
+            with _WRITING, self._file_lock():
                 endpoints = self._read()
                 key = endpoint_id(api_url, consumer_key)
                 entry = endpoints.pop(key, None)
