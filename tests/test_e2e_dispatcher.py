@@ -136,8 +136,10 @@ def test_a_failed_reimage_ends_the_job_dead_with_maas_reason_and_releases(dispat
 
 
 def test_teuthology_kill_mid_reimage_leaks_nothing(dispatch_lab):
-    lab = dispatch_lab("in-tree", machines=2)
-    lab.sim.faults.add("deploy_stuck")  # every deployment hangs: the reimage is mid-way
+    # every deployment hangs: the reimage is mid-way until teuthology-kill (MAAS's own
+    # node_timeout, 9 s of real time at FAST_SCALE, would fail it first under load)
+    lab = dispatch_lab("in-tree", machines=2, timings={"node_timeout": 10**7})
+    lab.sim.faults.add("deploy_stuck")
     run = f"e2e-kill-{lab.lab.machine_type}"
     ids = lab.lab.schedule([job_config("ubuntu", "22.04", nodes=2)], name=run, owner=OWNER)
     lab.lab.start_dispatcher()
