@@ -88,7 +88,7 @@ def test_two_scheduled_jobs_reimage_at_once_run_and_release(mode, dispatch_lab):
     assert len(lab.lab.supervisor_pids()) == 2
     clock.open()
     statuses = lab.lab.wait_for_run(run, ids, timeout=240)
-    assert statuses == dict.fromkeys(ids, "pass")
+    assert statuses == dict.fromkeys(ids, "pass"), lab.lab.explain(run)
     assert_passed_and_released(lab, run, lab.paddles.jobs(run))
 
 
@@ -101,7 +101,7 @@ def test_a_suite_is_scheduled_dispatched_run_and_reported(mode, dispatch_lab):
     lab.lab.start_dispatcher()
     statuses = lab.lab.wait_for_run(suite.name, suite.job_ids, timeout=300)
     jobs = lab.paddles.jobs(suite.name)
-    assert sorted(statuses.values()) == ["pass", "pass"]
+    assert sorted(statuses.values()) == ["pass", "pass"], lab.lab.explain(suite.name)
     assert sorted((j["description"], j["os_version"]) for j in jobs) == [
         (f"{SUITE}/jammy", "22.04"), (f"{SUITE}/noble", "24.04")]
     assert_passed_and_released(lab, suite.name, jobs)
@@ -123,6 +123,7 @@ def test_a_failed_reimage_ends_the_job_dead_with_maas_reason_and_releases(dispat
     assert REASON in job["failure_reason"]
     assert REASON in lab.lab.supervisor_log(run, ids[0])  # MAAS's own words in the job's log
     assert lab.lab.job_log(run, ids[0]) == ""  # the job never ran
+    assert f"job {ids[0]}: dead: Error reimaging machines: " in lab.lab.explain(run)
     assert not any(node["locked"] for node in lab.paddles.nodes())
     lab.wait_for(lambda: set(lab.statuses().values()) == {"Ready"}, "both nodes released")
     assert not any(lab.sim.machine(h)["owner"] for h in lab.hostnames)
