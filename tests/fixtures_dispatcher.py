@@ -120,7 +120,8 @@ def dispatch_lab(
     ssh_keypair: Any,
     host_unchanged: None,
 ) -> Iterator[Callable[..., DispatchLab]]:
-    """`dispatch_lab(mode, machines=3, suites=None, clock=None, **maas_overrides)`."""
+    """`dispatch_lab(mode, machines=3, suites=None, clock=None, timings=None,
+    **maas_overrides)`; `timings` change the simulator's FAST_TIMINGS (e.g. node_timeout)."""
     cleanups: list[Callable[[], None]] = []  # run last first
     leftovers: list[int] = []
 
@@ -129,7 +130,7 @@ def dispatch_lab(
         leftovers.extend(lab.lab.processes())
 
     def build(mode: str, machines: int = 3, suites: Any = None, clock: Any = None,
-              **maas_overrides: Any) -> DispatchLab:
+              timings: Any = None, **maas_overrides: Any) -> DispatchLab:
         from teuthology_maas.simulator import ScaledClock
 
         machine_type = f"e2e{uuid.uuid4().hex[:8]}"  # its own beanstalk tube
@@ -146,7 +147,7 @@ def dispatch_lab(
             inventory_dict={
                 "machines": [{"hostname": h, "tags": [machine_type], "pool": machine_type,
                               "ssh_port": fleet.port_of(h)} for h in hostnames],
-                "timings": dict(FAST_TIMINGS),
+                "timings": {**FAST_TIMINGS, **(timings or {})},
             },
             clock=clock or ScaledClock(FAST_SCALE), ssh_root=ssh_root)
         lab = DispatcherLab.create(

@@ -9,11 +9,14 @@ in both integration modes: the activation hook and the in-tree patch.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 
 import pytest
 
 from tests.fixtures_dispatcher import OWNER, GatedClock
+from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.testing.dispatcher_lab import job_config
 from teuthology_maas.testing.fast_timings import FAST_SCALE
 from teuthology_maas.testing.processes import alive
@@ -85,7 +88,7 @@ def test_two_scheduled_jobs_reimage_at_once_run_and_release(mode, dispatch_lab):
     assert len(lab.lab.supervisor_pids()) == 2
     clock.open()
     statuses = lab.lab.wait_for_run(run, ids, timeout=240)
-    assert statuses == dict.fromkeys(ids, "pass")
+    assert statuses == dict.fromkeys(ids, "pass"), lab.lab.explain(run)
     assert_passed_and_released(lab, run, lab.paddles.jobs(run))
 
 
@@ -98,7 +101,7 @@ def test_a_suite_is_scheduled_dispatched_run_and_reported(mode, dispatch_lab):
     lab.lab.start_dispatcher()
     statuses = lab.lab.wait_for_run(suite.name, suite.job_ids, timeout=300)
     jobs = lab.paddles.jobs(suite.name)
-    assert sorted(statuses.values()) == ["pass", "pass"]
+    assert sorted(statuses.values()) == ["pass", "pass"], lab.lab.explain(suite.name)
     assert sorted((j["description"], j["os_version"]) for j in jobs) == [
         (f"{SUITE}/jammy", "22.04"), (f"{SUITE}/noble", "24.04")]
     assert_passed_and_released(lab, suite.name, jobs)
@@ -120,6 +123,7 @@ def test_a_failed_reimage_ends_the_job_dead_with_maas_reason_and_releases(dispat
     assert REASON in job["failure_reason"]
     assert REASON in lab.lab.supervisor_log(run, ids[0])  # MAAS's own words in the job's log
     assert lab.lab.job_log(run, ids[0]) == ""  # the job never ran
+    assert f"job {ids[0]}: dead: Error reimaging machines: " in lab.lab.explain(run)
     assert not any(node["locked"] for node in lab.paddles.nodes())
     lab.wait_for(lambda: set(lab.statuses().values()) == {"Ready"}, "both nodes released")
     assert not any(lab.sim.machine(h)["owner"] for h in lab.hostnames)
@@ -133,8 +137,10 @@ def test_a_failed_reimage_ends_the_job_dead_with_maas_reason_and_releases(dispat
 
 
 def test_teuthology_kill_mid_reimage_leaks_nothing(dispatch_lab):
-    lab = dispatch_lab("in-tree", machines=2)
-    lab.sim.faults.add("deploy_stuck")  # every deployment hangs: the reimage is mid-way
+    # every deployment hangs: the reimage is mid-way until teuthology-kill (MAAS's own
+    # node_timeout, 9 s of real time at FAST_SCALE, would fail it first under load)
+    lab = dispatch_lab("in-tree", machines=2, timings={"node_timeout": 10**7})
+    lab.sim.faults.add("deploy_stuck")
     run = f"e2e-kill-{lab.lab.machine_type}"
     ids = lab.lab.schedule([job_config("ubuntu", "22.04", nodes=2)], name=run, owner=OWNER)
     lab.lab.start_dispatcher()
@@ -156,3 +162,43 @@ def test_teuthology_kill_mid_reimage_leaks_nothing(dispatch_lab):
     lab.wait_for(lambda: set(lab.statuses().values()) == {"Ready"}, "both nodes released")
     assert not any(lab.sim.machine(h)["owner"] for h in lab.hostnames)
     assert not any(node["locked"] for node in lab.paddles.nodes())
+
+
+def test_a_sigterm_to_a_supervisor_mid_reimage_stops_only_its_own_deployments(dispatch_lab):
+    """A bare SIGTERM (no teuthology-kill to unlock and release): teuthology's Exiter owns
+    SIGTERM in the supervisor (its reimage runs inside the console_log task); the supervisor
+    still aborts and releases the deployments it made, runs the Exiter's handlers, and leaves
+    the deployment another worker made on a third machine alone."""
+    # every deployment hangs (MAAS's node_timeout out of reach): the reimage is mid-way
+    lab = dispatch_lab("activation", machines=3, timings={"node_timeout": 10**7})
+    lab.sim.faults.add("deploy_stuck")
+    other = "someone-else@control"
+    lab.paddles.add_node(lab.fqdn("smithi003"), lab.lab.machine_type, locked=True,
+                         locked_by=other, description="another job")
+    client = MaasClient(lab.maas.api_url, lab.maas.key_for("teuthology"))  # the same MAAS user
+    theirs = lab.sim.system_id("smithi003")
+    client.allocate(system_id=theirs, comment="another worker")
+    client.deploy(theirs, distro_series="ubuntu/jammy", comment="another worker")
+    run = f"e2e-sigterm-{lab.lab.machine_type}"
+    ids = lab.lab.schedule([job_config("ubuntu", "22.04", nodes=2)], name=run, owner=OWNER)
+    lab.lab.start_dispatcher()
+    lab.wait_for(lambda: set(lab.statuses().values()) == {"Deploying"}, "the reimage",
+                 timeout=120)
+    [supervisor] = lab.lab.supervisor_pids()
+    ours = [n for n in lab.hostnames if n != "smithi003"]
+    os.kill(supervisor, signal.SIGTERM)
+    lab.wait_for(lambda: not alive(supervisor), "the supervisor to exit", timeout=120)
+    log = lab.lab.supervisor_log(run, ids[0])
+    assert "SIGTERM: cleaning up 2 deployment(s) in flight" in log, log
+    # teuthology's own exit handling still ran: its Exiter's handler (console_log's), then
+    # the end by the signal, after the clean-up
+    assert "SIGTERM: running teuthology's 1 signal handler(s)" in log, log
+    assert all(f"Killing console logger for {n}" in log for n in ours), log
+    assert log.rindex("ending the process by the signal") > max(
+        log.rindex(f"{n} ") for n in ours), log
+    aborted = {r.system_id for r in lab.sim.requests(op="abort", method="POST")}
+    assert aborted == {lab.sim.system_id(n) for n in ours}
+    lab.wait_for(lambda: all(lab.status(n) == "Ready" for n in ours), "our nodes released")
+    assert not any(lab.sim.machine(n)["owner"] for n in ours)
+    assert lab.status("smithi003") == "Deploying"  # the other worker's, untouched
+    assert lab.sim.machine("smithi003")["owner"] == "teuthology"

@@ -304,6 +304,25 @@ class DispatcherLab:
         response = requests.get(url, timeout=10)
         return list(response.json()) if response.status_code == 200 else []
 
+    def explain(self, run: str, *, lines: int = 40) -> str:
+        """Why each job of `run` that did not pass ended as it did: paddles' status and
+        failure_reason, then the tail of its teuthology.log and the errors its supervisor
+        logged. For assertion messages: a failed run must say why without its archive."""
+        parts = []
+        for job in self.paddles_jobs(run):
+            job_id = str(job.get("job_id"))
+            if job.get("status") == "pass":
+                continue
+            job_log = self.job_log(run, job_id).splitlines()[-lines:]
+            errors = [line for line in self.supervisor_log(run, job_id).splitlines()
+                      if " ERROR:" in line or "Traceback" in line][-lines:]
+            parts.append("\n".join([
+                f"job {job_id}: {job.get('status')}: {job.get('failure_reason')}",
+                f"archive: {self.job_dir(run, job_id)}",
+                "--- teuthology.log (tail)", *job_log,
+                "--- supervisor errors", *errors]))
+        return "\n".join(parts) or f"every job of {run} passed"
+
     def wait_for_run(self, run: str, job_ids: Sequence[str], *, timeout: float,
                      progress: Callable[[str], None] | None = None) -> dict[str, str]:
         """Wait (at most `timeout` s) until the dispatcher took every job in `job_ids`, paddles

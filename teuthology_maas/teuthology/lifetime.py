@@ -16,6 +16,12 @@ and `stop` waits (bounded) for all of them.
   An attempt running in the main thread itself gets the exception directly. A second signal
   gets the default action at once: whoever insists wins. Under gevent the handler is a gevent
   signal handler (its own greenlet), so it never runs inside a random greenlet.
+* teuthology's own handler is the exception (`teuthology.exit.Exiter`, which a supervisor has
+  on SIGTERM while it reimages: its console_log task installs it). That handler runs its
+  handlers and then kills the process with the signal's default action, which would leave our
+  deployments Deploying. `hosting()` takes such a signal over like a default one, and calls
+  teuthology's handler at exit, once every attempt has cleaned up: its handlers still run and
+  the process still ends by the signal. Any other handler of the application stays in charge.
 * Exit: an exit hook stops the attempts still running (a gevent process that exits would
   otherwise drop their greenlets mid-deploy), then runs the host's own exit callbacks (the
   adapter releases nodes it deployed that paddles no longer shows locked). Exit hooks run when
@@ -56,6 +62,10 @@ _lock = threading.RLock()
 _users = 0
 _installed: dict[int, Any] = {}  # signum -> the previous handler (or the gevent watcher)
 _signalled: set[int] = set()
+# Signals taken over from teuthology's Exiter: signum -> its handler while installed; the signal
+# the process must end by once its attempts are cleaned up (None: none such came).
+_exiters: dict[int, Any] = {}
+_end_by: list[int] = []
 _exit_callbacks: list[Callable[[], None]] = []
 _atexit_registered = False
 
@@ -124,7 +134,7 @@ def stop(
             attempt.done.wait(remaining)
         if not attempt.done.is_set():
             late.append(attempt)
-    for attempt in late:
+    for attempt in late if timeout > 0 else ():  # 0: not waiting here (a signal handler)
         log.error("%s: its create() did not finish cleaning up within %.0f s", attempt.name,
                   timeout)  # fmt: skip
     return late
@@ -165,6 +175,9 @@ def _first(signum: int) -> bool:
     with _lock:
         again = bool(_signalled)
         _signalled.add(signum)
+        exiter = _exiters.get(signum)
+        if not again and exiter is not None:
+            _end_by.append(signum)
     if again:
         _insist(signum)
         return False
@@ -187,6 +200,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop(signum=signum, timeout=0.0, why=why)
     else:
         stop(signum=signum, why=why)
+    _run_teuthology_handlers(signum, frame)
     raise _exit_for(signum)
 
 
@@ -198,7 +212,27 @@ def _on_gevent_signal(signum: int) -> None:
     if not _first(signum):
         return
     stop(signum=signum, timeout=0.0, why=f"{signal.Signals(signum).name}:")
+    _run_teuthology_handlers(signum, None)
     raise _exit_for(signum)
+
+
+def _run_teuthology_handlers(signum: int, frame: FrameType | None) -> None:
+    """For a signal taken over from teuthology's Exiter: run the Exiter's handlers now, as it
+    would have (the console_log task's kills its console loggers). Its last step, ending the
+    process by the signal, waits for the attempts' clean-up (`_at_exit`)."""
+    exiter = _exiters.get(signum)
+    if exiter is None:
+        return
+    log.debug("%s: running teuthology's %d signal handler(s)", signal.Signals(signum).name,
+              len(exiter.handlers))  # fmt: skip
+    for handler in list(exiter.handlers):
+        if signum not in getattr(handler, "signals", (signum,)):
+            continue
+        try:
+            handler.func(signum, frame)
+        except Exception:  # one failing handler must not keep the others (or us) from running
+            log.exception("teuthology's handler %r of %s failed", handler,
+                          signal.Signals(signum).name)  # fmt: skip
 
 
 def _is_default(signum: int) -> bool:
@@ -208,10 +242,29 @@ def _is_default(signum: int) -> bool:
     return handler is signal.SIG_DFL
 
 
+def _teuthology_exiter(handler: object) -> Any:
+    """The teuthology Exiter whose default_handler `handler` is, else None. That handler runs
+    the Exiter's `handlers` (each has `func(signum, frame)` and `signals`), then ends the
+    process with the signal's default action (teuthology/exit.py, 1.3.0)."""
+    exiter_class = getattr(sys.modules.get("teuthology.exit"), "Exiter", None)
+    owner = getattr(handler, "__self__", None)
+    if (
+        isinstance(exiter_class, type)
+        and isinstance(owner, exiter_class)
+        and getattr(handler, "__func__", None) is getattr(exiter_class, "default_handler", None)
+        and isinstance(getattr(owner, "handlers", None), list)
+    ):
+        return owner
+    return None
+
+
 def _install() -> None:
     gevent = _patched_gevent()
     for signum in HANDLED:
-        if not _is_default(signum):
+        exiter = _teuthology_exiter(signal.getsignal(signum))
+        if exiter is not None:
+            _exiters[signum] = exiter  # taken over: see _run_teuthology_handlers
+        elif not _is_default(signum):
             continue  # the application's own handler stays in charge
         try:
             if gevent is not None:
@@ -219,14 +272,23 @@ def _install() -> None:
             else:
                 _installed[signum] = signal.signal(signum, _on_signal)
         except ValueError:
+            _exiters.clear()
             return  # not the main OS thread: only it may set handlers (and gets signals)
 
 
 def _uninstall() -> None:
     _signalled.clear()
+    _exiters.clear()
     for signum, previous in list(_installed.items()):
         if hasattr(previous, "cancel"):
             previous.cancel()
+            # libev puts SIG_DFL back when its last watcher of a signal stops, whatever Python
+            # had installed (teuthology's Exiter; default_int_handler for SIGINT): give the
+            # handler Python still records back to the OS.
+            try:
+                signal.signal(signum, signal.getsignal(signum))
+            except (ValueError, TypeError):  # not the main OS thread; not set from Python
+                log.debug("could not restore the handler of signal %d", signum, exc_info=True)
         elif signal.getsignal(signum) is _on_signal:
             signal.signal(signum, previous)
         del _installed[signum]
@@ -271,7 +333,8 @@ def _register_exit_hook() -> None:
 
 def _at_exit() -> None:
     """Stop every create() still running, all at once, and wait for their clean-up; then the
-    host's callbacks."""
+    host's callbacks; then, for a signal taken over from teuthology's Exiter, the end it gives
+    the process."""
     if running_attempts():
         resolve_without_threads()
         stop(why="process exiting:")
@@ -283,6 +346,24 @@ def _at_exit() -> None:
             callback()
         except Exception:  # an exit hook must not hide the others (or the exit status)
             log.exception("teuthology_maas: clean-up at exit failed")
+    _end_by_signal()
+
+
+def _end_by_signal() -> None:
+    """For a signal taken over from teuthology's Exiter, end the process the way the Exiter
+    does, now that the attempts are cleaned up: the signal's default action (so this comes
+    last: the exit hooks registered before this module's do not run, as under the Exiter)."""
+    with _lock:
+        signum = _end_by[0] if _end_by else None
+        _end_by.clear()
+    if signum is None:
+        return
+    log.info("%s: deployments cleaned up; ending the process by the signal, as teuthology's "
+             "handler does", signal.Signals(signum).name)  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def resolve_without_threads() -> None:
