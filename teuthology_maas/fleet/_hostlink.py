@@ -1,0 +1,119 @@
+"""The follower's side of host sharing: its connection to the leader, and what it asked.
+
+A thread (a greenlet under gevent) reads the leader's answers and hands each to the request it
+answers; an answer about another machine than the one asked about, or one that does not parse
+as a MAAS machine, is dropped with a log line. When the connection ends, every request still
+open is woken with `lost` set, and its waiter re-registers wherever the host's leader now is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from teuthology_maas.errors import MaasError
+from teuthology_maas.fleet._hostwire import Channel, error_from_json, machine_from_json
+from teuthology_maas.models import Machine
+
+log = logging.getLogger("teuthology_maas.fleet.hostshare")
+
+
+class LinkLost(OSError):
+    """The connection to the leader ended."""
+
+
+@dataclass(eq=False)
+class Pending:
+    """One request of ours the leader is working on."""
+
+    ident: int
+    system_id: str | None
+    event: threading.Event = field(default_factory=threading.Event)
+    changes: list[Machine] = field(default_factory=list)
+    outcome: Machine | None = None
+    machines: list[Machine] | None = None
+    error: MaasError | None = None
+    unsupported: bool = False
+
+
+class Link:
+    """The follower's connection to the leader, read by a thread of its own."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.channel = Channel(sock)
+        self.lock = threading.Lock()
+        self.lost = False
+        self._pending: dict[int, Pending] = {}
+        self._ids = itertools.count(1)
+        threading.Thread(target=self._read, name="maas-hostshare link", daemon=True).start()
+
+    def request(self, op: str, about: str | None = None, **fields: Any) -> Pending:
+        """Send a request; `about` is the machine its answers must be about."""
+        pending = Pending(next(self._ids), about)
+        with self.lock:
+            if self.lost:
+                raise LinkLost("the leader's connection is closed")
+            self._pending[pending.ident] = pending
+        try:
+            self.channel.send({"op": op, "id": pending.ident, **fields})
+        except OSError as exc:
+            self._lose()
+            raise LinkLost(f"sending to the leader failed: {exc}") from exc
+        return pending
+
+    def forget(self, pending: Pending) -> None:
+        with self.lock:
+            self._pending.pop(pending.ident, None)
+
+    def _read(self) -> None:
+        try:
+            while (message := self.channel.receive()) is not None:
+                self._dispatch(message)
+        except OSError as exc:
+            log.info("host sharing: the leader's connection ended: %s", exc)
+        finally:
+            self._lose()
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        op, ident = message["op"], message.get("id")
+        with self.lock:
+            pending = self._pending.get(ident) if isinstance(ident, int) else None
+        if pending is None:
+            if op not in ("change", "done", "failed", "found"):
+                log.warning("host sharing: dropped a message of unknown kind %.40r", op)
+            return  # an answer for a wait that already ended
+        if op in ("change", "done"):
+            machine = machine_from_json(message.get("machine"))
+            if machine is None or machine.system_id != pending.system_id:
+                log.warning("host sharing: dropped an answer about another machine for %s",
+                            pending.system_id)  # fmt: skip
+                return
+        elif op == "found":
+            raw = message.get("machines")
+            found = [machine_from_json(m) for m in raw] if isinstance(raw, list) else [None]
+        with self.lock:
+            if op == "change" and machine is not None:
+                pending.changes.append(machine)
+            elif op == "done" and machine is not None:
+                pending.outcome = machine
+            elif op == "failed":
+                pending.error = error_from_json(message.get("error"))
+                pending.unsupported = message.get("unsupported") is True
+            elif op == "found" and None not in found:
+                pending.machines = [m for m in found if m is not None]
+            else:
+                log.warning("host sharing: dropped a malformed %.40r message", op)
+                return
+        pending.event.set()
+
+    def _lose(self) -> None:
+        with self.lock:
+            self.lost = True
+            pending = list(self._pending.values())
+        self.channel.close()
+        for each in pending:
+            each.event.set()
