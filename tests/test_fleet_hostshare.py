@@ -135,6 +135,8 @@ def test_processes_of_a_host_share_one_poll_stream(lab, patched):
     lab.deploy_all()
     results = [child.result() for child in children]
     assert [r.get("status") for r in results] == ["Deployed"] * 5, results
+    # each leader removed its socket and lock file on its way out
+    assert sorted(p.name for p in Path(lab.dir).iterdir()) == []
 
 
 def test_without_sharing_each_process_polls_alone(lab):
@@ -230,4 +232,3 @@ def test_a_socket_planted_in_the_share_directory_is_refused(lab, tmp_path, caplo
         held.release()
         if server is not None:
             server.close()
-

@@ -146,27 +146,31 @@ class LeaderServer:
                 self.poller.configure(min_interval=fast, max_interval=slow)
             else:
                 log.warning("host sharing: dropped a configure with bad intervals")
-        elif op == "cancel" and isinstance(ident, int) and ident in cancels:
-            cancels.pop(ident).set()
-        elif op == "wait" and isinstance(ident, int) and self._valid_wait(message):
-            cancel = cancels[ident] = threading.Event()
-            self._spawn(self._run_wait, channel, ident, message, cancel, cancels)
-        elif op == "lookup" and isinstance(ident, int) and _name(message.get("hostname")):
-            self._spawn(self._run_lookup, channel, ident, message["hostname"])
-        elif op != "cancel":  # a cancel for a wait that already ended is normal
+        elif op == "cancel":
+            if isinstance(ident, int) and ident in cancels:  # else: that wait already ended
+                cancels.pop(ident).set()
+        elif op == "wait":
+            if isinstance(ident, int) and self._valid_wait(message):
+                cancel = cancels[ident] = threading.Event()
+                self._spawn(self._run_wait, channel, ident, message, cancel, cancels)
+            else:
+                log.warning("host sharing: dropped a malformed wait request")
+        elif op == "lookup":
+            if isinstance(ident, int) and _name(message.get("hostname")):
+                self._spawn(self._run_lookup, channel, ident, message["hostname"])
+            else:
+                log.warning("host sharing: dropped a malformed lookup request")
+        else:
             log.warning("host sharing: dropped a message the leader does not take: op=%.40r", op)
 
     @staticmethod
     def _valid_wait(message: dict[str, Any]) -> bool:
         args = message.get("args")
-        ok = (
+        return bool(
             _name(message.get("system_id"))
             and isinstance(args, dict)
             and _number(args.get("timeout")) is not None
         )
-        if not ok:
-            log.warning("host sharing: dropped a malformed wait request")
-        return bool(ok)
 
     @staticmethod
     def _spawn(target: Callable[..., None], *args: Any) -> None:
