@@ -25,7 +25,7 @@ from teuthology_maas.fleet._hostdir import (
     runtime_dir,
 )
 from teuthology_maas.fleet.hostshare import HostShare
-from teuthology_maas.models import DEPLOY_FAILURE, DEPLOY_TARGET, NodeStatus
+from teuthology_maas.models import DEPLOY_FAILURE, DEPLOY_TARGET, Machine, NodeStatus
 
 NAME = "a" * 24
 
@@ -339,3 +339,37 @@ def share_name_for(cfg) -> str:
     from teuthology_maas.fleet._hostdir import share_name
 
     return share_name(cfg.api_url, cfg.api_key.consumer_key, cfg.verify)
+
+
+def test_a_leader_that_stops_answering_is_left_and_the_wait_ends_on_its_own_poll(
+    tmp_path, shares, monkeypatch, caplog
+):
+    """A stopped or stuck leader keeps its socket open: silence after a ping is enough."""
+    from teuthology_maas.fleet import hostshare
+
+    monkeypatch.setattr(hostshare, "PING_EVERY", 0.2)
+    monkeypatch.setattr(hostshare, "STALL_LIMIT", 0.6)
+    client = LookupMaas()
+    client.add("m1", NodeStatus.DEPLOYED)
+    silent = LyingLeader(tmp_path, lambda message: iter(()))
+    try:
+        waiting, looking = share(client, tmp_path), share(client, tmp_path)
+        shares.extend([waiting, looking])
+        machine = waiting.wait("m1", targets=DEPLOY_TARGET, timeout=20)
+        found = looking.lookup("host-m1")
+    finally:
+        silent.close()
+    assert machine.status is NodeStatus.DEPLOYED and [m.system_id for m in found] == ["m1"]
+    assert (waiting.role, looking.role) == ("solo", "solo")
+    assert [kind for kind, _ in client.calls] == ["list", "hostname"]
+    assert caplog.text.count("has not answered for") == 2
+
+
+class LookupMaas(FakeMaas):
+    def list_machines(self, *, id=(), hostname=()):  # type: ignore[override]
+        if not hostname:
+            return super().list_machines(id=id)
+        with self._lock:
+            self.calls.append(("hostname", tuple(hostname)))
+            return [Machine.from_json(m) for m in self.machines.values()
+                    if m["hostname"] in hostname]  # fmt: skip

@@ -140,6 +140,8 @@ class LeaderServer:
         op, ident = message["op"], message.get("id")
         if op == "kick":
             self.poller.kick()
+        elif op == "ping":
+            channel.send_quietly({"op": "pong"})
         elif op == "configure":
             fast, slow = _number(message.get("fast")), _number(message.get("slow"))
             if fast is not None and slow is not None and 0 < fast <= slow:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ class Link:
         self.channel = Channel(sock)
         self.lock = threading.Lock()
         self.lost = False
+        self.heard = time.monotonic()  # when the leader last said anything
+        self._pinged = 0.0
         self._pending: dict[int, Pending] = {}
         self._ids = itertools.count(1)
         threading.Thread(target=self._read, name="maas-hostshare link", daemon=True).start()
@@ -61,7 +64,7 @@ class Link:
         try:
             self.channel.send({"op": op, "id": pending.ident, **fields})
         except OSError as exc:
-            self._lose()
+            self.lose()
             raise LinkLost(f"sending to the leader failed: {exc}") from exc
         return pending
 
@@ -76,10 +79,24 @@ class Link:
         except OSError as exc:
             log.info("host sharing: the leader's connection ended: %s", exc)
         finally:
-            self._lose()
+            self.lose()
+
+    def stalled(self, *, every: float, limit: float) -> bool:
+        """Whether the leader has said nothing for `limit` seconds although asked (a ping
+        every `every` seconds of silence): a process stopped or stuck, whose socket the kernel
+        still keeps open."""
+        now = time.monotonic()
+        silent = now - self.heard
+        if silent >= every and now - self._pinged >= every:
+            self._pinged = now
+            self.channel.send_quietly({"op": "ping"})
+        return silent >= limit and self._pinged > self.heard
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         op, ident = message["op"], message.get("id")
+        self.heard = time.monotonic()
+        if op == "pong":
+            return
         with self.lock:
             pending = self._pending.get(ident) if isinstance(ident, int) else None
         if pending is None:
@@ -110,7 +127,7 @@ class Link:
                 return
         pending.event.set()
 
-    def _lose(self) -> None:
+    def lose(self) -> None:
         with self.lock:
             self.lost = True
             pending = list(self._pending.values())

@@ -45,7 +45,7 @@ from teuthology_maas.fleet._hostdir import (
     runtime_dir,
 )
 from teuthology_maas.fleet._hostleader import LeaderServer
-from teuthology_maas.fleet._hostlink import Link, LinkLost
+from teuthology_maas.fleet._hostlink import Link, LinkLost, Pending
 from teuthology_maas.fleet._hostwire import to_json
 from teuthology_maas.fleet.estimate import FinishEstimator
 from teuthology_maas.fleet.lookup import HostnameLookups
@@ -65,6 +65,10 @@ SOLO_RETRY = 60.0
 GRACE = 5.0
 # A lookup the leader does not answer within this long is made from this process instead.
 LOOKUP_WAIT = 300.0
+# A leader silent this long while we wait is asked whether it lives (ping); one that still
+# says nothing after STALL_LIMIT is left: this process polls for itself for SOLO_RETRY.
+PING_EVERY = 10.0
+STALL_LIMIT = 30.0
 
 
 class _Local(Exception):
@@ -207,7 +211,7 @@ class HostShare:
                 self._lost(link)
                 continue
             try:
-                pending.event.wait(LOOKUP_WAIT)
+                self._await(link, pending)
             finally:
                 link.forget(pending)
             if pending.error is not None:
@@ -328,6 +332,26 @@ class HostShare:
                 log.info("host sharing: the leader for %s went away; taking over or "
                          "reconnecting", self.client.base_url)  # fmt: skip
 
+    def _await(self, link: Link, pending: Pending) -> None:
+        """Wait for a lookup's answer while the leader is heard from, up to LOOKUP_WAIT."""
+        deadline = time.monotonic() + LOOKUP_WAIT
+        while not pending.event.wait(min(PING_EVERY, STALL_LIMIT) / 2):
+            if link.stalled(every=PING_EVERY, limit=STALL_LIMIT):
+                self._stalled(link)
+                return
+            if time.monotonic() >= deadline:
+                return
+
+    def _stalled(self, link: Link) -> None:
+        with self._lock:
+            log.warning("host sharing: the leader for %s has not answered for %.0f s; polling "
+                        "MAAS from this process (pid %d) for now", self.client.base_url,
+                        STALL_LIMIT, os.getpid())  # fmt: skip
+            link.lose()
+            if self._link is link:
+                self._link, self._role = None, "solo"
+                self._solo_until = time.monotonic() + SOLO_RETRY
+
     # -- a wait the leader answers ----------------------------------------------------------
 
     def _wait_remote(
@@ -350,7 +374,7 @@ class HostShare:
                     check()
                 remaining = record.deadline - time.monotonic()
                 if remaining > 0:
-                    pending.event.wait(min(remaining, check_interval) if check else remaining)
+                    pending.event.wait(min(remaining, check_interval if check else PING_EVERY))
                 with link.lock:
                     pending.event.clear()
                     changes, pending.changes = pending.changes, []
@@ -377,6 +401,9 @@ class HostShare:
                     raise _Local
                 if lost:
                     raise LinkLost("the leader went away")
+                if link.stalled(every=PING_EVERY, limit=STALL_LIMIT):
+                    self._stalled(link)
+                    raise LinkLost("the leader stopped answering")
                 if time.monotonic() >= record.deadline:
                     raise record.timeout_error(timeout, None)
         finally:
