@@ -2,7 +2,8 @@
 `endpoint_for(config).status_poller(config)`, as node code does, and report as JSON lines.
 
 argv[1] is a JSON object: url, key, dir, system_id, timeout, gevent (bool), sharing (bool),
-lookup (a hostname to look up first, or null), poll (fast, slow). Lines printed: {"role"}
+lookup (a hostname to look up first, or null), poll (fast, slow), fork (a leader forks
+a child that sleeps a minute). Lines printed: {"role"}
 once the host-sharing role is chosen, {"looked": [...]} after a lookup, then {"status",
 "elapsed"} or {"error", "kind", "elapsed"}.
 """
@@ -19,6 +20,7 @@ if JOB.get("gevent"):
     monkey.patch_all()
 
 import logging  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 
 from teuthology_maas.config import MaasConfig  # noqa: E402
@@ -42,7 +44,14 @@ def main() -> None:
     endpoint = endpoint_for(cfg)
     poller = endpoint.status_poller(cfg)
     poller.kick()  # chooses the role, as the provisioner's first action does
-    say(role=getattr(poller, "role", "in-process"))
+    role = getattr(poller, "role", "in-process")
+    if JOB.get("fork") and role == "leader":
+        pid = os.fork()  # a child that outlives us, holding whatever it inherited
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        say(forked=pid)
+    say(role=role)
     if JOB.get("lookup"):
         say(looked=[m.system_id for m in endpoint.lookup_hostname(JOB["lookup"])])
     start = time.monotonic()

@@ -5,6 +5,7 @@ supervisor per job."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -187,6 +188,30 @@ def test_leader_killed_mid_wait_loses_no_wait_and_keeps_each_deadline(lab):
     # the deadline counted from the start of the wait, not from the takeover
     assert 6.0 <= outcome["elapsed"] < 6.0 + 2.5, outcome
     assert time.monotonic() - started < 15
+
+
+def test_a_forked_child_of_the_leader_does_not_hold_the_host_after_the_leader_dies(lab):
+    """The child inherits the lock and every connection; it lets go of them at once, so the
+    leader's death is seen (connection closed, lock free) and not 30 s later as silence."""
+    ids = lab.deploying(["smithi001", "smithi002"])
+    leader = lab.start(ids[0], fork=True)
+    forked = leader.field("forked")
+    try:
+        assert leader.field("role") == "leader"
+        follower = lab.start(ids[1])
+        assert follower.field("role") == "follower"
+        wait_until(lambda: any(set(r.param_list("id")) == set(ids) for r in lab.polls()))
+        os.kill(leader.process.pid, signal.SIGKILL)
+        leader.process.wait(10)
+        killed = len(lab.polls())
+        # the follower leads now: its own machine alone, well before the 30 s of silence
+        wait_until(lambda: any(r.param_list("id") == ids[1:] for r in lab.polls()[killed:]),
+                   timeout=10)  # fmt: skip
+        lab.deploy_all()
+        assert follower.result().get("status") == "Deployed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(forked, signal.SIGKILL)
 
 
 def _force_deployed(sim: Any, system_ids: list[str]) -> None:

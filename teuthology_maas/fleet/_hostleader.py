@@ -88,6 +88,15 @@ class LeaderServer:
         for channel in channels:
             channel.close()
 
+    def abandon(self) -> None:
+        """In a forked child: close this process's copies of the sockets only (the parent
+        still serves on them)."""
+        self._closed = True
+        for sock in [self.listener, *(channel.sock for channel in self._channels)]:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._channels = set()
+
     # -- connections ----------------------------------------------------------------------
 
     def _accept(self) -> None:

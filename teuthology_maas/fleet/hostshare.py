@@ -32,6 +32,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class _Local(Exception):
 class HostShare:
     """The host's poller and lookups for one endpoint, as this process reaches them."""
 
+    _all: weakref.WeakSet[HostShare] = weakref.WeakSet()
+
     def __init__(
         self,
         client: Any,
@@ -101,6 +104,7 @@ class HostShare:
         self._server: LeaderServer | None = None
         self._held: HostLock | None = None
         self._exit_hook = False
+        HostShare._all.add(self)
 
     def __repr__(self) -> str:
         return f"HostShare({self.client.base_url!r}, role={self._role})"
@@ -241,13 +245,33 @@ class HostShare:
                 self._link = None
             self._role, self._solo_until = "solo", float("inf")
 
+    def _forked(self) -> None:
+        """In a forked child: let go of the descriptors inherited from the parent without
+        touching what they refer to (no shutdown, no unlink). A child keeping a copy of the
+        lock or of a follower's connection would keep the lock held and the connection open
+        after the parent died, and nobody would take over."""
+        if self._held is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._held.fd)
+            self._held.fd = -1
+        if self._server is not None:
+            self._server.abandon()
+        if self._link is not None:
+            with contextlib.suppress(OSError):
+                self._link.channel.sock.close()
+        self._held = self._server = self._link = None
+        self._lock = threading.RLock()
+        self.pid = os.getpid()
+        policy = self.poller.policy
+        self.poller = StatusPoller(self.client, min_interval=policy.fast, max_interval=policy.slow)
+        self.lookups = HostnameLookups()
+        self._role, self._solo_until = "solo", float("inf")
+
     # -- choosing a role --------------------------------------------------------------------
 
     def _route(self) -> Link | None:
         """The link to the leader, or None when this process polls (leader, or solo)."""
         with self._lock:
-            if self.pid != os.getpid():
-                self._role, self._solo_until = "solo", float("inf")  # the fork rule
             if self._role == "leader":
                 return None
             if self._role == "follower" and self._link is not None and not self._link.lost:
@@ -410,3 +434,14 @@ class HostShare:
             link.forget(pending)
             if not finished and not link.lost:
                 link.channel.send_quietly({"op": "cancel", "id": pending.ident})
+
+
+def _after_fork_in_child() -> None:
+    for share in list(HostShare._all):
+        try:
+            share._forked()
+        except Exception:  # a child must start whatever an inherited share looked like
+            log.debug("host sharing: could not drop an inherited share", exc_info=True)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
