@@ -373,3 +373,28 @@ class LookupMaas(FakeMaas):
             self.calls.append(("hostname", tuple(hostname)))
             return [Machine.from_json(m) for m in self.machines.values()
                     if m["hostname"] in hostname]  # fmt: skip
+
+
+def test_a_wait_argument_that_cannot_travel_is_waited_for_from_this_process(tmp_path, shares):
+    """A newer poller argument the wire cannot carry (a callable) costs the sharing of that
+    wait only, never the wait."""
+
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYED)
+    leader = share(client, tmp_path)
+    shares.append(leader)
+    leader.kick()
+    follower = share(client, tmp_path)
+    shares.append(follower)
+    follower.kick()
+    assert follower.role == "follower"
+    original = follower.poller.wait
+
+    def accepting(system_id, *, probe=None, **kwargs):
+        assert callable(probe)
+        return original(system_id, **kwargs)
+
+    follower.poller.wait = accepting  # type: ignore[method-assign]
+    machine = follower.wait("m1", targets=DEPLOY_TARGET, timeout=10, probe=lambda: None)
+    assert machine.status is NodeStatus.DEPLOYED and follower.role == "follower"
+    assert follower.poller.stats.requests >= 1 and leader.poller.stats.requests == 0

@@ -389,7 +389,11 @@ class HostShare:
         timeout: float,
     ) -> Machine:
         remaining = max(0.0, record.deadline - time.monotonic())
-        sent = to_json({**args, "timeout": remaining + GRACE})
+        try:
+            sent = to_json({**args, "timeout": remaining + GRACE})
+        except TypeError as exc:  # an argument only this process can use (a callable)
+            log.debug("host sharing: waiting for %s from this process: %s", record.system_id, exc)
+            raise _Local from exc
         pending = link.request("wait", record.system_id, system_id=record.system_id, args=sent)
         finished = False
         try:
