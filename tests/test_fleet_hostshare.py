@@ -162,14 +162,15 @@ def test_lookups_of_followers_go_through_the_leader(lab):
     assert leader.result().get("status") == follower.result().get("status") == "Deployed"
 
 
-def test_leader_killed_mid_wait_loses_no_wait_and_keeps_each_deadline(lab):
+@pytest.mark.parametrize("patched", [False, True], ids=["threads", "gevent"])
+def test_leader_killed_mid_wait_loses_no_wait_and_keeps_each_deadline(lab, patched):
     ids = lab.deploying(["smithi001", "smithi002", "smithi003", "smithi004"])
-    leader = lab.start(ids[0])
+    leader = lab.start(ids[0], gevent=patched)
     assert leader.field("role") == "leader"
-    followers = [lab.start(sid) for sid in ids[1:3]]
+    followers = [lab.start(sid, gevent=patched) for sid in ids[1:3]]
     assert [f.field("role") for f in followers] == ["follower"] * 2
     # a wait that never ends: its deadline (6 s from its start) must not move at the takeover
-    never = lab.start(ids[3], timeout=6)
+    never = lab.start(ids[3], timeout=6, gevent=patched)
     assert never.field("role") == "follower"
     started = time.monotonic()
     wait_until(lambda: any(set(r.param_list("id")) == set(ids) for r in lab.polls()))
