@@ -64,6 +64,9 @@ def test_a_directory_writable_by_others_or_not_ours_is_refused(tmp_path):
 def test_the_default_directory_is_per_user(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert runtime_dir() == tmp_path / "teuthology-maas"
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))  # left behind by sudo
+    assert runtime_dir() == tmp_path / f"teuthology-maas-{os.getuid()}"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     assert runtime_dir() == tmp_path / f"teuthology-maas-{os.getuid()}"

@@ -32,11 +32,12 @@ class HostShareRefused(OSError):
 
 def runtime_dir(configured: str | None = None, *, uid: int | None = None) -> Path:
     """The per-user directory for lock files and sockets, created 0700 if missing:
-    `configured`, else `$XDG_RUNTIME_DIR/teuthology-maas`, else `/tmp/teuthology-maas-$UID`."""
+    `configured`, else `$XDG_RUNTIME_DIR/teuthology-maas` (when that directory exists: sudo
+    can leave the variable behind), else `/tmp/teuthology-maas-$UID`."""
     uid = os.getuid() if uid is None else uid
     if configured:
         path = Path(configured).expanduser()
-    elif os.environ.get("XDG_RUNTIME_DIR"):
+    elif os.environ.get("XDG_RUNTIME_DIR") and Path(os.environ["XDG_RUNTIME_DIR"]).is_dir():
         path = Path(os.environ["XDG_RUNTIME_DIR"]) / DIR_NAME
     else:
         path = Path(tempfile.gettempdir()) / f"{DIR_NAME}-{uid}"
