@@ -13,11 +13,14 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from teuthology_maas.errors import MaasError
-from teuthology_maas.fleet._hostwire import Channel, error_from_json, machine_from_json
+from teuthology_maas.errors import MaasError, MaasTimeout
+from teuthology_maas.fleet._hostwire import Channel, error_from_json, machine_from_json, to_json
+from teuthology_maas.fleet.poller import OnChange
+from teuthology_maas.fleet.waiter import Waiter
 from teuthology_maas.models import Machine
 
 log = logging.getLogger("teuthology_maas.fleet.hostshare")
@@ -25,6 +28,14 @@ log = logging.getLogger("teuthology_maas.fleet.hostshare")
 
 class LinkLost(OSError):
     """The connection to the leader ended."""
+
+
+class WaitHere(Exception):
+    """Wait for this one from this process (the leader cannot, or answered nonsense)."""
+
+
+class Stalled(LinkLost):
+    """The leader keeps its connection open but no longer answers."""
 
 
 @dataclass(eq=False)
@@ -134,3 +145,71 @@ class Link:
         self.channel.close()
         for each in pending:
             each.event.set()
+
+    def wait(
+        self,
+        record: Waiter,
+        args: dict[str, Any],
+        deliver: OnChange,
+        check: Callable[[], None] | None,
+        check_interval: float,
+        timeout: float,
+        *,
+        grace: float,
+        every: float,
+        limit: float,
+    ) -> Machine:
+        """One wait() answered by the leader, until `record`'s own deadline (the leader's
+        outlives it by `grace`). Raises WaitHere when this process must wait by itself, LinkLost
+        when the connection ended, Stalled when the leader stopped answering (a ping after
+        `every` seconds of silence, given up after `limit`)."""
+        link = self
+        remaining = max(0.0, record.deadline - time.monotonic())
+        try:
+            sent = to_json({**args, "timeout": remaining + grace})
+        except TypeError as exc:  # an argument only this process can use (a callable)
+            log.debug("host sharing: waiting for %s from this process: %s", record.system_id, exc)
+            raise WaitHere from exc
+        pending = link.request("wait", record.system_id, system_id=record.system_id, args=sent)
+        finished = False
+        try:
+            while True:
+                if check is not None:
+                    check()
+                remaining = record.deadline - time.monotonic()
+                if remaining > 0:
+                    pending.event.wait(min(remaining, check_interval if check else every))
+                with link.lock:
+                    pending.event.clear()
+                    changes, pending.changes = pending.changes, []
+                    outcome, error, lost = pending.outcome, pending.error, link.lost
+                for machine in changes:
+                    deliver(machine)
+                if error is not None:
+                    finished = True
+                    if pending.unsupported:
+                        log.warning("host sharing: the leader cannot take this wait (%s); "
+                                    "waiting from this process", error)  # fmt: skip
+                        raise WaitHere
+                    if isinstance(error, MaasTimeout):
+                        raise record.timeout_error(timeout, None)
+                    raise error
+                if outcome is not None:
+                    finished = True
+                    if outcome.status in record.targets | record.failures:
+                        deliver(outcome)
+                        return outcome
+                    log.warning("host sharing: the leader ended the wait for %s at %s, which "
+                                "it was not waiting for; waiting from this process",
+                                record.system_id, outcome.status_name)  # fmt: skip
+                    raise WaitHere
+                if lost:
+                    raise LinkLost("the leader went away")
+                if link.stalled(every=every, limit=limit):
+                    raise Stalled("the leader stopped answering")
+                if time.monotonic() >= record.deadline:
+                    raise record.timeout_error(timeout, None)
+        finally:
+            link.forget(pending)
+            if not finished and not link.lost:
+                link.channel.send_quietly({"op": "cancel", "id": pending.ident})

@@ -46,8 +46,7 @@ from teuthology_maas.fleet._hostdir import (
     runtime_dir,
 )
 from teuthology_maas.fleet._hostleader import LeaderServer
-from teuthology_maas.fleet._hostlink import Link, LinkLost, Pending
-from teuthology_maas.fleet._hostwire import to_json
+from teuthology_maas.fleet._hostlink import Link, LinkLost, Pending, Stalled, WaitHere
 from teuthology_maas.fleet.estimate import FinishEstimator
 from teuthology_maas.fleet.lookup import HostnameLookups
 from teuthology_maas.fleet.policy import TickPolicy
@@ -70,10 +69,6 @@ LOOKUP_WAIT = 300.0
 # says nothing after STALL_LIMIT is left: this process polls for itself for SOLO_RETRY.
 PING_EVERY = 10.0
 STALL_LIMIT = 30.0
-
-
-class _Local(Exception):
-    """Wait for this one from this process (the leader cannot, or answered nonsense)."""
 
 
 class HostShare:
@@ -195,10 +190,12 @@ class HostShare:
                         raise
                     raise record.timeout_error(timeout, None) from exc
             try:
-                return self._wait_remote(link, record, args, deliver, check, check_interval,
-                                         timeout)  # fmt: skip
-            except _Local:
+                return link.wait(record, args, deliver, check, check_interval, timeout,
+                                 grace=GRACE, every=PING_EVERY, limit=STALL_LIMIT)  # fmt: skip
+            except WaitHere:
                 local = True
+            except Stalled:
+                self._stalled(link)
             except LinkLost:
                 self._lost(link)
             moved = True
@@ -278,9 +275,13 @@ class HostShare:
                 return self._link
             if self._role == "solo" and time.monotonic() < self._solo_until:
                 return None
+            if getattr(threading, "_SHUTTING_DOWN", False):
+                # Exit hooks (a clean-up at exit): leading needs new threads, which Python no
+                # longer starts now. Ask MAAS from here; nothing to set up for a last request.
+                return None
             try:
                 return self._establish()
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:  # RuntimeError: no new thread (exiting)
                 log.warning("host sharing: polling MAAS at %s from this process (pid %d) for "
                             "now: %s", self.client.base_url, os.getpid(), exc)  # fmt: skip
                 self._role, self._link = "solo", None
@@ -347,7 +348,11 @@ class HostShare:
         except BaseException:
             sock.close()
             raise
-        return Link(sock)
+        try:
+            return Link(sock)
+        except BaseException:  # its reader thread could not start (interpreter exiting)
+            sock.close()
+            raise
 
     def _lost(self, link: Link) -> None:
         with self._lock:
@@ -377,67 +382,6 @@ class HostShare:
                 self._solo_until = time.monotonic() + SOLO_RETRY
 
     # -- a wait the leader answers ----------------------------------------------------------
-
-    def _wait_remote(
-        self,
-        link: Link,
-        record: Waiter,
-        args: dict[str, Any],
-        deliver: OnChange,
-        check: Callable[[], None] | None,
-        check_interval: float,
-        timeout: float,
-    ) -> Machine:
-        remaining = max(0.0, record.deadline - time.monotonic())
-        try:
-            sent = to_json({**args, "timeout": remaining + GRACE})
-        except TypeError as exc:  # an argument only this process can use (a callable)
-            log.debug("host sharing: waiting for %s from this process: %s", record.system_id, exc)
-            raise _Local from exc
-        pending = link.request("wait", record.system_id, system_id=record.system_id, args=sent)
-        finished = False
-        try:
-            while True:
-                if check is not None:
-                    check()
-                remaining = record.deadline - time.monotonic()
-                if remaining > 0:
-                    pending.event.wait(min(remaining, check_interval if check else PING_EVERY))
-                with link.lock:
-                    pending.event.clear()
-                    changes, pending.changes = pending.changes, []
-                    outcome, error, lost = pending.outcome, pending.error, link.lost
-                for machine in changes:
-                    deliver(machine)
-                if error is not None:
-                    finished = True
-                    if pending.unsupported:
-                        log.warning("host sharing: the leader cannot take this wait (%s); "
-                                    "waiting from this process", error)  # fmt: skip
-                        raise _Local
-                    if isinstance(error, MaasTimeout):
-                        raise record.timeout_error(timeout, None)
-                    raise error
-                if outcome is not None:
-                    finished = True
-                    if outcome.status in record.targets | record.failures:
-                        deliver(outcome)
-                        return outcome
-                    log.warning("host sharing: the leader ended the wait for %s at %s, which "
-                                "it was not waiting for; waiting from this process",
-                                record.system_id, outcome.status_name)  # fmt: skip
-                    raise _Local
-                if lost:
-                    raise LinkLost("the leader went away")
-                if link.stalled(every=PING_EVERY, limit=STALL_LIMIT):
-                    self._stalled(link)
-                    raise LinkLost("the leader stopped answering")
-                if time.monotonic() >= record.deadline:
-                    raise record.timeout_error(timeout, None)
-        finally:
-            link.forget(pending)
-            if not finished and not link.lost:
-                link.channel.send_quietly({"op": "cancel", "id": pending.ident})
 
 
 def _after_fork_in_child() -> None:
