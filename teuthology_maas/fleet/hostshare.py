@@ -323,6 +323,8 @@ class HostShare:
             server.start()
         except BaseException:
             listener.close()
+            with contextlib.suppress(OSError):  # bound but never served: nobody's socket
+                os.unlink(sock_path)
             held.release()
             raise
         self._role, self._held, self._server, self._link = "leader", held, server, None
