@@ -95,6 +95,9 @@ class MaasConfig:
     lab_domain: str | None = None
     ssh_resolve_grace: float = 60.0
     keep_on_failure: bool = False
+    # One status poller and lookup batcher per host and endpoint (fleet.hostshare).
+    host_sharing: bool = True
+    host_sharing_dir: str | None = None
     # Deploy settings per machine type and OS (kernel, memory, storage, bonds): deploy_config.
     deploy: DeployConfig = field(default_factory=DeployConfig)
     # Which MAAS machines belong to a machine type, per type (type_match.py); others: default.
@@ -260,6 +263,8 @@ class MaasConfig:
                 "ssh_resolve_grace", s["ssh_resolve_grace"], allow_zero=True
             ),
             keep_on_failure=values.boolean("keep_on_failure", s["keep_on_failure"]),
+            host_sharing=values.boolean("host_sharing", s["host_sharing"]),
+            host_sharing_dir=_sharing_dir(s["host_sharing_dir"], base),
             deploy=DeployConfig.parse(
                 s.get("deploy"),
                 machine_types=machine_types if deploy_types is None else deploy_types,
@@ -489,3 +494,12 @@ def _section_of(obj: Any) -> Mapping[str, Any] | None:
             "a mapping of maas settings",
         )
     return section
+
+
+def _sharing_dir(value: Any, base: Path) -> str | None:
+    """`host_sharing_dir`: an absolute path (relative ones are anchored at the config's
+    directory), or None for the per-user default."""
+    text = values.optional_text("host_sharing_dir", value)
+    if not text:
+        return None
+    return str((base / Path(text).expanduser()).absolute())

@@ -21,8 +21,11 @@ fork starts its per-process services afresh there (poller and lookups, whose thr
 the parent; the user-name fetch in flight; the image copy; and the client when the Endpoint
 built it, so that the child does not share its parent's sockets).
 
-Sharing between the processes of one host plugs in here: the services are reachable only
-through an Endpoint, so another implementation of them can be put behind it.
+Sharing between the processes of one host plugs in here: with `host_sharing` on (the
+default), an Endpoint that built its own client from a config hands out the host's poller and
+lookups (`fleet.hostshare.HostShare`: one process of the host polls MAAS for all of them) in
+place of its own, with the same interface. An Endpoint around a client someone gave it keeps
+its own (a test's fake client must be the one polled).
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from typing import NamedTuple
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.config_regions import DEFAULT_REGION
 from teuthology_maas.errors import MaasAuthError, MaasError, MaasPermissionDenied
+from teuthology_maas.fleet._hostdir import share_name
 from teuthology_maas.fleet.estimate import Bracket
+from teuthology_maas.fleet.hostshare import HostShare
 from teuthology_maas.fleet.lookup import HostnameLookups
 from teuthology_maas.fleet.poller import DEFAULT_MAX_INTERVAL, DEFAULT_MIN_INTERVAL, StatusPoller
 from teuthology_maas.fleet.store import HostStore, default_path
@@ -167,6 +172,7 @@ class Endpoint:
         self._images = BootResourceCache(self.client, store=self.store)
         self._poller: StatusPoller | None = None
         self._lookups: HostnameLookups | None = None
+        self._share: HostShare | None = None
 
     def _in_this_process(self) -> None:
         """The fork rule (see the module docstring); caller holds `_lock`."""
@@ -191,13 +197,37 @@ class Endpoint:
             self._in_this_process()
             return self._images
 
-    def status_poller(self, config: MaasConfig | None = None) -> StatusPoller:
+    def _host_share(self) -> HostShare | None:
+        """The host's poller and lookups when this endpoint shares them (see the module
+        docstring); caller holds `_lock`."""
+        config = self.config
+        if config is None or not config.host_sharing or not self._owns_client:
+            return None
+        if self._share is None:
+            self._share = HostShare(
+                self.client,
+                name=share_name(self.key.api_url, self.key.consumer_key, config.verify),
+                directory=config.host_sharing_dir,
+                min_interval=config.poll_min_interval,
+                max_interval=config.poll_interval,
+            )
+        return self._share
+
+    def status_poller(self, config: MaasConfig | None = None) -> StatusPoller | HostShare:
         """The status poller every node waiting on this endpoint shares, created on first
-        use. Its ticks are `config`'s `poll_min_interval` / `poll_interval` (else the
-        endpoint's own config's, else the documented defaults); the latest caller's win."""
+        use (the host's, with `host_sharing`). Its ticks are `config`'s `poll_min_interval` /
+        `poll_interval` (else the endpoint's own config's, else the documented defaults); the
+        latest caller's win."""
         source = config if config is not None else self.config
         with self._lock:
             self._in_this_process()
+            share = self._host_share()
+        if share is not None:
+            if config is not None:
+                share.configure(min_interval=config.poll_min_interval,
+                                max_interval=config.poll_interval)  # fmt: skip
+            return share
+        with self._lock:
             poller = self._poller
             if poller is None:
                 fast = source.poll_min_interval if source is not None else DEFAULT_MIN_INTERVAL
@@ -244,7 +274,13 @@ class Endpoint:
 
     def lookup_hostname(self, hostname: str) -> list[Machine]:
         """Every machine MAAS lists with short hostname `hostname`, asked together with the
-        other lookups waiting at the same moment (a lone one goes at once)."""
+        other lookups waiting at the same moment (a lone one goes at once), on this host with
+        `host_sharing`."""
+        with self._lock:
+            self._in_this_process()
+            share = self._host_share()
+        if share is not None:
+            return share.lookup(hostname)
         return self.hostname_lookups.machines(self.client, hostname)
 
     def username(self) -> str:
@@ -344,6 +380,10 @@ class Endpoint:
         with _registry_lock:
             if _registry.get(self.key) is self:
                 del _registry[self.key]
+        with self._lock:
+            share, self._share = self._share, None
+        if share is not None:
+            share.close()  # a leader hands over before its client goes
         if self._owns_client:
             self.client.close()
 
@@ -363,9 +403,7 @@ _registry_lock = threading.Lock()
 _registry_pid = os.getpid()
 
 
-def endpoint_for(
-    config: MaasConfig | None = None, *, client: MaasClient | None = None
-) -> Endpoint:
+def endpoint_for(config: MaasConfig | None = None, *, client: MaasClient | None = None) -> Endpoint:
     """The process's Endpoint for `config`'s MAAS region and API key, made on first use.
 
     With `client`, the Endpoint around that client (made and registered when the registered

@@ -14,7 +14,8 @@ first one sent at once.
 Only `threading` primitives and `time` are used, which gevent's monkey-patching makes
 cooperative; the same code runs with native threads outside teuthology. Each process has one
 poller and one lookup batcher per MAAS endpoint and key: `teuthology_maas.endpoint.Endpoint`
-owns them.
+owns them. With host sharing, the processes of one host share one (`fleet.hostshare`: a
+leader chosen by a file lock polls for all, the others follow over a unix socket).
 """
 
 from __future__ import annotations

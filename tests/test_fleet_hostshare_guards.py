@@ -1,0 +1,403 @@
+"""What host sharing refuses (fleet.hostshare, fleet._hostdir): planted files, other users,
+garbage on the socket, a leader that lies, and the fork rule. Leader and follower run in this
+process here (two HostShares of one name: flock locks conflict between open files even in
+one process); tests/test_fleet_hostshare.py runs them as separate processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.test_fleet import FakeMaas
+from teuthology_maas.endpoint import Endpoint
+from teuthology_maas.fleet._hostdir import (
+    HostLock,
+    HostShareRefused,
+    check_peer,
+    check_socket_path,
+    runtime_dir,
+)
+from teuthology_maas.fleet.hostshare import HostShare
+from teuthology_maas.models import DEPLOY_FAILURE, DEPLOY_TARGET, Machine, NodeStatus
+
+NAME = "a" * 24
+
+
+def share(client: FakeMaas, directory: Path) -> HostShare:
+    return HostShare(client, name=NAME, directory=str(directory), min_interval=0.01,
+                     max_interval=0.05)  # fmt: skip
+
+
+@pytest.fixture
+def shares():
+    made: list[HostShare] = []
+    yield made
+    for each in made:
+        each.close()
+
+
+# -- the directory, the lock, the socket, the peer -------------------------------------------
+
+
+def test_a_directory_writable_by_others_or_not_ours_is_refused(tmp_path):
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(HostShareRefused, match="writable by group or others"):
+        runtime_dir(str(open_dir))
+    with pytest.raises(HostShareRefused, match=f"belongs to uid {os.getuid()}, not to us"):
+        runtime_dir(str(tmp_path / "mine"), uid=os.getuid() + 1)
+    (tmp_path / "link").symlink_to(tmp_path / "mine")
+    with pytest.raises(HostShareRefused, match="not a directory"):
+        runtime_dir(str(tmp_path / "link"))
+    made = runtime_dir(str(tmp_path / "fresh"))
+    assert made.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_default_directory_is_per_user(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert runtime_dir() == tmp_path / "teuthology-maas"
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))  # left behind by sudo
+    assert runtime_dir() == tmp_path / f"teuthology-maas-{os.getuid()}"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    assert runtime_dir() == tmp_path / f"teuthology-maas-{os.getuid()}"
+
+
+def test_a_planted_lock_symlink_or_socket_is_refused(tmp_path):
+    directory = runtime_dir(str(tmp_path / "d"))
+    (directory / "x.lock").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(HostShareRefused, match="cannot open"):
+        HostLock.try_acquire(directory / "x.lock")
+    (directory / "x.sock").write_text("")
+    with pytest.raises(HostShareRefused, match="not a socket"):
+        check_socket_path(directory / "x.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(directory / "y.sock"))
+    try:
+        check_socket_path(directory / "y.sock")  # ours
+        with pytest.raises(HostShareRefused, match="belongs to uid"):
+            check_socket_path(directory / "y.sock", uid=os.getuid() + 1)
+    finally:
+        server.close()
+
+
+def test_the_process_at_the_other_end_must_run_as_us():
+    left, right = socket.socketpair(socket.AF_UNIX)
+    try:
+        assert check_peer(left) == os.getpid()
+        with pytest.raises(HostShareRefused, match=f"runs as uid {os.getuid()}"):
+            check_peer(left, uid=os.getuid() + 1)
+    finally:
+        left.close()
+        right.close()
+
+
+def test_one_lock_holder_and_the_lock_file_goes_with_it(tmp_path):
+    path = runtime_dir(str(tmp_path / "d")) / "n.lock"
+    first = HostLock.try_acquire(path)
+    assert first is not None
+    assert HostLock.try_acquire(path) is None
+    first.release()
+    assert not path.exists()
+    again = HostLock.try_acquire(path)
+    assert again is not None
+    again.release()
+
+
+# -- the socket: garbage in, lies out ---------------------------------------------------------
+
+
+def test_garbage_on_the_socket_is_dropped_with_a_log_line_and_the_leader_serves_on(
+    tmp_path, shares, caplog
+):
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYED)
+    leader = share(client, tmp_path)
+    shares.append(leader)
+    leader.kick()
+    assert leader.role == "leader"
+    path = tmp_path / f"{NAME}.sock"
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(str(path))
+    caplog.set_level(logging.INFO, "teuthology_maas.fleet.hostshare")
+    raw.sendall(b"not json\n[1, 2]\n{\"op\": 7}\n{\"op\": \"wait\", \"id\": \"x\"}\n"
+                b"{\"op\": \"wait\", \"id\": 1, \"system_id\": \"m1\", \"args\": {}}\n"
+                b"{\"op\": \"explode\"}\n\xff\xfe\n")  # fmt: skip
+    raw.settimeout(10)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        raw.sendall(b"x" * (5 * 1024 * 1024))  # no newline, past the cap: the connection ends
+    with contextlib.suppress(ConnectionResetError):
+        assert raw.recv(100) == b""  # the leader hung up on it, without answering any of it
+    raw.close()
+    follower = share(client, tmp_path)
+    shares.append(follower)
+    machine = follower.wait("m1", targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE, timeout=10)
+    assert (follower.role, machine.status) == ("follower", NodeStatus.DEPLOYED)
+    text = caplog.text
+    assert text.count("dropped a malformed message") == 4
+    assert text.count("dropped a malformed wait request") == 2
+    assert "does not take: op='explode'" in text
+    assert "longer than" in text
+
+
+class LyingLeader:
+    """Holds the lock and the socket, and answers every wait (and lookup) with the lines
+    `answers(message)` yields."""
+
+    def __init__(self, directory: Path, answers, *, name: str = NAME) -> None:
+        self.lock = HostLock.try_acquire(runtime_dir(str(directory)) / f"{name}.lock")
+        assert self.lock is not None
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(directory / f"{name}.sock"))
+        self.listener.listen(8)
+        self.answers = answers
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        for line in conn.makefile("rb"):
+            message = json.loads(line)
+            if message["op"] in ("wait", "lookup"):
+                conn.sendall(b"".join(line.rstrip(b"\n") + b"\n" for line in
+                                      self.answers(message)))  # fmt: skip
+
+    def close(self) -> None:
+        self.listener.close()
+        self.lock.release()
+
+
+def line(op: str, ident: int, machine: dict) -> bytes:
+    return json.dumps({"op": op, "id": ident, "machine": machine}).encode() + b"\n"
+
+
+def machine_json(system_id: str, status: NodeStatus) -> dict:
+    return {"system_id": system_id, "hostname": f"host-{system_id}", "status": int(status)}
+
+
+def test_a_lying_leader_only_wakes_the_wait_which_ends_on_this_process_s_own_poll(
+    tmp_path, shares, caplog
+):
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYING, "Installing OS")
+
+    def answers(message):
+        ident = message["id"]
+        if message["op"] != "wait":
+            return
+        yield b"\x00garbage\n"
+        yield line("change", ident, machine_json("other", NodeStatus.DEPLOYED))
+        yield line("change", ident, {"system_id": 5})
+        # "done" at a status the wait is not waiting for: not an end
+        yield line("done", ident, machine_json("m1", NodeStatus.READY))
+        client.set("m1", NodeStatus.DEPLOYED)  # what MAAS really shows
+
+    liar = LyingLeader(tmp_path, answers)
+    try:
+        caplog.set_level(logging.INFO, "teuthology_maas.fleet.hostshare")
+        follower = share(client, tmp_path)
+        shares.append(follower)
+        seen = []
+        machine = follower.wait("m1", targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE,
+                                timeout=10, on_change=seen.append)  # fmt: skip
+    finally:
+        liar.close()
+    assert follower.role == "follower"
+    assert machine.status is NodeStatus.DEPLOYED
+    assert client.list_calls(), "the wait ended on this process's own poll of MAAS"
+    assert all(m.system_id == "m1" for m in seen)
+    assert NodeStatus.READY not in {m.status for m in seen}
+    text = caplog.text
+    assert "dropped a malformed message" in text
+    assert "dropped an answer about another machine" in text
+    assert "which it was not waiting for" in text
+
+
+def test_a_leader_that_closes_its_own_share_hands_over_to_the_follower(tmp_path, shares):
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYING, "Installing OS")
+    leader = share(client, tmp_path)
+    shares.append(leader)
+    leader.kick()
+    follower = share(client, tmp_path)
+    shares.append(follower)
+    outcome: dict = {}
+
+    def wait() -> None:
+        outcome["m"] = follower.wait("m1", targets=DEPLOY_TARGET, timeout=20)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    while leader.poller.waiting == 0:
+        threading.Event().wait(0.01)
+    leader.close()  # as at exit: the socket and lock file go, the connection closes
+    assert not (tmp_path / f"{NAME}.sock").exists() or follower.role == "leader"
+    while follower.role != "leader":
+        threading.Event().wait(0.01)
+    client.set("m1", NodeStatus.DEPLOYED)
+    thread.join(20)
+    assert outcome["m"].status is NodeStatus.DEPLOYED
+    assert follower.poller.stats.requests > 0
+
+
+# -- the fork rule ----------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_forked_child_never_uses_its_parent_s_share(maas_sim, tmp_path):
+    cfg = maas_sim.config(host_sharing_dir=str(tmp_path))
+    parent = Endpoint.from_config(cfg)
+    mine = parent.status_poller()
+    assert isinstance(mine, HostShare)
+    mine.kick()
+    assert mine.role == "leader"
+    sock = next(tmp_path.glob("*.sock"))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            mine.close()  # the parent's: closing it in the child must not take the socket
+            carried = parent.status_poller()
+            carried.kick()
+            facts = [carried is not mine, sock.exists(), getattr(carried, "role", None)]
+            os.write(write_end, json.dumps(facts).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = json.loads(os.read(read_end, 256))
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert answer == [True, True, "follower"]
+    assert sock.exists() and mine.role == "leader"
+    parent.close()
+    assert not sock.exists()
+
+
+# -- a stale shared answer never lets a clean-up touch a node ------------------------------
+
+
+def test_a_stale_shared_failure_makes_the_clean_up_read_maas_and_leave_a_taken_node_alone(
+    fault_lab, tmp_path
+):
+    """The leader (here: lying) answers our deploy wait with our machine as it was, stamped
+    with our deployment, but "Failed deployment"; meanwhile another attempt took the node
+    over. The clean-up reads MAAS itself, sees the other deployment, and touches nothing."""
+    from teuthology_maas.endpoint import endpoint_for
+    from teuthology_maas.errors import MaasError
+    from teuthology_maas.node.ownership import TOKEN_KEY
+    from teuthology_maas.node.provisioner import MaasProvisioner
+
+    node = "smithi001"
+    foreign = {TOKEN_KEY: "f0" * 16, "teuthology_maas_process": "4242@ctl2",
+               "teuthology_owner": "scheduled_bob@ctl", "teuthology_job": "77"}  # fmt: skip
+    lab = fault_lab
+    lab.sim.faults.add("deploy_stuck", machine=node)
+    cfg = lab.config(host_sharing_dir=str(tmp_path), deploy_timeout=30)
+    taken: dict = {}
+
+    def answers(message):
+        if message["op"] == "lookup":
+            machines = [lab.sim.machine(message["hostname"])]
+            yield json.dumps({"op": "found", "id": message["id"], "machines": machines}).encode()
+            return
+        stale = dict(lab.sim.machine(node))  # ours, in flight
+        lab.sim.update_machine(node, workload_annotations=dict(foreign))  # taken over
+        taken["mark"] = len(lab.sim.request_log)
+        stale.update(status=int(NodeStatus.FAILED_DEPLOYMENT), status_name="Failed deployment")
+        yield json.dumps({"op": "done", "id": message["id"], "machine": stale}).encode()
+
+    name = share_name_for(cfg)
+    liar = LyingLeader(tmp_path, answers, name=name)
+    try:
+        provisioner = MaasProvisioner(node, config=cfg)
+        assert isinstance(provisioner.endpoint.status_poller(cfg), HostShare)
+        with pytest.raises(MaasError) as raised:
+            provisioner.create()
+    finally:
+        liar.close()
+        endpoint_for(cfg).close()
+    assert provisioner.endpoint.status_poller(cfg).role != "leader"
+    assert "mark" in taken, "the deploy wait went to the host's leader"
+    later = list(lab.sim.request_log)[taken["mark"] :]
+    assert [(r.method, r.op) for r in later if r.method != "GET"] == [], str(raised.value)
+    assert "Clean-up: left alone" in str(raised.value) and "taken over" in str(raised.value)
+    assert lab.sim.machine(node)["owner_data"][TOKEN_KEY] == "f0" * 16
+    assert lab.status(node) == "Deploying"
+
+
+def share_name_for(cfg) -> str:
+    from teuthology_maas.fleet._hostdir import share_name
+
+    return share_name(cfg.api_url, cfg.api_key.consumer_key, cfg.verify)
+
+
+def test_a_leader_that_stops_answering_is_left_and_the_wait_ends_on_its_own_poll(
+    tmp_path, shares, monkeypatch, caplog
+):
+    """A stopped or stuck leader keeps its socket open: silence after a ping is enough."""
+    from teuthology_maas.fleet import hostshare
+
+    monkeypatch.setattr(hostshare, "PING_EVERY", 0.2)
+    monkeypatch.setattr(hostshare, "STALL_LIMIT", 0.6)
+    client = LookupMaas()
+    client.add("m1", NodeStatus.DEPLOYED)
+    silent = LyingLeader(tmp_path, lambda message: iter(()))
+    try:
+        waiting, looking = share(client, tmp_path), share(client, tmp_path)
+        shares.extend([waiting, looking])
+        machine = waiting.wait("m1", targets=DEPLOY_TARGET, timeout=20)
+        found = looking.lookup("host-m1")
+    finally:
+        silent.close()
+    assert machine.status is NodeStatus.DEPLOYED and [m.system_id for m in found] == ["m1"]
+    assert (waiting.role, looking.role) == ("solo", "solo")
+    assert [kind for kind, _ in client.calls] == ["list", "hostname"]
+    assert caplog.text.count("has not answered for") == 2
+
+
+class LookupMaas(FakeMaas):
+    def list_machines(self, *, id=(), hostname=()):  # type: ignore[override]
+        if not hostname:
+            return super().list_machines(id=id)
+        with self._lock:
+            self.calls.append(("hostname", tuple(hostname)))
+            return [Machine.from_json(m) for m in self.machines.values()
+                    if m["hostname"] in hostname]  # fmt: skip
+
+
+def test_a_wait_argument_that_cannot_travel_is_waited_for_from_this_process(tmp_path, shares):
+    """A newer poller argument the wire cannot carry (a callable) costs the sharing of that
+    wait only, never the wait."""
+
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYED)
+    leader = share(client, tmp_path)
+    shares.append(leader)
+    leader.kick()
+    follower = share(client, tmp_path)
+    shares.append(follower)
+    follower.kick()
+    assert follower.role == "follower"
+    original = follower.poller.wait
+
+    def accepting(system_id, *, probe=None, **kwargs):
+        assert callable(probe)
+        return original(system_id, **kwargs)
+
+    follower.poller.wait = accepting  # type: ignore[method-assign]
+    machine = follower.wait("m1", targets=DEPLOY_TARGET, timeout=10, probe=lambda: None)
+    assert machine.status is NodeStatus.DEPLOYED and follower.role == "follower"
+    assert follower.poller.stats.requests >= 1 and leader.poller.stats.requests == 0

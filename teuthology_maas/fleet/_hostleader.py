@@ -1,0 +1,237 @@
+"""The leader's side of host sharing: serve the other processes' waits and lookups.
+
+Each follower's wait runs as an ordinary wait() of the leader's own `StatusPoller`, in a thread
+(a greenlet under gevent) of its own, so whatever that poller does (its tick, due times,
+estimates) applies to every process of the host alike; its changes and its end go back over
+the follower's connection. A follower that cancels or goes away ends its waits here at the
+next check. Lookups join the leader's `HostnameLookups` batcher the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from teuthology_maas.fleet._hostdir import HostShareRefused, check_peer
+from teuthology_maas.fleet._hostwire import Channel, error_to_json, machine_to_json
+from teuthology_maas.fleet.lookup import HostnameLookups, LookupClient
+from teuthology_maas.fleet.poller import StatusPoller
+
+log = logging.getLogger("teuthology_maas.fleet.hostshare")
+
+# Arguments a follower cannot set: they are the leader's own (callbacks, its check).
+_RESERVED = frozenset({"on_change", "check", "check_interval", "system_id", "timeout"})
+# A day: longer than any wait the library makes; a follower's own deadline ends it sooner.
+MAX_TIMEOUT = 86400.0
+MAX_NAME = 253
+
+
+class _Cancelled(Exception):
+    """The follower no longer waits (cancelled, or gone)."""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+class LeaderServer:
+    """Accepts followers on `listener` and serves them until closed."""
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        path: Path,
+        poller: StatusPoller,
+        lookups: HostnameLookups,
+        client: LookupClient,
+    ) -> None:
+        self.listener = listener
+        self.path = path
+        self.poller = poller
+        self.lookups = lookups
+        self.client = client
+        self.pid = os.getpid()
+        self.served = 0  # followers accepted (tests, logs)
+        self._lock = threading.Lock()
+        self._channels: set[Channel] = set()
+        self._closed = False
+        st = os.stat(path, follow_symlinks=False)
+        self._inode = (st.st_dev, st.st_ino)
+
+    def start(self) -> None:
+        threading.Thread(target=self._accept, name="maas-hostshare leader", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving: the socket file goes (only ours, only from the process that made it),
+        then every follower's connection, so that they take over at once."""
+        with self._lock:
+            self._closed = True
+            channels = list(self._channels)
+        if self.pid == os.getpid():
+            try:
+                st = os.stat(self.path, follow_symlinks=False)
+                if (st.st_dev, st.st_ino) == self._inode:
+                    os.unlink(self.path)
+            except OSError:
+                pass
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        for channel in channels:
+            channel.close()
+
+    def abandon(self) -> None:
+        """In a forked child: close this process's copies of the sockets only (the parent
+        still serves on them)."""
+        self._closed = True
+        for sock in [self.listener, *(channel.sock for channel in self._channels)]:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._channels = set()
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                if self._closed:
+                    return
+                log.warning("host sharing: accepting a follower failed", exc_info=True)
+                continue
+            try:
+                check_peer(sock)
+            except (HostShareRefused, OSError) as exc:
+                log.warning("host sharing: refused a connection: %s", exc)
+                sock.close()
+                continue
+            channel = Channel(sock)
+            with self._lock:
+                if self._closed:
+                    channel.close()
+                    return
+                self._channels.add(channel)
+                self.served += 1
+            threading.Thread(
+                target=self._serve, args=(channel,), name="maas-hostshare follower", daemon=True
+            ).start()
+
+    def _serve(self, channel: Channel) -> None:
+        cancels: dict[int, threading.Event] = {}
+        try:
+            while True:
+                message = channel.receive()
+                if message is None:
+                    break
+                self._handle(channel, message, cancels)
+        except OSError as exc:
+            if not channel.closed:
+                log.info("host sharing: a follower's connection ended: %s", exc)
+        finally:
+            channel.closed = True
+            for cancel in list(cancels.values()):
+                cancel.set()
+            with self._lock:
+                self._channels.discard(channel)
+            channel.close()
+
+    def _handle(self, channel: Channel, message: dict[str, Any], cancels: dict[int,
+                threading.Event]) -> None:  # fmt: skip
+        op, ident = message["op"], message.get("id")
+        if op == "kick":
+            self.poller.kick()
+        elif op == "ping":
+            channel.send_quietly({"op": "pong"})
+        elif op == "configure":
+            fast, slow = _number(message.get("fast")), _number(message.get("slow"))
+            if fast is not None and slow is not None and 0 < fast <= slow:
+                self.poller.configure(min_interval=fast, max_interval=slow)
+            else:
+                log.warning("host sharing: dropped a configure with bad intervals")
+        elif op == "cancel":
+            if isinstance(ident, int) and ident in cancels:  # else: that wait already ended
+                cancels.pop(ident).set()
+        elif op == "wait":
+            if isinstance(ident, int) and self._valid_wait(message):
+                cancel = cancels[ident] = threading.Event()
+                self._spawn(self._run_wait, channel, ident, message, cancel, cancels)
+            else:
+                log.warning("host sharing: dropped a malformed wait request")
+        elif op == "lookup":
+            if isinstance(ident, int) and _name(message.get("hostname")):
+                self._spawn(self._run_lookup, channel, ident, message["hostname"])
+            else:
+                log.warning("host sharing: dropped a malformed lookup request")
+        else:
+            log.warning("host sharing: dropped a message the leader does not take: op=%.40r", op)
+
+    @staticmethod
+    def _valid_wait(message: dict[str, Any]) -> bool:
+        args = message.get("args")
+        return bool(
+            _name(message.get("system_id"))
+            and isinstance(args, dict)
+            and _number(args.get("timeout")) is not None
+        )
+
+    @staticmethod
+    def _spawn(target: Callable[..., None], *args: Any) -> None:
+        threading.Thread(target=target, args=args, name="maas-hostshare wait", daemon=True).start()
+
+    # -- work -----------------------------------------------------------------------------
+
+    def _run_wait(
+        self,
+        channel: Channel,
+        ident: int,
+        message: dict[str, Any],
+        cancel: threading.Event,
+        cancels: dict[int, threading.Event],
+    ) -> None:
+        args = {k: v for k, v in message["args"].items() if k not in _RESERVED}
+        timeout = min(max(0.0, float(message["args"]["timeout"])), MAX_TIMEOUT)
+
+        def check() -> None:
+            if cancel.is_set() or channel.closed:
+                raise _Cancelled
+
+        def changed(machine: Any) -> None:
+            channel.send_quietly({"op": "change", "id": ident, "machine": machine_to_json(machine)})
+
+        try:
+            machine = self.poller.wait(
+                message["system_id"], timeout=timeout, on_change=changed, check=check, **args
+            )
+        except _Cancelled:
+            return
+        except TypeError as exc:  # arguments this version's poller does not take
+            channel.send_quietly({"op": "failed", "id": ident, "unsupported": True,
+                                  "error": error_to_json(exc)})  # fmt: skip
+        except Exception as exc:  # the wait's own outcome: the follower raises it
+            channel.send_quietly({"op": "failed", "id": ident, "error": error_to_json(exc)})
+        else:
+            channel.send_quietly({"op": "done", "id": ident, "machine": machine_to_json(machine)})
+        finally:
+            cancels.pop(ident, None)
+
+    def _run_lookup(self, channel: Channel, ident: int, hostname: str) -> None:
+        try:
+            found = self.lookups.machines(self.client, hostname)
+        except Exception as exc:  # the lookup's own outcome: the follower raises it
+            channel.send_quietly({"op": "failed", "id": ident, "error": error_to_json(exc)})
+        else:
+            machines = [machine_to_json(m) for m in found]
+            channel.send_quietly({"op": "found", "id": ident, "machines": machines})
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME and value.isprintable()
