@@ -150,7 +150,9 @@ class MaasConfig:
         regions = [cfg for _, cfg in parse_regions(section, known_keys=KNOWN_KEYS, build=build)]
         every_type = tuple(t for cfg in regions for t in cfg.machine_types)
         # Each type by its own region's rule, for the commands that sort every region's machines.
-        rules = {t: r for cfg in regions for t, r in cfg.type_match.items() if t in cfg.machine_types}
+        rules = {
+            t: r for cfg in regions for t, r in cfg.type_match.items() if t in cfg.machine_types
+        }
         return dataclasses.replace(
             regions[0], machine_types=every_type, type_match=rules, regions=tuple(regions)
         )
