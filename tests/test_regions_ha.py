@@ -49,10 +49,11 @@ def test_a_read_fails_over_to_region_b_and_sticks_there(ha_regions, caplog):
     ), [r.getMessage() for r in caplog.records]
     # A is back: requests stay on B (sticky, not round-robin) until B fails in turn
     regions.region_a.accept_connections()
-    seen_a = len(regions.region_a.records())
     for _ in range(3):
         client.list_machines()
-    assert len(regions.region_a.records()) == seen_a
+    # (the whoami cut off when A went down may be logged by A's proxy late, under load)
+    assert not [r for r in regions.region_a.records() if r.path.endswith("/machines/")]
+    assert len(regions.region_b.records(method="GET")) >= 4
     regions.region_b.refuse_connections()
     assert [m.hostname for m in client.list_machines()] == [NODE]
     assert client.current_url == client.base_urls[0]
