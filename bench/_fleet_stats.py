@@ -1,193 +1,198 @@
-"""Numbers for fleet_bench.py: percentiles, per-variant figures and the printed tables."""
+"""Numbers for fleet_bench.py: the runs of one shape and side pooled over seeds, their spread,
+and the printed tables."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from _fleet_run import Run
+
+NAN = float("nan")
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Linear interpolation between closest ranks (numpy's default)."""
     if not values:
-        return math.nan
+        return NAN
     ordered = sorted(values)
     position = (len(ordered) - 1) * fraction
-    low = math.floor(position)
-    high = math.ceil(position)
+    low, high = math.floor(position), math.ceil(position)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-@dataclass
-class Variant:
-    impl: str
-    nodes: int
-    factor: float
-    ok: int = 0
-    errors: list[str] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)  # unscaled seconds
-    waits: list[float] = field(default_factory=list)  # unscaled seconds, the scaled part
-    works: list[float] = field(default_factory=list)  # real seconds, counted 1:1
-    naive: list[float] = field(default_factory=list)  # everything x factor
-    requests: int = 0
-    request_kinds: dict[str, int] = field(default_factory=dict)
-    peak_rss_mb: float = 0.0
-    cpu_seconds: float = 0.0
-    wall_real: float = 0.0
-    wall_unscaled: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    poller: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def requests_per_node(self) -> float:
-        return self.requests / self.nodes
-
-    @property
-    def cpu_percent(self) -> float:
-        """CPU seconds over the run's unscaled duration, as % of one core."""
-        return 100.0 * self.cpu_seconds / self.wall_unscaled if self.wall_unscaled else math.nan
-
-    def polls_per_minute(self) -> list[int]:
-        """Shared-poller requests per simulated minute since the first one (where they go)."""
-        sent = self.poller.get("sent") or []
-        if not sent:
-            return []
-        first = min(sent)
-        counts: dict[int, int] = {}
-        for moment in sent:
-            minute = int((moment - first) * self.factor // 60)
-            counts[minute] = counts.get(minute, 0) + 1
-        return [counts.get(m, 0) for m in range(max(counts) + 1)]
-
-    def p(self, values: Sequence[float], fraction: float) -> float:
-        return percentile(values, fraction)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "impl": self.impl,
-            "nodes": self.nodes,
-            "factor": self.factor,
-            "ok": self.ok,
-            "errors": self.errors[:5],
-            "latency_p50": self.p(self.latencies, 0.5),
-            "latency_p95": self.p(self.latencies, 0.95),
-            "latency_max": max(self.latencies, default=math.nan),
-            "wait_p95": self.p(self.waits, 0.95),
-            "waits_sorted": [round(w, 2) for w in sorted(self.waits)],
-            "work_p95": self.p(self.works, 0.95),
-            "naive_p95": self.p(self.naive, 0.95),
-            "requests": self.requests,
-            "requests_per_node": self.requests_per_node,
-            "request_kinds": self.request_kinds,
-            "peak_rss_mb": self.peak_rss_mb,
-            "cpu_seconds": self.cpu_seconds,
-            "cpu_percent_unscaled": self.cpu_percent,
-            "wall_real": self.wall_real,
-            "wall_unscaled": self.wall_unscaled,
-            "poller": {k: v for k, v in self.poller.items() if k != "sent"},
-            "polls_per_minute": self.polls_per_minute(),
-            "notes": self.notes,
-        }
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(min, median, max); NaN when there is nothing."""
+    clean = [v for v in values if v == v]
+    if not clean:
+        return NAN, NAN, NAN
+    return min(clean), statistics.median(clean), max(clean)
 
 
-def _fmt(value: float, digits: int = 2) -> str:
+def fmt(value: float, digits: int = 2) -> str:
     return "-" if value != value else f"{value:.{digits}f}"
 
 
-def table(variants: Sequence[Variant]) -> str:
+def fmt_spread(values: tuple[float, float, float], digits: int = 1) -> str:
+    low, mid, high = values
+    if low != low:
+        return "-"
+    if low == high:
+        return fmt(mid, digits)
+    return f"{fmt(low, digits)}/{fmt(mid, digits)}/{fmt(high, digits)}"
+
+
+@dataclass
+class Side:
+    """Every run of one shape and implementation (one per seed)."""
+
+    shape: str
+    impl: str
+    runs: list[Run]
+
+    @property
+    def nodes(self) -> int:
+        return sum(r.nodes for r in self.runs)
+
+    @property
+    def ok(self) -> int:
+        return sum(r.ok for r in self.runs)
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for r in self.runs for e in r.errors]
+
+    @property
+    def latencies(self) -> list[float]:
+        return [x for r in self.runs for x in r.latencies]
+
+    def pooled_p(self, fraction: float) -> float:
+        """Over every node of every seed."""
+        return percentile(self.latencies, fraction)
+
+    @property
+    def requests_per_node(self) -> float:
+        return sum(r.requests for r in self.runs) / self.nodes if self.nodes else NAN
+
+    @property
+    def rendered_per_node(self) -> float:
+        return sum(r.rendered for r in self.runs) / self.nodes if self.nodes else NAN
+
+    def per_seed(self, what: str) -> tuple[float, float, float]:
+        figures = {
+            "requests": [r.requests / r.nodes for r in self.runs],
+            "rendered": [r.rendered / r.nodes for r in self.runs],
+            "p95": [percentile(r.latencies, 0.95) for r in self.runs],
+            "cpu": [r.cpu_percent for r in self.runs],
+        }
+        return spread(figures[what])
+
+    @property
+    def rss(self) -> tuple[float, float, float]:
+        """Peak RSS of each process of each run."""
+        return spread([m for r in self.runs for m in r.rss_mb])
+
+    def kinds_per_node(self) -> dict[str, tuple[float, float]]:
+        """Per request kind: (requests, machines rendered) per node, pooled over seeds."""
+        totals: dict[str, list[int]] = {}
+        for run in self.runs:
+            for kind, (count, rendered) in run.kinds.items():
+                total = totals.setdefault(kind, [0, 0])
+                total[0] += count
+                total[1] += rendered
+        return {k: (c / self.nodes, r / self.nodes) for k, (c, r) in totals.items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape, "impl": self.impl, "seeds": [r.seed for r in self.runs],
+            "nodes": self.nodes, "ok": self.ok, "errors": self.errors[:5],
+            "requests_per_node": self.requests_per_node,
+            "rendered_per_node": self.rendered_per_node,
+            "requests_per_node_spread": self.per_seed("requests"),
+            "rendered_per_node_spread": self.per_seed("rendered"),
+            "latency_p50": self.pooled_p(0.5), "latency_p95": self.pooled_p(0.95),
+            "latency_p95_spread": self.per_seed("p95"),
+            "rss_mb_spread": self.rss, "cpu_percent_spread": self.per_seed("cpu"),
+            "kinds_per_node": self.kinds_per_node(),
+            "runs": [r.as_dict() for r in self.runs],
+        }  # fmt: skip
+
+
+def ratio(ours: float, theirs: float) -> float:
+    return ours / theirs if theirs and theirs == theirs and ours == ours else NAN
+
+
+def table(sides: Sequence[Side]) -> str:
+    """One line per shape and side. Spreads are min/median/max over the seeds."""
     header = (
-        f"{'N':>4} {'impl':<9} {'ok':>7} {'lat p50':>8} {'lat p95':>8} {'(wait':>7} "
-        f"{'+work)':>7} {'req/node':>9} {'RSS MB':>7} {'CPU s':>7} {'CPU %':>6} {'wall s':>7}"
+        f"{'shape':<7} {'impl':<9} {'seeds':>5} {'ok':>9} {'req/node':>16} {'rendered/node':>17} "
+        f"{'lat p50':>7} {'lat p95':>7} {'p95 per seed':>16} {'RSS MB/process':>15} "
+        f"{'CPU %':>14}"
     )
     lines = [header, "-" * len(header)]
-    for v in variants:
+    for s in sides:
         lines.append(
-            f"{v.nodes:>4} {v.impl:<9} {f'{v.ok}/{v.nodes}':>7} "
-            f"{_fmt(v.p(v.latencies, 0.5)):>8} {_fmt(v.p(v.latencies, 0.95)):>8} "
-            f"{_fmt(v.p(v.waits, 0.95)):>7} {_fmt(v.p(v.works, 0.95), 3):>7} "
-            f"{_fmt(v.requests_per_node, 1):>9} {_fmt(v.peak_rss_mb, 0):>7} "
-            f"{_fmt(v.cpu_seconds, 1):>7} {_fmt(v.cpu_percent, 2):>6} {_fmt(v.wall_real, 0):>7}"
+            f"{s.shape:<7} {s.impl:<9} {len(s.runs):>5} {f'{s.ok}/{s.nodes}':>9} "
+            f"{fmt_spread(s.per_seed('requests')):>16} {fmt_spread(s.per_seed('rendered')):>17} "
+            f"{fmt(s.pooled_p(0.5)):>7} {fmt(s.pooled_p(0.95)):>7} "
+            f"{fmt_spread(s.per_seed('p95'), 2):>16} {fmt_spread(s.rss, 0):>15} "
+            f"{fmt_spread(s.per_seed('cpu'), 2):>14}"
         )
     return "\n".join(lines)
 
 
-def _ratio(ours: float, theirs: float) -> str:
-    if theirs != theirs or ours != ours or theirs == 0:
-        return "-"
-    return f"{ours / theirs:.2f}"
-
-
-def ratios(variants: Sequence[Variant]) -> str:
-    by_key = {(v.impl, v.nodes): v for v in variants}
-    sizes = sorted({v.nodes for v in variants})
+def ratios(sides: Sequence[Side]) -> str:
+    """ours / upstream per shape, pooled over seeds, with the per-seed spread of the request
+    ratio (the same seed is the same lab on both sides)."""
+    by_key = {(s.shape, s.impl): s for s in sides}
     header = (
-        f"{'N':>4} {'lat p50':>8} {'lat p95':>8} {'req/node':>9} {'RSS':>6} {'CPU s':>6}"
-        "   (ours / upstream)"
+        f"{'shape':<7} {'req/node':>8} {'per seed':>16} {'rendered':>8} {'lat p95':>8} "
+        f"{'RSS med':>8}   (ours / upstream)"
     )
     lines = [header, "-" * len(header)]
-    for n in sizes:
-        ours, theirs = by_key.get(("ours", n)), by_key.get(("upstream", n))
+    for shape in dict.fromkeys(s.shape for s in sides):
+        ours, theirs = by_key.get((shape, "ours")), by_key.get((shape, "upstream"))
         if ours is None or theirs is None:
             continue
+        theirs_by_seed = {r.seed: r for r in theirs.runs}
+        seeded = [
+            ratio(r.requests / r.nodes, theirs_by_seed[r.seed].requests / r.nodes)
+            for r in ours.runs
+            if r.seed in theirs_by_seed
+        ]
         lines.append(
-            f"{n:>4} "
-            f"{_ratio(ours.p(ours.latencies, 0.5), theirs.p(theirs.latencies, 0.5)):>8} "
-            f"{_ratio(ours.p(ours.latencies, 0.95), theirs.p(theirs.latencies, 0.95)):>8} "
-            f"{_ratio(ours.requests_per_node, theirs.requests_per_node):>9} "
-            f"{_ratio(ours.peak_rss_mb, theirs.peak_rss_mb):>6} "
-            f"{_ratio(ours.cpu_seconds, theirs.cpu_seconds):>6}"
+            f"{shape:<7} {fmt(ratio(ours.requests_per_node, theirs.requests_per_node)):>8} "
+            f"{fmt_spread(spread(seeded), 2):>16} "
+            f"{fmt(ratio(ours.rendered_per_node, theirs.rendered_per_node)):>8} "
+            f"{fmt(ratio(ours.pooled_p(0.95), theirs.pooled_p(0.95)), 3):>8} "
+            f"{fmt(ratio(ours.rss[1], theirs.rss[1])):>8}"
         )
     return "\n".join(lines)
 
 
-def targets(variants: Sequence[Variant]) -> str:
-    """The issue's targets, each with the figure it is judged by."""
-    by_key = {(v.impl, v.nodes): v for v in variants}
-    lines = []
-
-    def verdict(ok: bool) -> str:
-        return "MET    " if ok else "MISSED "
-
-    for v in variants:
-        if v.impl == "ours":
-            p95 = v.p(v.latencies, 0.95)
-            lines.append(
-                f"{verdict(p95 <= 2.0)} added latency p95 <= 2 s at N={v.nodes}: {_fmt(p95)} s"
-            )
-    ours50, up50 = by_key.get(("ours", 50)), by_key.get(("upstream", 50))
-    if ours50 and up50:
-        ratio = ours50.requests_per_node / up50.requests_per_node
-        lines.append(
-            f"{verdict(ratio <= 0.5)} requests/node at N=50 <= 1/2 of upstream: "
-            f"{ours50.requests_per_node:.1f} vs {up50.requests_per_node:.1f} ({ratio:.2f}x)"
-        )
-    ours200 = by_key.get(("ours", 200))
-    if ours200:
-        lines.append(
-            f"{verdict(ours200.peak_rss_mb < 200)} N=200 peak RSS < 200 MB: "
-            f"{ours200.peak_rss_mb:.0f} MB"
-        )
-        lines.append(
-            f"{verdict(ours200.cpu_percent < 10)} N=200 CPU < 10 % of one core over the run: "
-            f"{ours200.cpu_percent:.2f} % ({ours200.cpu_seconds:.1f} CPU s over "
-            f"{ours200.wall_unscaled:.0f} unscaled s)"
-        )
-    return "\n".join(lines)
-
-
-def request_breakdown(variants: Sequence[Variant], nodes: int) -> str:
-    """MAAS requests per node by kind at one N, ours next to upstream."""
-    chosen = [v for v in variants if v.nodes == nodes]
-    kinds = sorted({k for v in chosen for k in v.request_kinds})
-    if not chosen or not kinds:
+def where_requests_go(sides: Sequence[Side], shape: str) -> str:
+    """Requests and machines rendered per node, by kind, ours next to upstream."""
+    chosen = [s for s in sides if s.shape == shape]
+    per_side = [s.kinds_per_node() for s in chosen]
+    kinds = sorted({k for kinds in per_side for k in kinds})
+    if not kinds:
         return ""
-    width = max(len(k) for k in kinds)
-    header = f"{'requests per node at N=' + str(nodes):<{width}} " + " ".join(
-        f"{v.impl:>9}" for v in chosen
+    width = max(len(k) for k in [*kinds, f"per node, shape {shape}"])
+    header = f"{f'per node, shape {shape}':<{width}} " + " ".join(
+        f"{s.impl + ' req':>13} {'rendered':>9}" for s in chosen
     )
     lines = [header, "-" * len(header)]
-    for kind in kinds:
-        counts = " ".join(f"{v.request_kinds.get(kind, 0) / v.nodes:>9.2f}" for v in chosen)
-        lines.append(f"{kind:<{width}} {counts}")
+    for kind in [*kinds, "all"]:
+        cells = []
+        for kinds_of in per_side:
+            if kind == "all":
+                count = sum(c for c, _ in kinds_of.values())
+                rendered = sum(r for _, r in kinds_of.values())
+            else:
+                count, rendered = kinds_of.get(kind, (0.0, 0.0))
+            cells.append(f"{count:>13.2f} {rendered:>9.2f}")
+        lines.append(f"{kind:<{width}} " + " ".join(cells))
     return "\n".join(lines)

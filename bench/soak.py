@@ -47,7 +47,7 @@ from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
 from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.faultproxy import FaultProxy, ProxyFault
-from teuthology_maas.testing.simulated_ssh import verify_ssh_from_files
+from teuthology_maas.testing.simulated_ssh import probe_from_files, verify_ssh_from_files
 from teuthology_maas.testing.virtual_time import VirtualTime
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNvYWtzb2Frc29ha3NvYWtzb2Frc29ha3NvYWtz soak"
@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="teuthology-maas-soak-") as workdir:
         soak = Soak(args, Path(workdir))
         provisioner_module.verify_ssh = verify_ssh_from_files(soak.ssh_root)  # type: ignore[assignment]
+        provisioner_module.probe_ready = probe_from_files(soak.ssh_root)
         try:
             result = soak.run()
         finally:

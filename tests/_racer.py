@@ -29,7 +29,7 @@ from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import MaasError
 from teuthology_maas.node.ownership import Authority, LockHolder
 from teuthology_maas.node.provisioner import MaasProvisioner
-from teuthology_maas.testing.simulated_ssh import verify_ssh_from_files
+from teuthology_maas.testing.simulated_ssh import probe_from_files, verify_ssh_from_files
 
 _out = threading.Lock()
 
@@ -99,6 +99,7 @@ def main() -> None:
     provisioner_module.verify_ssh = verify_ssh_from_files(  # type: ignore[assignment]
         Path(setup["ssh_root"]), boot_time=float(setup.get("boot_time", 0.0))
     )
+    provisioner_module.probe_ready = probe_from_files(Path(setup["ssh_root"]))
     config = MaasConfig.from_mapping(setup["maas"])
     emit({"ready": os.getpid()})
     threads = []

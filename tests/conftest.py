@@ -11,3 +11,13 @@ pytest_plugins: list[str] = [
     "tests.fixtures_cli",
     "tests.fixtures_regions",
 ]
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _own_host_store(tmp_path_factory, monkeypatch):
+    """Every test (and every process it starts) gets a host store of its own: what one test's
+    simulator answered must never be another's cached answer."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

@@ -32,7 +32,7 @@ from teuthology_maas.node.provisioner import MaasProvisioner
 from teuthology_maas.simulator import Inventory, ScaledClock, Simulator
 from teuthology_maas.testing.fast_timings import FAST_SCALE, FAST_TIMINGS
 from teuthology_maas.testing.faultproxy import FaultProxy
-from teuthology_maas.testing.simulated_ssh import verify_ssh_from_files
+from teuthology_maas.testing.simulated_ssh import probe_from_files, verify_ssh_from_files
 from teuthology_maas.testing.virtual_time import VirtualTime
 
 OUR_USER = "teuthology"
@@ -374,6 +374,9 @@ def fault_lab_factory(
         if simulated_ssh:
             monkeypatch.setattr(
                 "teuthology_maas.node.provisioner.verify_ssh", verify_ssh_from_files(ssh_root)
+            )
+            monkeypatch.setattr(
+                "teuthology_maas.node.provisioner.probe_ready", probe_from_files(ssh_root)
             )
         return lab
 

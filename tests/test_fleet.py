@@ -338,7 +338,7 @@ def test_the_thread_stops_when_nobody_waits_and_starts_again_on_demand():
 class _Patient(TickPolicy):
     """A policy that would wait a minute before every poll."""
 
-    def next_interval(self, timings, now, history):
+    def interval_for(self, timing, now, history):
         return 60.0
 
 

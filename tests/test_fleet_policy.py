@@ -142,3 +142,35 @@ def test_learning_stops_at_a_bounded_number_of_distinct_messages(monkeypatch):
                                                        Bracket(9.0, 10.0)})
     assert history.predict(DEPLOY, {"Marking node failed - reason 1": Bracket(9.0, 10.0)})
     assert history.predict(DEPLOY, {"Marking node failed - reason 4": Bracket(9.0, 10.0)}) is None
+
+
+def test_a_long_job_is_read_ever_more_rarely_up_to_its_calm_cadence():
+    p = TickPolicy(0.5, 10.0, jitter=0.0)
+    history = FinishEstimator()
+    job = WaitTiming(started=0.0, kind="deploy", calm=120.0)
+    assert p.interval_for(job, 0.0, history) == 1.5
+    assert p.interval_for(job, 4.5, history) == 9.0
+    assert p.interval_for(job, 500.0, history) == 120.0  # beyond poll_interval: failures only
+    # no probe: near the expected finish, the near tick as before
+    near = WaitTiming(started=0.0, kind="deploy", calm=120.0, expected=600.0)
+    assert p.interval_for(near, 560.0, history) == 1.5
+    # with a probe the probe watches the finish; MAAS is read for failures only
+    probed = WaitTiming(started=0.0, kind="deploy", calm=120.0, expected=600.0, probing=True)
+    assert p.interval_for(probed, 560.0, history) == 120.0
+    # later than every estimate: MAAS again, at least every poll_interval
+    assert p.interval_for(probed, 800.0, history) == 12.5
+
+
+def test_a_probe_runs_only_inside_a_known_finish_window():
+    p = TickPolicy(0.5, 10.0, jitter=0.0)
+    history = FinishEstimator()
+    unknown = WaitTiming(started=0.0, kind="deploy", calm=120.0, probing=True)
+    assert p.probe_schedule(unknown, 100.0, history) is None
+    rebooting = WaitTiming(started=0.0, kind="deploy", calm=120.0, probing=True,
+                           message="Rebooting", message_since=400.0)
+    # (opening a tenth earlier: a window learned from few noisy nodes may open late)
+    assert p.probe_schedule(rebooting, 410.0, history) == (360.0, 1.5)
+    expected = WaitTiming(started=0.0, kind="deploy", calm=120.0, probing=True, expected=600.0)
+    assert p.probe_schedule(expected, 100.0, history) == (486.0, 1.5)
+    not_long = WaitTiming(started=0.0, kind="release", probing=True, expected=60.0)
+    assert p.probe_schedule(not_long, 100.0, history) is None

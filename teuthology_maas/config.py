@@ -71,6 +71,9 @@ class MaasConfig:
     ssh_timeout: float = 600.0
     poll_interval: float = 10.0
     poll_min_interval: float = 0.5
+    install_poll_interval: float = 120.0
+    ssh_probe: bool = True
+    host_store: bool | str = True
     http_timeout: float = 30.0
     http_deadline: float = HTTP_DEADLINE
     max_response_size: int = MAX_RESPONSE_SIZE
@@ -191,6 +194,9 @@ class MaasConfig:
         deploy_timeout = values.number("deploy_timeout", s.get("deploy_timeout", deploy_default))
         poll_min = values.number("poll_min_interval", s["poll_min_interval"])
         poll = values.number("poll_interval", s["poll_interval"], minimum=poll_min)
+        install_poll = values.number(
+            "install_poll_interval", s["install_poll_interval"], minimum=poll_min
+        )
         http_timeout = values.number("http_timeout", s["http_timeout"])
         # absent: at least the field's default, and never shorter than one socket read
         http_deadline = values.number(
@@ -223,6 +229,9 @@ class MaasConfig:
             ssh_timeout=values.number("ssh_timeout", s["ssh_timeout"]),
             poll_interval=poll,
             poll_min_interval=poll_min,
+            install_poll_interval=install_poll,
+            ssh_probe=values.boolean("ssh_probe", s["ssh_probe"]),
+            host_store=values.host_store("host_store", s["host_store"], base),
             http_timeout=http_timeout,
             http_deadline=http_deadline,
             max_response_size=values.byte_size(

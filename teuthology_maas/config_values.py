@@ -167,6 +167,19 @@ def readable_file(key: str, value: Any, base_dir: Path) -> Path:
     return path
 
 
+def host_store(key: str, value: Any, base_dir: Path) -> bool | str:
+    """`true` (the default file), `false`/null (no store), or a path (made absolute)."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, str) and value.strip():
+        return str(resolve_path(value.strip(), base_dir))
+    raise fail(key, value, "true (the default file), false, or the path of the store file")
+
+
 USER_DATA_FIELDS = frozenset({"os_type", "os_version"})
 
 

@@ -8,7 +8,9 @@ per (api_url, consumer key) per process owns instead:
 - the `MaasClient` and its session (and so the cap on concurrent state-changing calls);
 - the MAAS user name of the key, asked once, concurrent askers waiting for that one answer;
 - a short-lived copy of the boot-resource list;
-- the status poller every waiting node shares, and the hostname-lookup batcher.
+- the status poller every waiting node shares, and the hostname-lookup batcher;
+- the host store (`fleet.store`, the config's `host_store`), through which the processes of a
+  host share the user name, the boot-resource list and the timings the poller learns.
 
 `endpoint_for(config)` is the one way library code, the teuthology adapter, the CLI and the
 benchmarks obtain it; tests may also build one around a client (`Endpoint(client)`).
@@ -34,8 +36,10 @@ from typing import NamedTuple
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.config_regions import DEFAULT_REGION
 from teuthology_maas.errors import MaasAuthError, MaasError, MaasPermissionDenied
+from teuthology_maas.fleet.estimate import Bracket
 from teuthology_maas.fleet.lookup import HostnameLookups
 from teuthology_maas.fleet.poller import DEFAULT_MAX_INTERVAL, DEFAULT_MIN_INTERVAL, StatusPoller
+from teuthology_maas.fleet.store import HostStore, default_path
 from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.maas.transport import ActionCap
 from teuthology_maas.models import BootResource, Machine
@@ -73,24 +77,55 @@ class BootResourceCache:
         *,
         ttl: float = BOOT_RESOURCES_TTL,
         clock: Callable[[], float] = time.monotonic,
+        store: HostStore | None = None,
     ) -> None:
         self.client = client
         self.ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
         self._copy: tuple[float, list[BootResource]] | None = None
+        self._store = store
+        self._ask_maas = False  # forget() was called: the host store's copy is not enough
 
     def boot_resources(self) -> list[BootResource]:
         with self._lock:
             now = self._clock()
             if self._copy is None or now - self._copy[0] > self.ttl:
-                self._copy = (now, self.client.boot_resources())
+                found = None if self._ask_maas else self._stored()
+                if found is None:
+                    found = self.client.boot_resources()
+                    self._save(found)
+                self._ask_maas = False
+                self._copy = (now, found)
             return list(self._copy[1])
 
     def forget(self) -> None:
         """Ask MAAS afresh next time (an image was missing from the copy)."""
         with self._lock:
             self._copy = None
+            self._ask_maas = True
+
+    def _stored(self) -> list[BootResource] | None:
+        """Another process's recent answer, when the host store has one that parses."""
+        if self._store is None:
+            return None
+        items = self._store.images(self.client.base_url, self.client.api_key.consumer_key)
+        if items is None:
+            return None
+        try:
+            return [BootResource.from_json(item) for item in items]
+        except MaasError:  # not what MAAS would answer: ask MAAS
+            return None
+
+    def _save(self, resources: list[BootResource]) -> None:
+        if self._store is None:
+            return
+        items = [
+            {"id": r.id, "type": r.type, "name": r.name, "architecture": r.architecture,
+             "subarches": ",".join(r.subarches)}
+            for r in resources
+        ]  # fmt: skip
+        self._store.save_images(self.client.base_url, self.client.api_key.consumer_key, items)
 
 
 class _WhoamiFetch:
@@ -128,7 +163,8 @@ class Endpoint:
         self.pid = os.getpid()
         self._username: str | None = None
         self._whoami: _WhoamiFetch | None = None
-        self._images = BootResourceCache(self.client)
+        self.store = host_store_for(self.config)
+        self._images = BootResourceCache(self.client, store=self.store)
         self._poller: StatusPoller | None = None
         self._lookups: HostnameLookups | None = None
 
@@ -169,11 +205,33 @@ class Endpoint:
                 poller = self._poller = StatusPoller(
                     self.client, min_interval=fast, max_interval=max(slow, fast)
                 )
+                self._share_timings(poller)
                 return poller
         if config is not None:
             poller.configure(min_interval=config.poll_min_interval,
                              max_interval=config.poll_interval)  # fmt: skip
         return poller
+
+    def _share_timings(self, poller: StatusPoller) -> None:
+        """Start the poller with the timings other processes of the host learned, and save
+        what it learns for them."""
+        store = self.store
+        if store is None:
+            return
+        url, consumer = self.key
+        for kind, samples in store.samples(url, consumer).items():
+            for sample in samples:
+                seen = {m: Bracket(lo, hi) for m, (lo, hi) in sample["seen"].items()}
+                poller.history.learn(kind, Bracket(*sample["total"]), seen)
+
+        def save(kind: str, finished: Bracket, seen: dict[str, Bracket]) -> None:
+            sample = {
+                "total": [finished.lo, finished.hi],
+                "seen": {m: [b.lo, b.hi] for m, b in list(seen.items())[:24]},
+            }
+            store.add_sample(url, consumer, kind, sample)
+
+        poller.on_learn = save
 
     @property
     def hostname_lookups(self) -> HostnameLookups:
@@ -201,9 +259,11 @@ class Endpoint:
         while True:
             with self._lock:
                 self._in_this_process()
-                # The client's own whoami (a CLI command may have asked) counts too.
-                known = self._username or self.client.username
+                # The client's own whoami (a CLI command may have asked) counts too, and the
+                # answer another process of this host saved.
+                known = self._username or self.client.username or self._stored_username()
                 if known:
+                    self._username = known
                     return known
                 fetch = self._whoami
                 leader = fetch is None
@@ -217,6 +277,11 @@ class Endpoint:
             if fetch.error is not None:
                 raise fetch.error
             # The asking caller was interrupted (KeyboardInterrupt, GreenletExit): ask ourselves.
+
+    def _stored_username(self) -> str | None:
+        if self.store is None:
+            return None
+        return self.store.username(*self.key)
 
     def _fetch_username(self, fetch: _WhoamiFetch) -> str:
         try:
@@ -236,6 +301,8 @@ class Endpoint:
                     f"expected the API key's user",
                 )
             fetch.username = str(username)
+            if self.store is not None:
+                self.store.save_username(*self.key, fetch.username)
             return fetch.username
         except Exception as exc:  # any failure is the waiters' answer too; re-raised here
             fetch.error = exc
@@ -279,6 +346,14 @@ class Endpoint:
                 del _registry[self.key]
         if self._owns_client:
             self.client.close()
+
+
+def host_store_for(config: MaasConfig | None) -> HostStore | None:
+    """The host store `config` names (`host_store`), or None: none configured, or an
+    Endpoint a test built around a client without a config."""
+    if config is None or config.host_store is False:
+        return None
+    return HostStore(default_path() if config.host_store is True else config.host_store)
 
 
 # -- the process's endpoints ---------------------------------------------------------------------

@@ -25,9 +25,9 @@ from teuthology_maas.fleet.poller import (
     DEFAULT_MIN_INTERVAL,
     OnChange,
     PollerStartError,
-    PollingClient,
     StatusPoller,
 )
+from teuthology_maas.fleet.reading import PollingClient
 from teuthology_maas.fleet.waiter import PollerStats
 
 __all__ = [

@@ -8,6 +8,12 @@ made. "Short" is the near tick, 3 x `poll_min_interval` (1.5 s by default), also
 often kicks can make it poll, so a burst of hundreds of actions costs one poll per near tick;
 `poll_min_interval` itself is the floor between any two polls.
 
+A long job (a deployment: the caller gives a `calm` interval, `install_poll_interval`) is read
+differently: MAAS is asked about it only every `calm` seconds, which is enough to catch a
+failure, since nothing finishes mid-install; near the expected finish the caller's own free
+signal (the node answering over SSH, `probe_delay`) is tried every near tick instead, and MAAS
+is read once to confirm what it says. Without such a probe the near tick reads MAAS as above.
+
 "Expected to finish" comes from, in order of trust: what this process has already seen nodes
 do after the status_messages a node has shown (`fleet.estimate`), how long earlier waits of
 the same kind took, the caller's `expected_duration`, and MAAS's last deployment phase
@@ -37,6 +43,11 @@ LATE_MARGIN = 0.25
 # status_message prefixes MAAS shows during the last phase of a deployment.
 FINAL_PHASE_MESSAGES: tuple[str, ...] = ("Rebooting",)
 DEFAULT_JITTER = 0.1
+# A late long job's probes back off this much more slowly than reads.
+PROBE_BACKOFF_RATIO = 0.05
+# A long job's reads spread out this fast: the next read comes this many times the time since
+# the action later.
+LONG_JOB_GROWTH = 2.0
 
 
 @dataclass
@@ -50,6 +61,10 @@ class WaitTiming:
     message: str | None = None
     message_since: float | None = None
     seen: Mapping[str, Bracket] = field(default_factory=dict)
+    # A long job: read MAAS at least this often for failures, not on the near tick.
+    calm: float | None = None
+    # The waiter has a signal of its own that costs MAAS nothing (an SSH probe).
+    probing: bool = False
 
 
 class TickPolicy:
@@ -104,6 +119,8 @@ class TickPolicy:
 
     def interval_for(self, timing: WaitTiming, now: float, history: FinishEstimator) -> float:
         """The delay this waiter alone would want before the next poll (no jitter)."""
+        if timing.calm is not None:
+            return self._long_job_interval(timing, now, history, max(self.fast, timing.calm))
         since_action = now - timing.started
         interval = self._clamp(since_action * BACKOFF_RATIO, self.near)
         window = self.finish_window(timing, history)
@@ -119,6 +136,54 @@ class TickPolicy:
         # Later than every estimate: keep looking often, backing off as the estimate ages.
         return min(interval, self._clamp((now - closes) * BACKOFF_RATIO, self.near))
 
+    def _long_job_interval(
+        self, timing: WaitTiming, now: float, history: FinishEstimator, calm: float
+    ) -> float:
+        # Right after the action the reads come quickly and spread out fast (1.5, 4.5, 13.5,
+        # 40 s ...: a refused power-on shows within seconds, a short job is not kept
+        # waiting), reaching the calm cadence within a few reads.
+        interval = min(calm, max(self.near, (now - timing.started) * LONG_JOB_GROWTH))
+        window = self.finish_window(timing, history)
+        if window is None:
+            return interval  # the calm reads show the last phase ("Rebooting") when it comes
+        opens, closes = window
+        if timing.probing:
+            if now < closes:
+                return interval  # the probe watches for the finish; MAAS only for failures
+            # Later than every estimate: the probe may be failing for reasons of its own
+            # (firewall, DNS); do not rely on it alone.
+            return min(interval, max(self.slow, (now - closes) * BACKOFF_RATIO))
+        if now < opens:
+            return min(interval, max(self.fast, opens - now + self.near))
+        if now < closes:
+            return min(interval, self.near)
+        return min(interval, self._clamp((now - closes) * BACKOFF_RATIO, self.near))
+
+    def probe_schedule(
+        self, timing: WaitTiming, now: float, history: FinishEstimator
+    ) -> tuple[float, float] | None:
+        """For a long job with a probe: (when probing may begin, the gap between probes now);
+        None while no finish window is known (nothing can finish yet, as far as anyone can
+        tell: the calm reads will show the last phase when it comes)."""
+        if timing.calm is None or not timing.probing:
+            return None
+        window = self.finish_window(timing, history)
+        if window is None:
+            return None
+        opens, closes = window
+        # A little before the window: a probe costs MAAS nothing, a window learned from a few
+        # noisy nodes may open late.
+        opens -= EARLY_MARGIN * max(0.0, opens - timing.started)
+        # Later than every estimate: keep trying often (it costs MAAS nothing), backing off
+        # slowly, since estimates learned from a few nodes are often too early.
+        late = (now - closes) * PROBE_BACKOFF_RATIO
+        gap = self.near if now < closes else self._clamp(late, self.near)
+        return opens, gap
+
+    def spread(self) -> float:
+        """A jitter factor, so that many processes polling one MAAS do not fall into step."""
+        return 1.0 + self._rng.uniform(-self.jitter, self.jitter)
+
     def next_interval(
         self,
         timings: Iterable[WaitTiming],
@@ -131,5 +196,4 @@ class TickPolicy:
             (self.interval_for(t, now, history) for t in timings),
             default=self.slow,
         )
-        spread = 1.0 + self._rng.uniform(-self.jitter, self.jitter)
-        return max(self.fast, wanted * spread)
+        return max(self.fast, wanted * self.spread())

@@ -5,21 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection
 
-import requests
-
-from teuthology_maas.errors import (
-    MaasAuthError,
-    MaasBadRequest,
-    MaasError,
-    MaasNotFound,
-    MaasPermissionDenied,
-    MachineNotFound,
-)
+from teuthology_maas.fleet import schedule
 from teuthology_maas.fleet.estimate import FinishEstimator
 from teuthology_maas.fleet.policy import TickPolicy
+from teuthology_maas.fleet.reading import MaasReads, OnLearn, PollingClient
 from teuthology_maas.fleet.waiter import PollerStats, Waiter
 from teuthology_maas.models import Machine, NodeStatus
 
@@ -30,13 +21,6 @@ DEFAULT_MAX_INTERVAL = 10.0
 # MAAS answers a 100-id list in one round trip; beyond that URLs get long and answers slow.
 CHUNK_SIZE = 100
 
-# Errors that end every wait on the chunk at once: waiting cannot make them go away.
-_PERMANENT_ERRORS: tuple[type[MaasError], ...] = (
-    MaasAuthError,
-    MaasPermissionDenied,
-    MaasBadRequest,
-)
-
 OnChange = Callable[[Machine], None]
 
 
@@ -44,18 +28,7 @@ class PollerStartError(RuntimeError):
     """The poller's thread could not be started, so a wait() could not begin."""
 
 
-class PollingClient(Protocol):
-    """The part of `MaasClient` the poller uses."""
-
-    @property
-    def base_url(self) -> str: ...
-
-    def list_machines(self, *, id: Sequence[str]) -> list[Machine]: ...
-
-    def get_machine(self, system_id: str) -> Machine: ...
-
-
-class StatusPoller:
+class StatusPoller(MaasReads):
     """Waits for machines of one MAAS endpoint to reach a status; see the module docstring."""
 
     def __init__(
@@ -81,6 +54,9 @@ class StatusPoller:
         self._last_kick: float | None = None
         self._due: float | None = None
         self._last_error: str | None = None
+        self._blind = 0  # waits probing with no finish window known (fleet.schedule)
+        # Called (in the poller's thread, outside its lock) with what a finished wait taught.
+        self.on_learn: OnLearn | None = None
 
     def __repr__(self) -> str:
         return (
@@ -111,7 +87,10 @@ class StatusPoller:
             slow = max(slow, fast)
             if (fast, slow) != (self.policy.fast, self.policy.slow):
                 self.policy = TickPolicy(fast, slow, jitter=self.policy.jitter)
-                self._reschedule(time.monotonic())
+                now = time.monotonic()
+                schedule.plan(self._waiters, (), self.policy, self.history, now=now, since=now)
+                self._next_tick(now)
+                self._cond.notify_all()
 
     def kick(self) -> None:
         """An action was just taken: poll soon (once, within a near tick of the previous poll;
@@ -125,7 +104,8 @@ class StatusPoller:
             now = time.monotonic()
             self._last_kick = now
             earliest = now if self._last_poll is None else self._last_poll + self.policy.near
-            self._due = max(now, earliest) if self._due is None else min(self._due, earliest)
+            schedule.earlier(self._waiters, max(now, earliest))
+            self._next_tick(now)
             self._cond.notify_all()
 
     def wait(
@@ -139,6 +119,9 @@ class StatusPoller:
         expected_duration: float | None = None,
         check: Callable[[], None] | None = None,
         check_interval: float = 0.5,
+        failure_interval: float | None = None,
+        probe: Callable[[], bool] | None = None,
+        kind: str | None = None,
     ) -> Machine:
         """Block until MAAS shows `system_id` in one of `targets` or `failures` and return the
         machine as MAAS showed it; the caller decides what a failure status means.
@@ -150,6 +133,14 @@ class StatusPoller:
         trouble (MAAS unreachable, 5xx, a machine missing from a list answer) is retried until
         the deadline. `check` is called in the caller's thread at least every
         `check_interval` seconds; whatever it raises (or `on_change` raises) ends the wait.
+
+        A long job (a deployment) gives `failure_interval`: MAAS is then read about it only
+        that often while it cannot be near its finish (a failure still shows within that
+        time). `probe`, called in the caller's thread near the expected finish, is a signal
+        that costs MAAS nothing (the node answering over SSH); when it returns True, MAAS is
+        read about the machine at once (together with any other confirmation due), and only
+        what MAAS shows ends the wait. `kind` names what the wait times ("deploy smithi
+        ubuntu/jammy"), so that learned timings are kept apart and can be shared.
         """
         target_set = frozenset(NodeStatus(s) for s in targets)
         failure_set = frozenset(NodeStatus(s) for s in failures)
@@ -163,6 +154,9 @@ class StatusPoller:
             started=now,
             deadline=now + max(0.0, timeout),
             expected=expected_duration,
+            label=kind,
+            calm=failure_interval,
+            probe=probe,
         )
         with self._cond:
             # Learned timings count from the start of the wait; that is the start of the job
@@ -171,17 +165,22 @@ class StatusPoller:
             waiter.anchored = (
                 self._last_kick is not None and now - self._last_kick <= self.policy.fast
             )
+            waiter.blind = schedule.blind(waiter, self.history)
+            self._blind += waiter.blind
             self._waiters.append(waiter)
             # Only the newcomer's wish can move the next poll earlier: no need to ask everyone
             # (a 200-node start would cost 200 x 200 evaluations).
-            self._reschedule(now, among=[waiter])
+            schedule.plan(
+                [waiter], self._waiters, self.policy, self.history, now=now, since=now
+            )
+            self._next_tick(now)
             try:
                 self._ensure_thread(system_id)
             except BaseException:  # any way out: undo, then re-raise
                 # Nobody would ever poll for this waiter: leave no trace of it.
                 self._remove(waiter)
                 self._due = None
-                self._reschedule(now)
+                self._next_tick(now)
                 raise
             self._cond.notify_all()
         try:
@@ -203,9 +202,14 @@ class StatusPoller:
         while True:
             if check is not None:
                 check()
-            remaining = waiter.deadline - time.monotonic()
+            probe_at = self._maybe_probe(waiter)
+            now = time.monotonic()
+            remaining = waiter.deadline - now
             if remaining > 0:
-                waiter.wake.wait(remaining if check is None else min(remaining, check_interval))
+                pause = remaining if check is None else min(remaining, check_interval)
+                if probe_at is not None:
+                    pause = min(pause, max(0.0, probe_at - now))
+                waiter.wake.wait(pause)
             with self._cond:
                 waiter.wake.clear()
                 changes, waiter.changes = waiter.changes, []
@@ -224,11 +228,55 @@ class StatusPoller:
             if timed_out:
                 raise waiter.timeout_error(timeout, last_error)
 
-    # -- the poller's side ----------------------------------------------------------------------
+    def _maybe_probe(self, waiter: Waiter) -> float | None:
+        """Run the waiter's probe when it is due (in the caller's thread); when it answers,
+        ask for one read of the machine at once. Returns when the next probe is due."""
+        if waiter.probe is None:
+            return None
+        with self._cond:
+            now = time.monotonic()
+            at = schedule.probe_at(
+                waiter, self.policy, self.history, now=now, blind=self._blind
+            )
+        if at is None or at > now:
+            return at
+        try:
+            answered = bool(waiter.probe())
+        except Exception as exc:  # a probe is a hint: failing, it says "not yet"
+            log.debug("probe for %s failed: %s", waiter.system_id, exc)
+            answered = False
+        with self._cond:
+            now = time.monotonic()
+            self.stats.probes += 1
+            waiter.probe_last = now
+            if answered and waiter.outcome is None and waiter in self._waiters:
+                # Only MAAS says whether it is done (the node may answer for another
+                # deployment): read it now, with any other confirmation due.
+                self._confirm([waiter], now)
+            return schedule.probe_at(
+                waiter, self.policy, self.history, now=now, blind=self._blind
+            )
 
-    def _remove(self, waiter: Waiter) -> None:
-        if waiter in self._waiters:
-            self._waiters.remove(waiter)
+    def confirm(self, system_id: str) -> bool:
+        """Something that costs MAAS nothing says `system_id` may have reached its target:
+        read it now (with any other confirmation due), not waiting for its due time. Only
+        what MAAS shows ends a wait. False when nobody waits for it. (A waiter's own probe
+        does this; a process forwarding waits to another can call it.)"""
+        with self._cond:
+            waiters = [w for w in self._waiters if w.system_id == system_id]
+            if waiters:
+                self._confirm(waiters, time.monotonic())
+            return bool(waiters)
+
+    def _confirm(self, waiters: list[Waiter], now: float) -> None:
+        for waiter in waiters:
+            self.stats.confirms += 1
+            waiter.confirming = True
+            waiter.due = now
+        self._next_tick(now)
+        self._cond.notify_all()
+
+    # -- the poller's side ----------------------------------------------------------------------
 
     def _ensure_thread(self, system_id: str) -> None:
         """Start the polling thread unless it runs (caller holds the lock, so the new thread
@@ -250,22 +298,10 @@ class StatusPoller:
             ) from exc
         self._thread = thread
 
-    def _reschedule(
-        self, now: float, *, since: float | None = None, among: list[Waiter] | None = None
-    ) -> None:
-        """Recompute when the next poll is due (caller holds the lock), from the wishes of
-        `among` (default: every waiter). The delay counts from `since` (the start of the poll
-        just made) so that slow answers of a loaded MAAS do not stretch the tick: a 1 s answer
-        with a 1.5 s tick still polls every 1.5 s."""
-        if not self._waiters:
-            self._due = None
-            return
-        waiters = self._waiters if among is None else among
-        delay = self.policy.next_interval((w.timing() for w in waiters), now, self.history)
-        due = (now if since is None else since) + delay
-        if self._last_poll is not None:
-            due = max(due, self._last_poll + self.policy.fast)
-        self._due = due if self._due is None else min(self._due, due)
+    def _next_tick(self, now: float) -> None:
+        """When the next poll is due, from every waiter's due time (caller holds the lock)."""
+        floor = None if self._last_poll is None else self._last_poll + self.policy.fast
+        self._due = schedule.next_tick(self._waiters, now=now, floor=floor)
 
     def _run(self) -> None:
         while True:
@@ -278,12 +314,16 @@ class StatusPoller:
                         return
                     now = time.monotonic()
                     if self._due is None:
-                        self._reschedule(now)
+                        self._next_tick(now)
                     assert self._due is not None
                     if self._due <= now:
-                        break
+                        reading = schedule.due_now(self._waiters, now=now, policy=self.policy)
+                        if reading:
+                            break
+                        self._next_tick(now)
+                        continue
                     self._cond.wait(self._due - now)
-                system_ids = list(dict.fromkeys(w.system_id for w in self._waiters))
+                system_ids = list(dict.fromkeys(w.system_id for w in reading))
                 self._last_poll = now
                 self._due = None
             try:
@@ -294,87 +334,12 @@ class StatusPoller:
                     self.stats.errors += 1
                     self._last_error = "unexpected error in the poller (logged)"
             with self._cond:
-                # Any kick or new waiter during the poll already set an earlier due time.
-                self._reschedule(time.monotonic(), since=self._last_poll)
-
-    def _poll(self, system_ids: list[str]) -> None:
-        self.stats.ticks += 1
-        for start in range(0, len(system_ids), self.chunk_size):
-            chunk = system_ids[start : start + self.chunk_size]
-            sent = time.monotonic()
-            try:
-                self.stats.requests += 1
-                answer = self.client.list_machines(id=chunk)
-            except _PERMANENT_ERRORS as exc:
-                self._fail(chunk, exc)
-                continue
-            except (MaasError, requests.RequestException, OSError) as exc:
-                self._note_error(exc, chunk)
-                continue
-            wanted = set(chunk)
-            self._deliver(
-                {m.system_id: m for m in answer if m.system_id in wanted}, sent, time.monotonic()
-            )
-            for system_id in chunk:
-                if not any(m.system_id == system_id for m in answer):
-                    self._reread(system_id)
-
-    def _reread(self, system_id: str) -> None:
-        """A machine missing from a list answer (MAAS under load answers an empty list now and
-        then): ask for it alone before believing it is gone."""
-        self.stats.rereads += 1
-        self.stats.requests += 1
-        sent = time.monotonic()
-        try:
-            machine = self.client.get_machine(system_id)
-        except MaasNotFound as exc:
-            gone = MachineNotFound(
-                f"machine {system_id} disappeared from MAAS while we waited for it "
-                f"(MAAS said: {exc.maas_message or exc.message})",
-                system_id=system_id,
-                http_status=404,
-            )
-            self._fail([system_id], gone)
-        except _PERMANENT_ERRORS as exc:
-            self._fail([system_id], exc)
-        except (MaasError, requests.RequestException, OSError) as exc:
-            self._note_error(exc, [system_id])
-        else:
-            self._deliver({system_id: machine}, sent, time.monotonic())
-
-    def _note_error(self, exc: BaseException, system_ids: Sequence[str]) -> None:
-        text = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            "polling %d machine(s) at %s failed, will retry: %s",
-            len(system_ids),
-            self.client.base_url,
-            text,
-        )
-        with self._cond:
-            self.stats.errors += 1
-            self._last_error = text
-
-    def _fail(self, system_ids: Sequence[str], exc: BaseException) -> None:
-        wanted = set(system_ids)
-        with self._cond:
-            self.stats.errors += 1
-            for waiter in [w for w in self._waiters if w.system_id in wanted]:
-                waiter.error = exc
-                self._remove(waiter)
-                waiter.wake.set()
-
-    def _deliver(self, machines: dict[str, Machine], sent: float, received: float) -> None:
-        """Hand what one request answered to the waiters; `sent`/`received` bracket when MAAS
-        looked."""
-        with self._cond:
-            if machines:
-                self._last_error = None
-            for waiter in list(self._waiters):
-                machine = machines.get(waiter.system_id)
-                if machine is None:
-                    continue
-                reached = waiter.observe(machine, sent, received)
-                if reached is not None and waiter.anchored:
-                    self.history.learn(waiter.kind, reached, waiter.seen)
-                if waiter.outcome is not None:
-                    self._remove(waiter)
+                now = time.monotonic()
+                for waiter in reading:
+                    waiter.confirming = False  # answered or failed: the probe may try again
+                left = [w for w in reading if w in self._waiters]
+                schedule.plan(
+                    left, self._waiters, self.policy, self.history, now=now, since=self._last_poll
+                )
+                # Any kick or new waiter during the poll set its own due time meanwhile.
+                self._next_tick(now)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
 
 from teuthology_maas.errors import MaasTimeout
@@ -20,6 +20,9 @@ class PollerStats:
     requests: int = 0
     errors: int = 0
     rereads: int = 0
+    probes: int = 0  # the waiters' own signals tried (SSH), which cost MAAS nothing
+    confirms: int = 0  # reads asked for because a probe answered
+    unconfirmed: int = 0  # of those, how many MAAS did not confirm
 
 
 def _identity(machine: Machine) -> tuple[object, ...]:
@@ -56,10 +59,27 @@ class Waiter:
     last_sent: float | None = None
     # Whether the wait began right after an action, so its timings can teach the estimator.
     anchored: bool = False
+    # What the estimator learns this wait as (a deploy of a machine type, a release ...).
+    label: str | None = None
+    # A long job: MAAS is read for failures every `calm` seconds (see fleet.policy).
+    calm: float | None = None
+    # The caller's own free signal that the target is reached (an SSH probe), run in the
+    # caller's thread; only ever a reason to read MAAS, never believed by itself.
+    probe: Callable[[], bool] | None = None
+    # When this machine is next read (monotonic), and the delay that was wished for it.
+    due: float | None = None
+    interval: float = 0.0
+    # A probe answered: read MAAS at once. `unconfirmed`: how often MAAS then disagreed.
+    confirming: bool = False
+    unconfirmed: int = 0
+    probe_last: float | None = None
+    # Probing from the start, nothing being known yet about when it may finish (the first
+    # few deployments of their kind in a process with no learned timings: see fleet.schedule).
+    blind: bool = False
 
     @property
-    def kind(self) -> frozenset[NodeStatus]:
-        return self.targets
+    def kind(self) -> Hashable:
+        return self.label if self.label is not None else self.targets
 
     def timing(self) -> WaitTiming:
         message = self.last.status_message if self.last is not None else None
@@ -71,6 +91,8 @@ class Waiter:
             message=message,
             message_since=since,
             seen=self.seen,
+            calm=self.calm,
+            probing=self.probe is not None,
         )
 
     def observe(self, machine: Machine, sent: float, received: float) -> Bracket | None:
@@ -92,7 +114,13 @@ class Waiter:
             self.changes.append(machine)
         reached: Bracket | None = None
         if machine.status in self.targets and self.last_sent is not None:
+            # (Not narrowed by the probes that found nothing: a node may answer over SSH a
+            # little after MAAS says Deployed, and a bracket too narrow misleads the model.)
             reached = Bracket(self.last_sent - self.started, received - self.started)
+        if self.confirming:
+            self.confirming = False
+            if machine.status not in self.targets:
+                self.unconfirmed += 1
         self.last_sent = sent
         if machine.status in self.targets or machine.status in self.failures:
             self.outcome = machine

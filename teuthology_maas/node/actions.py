@@ -60,6 +60,10 @@ class NodeActions(Custody):
 
     # The metrics phase of the wait for a release: "erase" once a release erasing disks is sent.
     release_phase = "release"
+    # A free sign that our deployment finished (the node answering over SSH with our key and
+    # cloud-init's sentinel): only a reason to read MAAS sooner, never believed by itself.
+    probe: Callable[[], bool] | None = None
+    machine_type = _series = _erase = ""  # what the poller learns the waits as
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -125,6 +129,7 @@ class NodeActions(Custody):
             started = forensics.newest_tag(self.events(), forensics.START_DEPLOY)
             return started is not None and started[1] is not None and started[1] == self.tag
 
+        self._series = distro_series
         machine = self._act(
             "deploy",
             lambda: self.client.deploy(
@@ -184,7 +189,8 @@ class NodeActions(Custody):
             self.unlock()
 
     def release(self, *, erase: str | None = None) -> Machine:
-        params = release_params(erase if erase is not None else self.config.erase)
+        self._erase = erase if erase is not None else self.config.erase
+        params = release_params(self._erase)
         machine = self._act(
             "release",
             lambda: self.client.release(
@@ -236,11 +242,17 @@ class NodeActions(Custody):
         timeout: float,
         *,
         expected: Collection[NodeStatus] | None = None,
+        kind: str | None = None,
+        long_job: bool = False,
     ) -> Machine:
         """Wait through the shared poller until MAAS shows a target or failure status (raises
         MaasTimeout). With `expected`, the wait also ends at once (TakenOver) when the machine
-        leaves those statuses or another token appears on it."""
+        leaves those statuses or another token appears on it. `kind` names the wait for the
+        timings the poller learns; a `long_job` (a deployment) is read for failures every
+        `install_poll_interval` and, near its finish, watched through `probe`."""
         poller = self.endpoint.status_poller(self.config)
+        probe = self.probe if long_job and self.config.ssh_probe else None
+        extra = {"failure_interval": self.config.install_poll_interval} if long_job else {}
         machine = poller.wait(
             self.system_id,
             targets=frozenset(targets),
@@ -248,6 +260,9 @@ class NodeActions(Custody):
             timeout=timeout,
             on_change=self._observe if expected is None else self.watch(expected),
             check=self.check_interrupt,
+            kind=kind,
+            probe=probe,
+            **extra,
         )
         self.last = machine
         self._fresh = False  # a shared poll: never the basis of a destructive action
@@ -262,13 +277,20 @@ class NodeActions(Custody):
                 DEPLOY_FAILURE,
                 self.config.deploy_timeout,
                 expected=DEPLOY_TARGET | DEPLOY_FAILURE | {NodeStatus.DEPLOYING},
+                kind=f"deploy {self.machine_type or '-'} {self._series or '-'}",
+                long_job=True,
             )
             if machine.status not in DEPLOY_TARGET:
                 phase.failed()
         return machine
 
     def wait_released(self) -> Machine:
-        return self.wait(RELEASE_TARGET, RELEASE_FAILURE, self.config.release_timeout)
+        return self.wait(
+            RELEASE_TARGET,
+            RELEASE_FAILURE,
+            self.config.release_timeout,
+            kind=f"release {self.machine_type or '-'} {self._erase or '-'}",
+        )
 
     def wait_aborted(self) -> Machine:
         # A create() attempt aborting its own deployment stops at once when it changes hands;
@@ -276,8 +298,9 @@ class NodeActions(Custody):
         expected = ABORT_ENDS | ABORT_FAILURE | ABORTABLE if self.own is not None else None
         with metrics.phase("abort"):
             return self.wait(
-                ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected
-            )
+                ABORT_ENDS, ABORT_FAILURE, self.config.abort_timeout, expected=expected,
+                kind=f"abort {self.machine_type or '-'}",
+            )  # fmt: skip
 
     def check_released(self, machine: Machine) -> None:
         """ReleaseFailed, with MAAS's explanation, unless `machine` is back in the pool."""

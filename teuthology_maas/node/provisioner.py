@@ -42,7 +42,7 @@ from teuthology_maas.node.forensics import collect, failure
 from teuthology_maas.node.ownership import Authority, LockHolder, Stamp, Tag
 from teuthology_maas.node.quarantine import quarantine_text
 from teuthology_maas.node.region import node_region
-from teuthology_maas.node.ssh import verify_ssh
+from teuthology_maas.node.ssh import probe_ready, verify_ssh
 
 __all__ = ["MaasProvisioner", "split_name"]
 
@@ -236,6 +236,8 @@ class MaasProvisioner:
             overrides=self.deploy_overrides, resources=self.endpoint.images,
         )  # fmt: skip
         node = self._actions(username, machine, tag=stamp.tag, attempt=attempt)
+        # Near the end of the deployment: the node's own SSH, which costs MAAS nothing.
+        node.probe = lambda: probe_ready(self.fqdn, self.config)
         authority = Authority(
             tokens=frozenset({stamp.token}),
             lock=self.lock,
@@ -406,7 +408,7 @@ class MaasProvisioner:
     ) -> NodeActions:
         job = f" job {self.job_id}" if self.job_id else ""
         run = f" run {self.run_name}" if self.run_name else ""
-        return NodeActions(
+        node = NodeActions(
             self.endpoint,
             self.config,
             username,
@@ -415,3 +417,8 @@ class MaasProvisioner:
             tag=tag if tag is not None else Tag.request(),
             attempt=attempt,
         )
+        # What the poller learns this machine's waits as (deployments differ per hardware).
+        node.machine_type = (
+            self.machine_type or machine_type_of(machine, self.config.machine_types) or ""
+        )
+        return node

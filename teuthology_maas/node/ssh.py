@@ -38,6 +38,7 @@ __all__ = [
     "CommandResult",
     "SSHTarget",
     "parse_os_release",
+    "probe_ready",
     "read_os_release",
     "run",
     "verify_ssh",
@@ -351,6 +352,31 @@ def read_os_release(target: SSHTarget, *, timeout: float = 60.0) -> dict[str, st
 # Teuthology logs in over SSH right after create() returns (ssh-keyscan, `uname -m`,
 # /etc/os-release), so create() only succeeds once the same login works and the node runs the
 # requested OS.
+
+
+# How long one probe may take: it runs in the waiting caller's thread between its checks.
+PROBE_TIMEOUT = 5.0
+
+
+def probe_ready(fqdn: str, config: MaasConfig) -> bool:
+    """One try, no retries: does the node let us in with our key and show the sentinel file
+    (cloud-init finished)? What the status poller tries near the end of a deployment, because
+    it costs MAAS nothing; True is only a reason to ask MAAS, never believed by itself (the
+    node may be answering for someone else's deployment). Never raises for a node that is
+    not there yet. Tests and benchmarks replace it (`provisioner.probe_ready`)."""
+    try:
+        target = SSHTarget.resolve(fqdn, config)
+        per_try = min(target.connect_timeout, PROBE_TIMEOUT)
+        client = _connect(target, timeout=per_try)
+        try:
+            sentinel = config.sentinel_file
+            command = f"test -e {shlex.quote(sentinel)}" if sentinel else "true"
+            return _exec(client, command, timeout=per_try).ok
+        finally:
+            client.close()
+    except Exception as exc:  # refused, unreachable, not our key yet, a name not resolving
+        log.debug("%s: probe: not ready (%s)", fqdn, type(exc).__name__)
+        return False
 
 
 def verify_ssh(

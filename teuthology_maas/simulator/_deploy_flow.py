@@ -11,13 +11,15 @@ whose timer MAAS does not start), from 3.6 the deployment workflow gives up afte
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from teuthology_maas.models import NodeStatus
 from teuthology_maas.simulator import _events as ev
 from teuthology_maas.simulator._records import MachineRecord, ScriptSet, ScriptStatus
 from teuthology_maas.simulator.faults import Fault
-from teuthology_maas.simulator.inventory import ImageSpec
+from teuthology_maas.simulator.inventory import ImageSpec, Timings
 
 if TYPE_CHECKING:
     from teuthology_maas.simulator.state import StateMachine, Step
@@ -44,11 +46,41 @@ _EPHEMERAL_PROGRESS: tuple[tuple[float, tuple[str, str]], ...] = (
     (0.75, ev.CONFIGURING_OS),
 )
 WORKFLOW_TIMEOUT_REASON = "time-out during deployment"
+Progress = tuple[float, float, tuple[str, str]]  # (fixed fraction, simulated seconds, event)
+
+
+def deploy_timeline(timings: Timings, rng: random.Random) -> list[Progress]:
+    """When each progress message of a deployment to disk appears, in simulated seconds after
+    its start. By default at fixed fractions of `deploying` (Rebooting at 90 %). With
+    `rebooting` set, Rebooting comes that long before the end and the earlier messages keep
+    their proportions over the rest; with `progress_jitter`, each earlier message moves by up
+    to that share of half the gap to its neighbours (so they stay in order), drawn from `rng`:
+    real nodes do not all spend the same share of their install in each step."""
+    duration = timings.deploying
+    *install, (last, reboot_event) = _DEPLOY_PROGRESS
+    if timings.rebooting is None:
+        reboot_at = duration * last
+        places = [duration * fraction for fraction, _ in install]
+    else:
+        reboot_at = max(0.0, duration - timings.rebooting)
+        places = [reboot_at * fraction / last for fraction, _ in install]
+    if timings.progress_jitter:
+        share = timings.progress_jitter / 2
+        bounds = [0.0, *places, reboot_at]
+        places = [
+            at + rng.uniform(-share * (at - bounds[i]), share * (bounds[i + 2] - at))
+            for i, at in enumerate(places)
+        ]
+    timeline = [(f, at, event) for (f, event), at in zip(install, places, strict=True)]
+    return [*timeline, (last, reboot_at, reboot_event)]
 
 
 class DeployFlow:
     def __init__(self, sm: StateMachine) -> None:
         self.sm = sm
+        # Deployments started per machine: with the inventory's seed, what a noisy timeline is
+        # drawn from, so a machine gets the same draws whatever order deployments arrive in.
+        self._started: Counter[str] = Counter()
 
     def start(
         self,
@@ -64,6 +96,7 @@ class DeployFlow:
     ) -> None:
         now = self.sm.clock.now()
         self.sm.supersede(record)
+        self._started[record.hostname] += 1
         record.osystem = image.osystem
         record.distro_series = image.release
         record.hwe_kernel = hwe_kernel
@@ -113,12 +146,18 @@ class DeployFlow:
         self.sm.schedule(
             record, now, min(record.timings.power, duration * 0.05), self.sm.power_on_step
         )
-        for fraction, progress in _EPHEMERAL_PROGRESS if ephemeral else _DEPLOY_PROGRESS:
+        if ephemeral:
+            timeline = [(f, duration * f, event) for f, event in _EPHEMERAL_PROGRESS]
+        else:
+            started = self._started[record.hostname]
+            draws = random.Random(f"{self.sm.seed}:{record.hostname}:{started}")
+            timeline = deploy_timeline(record.timings, draws)
+        for fraction, at, progress in timeline:
             if kind == "deploy_stuck" and fraction > 0.45:
                 break
             if kind == "deploy_fail" and fraction >= record.timings.deploy_failure_at:
                 break
-            self.sm.schedule(record, now, duration * fraction, self._progress(progress))
+            self.sm.schedule(record, now, at, self._progress(progress))
         if kind == "deploy_fail":
             reason = fault.reason if fault and fault.reason else INSTALL_FAILED_REASON
             self.sm.schedule(

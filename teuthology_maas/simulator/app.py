@@ -113,6 +113,14 @@ class RequestRecord:
     # what a test needs to tell whose deployment a request acted on.
     seq: int | None = None
     before: dict[str, Any] | None = None
+    # Every machine object the answer carried, as (system_id, status_name), in answer order:
+    # what MAAS had to render for it (a list read renders each machine it lists).
+    shown: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def rendered(self) -> int:
+        """How many machine objects MAAS rendered into this answer."""
+        return len(self.shown)
 
     def param(self, name: str) -> str | None:
         """The last value sent for `name` (Django's QueryDict.get), None if never sent."""
@@ -134,6 +142,17 @@ def logged_params(query: Params, body: Body) -> tuple[tuple[str, str], ...]:
         (name, summarised_user_data(value) if name == "user_data" else value)
         for name, value in items
         if not name.startswith("oauth_")
+    )
+
+
+def machines_shown(result: Any) -> tuple[tuple[str, str], ...]:
+    """(system_id, status_name) of the machine objects in a handler's result: the result
+    itself, or the items of a list result."""
+    items = result if isinstance(result, list) else [result]
+    return tuple(
+        (str(item["system_id"]), str(item.get("status_name", "")))
+        for item in items
+        if isinstance(item, dict) and item.get("node_type_name") == "Machine"
     )
 
 
@@ -297,6 +316,8 @@ class MaasApp:
         except Exception as exc:  # MAAS answers an unhandled error with 500 and its text
             log.exception("simulator handler failed for %s %s", method, request.path)
             return text_reply(str(exc), 500)
+        if record is not None:
+            record.shown = machines_shown(result)
         reply = result if isinstance(result, Reply) else json_reply(result)
         if reply.piston:
             reply.headers.setdefault("X-MAAS-API-Hash", API_HASH)

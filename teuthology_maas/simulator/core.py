@@ -66,6 +66,7 @@ class Simulator:
             config={**DEFAULT_CONFIG, **self.inventory.config},
             release_scripts=self.inventory.release_scripts,
             maas_version=self.inventory.maas_version,
+            seed=self.inventory.seed,
         )
         for spec in self.inventory.machines:
             self.state.add(spec)

@@ -72,6 +72,9 @@ class UserSpec:
     email: str = ""
 
 
+_OPTIONAL_TIMINGS = frozenset({"node_timeout", "rebooting"})
+
+
 @dataclass(frozen=True)
 class Timings:
     """Simulated seconds each asynchronous step takes (MAAS-like magnitudes by default)."""
@@ -94,6 +97,12 @@ class Timings:
     # MAAS's node_timeout in simulated seconds; None: the region's `node_timeout` config
     # (minutes, 30 by default). How it fails a deployment depends on maas_version.
     node_timeout: float | None = None
+    # The reboot at the end of a deployment to disk, from "Rebooting" to Deployed (part of
+    # `deploying`); None: the last 10 % of `deploying`.
+    rebooting: float | None = None
+    # 0-1: how far each earlier progress message moves from its fixed place, as a share of half
+    # the gap to its neighbours (drawn per deployment; 0: exactly at the fixed fractions).
+    progress_jitter: float = 0.0
 
     def merged(self, overrides: Mapping[str, Any], where: str) -> Timings:
         known = {f.name for f in fields(self)}
@@ -103,7 +112,7 @@ class Timings:
                 raise InventoryError(
                     f"{where}: unknown timing {key!r}; expected one of {sorted(known)}"
                 )
-            if value is None and key == "node_timeout":
+            if value is None and key in _OPTIONAL_TIMINGS:
                 values[key] = None
                 continue
             try:
@@ -114,6 +123,8 @@ class Timings:
                 ) from None
             if number < 0:
                 raise InventoryError(f"{where}.{key}: must be >= 0, got {value!r}")
+            if key == "progress_jitter" and number > 1:
+                raise InventoryError(f"{where}.{key}: must be between 0 and 1, got {value!r}")
             values[key] = number
         return replace(self, **values)
 

@@ -68,8 +68,10 @@ class StateMachine:
         config: dict[str, Any],
         release_scripts: Iterable[str] = (WIPE_DISKS_SCRIPT,),
         maas_version: str = "3.5.4",
+        seed: int | None = None,
     ) -> None:
         self.clock = clock
+        self.seed = seed
         self.maas_version = version_tuple(maas_version)
         # MAAS 3.6 moved deployments into a workflow with its own timeout.
         self.workflow_deploys = self.maas_version >= (3, 6)

@@ -17,6 +17,21 @@ from teuthology_maas.config import MaasConfig
 from teuthology_maas.errors import SSHNotReady
 
 VerifySSH = Callable[..., dict[str, str]]
+ProbeReady = Callable[[str, MaasConfig], bool]
+
+
+def probe_from_files(ssh_root: Path) -> ProbeReady:
+    """probe_ready(fqdn, config) over the files under `ssh_root`/<hostname>: True once our key
+    is authorized and (when the config names a sentinel file) boot has finished."""
+
+    def probe(fqdn: str, config: MaasConfig) -> bool:
+        node = ssh_root / fqdn.split(".", 1)[0]
+        keys = _read(node / "authorized_keys") or ""
+        if not any(key.split()[1] in keys for key in config.ssh_keys):
+            return False
+        return not config.sentinel_file or _read(node / "boot-finished") is not None
+
+    return probe
 
 
 def verify_ssh_from_files(ssh_root: Path, *, boot_time: float = 0.0) -> VerifySSH:
