@@ -156,3 +156,101 @@ def test_deploy_and_release_act_through_the_node_s_own_installation(two_installa
     result = run_cli("release", "qa-box", config=config)
     assert result.code == ExitCode.OK, result.out + result.err
     assert two.octo.state("qa-box")["status_name"] == "Ready"
+
+
+@pytest.fixture
+def empty_paddles():
+    server = LockServer()
+    handle = server.serve()
+    yield server, handle.url
+    handle.stop()
+
+
+def test_inventory_registers_every_installation_s_nodes(two_installations, tmp_path,
+                                                         empty_paddles):
+    server, url = empty_paddles
+    config = write(tmp_path, two_installations.section(), lock_server=url)
+    result = run_cli("inventory", "--apply", "--json", config=config)
+    assert result.code == ExitCode.OK, result.out + result.err
+    data = result.json()
+    assert data["region_errors"] == []
+    assert {(n["hostname"], n["region"], n["result"]) for n in data["nodes"]} == {
+        ("smithi001", "sepia", "created"), ("smithi002", "sepia", "created"),
+        ("mira001", "octo", "created"), ("mira002", "octo", "created"),
+        ("qa-box", "octo", "created"),  # tagged mira in octo: octo's rule
+    }
+    assert {n["name"]: n["machine_type"] for n in server.nodes()} == {
+        f"{n}.{DOMAIN}": ("smithi" if n.startswith("smithi") else "mira") for n in NODES
+    }
+    # a second run has nothing to do anywhere; the text names each node's region
+    again = run_cli("inventory", config=config)
+    assert again.code == ExitCode.OK, again.out + again.err
+    assert f"UNCHANGED  qa-box.{DOMAIN}  (mira, region octo)" in again.out.splitlines()
+
+
+def test_inventory_with_one_installation_refusing_its_key(two_installations, tmp_path,
+                                                          empty_paddles):
+    server, url = empty_paddles
+    server.add_node(f"mira001.{DOMAIN}", "mira")  # octo's, not to be called an orphan
+    two_installations.keys["octo"] = two_installations.sepia.handle.api_key
+    config = write(tmp_path, two_installations.section(), lock_server=url)
+    result = run_cli("inventory", "--apply", "--json", config=config)
+    assert result.code == ExitCode.UNREACHABLE, result.out + result.err
+    data = result.json()
+    assert sorted((n["hostname"], n["action"], n["result"]) for n in data["nodes"]) == [
+        ("smithi001", "create", "created"), ("smithi002", "create", "created")
+    ]
+    [error] = data["region_errors"]
+    assert (error["region"], error["machine_types"], error["error"]) == (
+        "octo", ["mira"], "MaasAuthError"
+    )
+    assert "region 'octo'" in result.err and "not planned" in result.err
+    assert sorted(n["name"] for n in server.nodes()) == [
+        f"mira001.{DOMAIN}", f"smithi001.{DOMAIN}", f"smithi002.{DOMAIN}"
+    ]
+    secret = two_installations.sepia.handle.api_key.split(":")[2]
+    assert secret not in result.out + result.err
+
+
+QUARANTINED = "teuthology-maas quarantine: 3 failed deployments in a row (quarantine_after 3)"
+
+
+def test_quarantine_lists_every_installation_and_releases_through_the_node_s(
+    two_installations, tmp_path, lab_paddles
+):
+    two = two_installations
+    for lab, node in ((two.sepia, "smithi002"), (two.octo, "qa-box")):
+        lab.sim.update_machine(node, status="broken", error_description=QUARANTINED)
+    config = write(tmp_path, two.section(), lock_server=lab_paddles)
+    listed = run_cli("quarantine", "list", "--json", config=config)
+    assert listed.code == ExitCode.OK, listed.err
+    rows = {r["hostname"]: r for r in listed.json()["quarantined"]}
+    assert {h: r["region"] for h, r in rows.items()} == {"smithi002": "sepia", "qa-box": "octo"}
+    assert rows["qa-box"]["machine_type"] == "mira"
+    assert rows["qa-box"]["paddles"]["up"] is True
+    assert "region octo" in run_cli("quarantine", "list", config=config).out
+
+    # marking fixed is an admin's action: each installation's own admin key
+    two.keys.update(sepia=two.sepia.handle.key_for("admin"),
+                    octo=two.octo.handle.key_for("admin"))
+    admin = write(tmp_path, two.section(), lock_server=lab_paddles)
+    released = run_cli("quarantine", "release", "qa-box", config=admin)
+    assert released.code == ExitCode.OK, released.out + released.err
+    assert two.octo.state("qa-box")["status_name"] == "Ready"
+    assert two.sepia.state("smithi002")["status_name"] == "Broken"
+    assert not two.sepia.sim.requests(op="mark_fixed")
+    left = run_cli("quarantine", "list", "--json", config=config).json()["quarantined"]
+    assert [r["hostname"] for r in left] == ["smithi002"]
+
+
+def test_quarantine_list_with_one_installation_refusing_its_key(two_installations, tmp_path):
+    two = two_installations
+    two.sepia.sim.update_machine("smithi002", status="broken", error_description=QUARANTINED)
+    two.keys["octo"] = two.sepia.handle.api_key
+    config = write(tmp_path, two.section())
+    listed = run_cli("quarantine", "list", "--json", config=config)
+    assert listed.code == ExitCode.UNREACHABLE
+    data = listed.json()
+    assert [r["hostname"] for r in data["quarantined"]] == ["smithi002"]
+    assert [e["region"] for e in data["region_errors"]] == ["octo"]
+    assert "region 'octo'" in listed.err

@@ -313,3 +313,47 @@ def test_an_abort_is_an_operation_with_its_wait(registry, lab_factory):
                  outcome="success", machine_type="smithi") == 1
     assert value(found, "teuthology_maas_phase_duration_seconds_count", phase="abort",
                  outcome="success") == 1
+
+
+def test_each_maas_installation_labels_its_requests_and_operations_by_name(
+    registry, two_installations
+):
+    """`maas: regions:`: a create() in each installation is labelled with its region's name,
+    its requests too, over real HTTP to two simulators."""
+    from teuthology_maas.node.provisioner import MaasProvisioner
+
+    config = two_installations.config()
+    for node in ("smithi001", "mira001"):
+        MaasProvisioner(node, config=config).create()
+    found = samples(registry)
+    requests = "teuthology_maas_maas_requests_total"
+    for region, kind in (("sepia", "smithi"), ("octo", "mira")):
+        assert value(found, "teuthology_maas_operations_total", operation="create",
+                     outcome="success", machine_type=kind, region=region) == 1, region
+        assert value(found, "teuthology_maas_phase_duration_seconds_count", phase="deploy_wait",
+                     machine_type=kind, region=region) == 1, region
+        assert value(found, requests, region=region, kind="machines/{id}/?op=deploy",
+                     status="200") == 1, region
+    labels = {dict(ls)["region"] for n, ls in found if n.startswith("teuthology_maas_")
+              and "region" in dict(ls)}  # fmt: skip
+    assert labels == {"sepia", "octo"}
+
+
+def test_every_url_of_a_named_ha_region_has_its_name_and_a_flat_config_its_host():
+    from teuthology_maas.config import MaasConfig
+
+    urls = ["http://10.0.0.1:5240/MAAS/", "http://10.0.0.2:5240/MAAS/"]
+    key = "ck:tk:ts"
+    named = MaasConfig.from_mapping({"regions": {
+        "lab-b": {"api_url": urls, "api_key": key, "machine_types": ["smithi"]},
+        "lab-c": {"api_url": "http://10.0.0.3:5240/MAAS/", "api_key": key,
+                  "machine_types": ["mira"]},
+    }})  # fmt: skip
+    for region in named.region_configs:
+        MaasClient.from_config(region).close()
+    assert [metrics.region_of(f"{u}api/2.0/") for u in urls] == ["lab-b", "lab-b"]
+    assert metrics.region_of("http://10.0.0.3:5240/MAAS/api/2.0/") == "lab-c"
+    flat = MaasConfig.from_mapping({"api_url": urls, "api_key": key, "machine_types": ["x"]})
+    MaasClient.from_config(flat).close()
+    assert metrics.region_of(f"{urls[0]}api/2.0/") == "10.0.0.1:5240"
+    assert metrics.region_of(f"{urls[1]}api/2.0/") == "10.0.0.2:5240"

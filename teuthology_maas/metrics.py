@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -121,9 +121,14 @@ def region_of(base_url: str) -> str:
     return host or "unknown"
 
 
-def name_region(base_url: str, name: str) -> None:
-    """Label requests to `base_url` (and operations on its machines) `name`."""
-    _region_names[base_url] = name
+def name_region(base_urls: str | Sequence[str], name: str | None) -> None:
+    """Label requests to `base_urls` (and operations on their machines) `name`; None: by
+    host again (a flat config's MAAS)."""
+    for url in (base_urls,) if isinstance(base_urls, str) else base_urls:
+        if name is None:
+            _region_names.pop(url, None)
+        else:
+            _region_names[url] = name
 
 
 def request_kind(path: str, op: str | None) -> str:

@@ -57,6 +57,7 @@ class NodePlan:
     held: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # locked: left alone
     reason: str = ""
     result: str | None = None  # what --apply did
+    region: str | None = None  # the MAAS installation (maas: regions:) it was found in
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class NodePlan:
             "changes": {k: {"old": o, "new": n} for k, (o, n) in self.changes.items()},
             "held": {k: {"old": o, "new": n} for k, (o, n) in self.held.items()},
             "reason": self.reason or None, "result": self.result,
+            **({"region": self.region} if self.region else {}),
         }
 
 

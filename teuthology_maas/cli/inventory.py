@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli._inventory import add_machine_type_option, check_types, requested_types
 from teuthology_maas.cli._inventory_plan import ACTIONS, NodePlan, make_plan, plan_node
 from teuthology_maas.cli._paddles import lock_server_from_config
+from teuthology_maas.cli._regions import each_region, report_failures, several_regions
 from teuthology_maas.cli._table import printable
 from teuthology_maas.errors import MaasError
 from teuthology_maas.models import Machine
 from teuthology_maas.teuthology.paddles import PaddlesReader
 from teuthology_maas.teuthology.paddles_nodes import PaddlesRefused, PaddlesWriter
 from teuthology_maas.type_match import type_of
+
+if TYPE_CHECKING:
+    from teuthology_maas.config import MaasConfig
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +38,8 @@ def register(subparsers: Any) -> None:
         "is_vm, up (MAAS can deploy it) and, for a Deployed machine, os_type and os_version. "
         "A node locked in paddles only gets arch, mac_address, is_vm and up -> down; its "
         "lock and description are never touched. A dry run by default; --apply writes. Exit "
-        "status 4 when a dry run finds changes to make, 1 when a write failed.",
+        "status 4 when a dry run finds changes to make, 1 when a write failed, 5 when a MAAS "
+        "region (maas: regions:) could not be listed (the others' nodes are planned).",
     )
     add_common_options(parser, top_level=False)
     parser.add_argument(
@@ -56,38 +61,61 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     url = args.lock_server or lock_server_from_config(ctx.config_file())
     requested = requested_types(args.machine_type)
     wanted = requested or list(cfg.machine_types)
-    client = ctx.client(interactive=True)
-    visible = client.list_machines()
-    check_types(requested, visible, cfg.machine_types)
+    several = several_regions(cfg)
     known = list(dict.fromkeys([*cfg.machine_types, *requested]))
+
+    def listed(region: MaasConfig) -> list[Machine]:
+        return ctx.client(interactive=True, config=region).list_machines()
+
+    # each MAAS installation (maas: regions:) on its own: one that fails fails its types only
+    found = each_region(cfg, listed, wanted_types=requested)
+    check_types(requested, [m for _, ms in found.done for m in ms], cfg.machine_types)
     typed: list[tuple[Machine, str]] = []
-    for machine in visible:
-        kind = type_of(machine, known, cfg.type_match)
-        if kind is not None and kind in wanted:
-            typed.append((machine, kind))
+    region_of: dict[tuple[str, str], str] = {}
+    for region, listing in found.done:
+        # a region's machines are of its own types (or of a requested type no region names),
+        # sorted by its own type_match
+        mine = [t for t in known if cfg.for_type(t) in (None, region)]
+        for machine in listing:
+            kind = type_of(machine, mine, region.type_match)
+            if kind is not None and kind in wanted:
+                typed.append((machine, kind))
+                region_of[(machine.hostname, machine.system_id)] = region.region
+    # a region that could not be listed: its nodes in paddles are not orphans, only unchecked
+    unchecked = {t for failure in found.failures for t in failure.machine_types}
     with PaddlesReader(url, timeout=cfg.http_timeout) as reader:
         nodes = {str(n.get("name")): n for n in reader.records()}
-        plans = make_plan(typed, nodes, cfg.fqdn, wanted)
-        machines = {m.system_id: m for m, _ in typed}
+        plans = make_plan(typed, nodes, cfg.fqdn, [t for t in wanted if t not in unchecked])
+        # system ids are unique only within one MAAS installation
+        machines = {(m.hostname, m.system_id): m for m, _ in typed}
         failed = False
         if args.apply:
             with PaddlesWriter(url, timeout=cfg.http_timeout) as writer:
                 for plan in plans:
                     if plan.action in ("create", "update"):
-                        machine = machines[str(plan.system_id)]
+                        machine = machines[(plan.hostname, str(plan.system_id))]
                         failed |= _apply(plan, machine, reader, writer)
+    if several:
+        for plan in plans:
+            plan.region = region_of.get((plan.hostname, str(plan.system_id)))
     counts = Counter(p.action for p in plans)
     pending = not args.apply and (counts["create"] or counts["update"])
     if ctx.json:
+        extra = {"region_errors": [f.as_json() for f in found.failures]} if several else {}
         ctx.emit_json({
             "dry_run": not args.apply, "lock_server": reader.url,
             "nodes": [p.as_json() for p in plans],
             "counts": {action: counts[action] for action in ACTIONS},
+            **extra,
         })
     else:
         _render(ctx, plans, dry_run=not args.apply)
+    if found.failures:
+        report_failures(ctx, found.failures, what="its nodes were not planned nor written")
     if failed:
         return int(ExitCode.FAILURE)
+    if found.failures:
+        return int(ExitCode.UNREACHABLE)
     return int(ExitCode.FINDINGS if pending else ExitCode.OK)
 
 
@@ -138,6 +166,7 @@ def _show(value: Any) -> str:
 def _render(ctx: Context, plans: list[NodePlan], *, dry_run: bool) -> None:
     for plan in plans:
         kind = printable(plan.machine_type or "-")
+        kind += f", region {printable(plan.region)}" if plan.region else ""
         ctx.out(f"{plan.action.upper():<9}  {printable(plan.name)}  ({kind})")
         if plan.action == "create":
             ctx.out("           " + ", ".join(f"{k}={_show(v)}" for k, v in plan.fields.items()))

@@ -7,7 +7,7 @@ repair: mark it fixed in MAAS (MAAS's admin action: Ready again) and up in paddl
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from teuthology_maas.cli._common import (
     Context,
@@ -18,6 +18,7 @@ from teuthology_maas.cli._common import (
 )
 from teuthology_maas.cli._inventory import add_machine_type_option, check_types, requested_types
 from teuthology_maas.cli._paddles import lock_server_from_config
+from teuthology_maas.cli._regions import each_region, report_failures, several_regions
 from teuthology_maas.cli._table import printable
 from teuthology_maas.cli.nodes import find_machine
 from teuthology_maas.errors import (
@@ -29,9 +30,13 @@ from teuthology_maas.errors import (
 from teuthology_maas.models import Machine, NodeStatus
 from teuthology_maas.node.provisioner import default_owner
 from teuthology_maas.node.quarantine import MARKER, clean, quarantine_text
+from teuthology_maas.node.region import node_region
 from teuthology_maas.teuthology.paddles import PaddlesReader
 from teuthology_maas.teuthology.paddles_nodes import mark_up
 from teuthology_maas.type_match import type_of
+
+if TYPE_CHECKING:
+    from teuthology_maas.config import MaasConfig
 
 
 def register(subparsers: Any) -> None:
@@ -96,19 +101,27 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
     cfg = ctx.config()
     requested = requested_types(args.machine_type)
     wanted = requested or list(cfg.machine_types)
-    client = ctx.client(interactive=True)
-    visible = client.list_machines()
-    check_types(requested, visible, cfg.machine_types)
-    rows: list[dict[str, Any]] = []
-    broken = [m for m in visible if m.status is NodeStatus.BROKEN]
-    for machine in sorted(broken, key=lambda m: m.hostname):
-        kind = type_of(machine, wanted, cfg.type_match)
-        text = quarantined(client, machine) if kind is not None else None
-        if text is None:
-            continue
-        rows.append({"hostname": machine.hostname, "system_id": machine.system_id,
-                     "machine_type": kind, "name": cfg.fqdn(machine.hostname),
-                     "reason": text, "paddles": None})
+    several = several_regions(cfg)
+
+    def listed(region: MaasConfig) -> tuple[list[Machine], list[dict[str, Any]]]:
+        client = ctx.client(interactive=True, config=region)
+        visible = client.list_machines()
+        mine = [t for t in wanted if cfg.for_type(t) in (None, region)]
+        rows: list[dict[str, Any]] = []
+        for machine in (m for m in visible if m.status is NodeStatus.BROKEN):
+            kind = type_of(machine, mine, region.type_match)
+            text = quarantined(client, machine) if kind is not None else None
+            if text is not None:
+                rows.append({"hostname": machine.hostname, "system_id": machine.system_id,
+                             "machine_type": kind, "name": region.fqdn(machine.hostname),
+                             "reason": text, "paddles": None,
+                             **({"region": region.region} if several else {})})
+        return visible, rows
+
+    # every MAAS installation (maas: regions:): one that cannot be asked fails its types only
+    found = each_region(cfg, listed, wanted_types=requested)
+    check_types(requested, [m for _, (ms, _) in found.done for m in ms], cfg.machine_types)
+    rows = sorted((r for _, (_, rs) in found.done for r in rs), key=lambda r: r["hostname"])
     url = _lock_server(ctx, args.lock_server)
     if url and rows:
         with PaddlesReader(url, timeout=cfg.http_timeout) as reader:
@@ -120,14 +133,19 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
                     continue
                 row["paddles"] = {k: node.get(k) for k in ("up", "locked", "locked_by")}
     if ctx.json:
-        ctx.emit_json({"quarantined": rows, "total": len(rows)})
-        return int(ExitCode.OK)
-    for row in rows:
-        ctx.out(printable(f"{row['hostname']}  ({row['machine_type']})  "
-                          f"{_paddles_words(row['paddles'])}"))
-        ctx.out(f"    {printable(row['reason'])}")
-    ctx.out(f"{len(rows)} quarantined node(s)" + (
-        "; `teuthology-maas quarantine release NODE` after the repair" if rows else ""))
+        extra = {"region_errors": [f.as_json() for f in found.failures]} if several else {}
+        ctx.emit_json({"quarantined": rows, "total": len(rows), **extra})
+    else:
+        for row in rows:
+            where = f", region {row['region']}" if several else ""
+            ctx.out(printable(f"{row['hostname']}  ({row['machine_type']}{where})  "
+                              f"{_paddles_words(row['paddles'])}"))
+            ctx.out(f"    {printable(row['reason'])}")
+        ctx.out(f"{len(rows)} quarantined node(s)" + (
+            "; `teuthology-maas quarantine release NODE` after the repair" if rows else ""))
+    if found.failures:
+        report_failures(ctx, found.failures, what="its quarantined nodes are not listed")
+        return int(ExitCode.UNREACHABLE)
     return int(ExitCode.OK)
 
 
@@ -142,9 +160,10 @@ def _paddles_words(paddles: dict[str, Any] | None) -> str:
 
 
 def run_release(ctx: Context, args: argparse.Namespace) -> int:
-    cfg = ctx.config()
-    client = ctx.client(interactive=True)
     hostname = short_hostname(args.name)
+    # through the node's own MAAS installation (maas: regions:), as deploy and release do
+    cfg = node_region(ctx.config(), hostname)
+    client = ctx.client(interactive=True, config=cfg)
     machine = find_machine(client, hostname)
     if machine.status is NodeStatus.BROKEN:
         text = quarantined(client, machine)

@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 from oauthlib.oauth1 import SIGNATURE_PLAINTEXT, SIGNATURE_TYPE_AUTH_HEADER
 from requests_oauthlib import OAuth1
 
+from teuthology_maas import metrics
 from teuthology_maas.api_url import normalize_api_urls
 from teuthology_maas.config import ApiKey, MaasConfig
+from teuthology_maas.config_regions import DEFAULT_REGION
 from teuthology_maas.errors import MaasNotFound
 from teuthology_maas.maas import shapes
 from teuthology_maas.maas.answer import DEFAULT_MAX_RESPONSE, OBJECT_LIMIT
@@ -115,7 +117,10 @@ class MaasClient(MachineSetupCalls):
             "max_concurrent_actions": cfg.max_concurrent_actions,
         }
         kwargs.update(overrides)
-        return cls(cfg.api_urls or cfg.api_url, cfg.api_key, **kwargs)
+        client = cls(cfg.api_urls or cfg.api_url, cfg.api_key, **kwargs)
+        # a region of `maas: regions:` labels its metrics with its name (every HA URL of it)
+        metrics.name_region(client.base_urls, None if cfg.region == DEFAULT_REGION else cfg.region)
+        return client
 
     def __repr__(self) -> str:
         return f"MaasClient({self.base_url!r}, consumer_key={self.api_key.consumer_key!r})"
