@@ -11,29 +11,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests._metrics_read import samples, value
 from teuthology_maas import errors, metrics
 from teuthology_maas.maas.client import MaasClient
 from teuthology_maas.node.create import Ended
-
-
-def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of the registry's exposition text, parsed back: what Prometheus sees."""
-    text = generate_latest(registry).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(found: dict, name: str, **labels: str) -> float:
-    """The sum over the series of `name` whose labels include `labels`."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in found.items() if n == name and wanted <= ls)
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests._metrics_read import scrape, value
 from tests.fixtures_dispatcher import OWNER as DISPATCHED
 from tests.fixtures_e2e import LAB_DOMAIN, MACHINE_TYPE, OWNER
 from teuthology_maas import metrics
@@ -31,22 +29,6 @@ def exporter_dir(lab) -> Path:
     directory.mkdir(parents=True)
     lab.env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     return directory
-
-
-def scrape(directory: Path) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))
-    text = generate_latest(registry).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(found: dict, name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in found.items() if n == name and wanted <= ls)
 
 
 def sent(lab, op: str, method: str = "POST") -> int:
