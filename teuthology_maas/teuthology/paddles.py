@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import requests
@@ -89,8 +89,8 @@ def unlock_refusal(node: PaddlesNode, user: str, description: str | None) -> str
     return None
 
 
-class PaddlesReader:
-    """GETs against one paddles URL with one session; every failure is LockServerUnavailable."""
+class PaddlesSession:
+    """One paddles URL and one HTTP session, closed with the object."""
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.url = url.strip().rstrip("/") + "/"
@@ -98,16 +98,20 @@ class PaddlesReader:
         self._session = requests.Session()
 
     def __repr__(self) -> str:
-        return f"PaddlesReader({self.url!r})"
+        return f"{type(self).__name__}({self.url!r})"
 
     def close(self) -> None:
         self._session.close()
 
-    def __enter__(self) -> PaddlesReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class PaddlesReader(PaddlesSession):
+    """GETs against one paddles URL with one session; every failure is LockServerUnavailable."""
 
     def nodes(self, machine_types: Sequence[str] = ()) -> list[PaddlesNode]:
         """Every node (of `machine_types`, if any are given)."""

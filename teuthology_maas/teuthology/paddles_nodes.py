@@ -18,7 +18,12 @@ from urllib.parse import quote
 import requests
 
 from teuthology_maas.errors import MaasError
-from teuthology_maas.teuthology.paddles import DEFAULT_TIMEOUT, LockServerUnavailable, PaddlesReader
+from teuthology_maas.teuthology.paddles import (
+    DEFAULT_TIMEOUT,
+    LockServerUnavailable,
+    PaddlesReader,
+    PaddlesSession,
+)
 
 __all__ = [
     "NODE_RECORD_FIELDS", "PaddlesRefused", "PaddlesWriter", "check_record", "mark_down", "mark_up",
@@ -63,25 +68,8 @@ def check_record(fields: Mapping[str, Any]) -> None:
             raise ValueError(f"{key} {value!r} is longer than paddles' {limit} characters")
 
 
-class PaddlesWriter:
+class PaddlesWriter(PaddlesSession):
     """POST and PUT of node records against one paddles URL, with one session."""
-
-    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.url = url.strip().rstrip("/") + "/"
-        self._timeout = timeout
-        self._session = requests.Session()
-
-    def __repr__(self) -> str:
-        return f"PaddlesWriter({self.url!r})"
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> PaddlesWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def create(self, name: str, fields: Mapping[str, Any]) -> None:
         """POST /nodes/ with `name` and `fields` (paddles refuses an existing name)."""
