@@ -379,8 +379,9 @@ class LookupMaas(FakeMaas):
 
 
 def test_a_wait_argument_that_cannot_travel_is_waited_for_from_this_process(tmp_path, shares):
-    """A newer poller argument the wire cannot carry (a callable) costs the sharing of that
-    wait only, never the wait."""
+    """A newer poller argument the wire cannot carry (a callable other than the probe, which
+    stays here and is asked for by the leader) costs the sharing of that wait only, never
+    the wait."""
 
     client = FakeMaas()
     client.add("m1", NodeStatus.DEPLOYED)
@@ -393,11 +394,11 @@ def test_a_wait_argument_that_cannot_travel_is_waited_for_from_this_process(tmp_
     assert follower.role == "follower"
     original = follower.poller.wait
 
-    def accepting(system_id, *, probe=None, **kwargs):
-        assert callable(probe)
+    def accepting(system_id, *, on_progress=None, **kwargs):
+        assert callable(on_progress)
         return original(system_id, **kwargs)
 
     follower.poller.wait = accepting  # type: ignore[method-assign]
-    machine = follower.wait("m1", targets=DEPLOY_TARGET, timeout=10, probe=lambda: None)
+    machine = follower.wait("m1", targets=DEPLOY_TARGET, timeout=10, on_progress=lambda: None)
     assert machine.status is NodeStatus.DEPLOYED and follower.role == "follower"
     assert follower.poller.stats.requests >= 1 and leader.poller.stats.requests == 0

@@ -85,13 +85,16 @@ class HostShare:
         directory: str | None = None,
         min_interval: float,
         max_interval: float,
+        on_poller: Callable[[StatusPoller], None] | None = None,
     ) -> None:
         self.client = client  # a PollingClient and LookupClient (the Endpoint's MaasClient)
         self.name = name
         self.pid = os.getpid()
         self._directory = directory
-        self.poller = StatusPoller(client, min_interval=min_interval,
-                                   max_interval=max(max_interval, min_interval))  # fmt: skip
+        # Called with each poller this share makes (the one it leads or polls alone with):
+        # the Endpoint gives it the host store's learned timings and saves what it learns.
+        self._on_poller = on_poller
+        self.poller = self._new_poller(min_interval, max_interval)
         self.lookups = HostnameLookups()
         self._lock = threading.RLock()
         self._role: str | None = None  # leader, follower, solo; None: not chosen yet
@@ -261,9 +264,15 @@ class HostShare:
         self._lock = threading.RLock()
         self.pid = os.getpid()
         policy = self.poller.policy
-        self.poller = StatusPoller(self.client, min_interval=policy.fast, max_interval=policy.slow)
+        self.poller = self._new_poller(policy.fast, policy.slow)
         self.lookups = HostnameLookups()
         self._role, self._solo_until = "solo", float("inf")
+
+    def _new_poller(self, fast: float, slow: float) -> StatusPoller:
+        poller = StatusPoller(self.client, min_interval=fast, max_interval=max(slow, fast))
+        if self._on_poller is not None:
+            self._on_poller(poller)
+        return poller
 
     # -- choosing a role --------------------------------------------------------------------
 
@@ -383,8 +392,6 @@ class HostShare:
             if self._link is link:
                 self._link, self._role = None, "solo"
                 self._solo_until = time.monotonic() + SOLO_RETRY
-
-    # -- a wait the leader answers ----------------------------------------------------------
 
 
 def _after_fork_in_child() -> None:
