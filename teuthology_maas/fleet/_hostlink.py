@@ -216,8 +216,8 @@ class Link:
             log.debug("host sharing: waiting for %s from this process: %s", record.system_id, exc)
             raise WaitHere from exc
         extra = {"probe": True} if probe is not None else {}
-        pending = link.request("wait", record.system_id, local_probe=probe, system_id=record.system_id,
-                               args=sent, **extra)  # fmt: skip
+        pending = link.request("wait", record.system_id, local_probe=probe,
+                               system_id=record.system_id, args=sent, **extra)  # fmt: skip
         finished = False
         try:
             while True:
