@@ -402,3 +402,44 @@ def test_a_wait_argument_that_cannot_travel_is_waited_for_from_this_process(tmp_
     machine = follower.wait("m1", targets=DEPLOY_TARGET, timeout=10, on_progress=lambda: None)
     assert machine.status is NodeStatus.DEPLOYED and follower.role == "follower"
     assert follower.poller.stats.requests >= 1 and leader.poller.stats.requests == 0
+
+
+def test_a_follower_s_probe_answer_counts_only_when_the_leader_asked_for_it(tmp_path, shares):
+    """A follower's "ready" makes the leader read MAAS at once, so only an answer to a probe
+    the leader asked for is taken: a follower cannot make it read faster than its schedule."""
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYING)
+    client.add("m2", NodeStatus.DEPLOYING)
+    leader = share(client, tmp_path)
+    shares.append(leader)
+    leader.kick()
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(str(tmp_path / f"{NAME}.sock"))
+    raw.settimeout(10)
+    args = {"targets": [int(NodeStatus.DEPLOYED)], "timeout": 30, "failure_interval": 60}
+    stream = raw.makefile("rb")
+
+    def send(**message: object) -> None:
+        raw.sendall(json.dumps(message).encode() + b"\n")
+
+    def settle() -> None:  # a ping's answer: everything sent before it was handled
+        send(op="ping")
+        while json.loads(stream.readline())["op"] != "pong":
+            pass
+
+    try:
+        send(op="wait", id=1, system_id="m2", args=args)  # no probe: never asked for one
+        send(op="probed", id=1, ready=True)
+        send(op="probed", id=7, ready=True)  # no such wait
+        settle()
+        assert leader.poller.stats.confirms == 0
+        send(op="wait", id=2, system_id="m1", args=args, probe=True)
+        while (message := json.loads(stream.readline()))["op"] != "probe":
+            pass
+        assert message["id"] == 2
+        send(op="probed", id=2, ready=True)
+        send(op="probed", id=2, ready=True)  # asked once, answered twice: taken once
+        settle()
+        assert leader.poller.stats.confirms == 1
+    finally:
+        raw.close()

@@ -42,12 +42,15 @@ MAX_TIMEOUT = 86400.0
 MAX_NAME = 253
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Wait:
-    """A follower's wait being served: how to end it, and which machine it is about."""
+    """A follower's wait being served: how to end it, which machine it is about, and whether
+    its probe was asked for and not answered yet (only such an answer is taken: a follower
+    cannot make the leader read MAAS more often than the probe schedule says)."""
 
     cancel: threading.Event
     system_id: str
+    asked: bool = False
 
 
 class _Cancelled(Exception):
@@ -179,13 +182,16 @@ class LeaderServer:
                 cancels.pop(ident).cancel.set()
         elif op == "probed":
             wait = cancels.get(ident) if isinstance(ident, int) else None
-            if wait is not None and message.get("ready") is True:
+            if wait is None or not wait.asked:
+                return  # not asked for (or the wait ended): nothing to confirm
+            wait.asked = False
+            if message.get("ready") is True:
                 # A hint only: MAAS is read about the machine now, and MAAS decides.
                 self.poller.confirm(wait.system_id)
         elif op == "wait":
             if isinstance(ident, int) and self._valid_wait(message):
                 wait = cancels[ident] = _Wait(threading.Event(), message["system_id"])
-                self._spawn(self._run_wait, channel, ident, message, wait.cancel, cancels)
+                self._spawn(self._run_wait, channel, ident, message, wait, cancels)
             else:
                 log.warning("host sharing: dropped a malformed wait request")
         elif op == "lookup":
@@ -216,13 +222,14 @@ class LeaderServer:
         channel: Channel,
         ident: int,
         message: dict[str, Any],
-        cancel: threading.Event,
+        wait: _Wait,
         cancels: dict[int, _Wait],
     ) -> None:
         args = {k: v for k, v in message["args"].items() if k not in _RESERVED}
         if message.get("probe") is True:
 
             def probe() -> bool:  # ask, never wait: the answer comes as `probed`
+                wait.asked = True
                 channel.send_quietly({"op": "probe", "id": ident})
                 return False
 
@@ -230,7 +237,7 @@ class LeaderServer:
         timeout = min(max(0.0, float(message["args"]["timeout"])), MAX_TIMEOUT)
 
         def check() -> None:
-            if cancel.is_set() or channel.closed:
+            if wait.cancel.is_set() or channel.closed:
                 raise _Cancelled
 
         def changed(machine: Any) -> None:
