@@ -226,6 +226,11 @@ class LeaderServer:
         cancels: dict[int, _Wait],
     ) -> None:
         args = {k: v for k, v in message["args"].items() if k not in _RESERVED}
+        if "started_ago" in args:
+            ago = _number(args["started_ago"])
+            args["started_ago"] = min(max(0.0, ago or 0.0), MAX_TIMEOUT)
+        if not isinstance(args.get("anchored", False), bool):
+            del args["anchored"]
         if message.get("probe") is True:
 
             def probe() -> bool:  # ask, never wait: the answer comes as `probed`

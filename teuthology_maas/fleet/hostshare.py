@@ -103,6 +103,7 @@ class HostShare:
         self._server: LeaderServer | None = None
         self._held: HostLock | None = None
         self._exit_hook = False
+        self._last_kick: float | None = None
         HostShare._all.add(self)
 
     def __repr__(self) -> str:
@@ -148,6 +149,7 @@ class HostShare:
             link.channel.send_quietly({"op": "configure", "fast": after[0], "slow": after[1]})
 
     def kick(self) -> None:
+        self._last_kick = time.monotonic()
         link = self._route()
         if link is None or not link.channel.send_quietly({"op": "kick"}):
             self.poller.kick()
@@ -165,6 +167,9 @@ class HostShare:
         """StatusPoller.wait(), answered by the host's leader; `args` (targets, failures,
         expected_duration, and whatever the poller takes) go to its poller as they are."""
         now = time.monotonic()
+        # Whether the wait times its action (it follows the action's kick at once): decided
+        # here, since the kick and the wait reach the leader as two messages.
+        kicked = self._last_kick is not None and now - self._last_kick <= self.poller.policy.fast
         record = Waiter(
             system_id=system_id,
             targets=frozenset(NodeStatus(s) for s in args.get("targets", ())),
@@ -181,6 +186,8 @@ class HostShare:
         moved = False
         local = False
         while True:
+            # Wherever the wait goes (again, after a leader left), it counts from its start.
+            args = {**args, "started_ago": time.monotonic() - now, "anchored": kicked}
             link = None if local else self._route()
             if link is None:
                 remaining = max(0.0, record.deadline - time.monotonic())
