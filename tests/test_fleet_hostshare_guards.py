@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -443,3 +444,48 @@ def test_a_follower_s_probe_answer_counts_only_when_the_leader_asked_for_it(tmp_
         assert leader.poller.stats.confirms == 1
     finally:
         raw.close()
+
+
+def test_a_forwarded_wait_counts_from_its_own_start_and_kick_in_the_leader(
+    tmp_path, shares, monkeypatch
+):
+    """The kick and the wait reach the leader as two messages, and a wait moved after its
+    leader left is registered anew: the leader's poller must still time it from the follower's
+    own start (its finish window, and what it learns for the host)."""
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYING)
+    client.add("m2", NodeStatus.DEPLOYING)
+    leader = share(client, tmp_path)
+    shares.append(leader)
+    leader.kick()
+    follower = share(client, tmp_path)
+    shares.append(follower)
+    follower.kick()  # chooses the role
+
+    def deploys_after_a_read(system_id: str) -> None:  # seen in flight once, then done
+        def run() -> None:
+            before = leader.poller.stats.requests
+            while leader.poller.stats.requests == before:
+                time.sleep(0.005)
+            client.set(system_id, NodeStatus.DEPLOYED)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    real_route = follower._route
+
+    def route_later():  # the wait reaches the leader a while after it began (a leader moved)
+        time.sleep(0.3)
+        return real_route()
+
+    monkeypatch.setattr(follower, "_route", route_later)
+    deploys_after_a_read("m1")
+    follower.kick()  # the action; the wait follows at once, as the node code does
+    machine = follower.wait("m1", targets=DEPLOY_TARGET, timeout=10, kind="deploy a")
+    assert machine.status is NodeStatus.DEPLOYED and follower.role == "follower"
+    learned = leader.poller.history.total("deploy a")
+    assert learned is not None and 0.3 <= learned[0] <= learned[1] < 5.0, learned
+    deploys_after_a_read("m2")
+    follower.kick()
+    time.sleep(0.1)  # ten fastest ticks after the kick: this wait does not time an action
+    follower.wait("m2", targets=DEPLOY_TARGET, timeout=10, kind="deploy b")
+    assert leader.poller.history.total("deploy b") is None

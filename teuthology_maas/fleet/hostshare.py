@@ -149,10 +149,10 @@ class HostShare:
             link.channel.send_quietly({"op": "configure", "fast": after[0], "slow": after[1]})
 
     def kick(self) -> None:
-        self._last_kick = time.monotonic()
         link = self._route()
         if link is None or not link.channel.send_quietly({"op": "kick"}):
             self.poller.kick()
+        self._last_kick = time.monotonic()
 
     def wait(
         self,
@@ -186,9 +186,9 @@ class HostShare:
         moved = False
         local = False
         while True:
+            link = None if local else self._route()
             # Wherever the wait goes (again, after a leader left), it counts from its start.
             args = {**args, "started_ago": time.monotonic() - now, "anchored": kicked}
-            link = None if local else self._route()
             if link is None:
                 remaining = max(0.0, record.deadline - time.monotonic())
                 try:
