@@ -3,9 +3,12 @@
 
 argv[1] is a JSON object: url, key, dir, system_id, timeout, gevent (bool), sharing (bool),
 lookup (a hostname to look up first, or null), poll (fast, slow), fork (a leader forks
-a child that sleeps a minute). Lines printed: {"role"}
-once the host-sharing role is chosen, {"looked": [...]} after a lookup, then {"status",
-"elapsed"} or {"error", "kind", "elapsed"}.
+a child that sleeps a minute), probe (a path: the wait is a long job, as a deployment's,
+with a probe that says "ready" once that file exists and appends a line to `probe`.log each
+time it runs), failure_interval (for a long job), wait_kind (the wait's `kind`). Lines
+printed: {"role"} once the host-sharing role is chosen, {"looked": [...]} after a lookup,
+then {"status", "elapsed", "stats"} or {"error", "kind", "elapsed", "stats"}; `stats` are this
+process's own poller's (what it asked MAAS, probes it ran or asked for, confirmations).
 """
 
 from __future__ import annotations
@@ -54,16 +57,32 @@ def main() -> None:
     say(role=role)
     if JOB.get("lookup"):
         say(looked=[m.system_id for m in endpoint.lookup_hostname(JOB["lookup"])])
+    extra: dict[str, object] = {}
+    if JOB.get("probe"):
+        ready = JOB["probe"]
+
+        def probe() -> bool:
+            with open(ready + ".log", "a") as log:
+                log.write(f"{os.getpid()}\n")
+            return os.path.exists(ready)
+
+        extra["probe"] = probe
+    if JOB.get("failure_interval"):
+        extra["failure_interval"] = JOB["failure_interval"]
+    if JOB.get("wait_kind"):
+        extra["kind"] = JOB["wait_kind"]
     start = time.monotonic()
+    own = getattr(poller, "poller", poller)  # a HostShare's own StatusPoller
     try:
         machine = poller.wait(
             JOB["system_id"], targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE,
-            timeout=JOB["timeout"], check=lambda: None,
+            timeout=JOB["timeout"], check=lambda: None, **extra,
         )  # fmt: skip
     except Exception as exc:
-        say(error=str(exc), kind=type(exc).__name__, elapsed=time.monotonic() - start)
+        say(error=str(exc), kind=type(exc).__name__, elapsed=time.monotonic() - start,
+            stats=vars(own.stats))  # fmt: skip
         return
-    say(status=machine.status_name, elapsed=time.monotonic() - start)
+    say(status=machine.status_name, elapsed=time.monotonic() - start, stats=vars(own.stats))
 
 
 if __name__ == "__main__":

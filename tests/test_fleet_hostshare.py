@@ -90,6 +90,9 @@ def lab(manual_sim, tmp_path):
                 ids.append(machine.system_id)
             return ids
 
+        def allocated(self, hostname: str) -> str:
+            return client.allocate(name=hostname).system_id
+
         def start(self, system_id: str, **job: Any) -> Child:
             child = Child({
                 "url": manual_sim.url, "key": manual_sim.api_key, "dir": self.dir,
@@ -138,6 +141,50 @@ def test_processes_of_a_host_share_one_poll_stream(lab, patched):
     assert [r.get("status") for r in results] == ["Deployed"] * 5, results
     # each leader removed its socket and lock file on its way out
     assert sorted(p.name for p in Path(lab.dir).iterdir()) == []
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["threads", "gevent"])
+def test_a_followers_deploy_wait_is_served_by_the_leader_and_its_probe_reads_maas_at_once(
+    lab, tmp_path, patched
+):
+    """A deployment's wait carries a probe (the node's SSH check, a callable that cannot go
+    over the socket): the wait still goes to the leader, which asks the follower to run the
+    probe when it is due; a "ready" makes the leader read MAAS at once, and only MAAS's
+    Deployed ends the wait. The follower itself never asks MAAS."""
+    long_job = {"gevent": patched, "poll": (0.2, 120), "failure_interval": 120,
+                "wait_kind": "deploy smithi ubuntu/jammy", "timeout": 90}  # fmt: skip
+    idle = lab.allocated("smithi001")  # the leader's own wait: a machine that stays put
+    lab.sim.update_machine(idle, status="Deploying")  # (forced: no deployment moves it)
+    leader = lab.start(idle, **long_job)
+    assert leader.field("role") == "leader"
+    (deploying,) = lab.deploying(["smithi002"])
+    ready = tmp_path / "ready"
+    probes = Path(f"{ready}.log")
+    follower = lab.start(deploying, probe=str(ready), **long_job)
+    assert follower.field("role") == "follower"
+    # the leader asks for the follower's probe; it runs in the follower's own process
+    wait_until(lambda: probes.exists() and len(probes.read_text().split()) >= 2)
+    assert set(probes.read_text().split()) == {str(follower.process.pid)}
+
+    def reads_of_it() -> int:
+        return sum(deploying in r.param_list("id") for r in lab.polls())
+
+    # a long job's reads spread out (about 0.6, 1.8, 5.4, 16 s after the start here): after
+    # the third, none is due for about ten seconds
+    wait_until(lambda: reads_of_it() >= 3)
+    lab.deploy_all()  # MAAS now shows Deployed
+    time.sleep(1.0)
+    assert follower.process.poll() is None, follower.lines  # "not yet": no read
+    reads = reads_of_it()
+    ready.touch()
+    result = follower.result(timeout=30)
+    assert result.get("status") == "Deployed", (result, follower.stderr())
+    assert reads_of_it() == reads + 1  # the read the ready probe asked for, and no other
+    assert result["stats"]["requests"] == 0  # the follower never polled MAAS itself
+    lab.sim.update_machine(idle, status="Deployed")
+    ended = leader.result(timeout=30)
+    assert ended.get("status") == "Deployed", ended
+    assert ended["stats"]["confirms"] >= 1 and ended["stats"]["probes"] >= 2, ended
 
 
 def test_without_sharing_each_process_polls_alone(lab):

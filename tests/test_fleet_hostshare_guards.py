@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -379,8 +380,9 @@ class LookupMaas(FakeMaas):
 
 
 def test_a_wait_argument_that_cannot_travel_is_waited_for_from_this_process(tmp_path, shares):
-    """A newer poller argument the wire cannot carry (a callable) costs the sharing of that
-    wait only, never the wait."""
+    """A newer poller argument the wire cannot carry (a callable other than the probe, which
+    stays here and is asked for by the leader) costs the sharing of that wait only, never
+    the wait."""
 
     client = FakeMaas()
     client.add("m1", NodeStatus.DEPLOYED)
@@ -393,11 +395,97 @@ def test_a_wait_argument_that_cannot_travel_is_waited_for_from_this_process(tmp_
     assert follower.role == "follower"
     original = follower.poller.wait
 
-    def accepting(system_id, *, probe=None, **kwargs):
-        assert callable(probe)
+    def accepting(system_id, *, on_progress=None, **kwargs):
+        assert callable(on_progress)
         return original(system_id, **kwargs)
 
     follower.poller.wait = accepting  # type: ignore[method-assign]
-    machine = follower.wait("m1", targets=DEPLOY_TARGET, timeout=10, probe=lambda: None)
+    machine = follower.wait("m1", targets=DEPLOY_TARGET, timeout=10, on_progress=lambda: None)
     assert machine.status is NodeStatus.DEPLOYED and follower.role == "follower"
     assert follower.poller.stats.requests >= 1 and leader.poller.stats.requests == 0
+
+
+def test_a_follower_s_probe_answer_counts_only_when_the_leader_asked_for_it(tmp_path, shares):
+    """A follower's "ready" makes the leader read MAAS at once, so only an answer to a probe
+    the leader asked for is taken: a follower cannot make it read faster than its schedule."""
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYING)
+    client.add("m2", NodeStatus.DEPLOYING)
+    leader = share(client, tmp_path)
+    shares.append(leader)
+    leader.kick()
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(str(tmp_path / f"{NAME}.sock"))
+    raw.settimeout(10)
+    args = {"targets": [int(NodeStatus.DEPLOYED)], "timeout": 30, "failure_interval": 60}
+    stream = raw.makefile("rb")
+
+    def send(**message: object) -> None:
+        raw.sendall(json.dumps(message).encode() + b"\n")
+
+    def settle() -> None:  # a ping's answer: everything sent before it was handled
+        send(op="ping")
+        while json.loads(stream.readline())["op"] != "pong":
+            pass
+
+    try:
+        send(op="wait", id=1, system_id="m2", args=args)  # no probe: never asked for one
+        send(op="probed", id=1, ready=True)
+        send(op="probed", id=7, ready=True)  # no such wait
+        settle()
+        assert leader.poller.stats.confirms == 0
+        send(op="wait", id=2, system_id="m1", args=args, probe=True)
+        while (message := json.loads(stream.readline()))["op"] != "probe":
+            pass
+        assert message["id"] == 2
+        send(op="probed", id=2, ready=True)
+        send(op="probed", id=2, ready=True)  # asked once, answered twice: taken once
+        settle()
+        assert leader.poller.stats.confirms == 1
+    finally:
+        raw.close()
+
+
+def test_a_forwarded_wait_counts_from_its_own_start_and_kick_in_the_leader(
+    tmp_path, shares, monkeypatch
+):
+    """The kick and the wait reach the leader as two messages, and a wait moved after its
+    leader left is registered anew: the leader's poller must still time it from the follower's
+    own start (its finish window, and what it learns for the host)."""
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYING)
+    client.add("m2", NodeStatus.DEPLOYING)
+    leader = share(client, tmp_path)
+    shares.append(leader)
+    leader.kick()
+    follower = share(client, tmp_path)
+    shares.append(follower)
+    follower.kick()  # chooses the role
+
+    def deploys_after_a_read(system_id: str) -> None:  # seen in flight once, then done
+        def run() -> None:
+            before = leader.poller.stats.requests
+            while leader.poller.stats.requests == before:
+                time.sleep(0.005)
+            client.set(system_id, NodeStatus.DEPLOYED)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    real_route = follower._route
+
+    def route_later():  # the wait reaches the leader a while after it began (a leader moved)
+        time.sleep(0.3)
+        return real_route()
+
+    monkeypatch.setattr(follower, "_route", route_later)
+    deploys_after_a_read("m1")
+    follower.kick()  # the action; the wait follows at once, as the node code does
+    machine = follower.wait("m1", targets=DEPLOY_TARGET, timeout=10, kind="deploy a")
+    assert machine.status is NodeStatus.DEPLOYED and follower.role == "follower"
+    learned = leader.poller.history.total("deploy a")
+    assert learned is not None and 0.3 <= learned[0] <= learned[1] < 5.0, learned
+    deploys_after_a_read("m2")
+    follower.kick()
+    time.sleep(0.1)  # ten fastest ticks after the kick: this wait does not time an action
+    follower.wait("m2", targets=DEPLOY_TARGET, timeout=10, kind="deploy b")
+    assert leader.poller.history.total("deploy b") is None

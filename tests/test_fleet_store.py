@@ -156,3 +156,35 @@ def test_many_greenlets_save_at_once_under_gevent(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == str([5] * 20)
+
+
+def test_the_host_shares_poller_starts_with_the_stores_timings_and_saves_what_it_learns(
+    tmp_path,
+):
+    """With host sharing the poller that polls for the host is the HostShare's (the leader's),
+    not the Endpoint's in-process one: it gets the same learned timings and saving."""
+    from teuthology_maas.config import MaasConfig
+    from teuthology_maas.endpoint import endpoint_for
+    from teuthology_maas.fleet.estimate import Bracket
+    from teuthology_maas.fleet.hostshare import HostShare
+
+    cfg = MaasConfig.from_mapping({
+        "api_url": URL, "api_key": f"{KEY}:tok:secret", "machine_types": ["smithi"],
+        "host_sharing": True, "host_sharing_dir": str(tmp_path / "share"),
+        "host_store": str(tmp_path / "store.json"),
+    })  # fmt: skip
+    store = HostStore(tmp_path / "store.json")
+    store.add_sample(URL, KEY, "deploy smithi ubuntu/jammy",
+                     {"total": [500.0, 510.0], "seen": {"Rebooting": [400.0, 420.0]}})  # fmt: skip
+    endpoint = endpoint_for(cfg)
+    try:
+        share = endpoint.status_poller(cfg)
+        assert isinstance(share, HostShare)
+        assert share.poller.history.total("deploy smithi ubuntu/jammy") == (500.0, 510.0)
+        assert share.poller.on_learn is not None
+        share.poller.on_learn("release", Bracket(20.0, 21.0), {})
+    finally:
+        endpoint.close()
+    assert HostStore(tmp_path / "store.json").samples(URL, KEY)["release"][0]["total"] == [
+        20.0, 21.0
+    ]  # fmt: skip

@@ -210,6 +210,7 @@ class Endpoint:
                 directory=config.host_sharing_dir,
                 min_interval=config.poll_min_interval,
                 max_interval=config.poll_interval,
+                on_poller=self._share_timings,
             )
         return self._share
 

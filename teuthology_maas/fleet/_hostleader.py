@@ -5,6 +5,12 @@ Each follower's wait runs as an ordinary wait() of the leader's own `StatusPolle
 estimates) applies to every process of the host alike; its changes and its end go back over
 the follower's connection. A follower that cancels or goes away ends its waits here at the
 next check. Lookups join the leader's `HostnameLookups` batcher the same way.
+
+A follower's probe (its SSH check of the node, a callable) stays in the follower: when the
+leader's schedule says the node is due for a probe, the wait's thread here sends `probe {id}`
+and goes on at once (the probe counts as "not yet"); the follower runs it in its own process
+and answers `probed {id, ready}`. A ready node is read from MAAS at once (`poller.confirm`);
+only what MAAS shows ends the wait. A follower that never answers costs nothing but its probes.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +34,23 @@ from teuthology_maas.fleet.poller import StatusPoller
 log = logging.getLogger("teuthology_maas.fleet.hostshare")
 
 # Arguments a follower cannot set: they are the leader's own (callbacks, its check).
-_RESERVED = frozenset({"on_change", "check", "check_interval", "system_id", "timeout"})
+_RESERVED = frozenset(
+    {"on_change", "check", "check_interval", "system_id", "timeout", "probe"}
+)
 # A day: longer than any wait the library makes; a follower's own deadline ends it sooner.
 MAX_TIMEOUT = 86400.0
 MAX_NAME = 253
+
+
+@dataclass(eq=False)
+class _Wait:
+    """A follower's wait being served: how to end it, which machine it is about, and whether
+    its probe was asked for and not answered yet (only such an answer is taken: a follower
+    cannot make the leader read MAAS more often than the probe schedule says)."""
+
+    cancel: threading.Event
+    system_id: str
+    asked: bool = False
 
 
 class _Cancelled(Exception):
@@ -126,7 +146,7 @@ class LeaderServer:
             ).start()
 
     def _serve(self, channel: Channel) -> None:
-        cancels: dict[int, threading.Event] = {}
+        cancels: dict[int, _Wait] = {}
         try:
             while True:
                 message = channel.receive()
@@ -138,14 +158,14 @@ class LeaderServer:
                 log.info("host sharing: a follower's connection ended: %s", exc)
         finally:
             channel.closed = True
-            for cancel in list(cancels.values()):
-                cancel.set()
+            for wait in list(cancels.values()):
+                wait.cancel.set()
             with self._lock:
                 self._channels.discard(channel)
             channel.close()
 
-    def _handle(self, channel: Channel, message: dict[str, Any], cancels: dict[int,
-                threading.Event]) -> None:  # fmt: skip
+    def _handle(self, channel: Channel, message: dict[str, Any],
+                cancels: dict[int, _Wait]) -> None:  # fmt: skip
         op, ident = message["op"], message.get("id")
         if op == "kick":
             self.poller.kick()
@@ -159,11 +179,19 @@ class LeaderServer:
                 log.warning("host sharing: dropped a configure with bad intervals")
         elif op == "cancel":
             if isinstance(ident, int) and ident in cancels:  # else: that wait already ended
-                cancels.pop(ident).set()
+                cancels.pop(ident).cancel.set()
+        elif op == "probed":
+            wait = cancels.get(ident) if isinstance(ident, int) else None
+            if wait is None or not wait.asked:
+                return  # not asked for (or the wait ended): nothing to confirm
+            wait.asked = False
+            if message.get("ready") is True:
+                # A hint only: MAAS is read about the machine now, and MAAS decides.
+                self.poller.confirm(wait.system_id)
         elif op == "wait":
             if isinstance(ident, int) and self._valid_wait(message):
-                cancel = cancels[ident] = threading.Event()
-                self._spawn(self._run_wait, channel, ident, message, cancel, cancels)
+                wait = cancels[ident] = _Wait(threading.Event(), message["system_id"])
+                self._spawn(self._run_wait, channel, ident, message, wait, cancels)
             else:
                 log.warning("host sharing: dropped a malformed wait request")
         elif op == "lookup":
@@ -194,14 +222,27 @@ class LeaderServer:
         channel: Channel,
         ident: int,
         message: dict[str, Any],
-        cancel: threading.Event,
-        cancels: dict[int, threading.Event],
+        wait: _Wait,
+        cancels: dict[int, _Wait],
     ) -> None:
         args = {k: v for k, v in message["args"].items() if k not in _RESERVED}
+        if "started_ago" in args:
+            ago = _number(args["started_ago"])
+            args["started_ago"] = min(max(0.0, ago or 0.0), MAX_TIMEOUT)
+        if not isinstance(args.get("anchored", False), bool):
+            del args["anchored"]
+        if message.get("probe") is True:
+
+            def probe() -> bool:  # ask, never wait: the answer comes as `probed`
+                wait.asked = True
+                channel.send_quietly({"op": "probe", "id": ident})
+                return False
+
+            args["probe"] = probe
         timeout = min(max(0.0, float(message["args"]["timeout"])), MAX_TIMEOUT)
 
         def check() -> None:
-            if cancel.is_set() or channel.closed:
+            if wait.cancel.is_set() or channel.closed:
                 raise _Cancelled
 
         def changed(machine: Any) -> None:

@@ -4,6 +4,11 @@ A thread (a greenlet under gevent) reads the leader's answers and hands each to 
 answers; an answer about another machine than the one asked about, or one that does not parse
 as a MAAS machine, is dropped with a log line. When the connection ends, every request still
 open is woken with `lost` set, and its waiter re-registers wherever the host's leader now is.
+
+A wait's probe (a callable: the node's own SSH check) cannot travel: it stays here, and the
+leader asks for it (`probe {id}`) when its schedule says the node is due. It runs in a thread
+of ours (a greenlet under gevent), one at a time per wait, and its answer goes back as
+`probed {id, ready}`; the leader never waits for it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class Pending:
     machines: list[Machine] | None = None
     error: MaasError | None = None
     unsupported: bool = False
+    probe: Callable[[], bool] | None = None
+    probing: bool = False  # a probe of this wait runs now (asked again meanwhile: ignored)
 
 
 class Link:
@@ -65,9 +72,17 @@ class Link:
         self._ids = itertools.count(1)
         threading.Thread(target=self._read, name="maas-hostshare link", daemon=True).start()
 
-    def request(self, op: str, about: str | None = None, **fields: Any) -> Pending:
-        """Send a request; `about` is the machine its answers must be about."""
-        pending = Pending(next(self._ids), about)
+    def request(
+        self,
+        op: str,
+        about: str | None = None,
+        *,
+        local_probe: Callable[[], bool] | None = None,
+        **fields: Any,
+    ) -> Pending:
+        """Send a request; `about` is the machine its answers must be about, `local_probe`
+        the wait's own probe (run here when the leader asks)."""
+        pending = Pending(next(self._ids), about, probe=local_probe)
         with self.lock:
             if self.lost:
                 raise LinkLost("the leader's connection is closed")
@@ -110,6 +125,9 @@ class Link:
             return
         with self.lock:
             pending = self._pending.get(ident) if isinstance(ident, int) else None
+        if op == "probe":
+            self._probe(pending)
+            return
         if pending is None:
             if op not in ("change", "done", "failed", "found"):
                 log.warning("host sharing: dropped a message of unknown kind %.40r", op)
@@ -138,6 +156,31 @@ class Link:
                 return
         pending.event.set()
 
+    def _probe(self, pending: Pending | None) -> None:
+        """The leader asks for a wait's probe: run it in a thread of ours, once at a time."""
+        with self.lock:
+            if pending is None or pending.probe is None or pending.probing:
+                return  # a wait that ended, has no probe, or is being probed already
+            pending.probing = True
+        probe = pending.probe
+
+        def run() -> None:
+            try:
+                ready = bool(probe())
+            except Exception as exc:  # a probe is a hint: failing, it says "not yet"
+                log.debug("probe for %s failed: %s", pending.system_id, exc)
+                ready = False
+            finally:
+                with self.lock:
+                    pending.probing = False
+            self.channel.send_quietly({"op": "probed", "id": pending.ident, "ready": ready})
+
+        try:
+            threading.Thread(target=run, name="maas-hostshare probe", daemon=True).start()
+        except RuntimeError:  # no new thread (interpreter exiting): "not yet"
+            with self.lock:
+                pending.probing = False
+
     def lose(self) -> None:
         with self.lock:
             self.lost = True
@@ -165,12 +208,16 @@ class Link:
         `every` seconds of silence, given up after `limit`)."""
         link = self
         remaining = max(0.0, record.deadline - time.monotonic())
+        probe = args.get("probe")
+        args = {k: v for k, v in args.items() if k != "probe"}
         try:
             sent = to_json({**args, "timeout": remaining + grace})
         except TypeError as exc:  # an argument only this process can use (a callable)
             log.debug("host sharing: waiting for %s from this process: %s", record.system_id, exc)
             raise WaitHere from exc
-        pending = link.request("wait", record.system_id, system_id=record.system_id, args=sent)
+        extra = {"probe": True} if probe is not None else {}
+        pending = link.request("wait", record.system_id, local_probe=probe,
+                               system_id=record.system_id, args=sent, **extra)  # fmt: skip
         finished = False
         try:
             while True:

@@ -2,10 +2,10 @@
 
 Messages (`op` names what it is; `id` ties answers to a request of the same connection):
 
-    follower -> leader   wait {id, system_id, args}   cancel {id}   kick   configure {fast, slow}
-                         lookup {id, hostname}
+    follower -> leader   wait {id, system_id, args, probe?}   cancel {id}   kick
+                         configure {fast, slow}   lookup {id, hostname}   probed {id, ready}
     leader -> follower   change {id, machine}   done {id, machine}   failed {id, error}
-                         found {id, machines}
+                         found {id, machines}   probe {id}
 
 `args` are the poller's wait() arguments as JSON (statuses as numbers, sets as lists), passed
 on as they are: the leader's own StatusPoller decides what they mean. A machine travels as

@@ -85,13 +85,16 @@ class HostShare:
         directory: str | None = None,
         min_interval: float,
         max_interval: float,
+        on_poller: Callable[[StatusPoller], None] | None = None,
     ) -> None:
         self.client = client  # a PollingClient and LookupClient (the Endpoint's MaasClient)
         self.name = name
         self.pid = os.getpid()
         self._directory = directory
-        self.poller = StatusPoller(client, min_interval=min_interval,
-                                   max_interval=max(max_interval, min_interval))  # fmt: skip
+        # Called with each poller this share makes (the one it leads or polls alone with):
+        # the Endpoint gives it the host store's learned timings and saves what it learns.
+        self._on_poller = on_poller
+        self.poller = self._new_poller(min_interval, max_interval)
         self.lookups = HostnameLookups()
         self._lock = threading.RLock()
         self._role: str | None = None  # leader, follower, solo; None: not chosen yet
@@ -100,6 +103,7 @@ class HostShare:
         self._server: LeaderServer | None = None
         self._held: HostLock | None = None
         self._exit_hook = False
+        self._last_kick: float | None = None
         HostShare._all.add(self)
 
     def __repr__(self) -> str:
@@ -148,6 +152,7 @@ class HostShare:
         link = self._route()
         if link is None or not link.channel.send_quietly({"op": "kick"}):
             self.poller.kick()
+        self._last_kick = time.monotonic()
 
     def wait(
         self,
@@ -162,6 +167,9 @@ class HostShare:
         """StatusPoller.wait(), answered by the host's leader; `args` (targets, failures,
         expected_duration, and whatever the poller takes) go to its poller as they are."""
         now = time.monotonic()
+        # Whether the wait times its action (it follows the action's kick at once): decided
+        # here, since the kick and the wait reach the leader as two messages.
+        kicked = self._last_kick is not None and now - self._last_kick <= self.poller.policy.fast
         record = Waiter(
             system_id=system_id,
             targets=frozenset(NodeStatus(s) for s in args.get("targets", ())),
@@ -179,6 +187,8 @@ class HostShare:
         local = False
         while True:
             link = None if local else self._route()
+            # Wherever the wait goes (again, after a leader left), it counts from its start.
+            args = {**args, "started_ago": time.monotonic() - now, "anchored": kicked}
             if link is None:
                 remaining = max(0.0, record.deadline - time.monotonic())
                 try:
@@ -261,9 +271,15 @@ class HostShare:
         self._lock = threading.RLock()
         self.pid = os.getpid()
         policy = self.poller.policy
-        self.poller = StatusPoller(self.client, min_interval=policy.fast, max_interval=policy.slow)
+        self.poller = self._new_poller(policy.fast, policy.slow)
         self.lookups = HostnameLookups()
         self._role, self._solo_until = "solo", float("inf")
+
+    def _new_poller(self, fast: float, slow: float) -> StatusPoller:
+        poller = StatusPoller(self.client, min_interval=fast, max_interval=max(slow, fast))
+        if self._on_poller is not None:
+            self._on_poller(poller)
+        return poller
 
     # -- choosing a role --------------------------------------------------------------------
 
@@ -383,8 +399,6 @@ class HostShare:
             if self._link is link:
                 self._link, self._role = None, "solo"
                 self._solo_until = time.monotonic() + SOLO_RETRY
-
-    # -- a wait the leader answers ----------------------------------------------------------
 
 
 def _after_fork_in_child() -> None:

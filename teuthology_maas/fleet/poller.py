@@ -122,6 +122,8 @@ class StatusPoller(MaasReads):
         failure_interval: float | None = None,
         probe: Callable[[], bool] | None = None,
         kind: str | None = None,
+        started_ago: float = 0.0,
+        anchored: bool | None = None,
     ) -> Machine:
         """Block until MAAS shows `system_id` in one of `targets` or `failures` and return the
         machine as MAAS showed it; the caller decides what a failure status means.
@@ -141,6 +143,11 @@ class StatusPoller(MaasReads):
         read about the machine at once (together with any other confirmation due), and only
         what MAAS shows ends the wait. `kind` names what the wait times ("deploy smithi
         ubuntu/jammy"), so that learned timings are kept apart and can be shared.
+
+        A wait taken over from another poller (host sharing: a follower's wait, or one moved
+        when its leader left) gives `started_ago`, how long it has been waiting already, so
+        that its finish window and cadence count from when it really began, and `anchored`,
+        whether it began right after its action (else: whether a kick just came here).
         """
         target_set = frozenset(NodeStatus(s) for s in targets)
         failure_set = frozenset(NodeStatus(s) for s in failures)
@@ -151,7 +158,7 @@ class StatusPoller(MaasReads):
             system_id=system_id,
             targets=target_set,
             failures=failure_set,
-            started=now,
+            started=now - max(0.0, started_ago),
             deadline=now + max(0.0, timeout),
             expected=expected_duration,
             label=kind,
@@ -163,7 +170,9 @@ class StatusPoller(MaasReads):
             # only when the wait follows the action (and its kick) at once, not for a machine
             # found already busy.
             waiter.anchored = (
-                self._last_kick is not None and now - self._last_kick <= self.policy.fast
+                anchored
+                if anchored is not None
+                else self._last_kick is not None and now - self._last_kick <= self.policy.fast
             )
             waiter.blind = schedule.blind(waiter, self.history)
             self._blind += waiter.blind

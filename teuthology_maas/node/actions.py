@@ -252,7 +252,9 @@ class NodeActions(Custody):
         `install_poll_interval` and, near its finish, watched through `probe`."""
         poller = self.endpoint.status_poller(self.config)
         probe = self.probe if long_job and self.config.ssh_probe else None
-        extra = {"failure_interval": self.config.install_poll_interval} if long_job else {}
+        extra: dict[str, Any] = (
+            {"failure_interval": self.config.install_poll_interval} if long_job else {}
+        )
         machine = poller.wait(
             self.system_id,
             targets=frozenset(targets),
