@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -12,6 +13,14 @@ from teuthology_maas.errors import ConfigError
 from teuthology_maas.teuthology.paddles import PaddlesNode, PaddlesReader
 
 __all__ = ["lock_server_from_config", "paddles_nodes"]
+
+
+def add_lock_server_option(
+    parser: argparse.ArgumentParser,
+    help: str = "paddles URL (default: lock_server from the teuthology config file)",
+) -> None:
+    """`--lock-server URL`; without it, `lock_server_from_config` finds paddles."""
+    parser.add_argument("--lock-server", metavar="URL", help=help)
 
 
 def lock_server_from_config(config_file: Path | None) -> str:

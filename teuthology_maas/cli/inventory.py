@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from teuthology_maas.cli._common import Context, ExitCode, add_common_options
 from teuthology_maas.cli._inventory import add_machine_type_option, check_types, requested_types
 from teuthology_maas.cli._inventory_plan import ACTIONS, NodePlan, make_plan, plan_node
-from teuthology_maas.cli._paddles import lock_server_from_config
+from teuthology_maas.cli._paddles import add_lock_server_option, lock_server_from_config
 from teuthology_maas.cli._regions import each_region, report_failures, several_regions
 from teuthology_maas.cli._table import printable
 from teuthology_maas.errors import MaasError
@@ -42,11 +42,7 @@ def register(subparsers: Any) -> None:
         "region (maas: regions:) could not be listed (the others' nodes are planned).",
     )
     add_common_options(parser, top_level=False)
-    parser.add_argument(
-        "--lock-server",
-        metavar="URL",
-        help="paddles URL (default: lock_server from the teuthology config file)",
-    )
+    add_lock_server_option(parser)
     add_machine_type_option(
         parser, help="only these configured machine types (repeatable, or comma-separated)"
     )

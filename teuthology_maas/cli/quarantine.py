@@ -17,7 +17,7 @@ from teuthology_maas.cli._common import (
     short_hostname,
 )
 from teuthology_maas.cli._inventory import add_machine_type_option, check_types, requested_types
-from teuthology_maas.cli._paddles import lock_server_from_config
+from teuthology_maas.cli._paddles import add_lock_server_option, lock_server_from_config
 from teuthology_maas.cli._regions import each_region, report_failures, several_regions
 from teuthology_maas.cli._table import printable
 from teuthology_maas.cli.nodes import find_machine
@@ -59,9 +59,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--force", action="store_true",
                         help="release: also a Broken node that was not quarantined by "
                         "teuthology-maas (an operator's mark)")
-    parser.add_argument("--lock-server", metavar="URL", help="paddles URL (default: "
-                        "lock_server from the teuthology config file; without one, paddles "
-                        "is left out)")
+    add_lock_server_option(parser, help="paddles URL (default: lock_server from the teuthology "
+                           "config file; without one, paddles is left out)")
     parser.set_defaults(handler=run)
 
 

@@ -14,7 +14,7 @@ from teuthology_maas.cli._inventory import (
     machines_by_type,
     requested_types,
 )
-from teuthology_maas.cli._paddles import lock_server_from_config
+from teuthology_maas.cli._paddles import add_lock_server_option, lock_server_from_config
 from teuthology_maas.cli._reconcile import (
     DEFAULT_NODE_TIMEOUT_MINUTES,
     Finding,
@@ -60,11 +60,7 @@ def register(subparsers: Any) -> None:
         "paddles if it is not yet.",
     )
     add_common_options(parser, top_level=False)
-    parser.add_argument(
-        "--lock-server",
-        metavar="URL",
-        help="paddles URL (default: lock_server from the teuthology config file)",
-    )
+    add_lock_server_option(parser)
     add_machine_type_option(
         parser, help="only these configured machine types (repeatable, or comma-separated)"
     )
