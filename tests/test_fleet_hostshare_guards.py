@@ -36,6 +36,19 @@ def share(client: FakeMaas, directory: Path) -> HostShare:
                      max_interval=0.05)  # fmt: skip
 
 
+def leader_and_follower(
+    client: FakeMaas, directory: Path, made: list[HostShare]
+) -> tuple[HostShare, HostShare]:
+    """Two shares of one name, in that order; a kick makes each choose its role."""
+    leader = share(client, directory)
+    made.append(leader)
+    leader.kick()
+    follower = share(client, directory)
+    made.append(follower)
+    follower.kick()
+    return leader, follower
+
+
 @pytest.fixture
 def shares():
     made: list[HostShare] = []
@@ -386,12 +399,7 @@ def test_a_wait_argument_that_cannot_travel_is_waited_for_from_this_process(tmp_
 
     client = FakeMaas()
     client.add("m1", NodeStatus.DEPLOYED)
-    leader = share(client, tmp_path)
-    shares.append(leader)
-    leader.kick()
-    follower = share(client, tmp_path)
-    shares.append(follower)
-    follower.kick()
+    leader, follower = leader_and_follower(client, tmp_path, shares)
     assert follower.role == "follower"
     original = follower.poller.wait
 
@@ -455,12 +463,7 @@ def test_a_forwarded_wait_counts_from_its_own_start_and_kick_in_the_leader(
     client = FakeMaas()
     client.add("m1", NodeStatus.DEPLOYING)
     client.add("m2", NodeStatus.DEPLOYING)
-    leader = share(client, tmp_path)
-    shares.append(leader)
-    leader.kick()
-    follower = share(client, tmp_path)
-    shares.append(follower)
-    follower.kick()  # chooses the role
+    leader, follower = leader_and_follower(client, tmp_path, shares)
 
     def deploys_after_a_read(system_id: str) -> None:  # seen in flight once, then done
         def run() -> None:
