@@ -169,8 +169,70 @@ def test_a_probe_runs_only_inside_a_known_finish_window():
     rebooting = WaitTiming(started=0.0, kind="deploy", calm=120.0, probing=True,
                            message="Rebooting", message_since=400.0)
     # (opening a tenth earlier: a window learned from few noisy nodes may open late)
-    assert p.probe_schedule(rebooting, 410.0, history) == (360.0, 1.5)
+    assert p.probe_schedule(rebooting, 410.0, history) == (360.0, 1.0)
     expected = WaitTiming(started=0.0, kind="deploy", calm=120.0, probing=True, expected=600.0)
-    assert p.probe_schedule(expected, 100.0, history) == (486.0, 1.5)
+    assert p.probe_schedule(expected, 100.0, history) == (486.0, 1.0)
     not_long = WaitTiming(started=0.0, kind="release", probing=True, expected=60.0)
     assert p.probe_schedule(not_long, 100.0, history) is None
+
+
+def test_a_probe_window_kept_on_the_waiter_follows_what_is_learned_and_seen():
+    from teuthology_maas.fleet import schedule
+    from teuthology_maas.fleet.waiter import Waiter
+    from teuthology_maas.models import Machine, NodeStatus
+
+    p, history = policy(), FinishEstimator()
+    waiter = Waiter(system_id="abc123", targets=frozenset({NodeStatus.DEPLOYED}),
+                    failures=frozenset(), started=0.0, deadline=math.inf, expected=None,
+                    label=DEPLOY, calm=120.0, probe=lambda: False)
+    assert schedule.probe_at(waiter, p, history, now=10.0) is None  # nothing known yet
+    # another node of the kind finished between 500 and 510 s: the window opens well before
+    # (-10 % of the earliest finish, then a tenth of that earlier: one sample may be late)
+    history.learn(DEPLOY, Bracket(500.0, 510.0), {})
+    assert schedule.probe_at(waiter, p, history, now=10.0) == 405.0
+    waiter.probe_last = 455.0
+    assert schedule.probe_at(waiter, p, history, now=455.0) == 456.0  # every probe gap, 1 s
+    # the machine shows its last phase, and a node that showed it finished 30-31 s later:
+    # the window narrows to that node's pace
+    history.learn(DEPLOY, Bracket(600.0, 601.0), {"Rebooting": Bracket(570.0, 570.0)})
+    waiter.last = Machine.from_json({"system_id": "abc123", "hostname": "n1", "status": 9,
+                                     "status_message": "Rebooting"})
+    waiter.seen["Rebooting"] = Bracket(560.0, 560.0)
+    waiter.probe_last = None
+    # (both models fit that node: 30-31 s after Rebooting, or about 1.052 x its time so far,
+    # the earliest being 588.9 s; opening a tenth of that earlier)
+    assert schedule.probe_at(waiter, p, history, now=561.0) == pytest.approx(530.0, abs=0.01)
+    waiter.probe_last = 590.0
+    assert schedule.probe_at(waiter, p, history, now=590.0) == 591.0  # every probe gap
+    # later than every estimate: the gap backs off, slowly
+    waiter.probe_last = 700.0
+    later = schedule.probe_at(waiter, p, history, now=700.0)
+    assert later is not None and 700.0 + 1.0 < later < 700.0 + 10.0
+
+
+def test_a_probe_window_once_open_never_closes_before_its_node_finishes():
+    from teuthology_maas.fleet import schedule
+    from teuthology_maas.fleet.waiter import Waiter
+    from teuthology_maas.models import Machine, NodeStatus
+
+    p, history = policy(), FinishEstimator()
+    history.learn(DEPLOY, Bracket(500.0, 510.0), {})
+    waiter = Waiter(system_id="abc123", targets=frozenset({NodeStatus.DEPLOYED}),
+                    failures=frozenset(), started=0.0, deadline=math.inf, expected=None,
+                    label=DEPLOY, calm=120.0, probe=lambda: False)
+    assert schedule.probe_at(waiter, p, history, now=410.0) == 405.0
+    waiter.probe_last = 410.0
+    # a message whose model places the finish much later (another node showed it 400 s
+    # before finishing): the node is still probed every probe gap, not from 800 s on
+    history.learn(DEPLOY, Bracket(900.0, 901.0), {"Configuring OS": Bracket(500.0, 500.0)})
+    waiter.last = Machine.from_json({"system_id": "abc123", "hostname": "n1", "status": 9,
+                                     "status_message": "Configuring OS"})
+    waiter.message_first_seen["Configuring OS"] = 412.0
+    waiter.seen["Configuring OS"] = Bracket(405.0, 412.0)
+    assert schedule.probe_at(waiter, p, history, now=412.0) == 411.0
+    # a waiter that has not begun probing takes the new, later window as it is
+    fresh = Waiter(system_id="def456", targets=frozenset({NodeStatus.DEPLOYED}),
+                   failures=frozenset(), started=0.0, deadline=math.inf, expected=None,
+                   label=DEPLOY, calm=120.0, probe=lambda: False)
+    fresh.seen["Configuring OS"] = Bracket(405.0, 412.0)
+    assert schedule.probe_at(fresh, p, history, now=412.0) > 600.0

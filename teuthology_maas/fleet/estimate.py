@@ -88,9 +88,12 @@ class FinishEstimator:
     def __init__(self) -> None:
         self._fits: dict[tuple[Hashable, str], _MessageFits] = {}
         self._totals: dict[Hashable, _Totals] = {}
+        # Bumped by every learn(): a prediction made at one version holds until the next.
+        self.version = 0
 
     def learn(self, kind: Hashable, finished: Bracket, seen: Mapping[str, Bracket]) -> None:
         """A node reached its target within `finished`, having shown `seen` on the way."""
+        self.version += 1
         totals = self._totals.setdefault(kind, _Totals())
         totals.lo = min(totals.lo, finished.lo)
         totals.hi = max(totals.hi, finished.hi)

@@ -11,8 +11,9 @@ often kicks can make it poll, so a burst of hundreds of actions costs one poll p
 A long job (a deployment: the caller gives a `calm` interval, `install_poll_interval`) is read
 differently: MAAS is asked about it only every `calm` seconds, which is enough to catch a
 failure, since nothing finishes mid-install; near the expected finish the caller's own free
-signal (the node answering over SSH, `probe_delay`) is tried every near tick instead, and MAAS
-is read once to confirm what it says. Without such a probe the near tick reads MAAS as above.
+signal (the node answering over SSH) is tried every probe gap instead (2 x
+`poll_min_interval`, 1 s by default), and MAAS is read once to confirm what it says. Without
+such a probe the near tick reads MAAS as above.
 
 "Expected to finish" comes from, in order of trust: what this process has already seen nodes
 do after the status_messages a node has shown (`fleet.estimate`), how long earlier waits of
@@ -45,6 +46,9 @@ FINAL_PHASE_MESSAGES: tuple[str, ...] = ("Rebooting",)
 DEFAULT_JITTER = 0.1
 # A late long job's probes back off this much more slowly than reads.
 PROBE_BACKOFF_RATIO = 0.05
+# Inside a finish window a probe is tried every this many fastest ticks (1 s by default): a
+# probe costs MAAS nothing, and the gap between probes is most of the latency added there.
+PROBE_FACTOR = 2.0
 # A long job's reads spread out this fast: the next read comes this many times the time since
 # the action later.
 LONG_JOB_GROWTH = 2.0
@@ -92,6 +96,11 @@ class TickPolicy:
     @property
     def near(self) -> float:
         return min(self.slow, self.fast * NEAR_FACTOR)
+
+    @property
+    def probe_gap(self) -> float:
+        """The gap between a long job's probes inside its finish window."""
+        return min(self.slow, self.fast * PROBE_FACTOR)
 
     def _clamp(self, value: float, low: float | None = None) -> float:
         return min(self.slow, max(self.fast if low is None else low, value))
@@ -159,12 +168,13 @@ class TickPolicy:
             return min(interval, self.near)
         return min(interval, self._clamp((now - closes) * BACKOFF_RATIO, self.near))
 
-    def probe_schedule(
-        self, timing: WaitTiming, now: float, history: FinishEstimator
+    def probe_window(
+        self, timing: WaitTiming, history: FinishEstimator
     ) -> tuple[float, float] | None:
-        """For a long job with a probe: (when probing may begin, the gap between probes now);
-        None while no finish window is known (nothing can finish yet, as far as anyone can
-        tell: the calm reads will show the last phase when it comes)."""
+        """For a long job with a probe: (when probing may begin, when the finish window
+        closes); None while no finish window is known (nothing can finish yet, as far as anyone
+        can tell: the calm reads will show the last phase when it comes). Changes only when
+        `history` learns or the job shows a new status_message, so callers may keep it."""
         if timing.calm is None or not timing.probing:
             return None
         window = self.finish_window(timing, history)
@@ -172,13 +182,28 @@ class TickPolicy:
             return None
         opens, closes = window
         # A little before the window: a probe costs MAAS nothing, a window learned from a few
-        # noisy nodes may open late.
-        opens -= EARLY_MARGIN * max(0.0, opens - timing.started)
-        # Later than every estimate: keep trying often (it costs MAAS nothing), backing off
-        # slowly, since estimates learned from a few nodes are often too early.
-        late = (now - closes) * PROBE_BACKOFF_RATIO
-        gap = self.near if now < closes else self._clamp(late, self.near)
-        return opens, gap
+        # noisy nodes may open late. (A tenth of the time since the last phase was seen instead
+        # saved a tenth of the probes at N=200 and left nodes with quick reboots unprobed for
+        # up to a minute.)
+        return opens - EARLY_MARGIN * max(0.0, opens - timing.started), closes
+
+    def probe_gap_at(self, closes: float, now: float) -> float:
+        """The gap between probes now, for a finish window closing at `closes`. Later than
+        every estimate: keep trying often (it costs MAAS nothing), backing off slowly, since
+        estimates learned from a few nodes are often too early."""
+        if now < closes:
+            return self.probe_gap
+        return self._clamp((now - closes) * PROBE_BACKOFF_RATIO, self.probe_gap)
+
+    def probe_schedule(
+        self, timing: WaitTiming, now: float, history: FinishEstimator
+    ) -> tuple[float, float] | None:
+        """(when probing may begin, the gap between probes now), or None (`probe_window`)."""
+        window = self.probe_window(timing, history)
+        if window is None:
+            return None
+        opens, closes = window
+        return opens, self.probe_gap_at(closes, now)
 
     def spread(self) -> float:
         """A jitter factor, so that many processes polling one MAAS do not fall into step."""

@@ -15,8 +15,8 @@ those, and machines due a little later join it so that one request serves them a
 A long job's probe runs only inside its finish window, so that hundreds of nodes are not tried
 over SSH all through their installs. When nothing is known yet (no timings learned on this
 host, no expected duration, MAAS's last phase not seen), such waits probe from the start
-anyway, sharing a budget of `BLIND_PROBERS` probes per near tick: a lone node is then seen
-within a near tick even by the first process of a host, and the first of a fleet to finish
+anyway, sharing a budget of `BLIND_PROBERS` probes per probe gap: a lone node is then seen
+within a probe gap even by the first process of a host, and the first of a fleet to finish
 gives every other a window (when probing stops being blind).
 
 A confirmation (a waiter's probe answered, see `fleet.poller`) is due at once and is not held
@@ -42,7 +42,7 @@ ALIGN_FRACTION = 0.25
 SNAP_FRACTION = 0.5
 # Probes MAAS did not confirm slow the next ones down (doubling), up to this many times.
 MAX_PROBE_BACKOFF = 6
-# Probes per near tick that the long jobs probing with no finish window known share.
+# Probes per probe gap that the long jobs probing with no finish window known share.
 BLIND_PROBERS = 4
 
 
@@ -130,6 +130,29 @@ def due_now(waiters: Iterable[Waiter], *, now: float, policy: TickPolicy) -> lis
     return chosen
 
 
+def probe_window(
+    waiter: Waiter, policy: TickPolicy, history: FinishEstimator
+) -> tuple[float, float] | None:
+    """The waiter's probing window (`TickPolicy.probe_window`), kept on the waiter until the
+    estimator learns or the machine shows a new status_message: every probe asks for it twice,
+    and predicting it afresh each time was a ninth of a 200-node process's time."""
+    message = waiter.last.status_message if waiter.last is not None else None
+    key = (history.version, len(waiter.message_first_seen), message)
+    if waiter.window_key != key:
+        window = policy.probe_window(waiter.timing(), history)
+        if waiter.probe_last is not None and waiter.window is not None:
+            # Once probing has begun it goes on: a later message's model may place the finish
+            # later than the node will really take (noisy nodes), and a node probed no more
+            # would wait for the next calm read, minutes.
+            opened = waiter.window
+            window = opened if window is None else (
+                min(opened[0], window[0]), max(opened[1], window[1])
+            )
+        waiter.window = window
+        waiter.window_key = key
+    return waiter.window
+
+
 def probe_at(
     waiter: Waiter, policy: TickPolicy, history: FinishEstimator, *, now: float, blind: int = 0
 ) -> float | None:
@@ -138,13 +161,14 @@ def probe_at(
     probe with no window known."""
     if waiter.probe is None or waiter.confirming or waiter.outcome is not None:
         return None
-    schedule = policy.probe_schedule(waiter.timing(), now, history)
-    if schedule is None:
-        if not waiter.blind:
-            return None
-        # `blind` waits share the budget: a lone one probes every near tick.
-        schedule = (waiter.started, policy.near * max(1.0, blind / BLIND_PROBERS))
-    opens, gap = schedule
+    window = probe_window(waiter, policy, history)
+    if window is not None:
+        opens, gap = window[0], policy.probe_gap_at(window[1], now)
+    elif waiter.blind:
+        # `blind` waits share the budget: a lone one probes every probe gap.
+        opens, gap = waiter.started, policy.probe_gap * max(1.0, blind / BLIND_PROBERS)
+    else:
+        return None
     if waiter.probe_last is None:
         return opens
     backoff = gap * float(2 ** min(waiter.unconfirmed, MAX_PROBE_BACKOFF))

@@ -76,6 +76,9 @@ class Waiter:
     # Probing from the start, nothing being known yet about when it may finish (the first
     # few deployments of their kind in a process with no learned timings: see fleet.schedule).
     blind: bool = False
+    # The probing window (fleet.schedule.probe_window) and what it was computed from.
+    window: tuple[float, float] | None = None
+    window_key: tuple[object, ...] | None = None
 
     @property
     def kind(self) -> Hashable:
