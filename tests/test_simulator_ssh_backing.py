@@ -133,3 +133,29 @@ def test_scaled_clock_moves_machines_without_anyone_polling(maas_sim_factory, tm
         interval=0.01,
     )
     assert [r.op for r in handle.sim.request_log] == ["deploy"]
+
+
+def test_the_clock_ticker_wakes_when_the_next_transition_is_due(maas_sim_factory, tmp_path):
+    from teuthology_maas.simulator import ScaledClock
+
+    handle = maas_sim_factory(
+        {"machines": [{"hostname": "n1", "ssh_port": 2222}]},
+        clock=ScaledClock(100),
+        ssh_root=tmp_path / "ssh",
+    )
+    sim = handle.sim
+    assert sim.real_seconds_to_next(0.02) == 0.02  # nothing scheduled: the longest pause
+    deploy(handle, "n1")
+    due = sim.state.next_due()
+    assert due is not None
+    # not a fixed tick: the pause ends when the next step is due on the scaled clock
+    at_most = (due - sim.clock.now()) / 100  # the clock only moves on: the pause can only shrink
+    pause = sim.real_seconds_to_next(1000.0)
+    assert 0.0 <= pause <= at_most
+    assert sim.real_seconds_to_next(1e-9) <= 1e-9  # and never more than the longest
+
+
+def test_a_manual_clock_is_never_waited_for(lab):
+    deploy(lab, "node1")
+    assert lab.sim.state.next_due() is not None
+    assert lab.sim.real_seconds_to_next(0.02) == 0.02  # it moves only when told, by advance()

@@ -90,6 +90,14 @@ class Simulator:
         """Apply every transition that is due on the clock."""
         self.state.settle()
 
+    def real_seconds_to_next(self, longest: float) -> float:
+        """How long (real seconds, at most `longest`) until the next scheduled transition is
+        due, for a clock that runs by itself (`ScaledClock`); `longest` for any other."""
+        due = self.state.next_due()
+        if due is None or not isinstance(self.clock, ScaledClock):
+            return longest
+        return max(0.0, min(longest, (due - self.clock.now()) / self.clock.factor))
+
     # -- users ----------------------------------------------------------------------------
 
     def api_key(self, username: str) -> str:

@@ -163,6 +163,11 @@ class StateMachine:
                 if record is not None and record.generation == item.generation:
                     item.step(record, item.due)
 
+    def next_due(self) -> float | None:
+        """When the earliest scheduled step is due (simulated seconds), None when none is."""
+        with self.lock:
+            return self._queue[0].due if self._queue else None
+
     def schedule(self, record: MachineRecord, start: float, delay: float, step: Step) -> None:
         heapq.heappush(
             self._queue,
