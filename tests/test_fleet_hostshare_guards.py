@@ -267,6 +267,32 @@ def test_a_leader_that_closes_its_own_share_hands_over_to_the_follower(tmp_path,
     assert follower.poller.stats.requests > 0
 
 
+def test_a_leader_leaving_lets_go_of_the_lock_before_its_followers_hear_of_it(tmp_path, shares):
+    """A follower woken by its connection closing must find the lock free at once: a handover
+    that makes every follower retry costs each wait on the host that long."""
+    client = FakeMaas()
+    leader = share(client, tmp_path)
+    shares.append(leader)
+    leader.kick()
+    assert leader.role == "leader"
+    server = leader._server
+    assert server is not None
+    lock_path = runtime_dir(str(tmp_path)) / f"{NAME}.lock"
+    when_connections_close: list = []
+    close_connections = server.close
+
+    def close() -> None:  # the moment the followers' connections are about to close
+        when_connections_close.append(HostLock.try_acquire(lock_path))
+        close_connections()
+
+    server.close = close  # type: ignore[method-assign]
+    leader.close()
+    assert len(when_connections_close) == 1
+    free = when_connections_close[0]
+    assert free is not None, "the followers would hear of it while the lock was still held"
+    free.release()
+
+
 # -- the fork rule ----------------------------------------------------------------------------
 
 
