@@ -42,6 +42,9 @@ FULL_SHAPES = "1x1,25x2,50,200,1000"
 QUICK_SHAPES = "1x1,25x2,50"
 LONE_NODE, PRODUCTION = "1x1", "25x2"
 BIG = 1000
+# Nodes x factor one process may be given: its work (probes, reads) per real second grows with
+# both, and a process short of CPU makes every real delay count factor times in the latency.
+LOAD = 4000.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,6 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="simulated seconds per real second (default 40; --quick 60)")
     parser.add_argument("--big-factor", type=float, default=60.0,
                         help=f"factor for shapes of {BIG} nodes or more (default 60)")
+    parser.add_argument("--load", type=float, default=LOAD,
+                        help="at most this many nodes x factor per process: a shape's factor is "
+                        f"lowered to LOAD / its nodes per process (default {LOAD:g}: N=200 at 20, "
+                        "N=1000 at 4), so that the process under test is not short of CPU")
     parser.add_argument("--big-seeds", type=int, default=1,
                         help=f"seeds for shapes of {BIG} nodes or more (default 1: a thousand "
                         "latency samples, ours only; more seeds cost about a minute each)")
@@ -92,7 +99,7 @@ def plan(args: argparse.Namespace) -> list[tuple[Shape, str, int, float]]:
     runs = []
     for shape in shapes:
         big = shape.nodes >= BIG
-        shape_factor = args.big_factor if big else factor
+        shape_factor = min(args.big_factor if big else factor, args.load / shape.per_process)
         count = lone_seeds if shape.lone else args.big_seeds if big else seeds
         for seed in range(1, count + 1):
             for impl in impls:
