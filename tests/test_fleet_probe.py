@@ -261,3 +261,43 @@ def test_probes_and_confirmations_under_gevent(maas_sim_factory, tmp_path):
     assert result["statuses"] == ["Deployed"] * len(hosts)
     assert result["probes"] > len(hosts)
     assert 1 <= result["confirms"] <= len(hosts)
+
+
+def test_a_process_runs_only_a_few_probes_at_once_and_every_node_gets_its_turn():
+    from teuthology_maas.fleet.poller import PROBES_IN_FLIGHT
+
+    client = FakeMaas()
+    nodes = [f"n{i}" for i in range(PROBES_IN_FLIGHT * 3)]
+    for node in nodes:
+        client.add(node, NodeStatus.DEPLOYING)
+    poller = make_poller(client, min_interval=0.01, max_interval=0.05)
+    running, most, tried = [0], [0], set()
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def probe_of(node: str):
+        def probe() -> bool:  # an SSH login that takes a while
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+                tried.add(node)
+            release.wait(0.05)
+            with lock:
+                running[0] -= 1
+            return False
+
+        return probe
+
+    waiters = Waiters(poller)
+    for node in nodes:
+        # every node is in its finish window from the start
+        waiters.start(node, timeout=10, failure_interval=30.0, expected_duration=0.01,
+                      probe=probe_of(node))
+    eventually(lambda: len(tried) == len(nodes), "every node probed")
+    assert most[0] == PROBES_IN_FLIGHT
+    assert poller.stats.probes_deferred > 0
+    release.set()
+    for node in nodes:
+        client.set(node, NodeStatus.DEPLOYED)
+    waiters.join()
+    assert all(waiters.results[n].status is NodeStatus.DEPLOYED for n in nodes)

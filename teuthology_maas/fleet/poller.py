@@ -20,6 +20,11 @@ DEFAULT_MIN_INTERVAL = 0.5
 DEFAULT_MAX_INTERVAL = 10.0
 # MAAS answers a 100-id list in one round trip; beyond that URLs get long and answers slow.
 CHUNK_SIZE = 100
+# Probes (SSH logins) one process runs at once. Each is a key exchange and an authentication,
+# tens of ms of CPU: at N=200 a hundred nodes can be in their finish windows together, and
+# a process trying them all at once would spend its whole core logging in. A probe that finds
+# every slot taken is tried again a quarter of a probe gap later.
+PROBES_IN_FLIGHT = 4
 
 OnChange = Callable[[Machine], None]
 
@@ -55,6 +60,7 @@ class StatusPoller(MaasReads):
         self._due: float | None = None
         self._last_error: str | None = None
         self._blind = 0  # waits probing with no finish window known (fleet.schedule)
+        self._probe_slots = threading.BoundedSemaphore(PROBES_IN_FLIGHT)
         # Called (in the poller's thread, outside its lock) with what a finished wait taught.
         self.on_learn: OnLearn | None = None
 
@@ -249,11 +255,17 @@ class StatusPoller(MaasReads):
             )
         if at is None or at > now:
             return at
+        if not self._probe_slots.acquire(blocking=False):
+            with self._cond:
+                self.stats.probes_deferred += 1
+            return now + self.policy.probe_gap / 4
         try:
             answered = bool(waiter.probe())
         except Exception as exc:  # a probe is a hint: failing, it says "not yet"
             log.debug("probe for %s failed: %s", waiter.system_id, exc)
             answered = False
+        finally:
+            self._probe_slots.release()
         with self._cond:
             now = time.monotonic()
             self.stats.probes += 1

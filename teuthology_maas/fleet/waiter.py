@@ -21,6 +21,7 @@ class PollerStats:
     errors: int = 0
     rereads: int = 0
     probes: int = 0  # the waiters' own signals tried (SSH), which cost MAAS nothing
+    probes_deferred: int = 0  # due, but as many as a process runs at once were running
     confirms: int = 0  # reads asked for because a probe answered
     unconfirmed: int = 0  # of those, how many MAAS did not confirm
 
