@@ -257,8 +257,17 @@ def test_a_leader_that_closes_its_own_share_hands_over_to_the_follower(tmp_path,
     thread.start()
     while leader.poller.waiting == 0:
         threading.Event().wait(0.01)
+    sock_path = tmp_path / f"{NAME}.sock"
+    def identity(path: Path) -> tuple[int, int] | None:  # an inode may be reused, not both
+        with contextlib.suppress(FileNotFoundError):
+            st = path.stat()
+            return st.st_ino, st.st_ctime_ns
+        return None
+
+    leaders_socket = identity(sock_path)
     leader.close()  # as at exit: the socket and lock file go, the connection closes
-    assert not (tmp_path / f"{NAME}.sock").exists() or follower.role == "leader"
+    # the leader's socket is gone; one there now is the follower's, leading in its place
+    assert identity(sock_path) != leaders_socket
     while follower.role != "leader":
         threading.Event().wait(0.01)
     client.set("m1", NodeStatus.DEPLOYED)
