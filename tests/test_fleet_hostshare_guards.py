@@ -295,7 +295,21 @@ def test_a_leader_leaving_lets_go_of_the_lock_before_its_followers_hear_of_it(tm
         close_connections()
 
     server.close = close  # type: ignore[method-assign]
+    # and its socket file is gone before it lets go of the lock: once the lock is free a new
+    # leader may bind that path, and the old one must never remove the new one's socket
+    held = leader._held
+    assert held is not None
+    sock_path = runtime_dir(str(tmp_path)) / f"{NAME}.sock"
+    socket_at_release: list[bool] = []
+    release = held.release
+
+    def release_lock() -> None:
+        socket_at_release.append(sock_path.exists())
+        release()
+
+    held.release = release_lock  # type: ignore[method-assign]
     leader.close()
+    assert socket_at_release == [False]
     assert len(when_connections_close) == 1
     free = when_connections_close[0]
     assert free is not None, "the followers would hear of it while the lock was still held"

@@ -93,9 +93,21 @@ class LeaderServer:
     def close(self) -> None:
         """Stop serving: the socket file goes (only ours, only from the process that made it),
         then every follower's connection, so that they take over at once."""
+        self.stop_listening()
         with self._lock:
-            self._closed = True
             channels = list(self._channels)
+        for channel in channels:
+            channel.close()
+
+    def stop_listening(self) -> None:
+        """Take no new followers: the socket file goes (only ours, only from the process that
+        made it) and the listener closes; the connections stay open."""
+        with self._lock:
+            if self._closed:
+                # Once only: after our lock is released the path may hold a new leader's
+                # socket, whose inode number may even be our old one's.
+                return
+            self._closed = True
         if self.pid == os.getpid():
             try:
                 st = os.stat(self.path, follow_symlinks=False)
@@ -105,8 +117,6 @@ class LeaderServer:
                 pass
         with contextlib.suppress(OSError):
             self.listener.close()
-        for channel in channels:
-            channel.close()
 
     def abandon(self) -> None:
         """In a forked child: close this process's copies of the sockets only (the parent

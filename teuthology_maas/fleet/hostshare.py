@@ -245,10 +245,12 @@ class HostShare:
         with self._lock:
             if self.pid != os.getpid():
                 return
-            # The lock first: the followers, woken by their connections closing, then find it
-            # free at once instead of retrying (at a time factor of 40 each handover of a
-            # leader cost them seconds). A newcomer leading meanwhile replaces the socket
-            # file; the server removes only its own.
+            # Our socket file goes while we still hold the lock (nobody else can have bound
+            # that path yet), then the lock, then the connections: the followers, woken by
+            # theirs closing, find the lock free at once instead of retrying (at a time factor
+            # of 40 each handover of a leader cost them seconds).
+            if self._server is not None:
+                self._server.stop_listening()
             if self._held is not None:
                 self._held.release()
                 self._held = None
