@@ -86,7 +86,8 @@ def to_json(value: Any) -> Any:
 
 
 def machine_to_json(machine: Machine) -> dict[str, Any]:
-    return dict(machine.raw) if machine.raw else {
+    raw = machine.raw
+    return raw if raw else {
         "system_id": machine.system_id, "hostname": machine.hostname,
         "status": int(machine.status), "status_name": machine.status_name,
         "status_message": machine.status_message,
