@@ -541,3 +541,111 @@ def test_a_forwarded_wait_counts_from_its_own_start_and_kick_in_the_leader(
     time.sleep(0.1)  # ten fastest ticks after the kick: this wait does not time an action
     follower.wait("m2", targets=DEPLOY_TARGET, timeout=10, kind="deploy b")
     assert leader.poller.history.total("deploy b") is None
+
+
+# -- what a wait keeps when its leader leaves --------------------------------------------------
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_a_wait_moved_in_its_last_phase_brings_the_messages_it_was_shown(tmp_path, shares):
+    """A leader leaves while a follower's node reboots: the new leader must know "Rebooting"
+    appeared long ago, not at its own first read, or its finish window opens late."""
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYING, "Installing OS")
+    leader, follower = leader_and_follower(client, tmp_path, shares)
+    shown: list[str | None] = []
+    outcome: dict = {}
+
+    def wait() -> None:
+        outcome["m"] = follower.wait(
+            "m1", targets=DEPLOY_TARGET, failures=DEPLOY_FAILURE, timeout=20,
+            on_change=lambda m: shown.append(m.status_message),
+        )  # fmt: skip
+
+    thread = threading.Thread(target=wait)
+    began = time.monotonic()
+    thread.start()
+    wait_until(lambda: shown == ["Installing OS"])
+    client.set("m1", NodeStatus.DEPLOYING, "Rebooting")
+    wait_until(lambda: shown == ["Installing OS", "Rebooting"])
+    rebooting_by = time.monotonic() - began
+    time.sleep(0.2)
+    leader.close()
+    wait_until(lambda: follower.role == "leader" and follower.poller.waiting == 1)
+    moved = follower.poller._waiters[0]
+    bracket = moved.seen["Rebooting"]
+    assert 0.0 < bracket.lo <= bracket.hi <= rebooting_by
+    # Once the new leader has read it: "Rebooting" counts from when it appeared, not from now.
+    wait_until(lambda: moved.last is not None)
+    assert moved.timing().message_since == pytest.approx(moved.started + bracket.hi)
+    assert "Installing OS" not in moved.seen  # the first state shown may predate the wait
+    client.set("m1", NodeStatus.DEPLOYED)
+    thread.join(20)
+    assert outcome["m"].status is NodeStatus.DEPLOYED
+
+
+def test_a_process_taking_the_lead_starts_from_what_the_host_learned_since_it_started(
+    tmp_path, shares
+):
+    from teuthology_maas.fleet.estimate import Bracket, FinishEstimator
+
+    host_store: list[tuple[float, float]] = []  # what the leaders saved, as the Endpoint's store
+
+    def from_store(poller) -> None:
+        history = FinishEstimator()
+        for total in host_store:
+            history.learn("deploy", Bracket(*total), {})
+        poller.adopt_history(history)
+
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYING, "Installing OS")
+    leader = HostShare(client, name=NAME, directory=str(tmp_path), min_interval=0.01,
+                       max_interval=0.05, on_poller=from_store)  # fmt: skip
+    shares.append(leader)
+    leader.kick()
+    follower = HostShare(client, name=NAME, directory=str(tmp_path), min_interval=0.01,
+                         max_interval=0.05, on_poller=from_store)  # fmt: skip
+    shares.append(follower)
+    follower.kick()
+    assert follower.role == "follower" and follower.poller.history.total("deploy") is None
+    host_store.append((600.0, 610.0))  # the leader learned a deployment and saved it
+    thread = threading.Thread(
+        target=follower.wait, args=("m1",), kwargs={"targets": DEPLOY_TARGET, "timeout": 20}
+    )
+    thread.start()
+    wait_until(lambda: leader.poller.waiting == 1)
+    leader.close()
+    wait_until(lambda: follower.role == "leader")
+    assert follower.poller.history.total("deploy") == (600.0, 610.0)
+    client.set("m1", NodeStatus.DEPLOYED)
+    thread.join(20)
+
+
+@pytest.mark.parametrize(
+    ("seen", "why"),
+    [
+        ({"Rebooting": [5.0, 4.0]}, "ends before it begins"),
+        ({"Rebooting": [-1.0, 4.0]}, "before the wait began"),
+        ({"Rebooting": [1.0, 99.0]}, "after the wait was sent"),
+        ({"Rebooting": [1.0, float("nan")]}, "not a number"),
+        ({"Rebooting": [1.0, True]}, "a boolean"),
+        ({"Rebooting": [1.0]}, "one number"),
+        ({"Rebooting": "1-2"}, "a string"),
+        ({"x" * 1001: [1.0, 2.0]}, "a message too long"),
+        ({f"m{i}": [1.0, 2.0] for i in range(33)}, "too many messages"),
+        (["Rebooting", 1.0, 2.0], "a list"),
+    ],
+)
+def test_a_follower_s_malformed_message_brackets_are_dropped(seen, why):
+    from teuthology_maas.fleet._hostleader import _brackets
+
+    assert _brackets(seen, 10.0) is None, why
+    assert _brackets({"Rebooting": [1.0, 2.5], "Installing OS": [0.0, 1.0]}, 10.0) == {
+        "Rebooting": (1.0, 2.5), "Installing OS": (0.0, 1.0)
+    }  # fmt: skip

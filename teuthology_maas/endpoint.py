@@ -40,7 +40,7 @@ from teuthology_maas.config import MaasConfig
 from teuthology_maas.config_regions import DEFAULT_REGION
 from teuthology_maas.errors import MaasAuthError, MaasError, MaasPermissionDenied
 from teuthology_maas.fleet._hostdir import share_name
-from teuthology_maas.fleet.estimate import Bracket
+from teuthology_maas.fleet.estimate import Bracket, FinishEstimator
 from teuthology_maas.fleet.hostshare import HostShare
 from teuthology_maas.fleet.lookup import HostnameLookups
 from teuthology_maas.fleet.poller import DEFAULT_MAX_INTERVAL, DEFAULT_MIN_INTERVAL, StatusPoller
@@ -244,16 +244,19 @@ class Endpoint:
         return poller
 
     def _share_timings(self, poller: StatusPoller) -> None:
-        """Start the poller with the timings other processes of the host learned, and save
-        what it learns for them."""
+        """Give the poller the timings the processes of the host have learned so far (when it
+        is made, and when this process takes the host's lead), and save what it learns for
+        them."""
         store = self.store
         if store is None:
             return
         url, consumer = self.key
+        history = FinishEstimator()
         for kind, samples in store.samples(url, consumer).items():
             for sample in samples:
                 seen = {m: Bracket(lo, hi) for m, (lo, hi) in sample["seen"].items()}
-                poller.history.learn(kind, Bracket(*sample["total"]), seen)
+                history.learn(kind, Bracket(*sample["total"]), seen)
+        poller.adopt_history(history)
 
         def save(kind: str, finished: Bracket, seen: dict[str, Bracket]) -> None:
             sample = {

@@ -40,6 +40,9 @@ _RESERVED = frozenset(
 # A day: longer than any wait the library makes; a follower's own deadline ends it sooner.
 MAX_TIMEOUT = 86400.0
 MAX_NAME = 253
+# What a moved wait may bring of the status_messages it was shown (see HostShare.wait).
+MAX_SEEN = 32
+MAX_MESSAGE = 1000
 
 
 @dataclass(eq=False)
@@ -55,6 +58,24 @@ class _Wait:
 
 class _Cancelled(Exception):
     """The follower no longer waits (cancelled, or gone)."""
+
+
+def _brackets(value: Any, started_ago: float) -> dict[str, tuple[float, float]] | None:
+    """A follower's `seen` ({status_message: [low, high]}, seconds from the wait's start),
+    when every entry is one a wait could have seen; else None."""
+    if not isinstance(value, dict) or len(value) > MAX_SEEN:
+        return None
+    brackets: dict[str, tuple[float, float]] = {}
+    for message, pair in value.items():
+        if not isinstance(message, str) or len(message) > MAX_MESSAGE:
+            return None
+        if not isinstance(pair, list) or len(pair) != 2:
+            return None
+        low, high = _number(pair[0]), _number(pair[1])
+        if low is None or high is None or not 0.0 <= low <= high <= started_ago:
+            return None
+        brackets[message] = (low, high)
+    return brackets
 
 
 def _number(value: Any) -> float | None:
@@ -241,6 +262,13 @@ class LeaderServer:
             args["started_ago"] = min(max(0.0, ago or 0.0), MAX_TIMEOUT)
         if not isinstance(args.get("anchored", False), bool):
             del args["anchored"]
+        if "seen" in args:
+            seen = _brackets(args["seen"], args.get("started_ago", 0.0))
+            if seen is None:
+                log.warning("host sharing: ignored a follower's malformed message brackets")
+                del args["seen"]
+            else:
+                args["seen"] = seen
         if message.get("probe") is True:
 
             def probe() -> bool:  # ask, never wait: the answer comes as `probed`

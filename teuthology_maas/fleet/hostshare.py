@@ -45,7 +45,7 @@ from teuthology_maas.fleet._hostdir import (
     check_socket_path,
     runtime_dir,
 )
-from teuthology_maas.fleet._hostleader import LeaderServer
+from teuthology_maas.fleet._hostleader import MAX_MESSAGE, MAX_SEEN, LeaderServer
 from teuthology_maas.fleet._hostlink import Link, LinkLost, Pending, Stalled, WaitHere
 from teuthology_maas.fleet.estimate import FinishEstimator
 from teuthology_maas.fleet.lookup import HostnameLookups
@@ -94,8 +94,9 @@ class HostShare:
         self.name = name
         self.pid = os.getpid()
         self._directory = directory
-        # Called with each poller this share makes (the one it leads or polls alone with):
-        # the Endpoint gives it the host store's learned timings and saves what it learns.
+        # Called with each poller this share makes (the one it leads or polls alone with),
+        # and again when this process takes the lead: the Endpoint gives it the host store's
+        # learned timings and saves what it learns.
         self._on_poller = on_poller
         self.poller = self._new_poller(min_interval, max_interval)
         self.lookups = HostnameLookups()
@@ -180,8 +181,21 @@ class HostShare:
             started=now, deadline=now + max(0.0, timeout), expected=None,
         )  # fmt: skip
 
+        # When each status_message appeared (seconds from the start, between the change
+        # before it and its own), for the poller that takes the wait over if it moves.
+        seen: dict[str, tuple[float, float]] = {}
+        changed_at: float | None = None
+
         def deliver(machine: Machine) -> None:  # each state once, whichever process polled
+            nonlocal changed_at
             if record.last is None or identity(record.last) != identity(machine):
+                at = time.monotonic() - now
+                message = machine.status_message
+                # Not the first state shown: that one may have been there before the wait.
+                if (changed_at is not None and message is not None and message not in seen
+                        and len(seen) < MAX_SEEN and len(message) <= MAX_MESSAGE):
+                    seen[message] = (changed_at, at)
+                changed_at = at
                 record.last = machine
                 if on_change is not None:
                     on_change(machine)
@@ -192,6 +206,8 @@ class HostShare:
             link = None if local else self._route()
             # Wherever the wait goes (again, after a leader left), it counts from its start.
             args = {**args, "started_ago": time.monotonic() - now, "anchored": kicked}
+            if seen:
+                args["seen"] = dict(seen)
             if link is None:
                 remaining = max(0.0, record.deadline - time.monotonic())
                 try:
@@ -348,6 +364,10 @@ class HostShare:
             listener.bind(str(sock_path))
             os.chmod(sock_path, 0o600)
             listener.listen(128)
+            if self._on_poller is not None:
+                # The leaders before this one saved what they learned: this process loaded
+                # the host's timings when it started, maybe long before.
+                self._on_poller(self.poller)
             server = LeaderServer(listener, sock_path, self.poller, self.lookups, self.client)
             server.start()
         except BaseException:

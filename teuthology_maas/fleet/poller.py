@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 from teuthology_maas.fleet import schedule
-from teuthology_maas.fleet.estimate import FinishEstimator
+from teuthology_maas.fleet.estimate import Bracket, FinishEstimator
 from teuthology_maas.fleet.policy import TickPolicy
 from teuthology_maas.fleet.reading import MaasReads, OnLearn, PollingClient
 from teuthology_maas.fleet.waiter import PollerStats, Waiter
@@ -98,6 +98,18 @@ class StatusPoller(MaasReads):
                 self._next_tick(now)
                 self._cond.notify_all()
 
+    def adopt_history(self, history: FinishEstimator) -> None:
+        """Take `history` as what is known about finish times from now on (a new leader of the
+        host takes the host store's, newer than what it loaded when its process started)."""
+        with self._cond:
+            # Versions only grow: a window a waiter keeps is computed again (fleet.schedule).
+            history.version += self.history.version + 1
+            self.history = history
+            now = time.monotonic()
+            schedule.plan(self._waiters, (), self.policy, self.history, now=now, since=now)
+            self._next_tick(now)
+            self._cond.notify_all()
+
     def kick(self) -> None:
         """An action was just taken: poll soon (once, within a near tick of the previous poll;
         a new wait() ticks fast by itself).
@@ -130,6 +142,7 @@ class StatusPoller(MaasReads):
         kind: str | None = None,
         started_ago: float = 0.0,
         anchored: bool | None = None,
+        seen: Mapping[str, tuple[float, float]] | None = None,
     ) -> Machine:
         """Block until MAAS shows `system_id` in one of `targets` or `failures` and return the
         machine as MAAS showed it; the caller decides what a failure status means.
@@ -153,7 +166,10 @@ class StatusPoller(MaasReads):
         A wait taken over from another poller (host sharing: a follower's wait, or one moved
         when its leader left) gives `started_ago`, how long it has been waiting already, so
         that its finish window and cadence count from when it really began, and `anchored`,
-        whether it began right after its action (else: whether a kick just came here).
+        whether it began right after its action (else: whether a kick just came here), and
+        `seen`: when each status_message it was shown appeared, bracketed in seconds from its
+        start, so that its finish window is narrowed by the messages it has already shown (a
+        wait moved in its last phase would otherwise learn "Rebooting" anew, only now).
         """
         target_set = frozenset(NodeStatus(s) for s in targets)
         failure_set = frozenset(NodeStatus(s) for s in failures)
@@ -171,6 +187,9 @@ class StatusPoller(MaasReads):
             calm=failure_interval,
             probe=probe,
         )
+        for message, (low, high) in (seen or {}).items():
+            waiter.seen[message] = Bracket(low, high)
+            waiter.message_first_seen[message] = waiter.started + high
         with self._cond:
             # Learned timings count from the start of the wait; that is the start of the job
             # only when the wait follows the action (and its kick) at once, not for a machine
