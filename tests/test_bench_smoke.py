@@ -75,3 +75,16 @@ def test_the_smallest_shape_runs_on_both_sides_and_reports_every_target(tmp_path
     notes = out.split("How it was driven:")[1]
     assert "verify_ssh reads the simulator's node files" in notes
     assert "_verify_installed_os reads os-release from the simulator's node files" in notes
+
+
+def test_the_probe_cost_bench_logs_in_to_a_real_sshd_and_tells_the_three_kinds_of_node_apart():
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "probe_cost.py"), "--probes", "2", "--concurrent", "4"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {line.split("  ")[0]: line for line in done.stdout.splitlines()}
+    for kind in ("ready (finished node)", "not ready (no sentinel yet)",
+                 "not up (connection refused)"):  # fmt: skip
+        assert "(2 probes, 0 answered wrongly)" in rows[kind], done.stdout
+    assert "(4 probes, 4 ready)" in done.stdout
