@@ -42,7 +42,7 @@ from teuthology_maas.node.forensics import collect, failure
 from teuthology_maas.node.ownership import Authority, LockHolder, Stamp, Tag
 from teuthology_maas.node.quarantine import quarantine_text
 from teuthology_maas.node.region import node_region
-from teuthology_maas.node.ssh import probe_ready, verify_ssh
+from teuthology_maas.node.ssh import end_probes, probe_ready, verify_ssh
 
 __all__ = ["MaasProvisioner", "split_name"]
 
@@ -264,6 +264,8 @@ class MaasProvisioner:
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt / SystemExit: the node is cleaned up; keep exiting
             raise error from exc
+        finally:
+            end_probes(self.fqdn)  # no session of ours stays open on the node after its wait
         log.info(
             "%s: %s %s deployed and reachable over SSH in %.0f s (deployment %s)",
             machine.describe(), self.os_type, self.os_version, time.monotonic() - started,

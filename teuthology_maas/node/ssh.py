@@ -3,9 +3,10 @@
 os-release it returns is the requested OS is `images.os_mismatch`).
 
 paramiko, one connection per attempt, each with its own connect/banner/auth/channel timeouts,
-always closed. Waiting uses time.sleep, which gevent makes cooperative. Host keys are accepted
-without checking: every reimage gives the node new ones (teuthology re-scans them itself right
-after create()), so a known_hosts entry could only ever be stale.
+always closed (except the probe's to a node not finished yet: `ssh_kept`). Waiting uses
+time.sleep, which gevent makes cooperative. Host keys are accepted without checking: every
+reimage gives the node new ones (teuthology re-scans them itself right after create()), so a
+known_hosts entry could only ever be stale.
 
 Where and as whom to connect (the ssh_config, ssh_user, ssh_private_key; nothing from a job
 reaching ssh as an option) is `ssh_target`. Every attempt of a wait is reported to `waits`
@@ -25,6 +26,7 @@ import paramiko
 
 from teuthology_maas import waits
 from teuthology_maas.errors import MaasError, SSHNotReady
+from teuthology_maas.node.ssh_kept import probe_connections
 from teuthology_maas.node.ssh_reasons import reason_for, unresolvable
 from teuthology_maas.node.ssh_target import SSHTarget
 from teuthology_maas.waits import Reason, State, WaitReport
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CommandResult",
     "SSHTarget",
+    "end_probes",
     "parse_os_release",
     "probe_ready",
     "read_os_release",
@@ -363,20 +366,55 @@ def probe_ready(fqdn: str, config: MaasConfig) -> bool:
     (cloud-init finished)? What the status poller tries near the end of a deployment, because
     it costs MAAS nothing; True is only a reason to ask MAAS, never believed by itself (the
     node may be answering for someone else's deployment). Never raises for a node that is
-    not there yet. Tests and benchmarks replace it (`provisioner.probe_ready`)."""
+    not there yet. A node that lets us in but has not finished keeps its connection for the
+    next probe (`ssh_kept`): a login costs far more than a command. Tests and benchmarks
+    replace it (`provisioner.probe_ready`)."""
     try:
         target = SSHTarget.resolve(fqdn, config)
-        per_try = min(target.connect_timeout, PROBE_TIMEOUT)
-        client = _connect(target, timeout=per_try)
-        try:
-            sentinel = config.sentinel_file
-            command = f"test -e {shlex.quote(sentinel)}" if sentinel else "true"
-            return _exec(client, command, timeout=per_try).ok
-        finally:
-            client.close()
-    except Exception as exc:  # refused, unreachable, not our key yet, a name not resolving
+    except Exception as exc:  # a name not resolving yet
         log.debug("%s: probe: not ready (%s)", fqdn, type(exc).__name__)
         return False
+    per_try = min(target.connect_timeout, PROBE_TIMEOUT)
+    sentinel = config.sentinel_file
+    command = f"test -e {shlex.quote(sentinel)}" if sentinel else "true"
+    key = (fqdn, target.hostname, target.port, target.user, target.key_filenames,
+           target.proxy_command)  # fmt: skip
+    client = probe_connections.take(key)
+    if client is not None:
+        answer = _probe_over(client, command, per_try)
+        if answer is not None:
+            return _settle(key, client, answer)
+    try:
+        client = _connect(target, timeout=per_try)
+    except Exception as exc:  # refused, unreachable, not our key yet
+        log.debug("%s: probe: not ready (%s)", fqdn, type(exc).__name__)
+        return False
+    answer = _probe_over(client, command, per_try)
+    return False if answer is None else _settle(key, client, answer)
+
+
+def end_probes(fqdn: str) -> None:
+    """Close the connection the probe kept to `fqdn`, if any (its wait is over)."""
+    probe_connections.discard(lambda key: key[0] == fqdn)
+
+
+def _probe_over(client: paramiko.SSHClient, command: str, timeout: float) -> bool | None:
+    """The command's answer over an open connection; None (and the connection closed) when
+    the connection failed (the node dropped it: it rebooted, say)."""
+    try:
+        return _exec(client, command, timeout=timeout).ok
+    except Exception as exc:
+        log.debug("probe: connection lost (%s)", type(exc).__name__)
+        client.close()
+        return None
+
+
+def _settle(key: tuple[object, ...], client: paramiko.SSHClient, ready: bool) -> bool:
+    if ready:
+        client.close()  # done with this node: verify_ssh logs in afresh
+    else:
+        probe_connections.keep(key, client)
+    return ready
 
 
 def verify_ssh(
