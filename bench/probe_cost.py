@@ -5,11 +5,15 @@ real one, `teuthology_maas.node.ssh.probe_ready`, against real sshd servers on l
 openssh-server, started here as the tests start them): a paramiko login with our key, then
 `test -e` of the cloud-init sentinel. Three kinds of node: one that has finished (ready), one
 that lets us in but has not finished (the sentinel is missing), one whose sshd is not up yet
-(connection refused). For each, the wall time and the CPU time of this process per probe;
+(connection refused). For each, the wall time and the CPU time of this process per probe (the
+node that is not ready keeps its connection after the first probe, as the probe does);
 then the rate with `PROBES_IN_FLIGHT` probes at once (the fleet poller's cap per process), in
 OS threads (CPU time is what bounds it: paramiko's key exchange runs in Python).
 
-Printed, not asserted; the sshd side's CPU is not counted (on a lab it is the node's).
+Printed, not asserted; the sshd side's CPU is not counted (on a lab it is the node's). A
+command's wall time includes the server running the user's shell, which reads that user's
+~/.bashrc: a slow one (pyenv's init, say) shows in every probe here, while a stock Ubuntu
+node's returns at once for a non-interactive shell. "login alone" shows the part that is ours.
 
     .venv/bin/python bench/probe_cost.py [--probes N] [--concurrent N]
 """
@@ -28,7 +32,9 @@ from pathlib import Path
 
 from teuthology_maas.config import MaasConfig
 from teuthology_maas.fleet.poller import PROBES_IN_FLIGHT
-from teuthology_maas.node.ssh import probe_ready
+from teuthology_maas.node.ssh import _connect, probe_ready
+from teuthology_maas.node.ssh_kept import probe_connections
+from teuthology_maas.node.ssh_target import SSHTarget
 from teuthology_maas.testing.sshd import SSHDFleet
 
 
@@ -116,13 +122,18 @@ def main() -> None:
                   f"probe = login with our key + test -e {config.sentinel_file}")  # fmt: skip
             measure("ready (finished node)", lambda: probe_ready("done", config), args.probes,
                     True)  # fmt: skip
-            measure("not ready (no sentinel yet)", lambda: probe_ready("busy", config),
+            measure("not ready (connection kept)", lambda: probe_ready("busy", config),
                     args.probes, False)  # fmt: skip
             measure("not up (connection refused)", lambda: probe_ready("down", down),
                     args.probes, False)  # fmt: skip
+            target = SSHTarget.resolve("busy", config)
+            measure("login alone (key exchange + auth)",
+                    lambda: _connect(target, timeout=5.0).close() is None, args.probes,
+                    True)  # fmt: skip
             measure_concurrent(lambda: probe_ready("done", config), args.concurrent,
                                PROBES_IN_FLIGHT)  # fmt: skip
         finally:
+            probe_connections.close()
             fleet.stop()
 
 

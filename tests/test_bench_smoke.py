@@ -84,7 +84,7 @@ def test_the_probe_cost_bench_logs_in_to_a_real_sshd_and_tells_the_three_kinds_o
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = {line.split("  ")[0]: line for line in done.stdout.splitlines()}
-    for kind in ("ready (finished node)", "not ready (no sentinel yet)",
+    for kind in ("ready (finished node)", "not ready (connection kept)",
                  "not up (connection refused)"):  # fmt: skip
         assert "(2 probes, 0 answered wrongly)" in rows[kind], done.stdout
     assert "(4 probes, 4 ready)" in done.stdout
