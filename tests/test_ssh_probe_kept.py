@@ -128,6 +128,9 @@ def test_connections_unused_for_a_while_are_closed_and_at_most_the_limit_are_kep
     assert all(client.closed for client in clients.values())
 
 
+# The child only reads two values and writes them to a pipe before os._exit: no lock that
+# another thread could hold at the fork is taken there (the at-fork handler makes a new one).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_forgets_its_parent_s_connections_without_closing_them():
     pool = ssh_kept.probe_connections
     client = FakeClient()
