@@ -8,6 +8,8 @@ import json
 import tracemalloc
 from typing import Any
 
+import pytest
+
 from teuthology_maas.fleet._hostwire import machine_from_json, machine_to_json
 from teuthology_maas.machine_parts import interfaces_of, physical_disks_of
 from teuthology_maas.models import Machine, NodeStatus
@@ -109,3 +111,11 @@ def test_holding_many_machines_costs_a_fraction_of_their_decoded_objects():
     machines = _held_bytes(lambda i: Machine.from_json(json.loads(json.dumps(maas_shaped(i)))),
                            count)  # fmt: skip
     assert machines < decoded / 2, (machines, decoded)
+
+
+def test_an_object_that_is_not_json_is_a_protocol_error_naming_it():
+    from teuthology_maas.errors import MaasProtocolError
+
+    data = dict(maas_shaped(1), hardware_info={"when": object()})  # only from code, never MAAS
+    with pytest.raises(MaasProtocolError, match="a machine object that cannot be kept as JSON"):
+        Machine.from_json(data)

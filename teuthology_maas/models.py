@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TypedDict
 
-from teuthology_maas.answers import Fields
+from teuthology_maas.answers import Fields, malformed
 
 
 class NodeStatus(IntEnum):
@@ -179,6 +179,14 @@ class ErrorFields(TypedDict):
     status: str
 
 
+def _compact(f: Fields) -> str:
+    """The object as compact JSON text (what a Machine keeps of it)."""
+    try:
+        return json.dumps(dict(f.data), separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:  # not from JSON, or nested deeply
+        raise malformed(f"{f.what} that cannot be kept as JSON ({type(exc).__name__})") from None
+
+
 def _status(f: Fields) -> NodeStatus:
     value = f.data.get("status")
     if isinstance(value, bool) or not isinstance(value, int):
@@ -250,7 +258,7 @@ class Machine:
             cpu_count=f.integer("cpu_count"),
             memory=f.integer("memory"),
             ip_addresses=f.text_list("ip_addresses"),
-            raw_json=json.dumps(dict(f.data), separators=(",", ":"), ensure_ascii=False),
+            raw_json=_compact(f),
         )
 
     @property
