@@ -649,3 +649,26 @@ def test_a_follower_s_malformed_message_brackets_are_dropped(seen, why):
     assert _brackets({"Rebooting": [1.0, 2.5], "Installing OS": [0.0, 1.0]}, 10.0) == {
         "Rebooting": (1.0, 2.5), "Installing OS": (0.0, 1.0)
     }  # fmt: skip
+
+
+def test_taking_new_timings_leaves_every_due_read_where_it_was_and_recomputes_windows():
+    from teuthology_maas.fleet.estimate import Bracket, FinishEstimator
+    from teuthology_maas.fleet.poller import StatusPoller
+
+    client = FakeMaas()
+    client.add("m1", NodeStatus.DEPLOYING, "Installing OS")
+    poller = StatusPoller(client, min_interval=0.01, max_interval=0.05)
+    thread = threading.Thread(target=poller.wait, args=("m1",), kwargs={
+        "targets": DEPLOY_TARGET, "timeout": 20, "failure_interval": 60.0})  # fmt: skip
+    thread.start()
+    wait_until(lambda: poller.waiting == 1 and poller._waiters[0].last is not None)
+    waiter = poller._waiters[0]
+    due, version = waiter.due, poller.history.version
+    learned = FinishEstimator()
+    learned.learn("deploy", Bracket(600.0, 610.0), {})
+    poller.adopt_history(learned)
+    assert poller.history is learned and learned.version > version  # kept windows go stale
+    assert waiter.due == due  # a read due at once (a confirmation) would still be
+    client.set("m1", NodeStatus.DEPLOYED)
+    poller.kick()
+    thread.join(20)

@@ -103,12 +103,10 @@ class StatusPoller(MaasReads):
         host takes the host store's, newer than what it loaded when its process started)."""
         with self._cond:
             # Versions only grow: a window a waiter keeps is computed again (fleet.schedule).
+            # Due times stay as they are (a confirmation due at once stays due): each waiter's
+            # next one is planned with this history.
             history.version += self.history.version + 1
             self.history = history
-            now = time.monotonic()
-            schedule.plan(self._waiters, (), self.policy, self.history, now=now, since=now)
-            self._next_tick(now)
-            self._cond.notify_all()
 
     def kick(self) -> None:
         """An action was just taken: poll soon (once, within a near tick of the previous poll;
