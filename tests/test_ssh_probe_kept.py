@@ -158,3 +158,20 @@ def test_the_connection_to_a_node_goes_when_its_wait_is_over(fleet, cfg, kept, l
     assert len(kept) == 1  # smithi002's is still waiting
     assert ssh.probe_ready("smithi001", cfg) is False
     assert len(logins) == 3  # smithi001 logged in to afresh
+
+
+def test_a_probe_command_ends_at_its_deadline_whatever_the_node_sends(fleet, cfg):
+    import time
+
+    from teuthology_maas.node.ssh_target import SSHTarget
+
+    client = ssh._connect(SSHTarget.resolve("smithi001", cfg), timeout=5)
+    try:
+        assert ssh.exit_status_within(client, "exit 3", 5.0) == 3
+        began = time.monotonic()
+        with pytest.raises(TimeoutError, match="no exit status within 1 s"):
+            # A byte every 0.2 s would keep every read of a 5 s read timeout alive for ever.
+            ssh.exit_status_within(client, "while :; do echo x; sleep 0.2; done", 1.0)
+        assert time.monotonic() - began < 3.0
+    finally:
+        client.close()

@@ -399,14 +399,35 @@ def end_probes(fqdn: str) -> None:
 
 
 def _probe_over(client: paramiko.SSHClient, command: str, timeout: float) -> bool | None:
-    """The command's answer over an open connection; None (and the connection closed) when
-    the connection failed (the node dropped it: it rebooted, say)."""
+    """Whether the command exits 0 over an open connection; None (and the connection closed)
+    when the connection failed (the node dropped it: it rebooted, say) or the command did not
+    end within `timeout`."""
     try:
-        return _exec(client, command, timeout=timeout).ok
+        return exit_status_within(client, command, timeout) == 0
     except Exception as exc:
         log.debug("probe: connection lost (%s)", type(exc).__name__)
         client.close()
         return None
+
+
+def exit_status_within(client: paramiko.SSHClient, command: str, timeout: float) -> int:
+    """Run `command` and return its exit status, all within `timeout` seconds whatever the
+    node sends meanwhile (its output is not read: a probe wants only the status). A node that
+    keeps the command going, or trickles output to keep each read alive, raises TimeoutError
+    at the deadline instead of holding one of the process's few probe slots."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise EOFError("the connection is closed")
+    channel = transport.open_session(timeout=timeout)
+    try:
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        channel.shutdown_write()  # nothing to send: the command sees EOF at once
+        if not channel.status_event.wait(timeout):
+            raise TimeoutError(f"no exit status within {timeout:g} s")
+        return channel.recv_exit_status()
+    finally:
+        channel.close()
 
 
 def _settle(key: tuple[object, ...], client: paramiko.SSHClient, ready: bool) -> bool:
